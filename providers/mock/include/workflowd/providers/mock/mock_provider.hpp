@@ -1,0 +1,109 @@
+// The in-memory mock provider of seed 000: thread-safe, with a configurable outcome per workflow or
+// per execution name, history events, the idempotency of seed 001, injected latency and errors, and
+// a counter of StartExecution calls per execution name (proof that nothing was started twice).
+#pragma once
+
+#include <chrono>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "workflowd/common/clock.hpp"
+#include "workflowd/providers/provider.hpp"
+
+namespace workflowd::providers::mock {
+
+// What an execution does once started. Snapshotted at start: changing the configuration later does
+// not change executions already running.
+struct Outcome {
+  enum class Kind {
+    kSucceed,          // succeeds after `delay` (zero: at once)
+    kFail,             // fails with `error` after `delay`
+    kRunUntilStopped,  // stays running until StopExecution
+  };
+  Kind kind = Kind::kSucceed;
+  std::chrono::nanoseconds delay{0};
+  Json output;  // on success; null: {"result":"ok"}
+  ExecutionError error{"MockFailure", "mock execution failed", "", ""};
+
+  static Outcome Succeed(Json output = nullptr) { return {Kind::kSucceed, {}, std::move(output)}; }
+  static Outcome SucceedAfter(std::chrono::nanoseconds delay, Json output = nullptr) {
+    return {Kind::kSucceed, delay, std::move(output)};
+  }
+  static Outcome Fail(ExecutionError error, std::chrono::nanoseconds delay = {}) {
+    return {Kind::kFail, delay, nullptr, std::move(error)};
+  }
+  static Outcome RunUntilStopped() { return {Kind::kRunUntilStopped}; }
+};
+
+// Parses the optional `provider_config.mock` object of a workflow spec:
+//   {"outcome": "succeed" | "fail" | "run_until_stopped", "delay": "2s",
+//    "output": {...}, "error": {"code": "...", "message": "...", "failed_at": "step-id"}}
+// Throws ProviderError(kInvalidSpec) naming the bad field.
+std::optional<Outcome> OutcomeFromProviderConfig(const Json& provider_config);
+
+enum class Operation { kCreateWorkflow, kStartExecution, kGetExecutionStatus, kStopExecution,
+                       kDeleteWorkflow };
+
+class MockProvider final : public Provider {
+ public:
+  static constexpr const char* kName = "mock";
+
+  // `clock` decides when delayed outcomes complete; it must outlive the provider.
+  explicit MockProvider(const Clock& clock = SystemClock::Instance());
+  ~MockProvider() override;
+
+  std::string Name() const override { return kName; }
+  CreateWorkflowResult CreateWorkflow(const Context& ctx, const WorkflowSpec& spec) override;
+  ExecutionResult StartExecution(const Context& ctx, const std::string& workflow_id,
+                                 const ExecutionInput& input) override;
+  ExecutionStatus GetExecutionStatus(const Context& ctx,
+                                     const std::string& execution_id) override;
+  void StopExecution(const Context& ctx, const std::string& execution_id,
+                     const std::string& reason) override;
+  void DeleteWorkflow(const Context& ctx, const std::string& workflow_id) override;
+  void Validate(const Context& ctx, const WorkflowSpec& spec) override;
+
+  // --- configuration (thread-safe) ---
+  void SetDefaultOutcome(Outcome outcome);
+  void SetWorkflowOutcome(const std::string& workflow_id, Outcome outcome);
+  void SetExecutionOutcome(const std::string& execution_name, Outcome outcome);
+  // Every call waits this long first (respecting the call's deadline and cancellation).
+  void SetLatency(std::chrono::nanoseconds latency);
+  // The next `count` calls of `op` throw ProviderError(code) before doing anything.
+  void InjectErrors(Operation op, int count, ErrorCode code);
+
+  // --- observation (thread-safe) ---
+  // StartExecution calls that reached the provider for this name, including idempotent repeats.
+  int StartCalls(const std::string& execution_name) const;
+  // Executions that exist (each name at most once).
+  size_t ExecutionCount() const;
+  bool HasWorkflow(const std::string& workflow_id) const;
+
+ private:
+  struct WorkflowState;
+  struct ExecutionRecord;
+
+  void BeforeCall(const Context& ctx, Operation op, const char* what);
+  // Settles an execution whose outcome is due at `now`; terminal states are stored, never undone.
+  void Settle(ExecutionRecord& e, TimePoint now) const;
+  ExecutionStatus StatusOf(const ExecutionRecord& e) const;
+
+  const Clock& clock_;
+  mutable std::mutex mu_;
+  std::map<std::string, std::unique_ptr<WorkflowState>> workflows_;
+  std::map<std::string, std::unique_ptr<ExecutionRecord>> executions_;  // by execution id
+  std::map<std::string, std::string> id_by_name_;                       // name -> execution id
+  std::map<std::string, int> start_calls_;
+  Outcome default_outcome_;
+  std::map<std::string, Outcome> workflow_outcomes_;
+  std::map<std::string, Outcome> execution_outcomes_;
+  std::chrono::nanoseconds latency_{0};
+  std::map<Operation, std::pair<int, ErrorCode>> injected_;
+  uint64_t generated_names_ = 0;
+};
+
+}  // namespace workflowd::providers::mock

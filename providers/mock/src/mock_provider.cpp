@@ -1,0 +1,374 @@
+#include "workflowd/providers/mock/mock_provider.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <set>
+
+#include "workflowd/common/duration.hpp"
+#include "workflowd/providers/validation.hpp"
+
+namespace workflowd::providers::mock {
+
+struct MockProvider::WorkflowState {
+  WorkflowSpec spec;
+  TimePoint created_at;
+  std::vector<std::string> steps;  // step ids from definition.steps[].id, in order
+  std::optional<Outcome> configured;  // from provider_config.mock
+};
+
+struct MockProvider::ExecutionRecord {
+  std::string execution_id;
+  std::string execution_name;
+  std::string workflow_id;
+  ExecutionInput input;
+  std::vector<std::string> steps;
+  Outcome outcome;
+  ExecutionState state = ExecutionState::kRunning;
+  TimePoint start_time;
+  std::optional<TimePoint> stop_time;
+  Json output;
+  std::optional<ExecutionError> error;
+  std::vector<ExecutionEvent> history;
+};
+
+namespace {
+
+[[noreturn]] void Invalid(const std::string& msg) {
+  throw ProviderError(ErrorCode::kInvalidSpec, msg);
+}
+
+std::vector<std::string> StepIds(const Json& definition) {
+  std::vector<std::string> ids;
+  if (!definition.is_object()) return ids;
+  auto it = definition.find("steps");
+  if (it == definition.end() || !it->is_array()) return ids;
+  for (const auto& s : *it) {
+    if (s.is_object() && s.contains("id") && s["id"].is_string()) {
+      ids.push_back(s["id"].get<std::string>());
+    }
+  }
+  return ids;
+}
+
+Json StateDetails(const std::string& step) { return Json{{"state", step}}; }
+
+}  // namespace
+
+std::optional<Outcome> OutcomeFromProviderConfig(const Json& provider_config) {
+  if (provider_config.is_null()) return std::nullopt;
+  if (!provider_config.is_object()) Invalid("provider_config: expected a JSON object");
+  auto it = provider_config.find("mock");
+  if (it == provider_config.end() || it->is_null()) return std::nullopt;
+  const Json& m = *it;
+  if (!m.is_object()) Invalid("provider_config.mock: expected a JSON object");
+  static const std::set<std::string> kKeys = {"outcome", "delay", "output", "error"};
+  for (const auto& [k, _] : m.items()) {
+    if (!kKeys.contains(k)) {
+      Invalid("provider_config.mock." + k +
+              ": unknown key (expected outcome, delay, output or error)");
+    }
+  }
+  Outcome o;
+  std::string kind = m.value("outcome", std::string("succeed"));
+  if (kind == "succeed") {
+    o.kind = Outcome::Kind::kSucceed;
+  } else if (kind == "fail") {
+    o.kind = Outcome::Kind::kFail;
+  } else if (kind == "run_until_stopped") {
+    o.kind = Outcome::Kind::kRunUntilStopped;
+  } else {
+    Invalid("provider_config.mock.outcome: \"" + kind +
+            "\" is not one of succeed, fail, run_until_stopped");
+  }
+  if (m.contains("delay")) {
+    if (!m["delay"].is_string()) Invalid("provider_config.mock.delay: expected e.g. \"2s\"");
+    auto d = ParseDuration(m["delay"].get<std::string>());
+    if (!d) Invalid("provider_config.mock.delay: not a duration, expected e.g. \"2s\"");
+    o.delay = *d;
+  }
+  if (m.contains("output")) o.output = m["output"];
+  if (m.contains("error")) {
+    const Json& e = m["error"];
+    if (!e.is_object()) Invalid("provider_config.mock.error: expected an object");
+    for (const char* key : {"code", "message", "cause", "failed_at"}) {
+      if (e.contains(key) && !e[key].is_string()) {
+        Invalid(std::string("provider_config.mock.error.") + key + ": expected a string");
+      }
+    }
+    o.error.code = e.value("code", o.error.code);
+    o.error.message = e.value("message", o.error.message);
+    o.error.cause = e.value("cause", std::string());
+    o.error.failed_at = e.value("failed_at", std::string());
+  }
+  return o;
+}
+
+MockProvider::MockProvider(const Clock& clock) : clock_(clock) {}
+MockProvider::~MockProvider() = default;
+
+void MockProvider::BeforeCall(const Context& ctx, Operation op, const char* what) {
+  ThrowIfDone(ctx, what);
+  std::chrono::nanoseconds latency;
+  std::optional<ErrorCode> injected;
+  {
+    std::lock_guard lock(mu_);
+    latency = latency_;
+    auto it = injected_.find(op);
+    if (it != injected_.end() && it->second.first > 0) {
+      --it->second.first;
+      injected = it->second.second;
+    }
+  }
+  if (latency.count() > 0 && !ctx.WaitFor(latency)) ThrowIfDone(ctx, what);
+  if (injected) {
+    throw ProviderError(*injected, std::string(what) + ": injected mock error");
+  }
+}
+
+void MockProvider::Validate(const Context& ctx, const WorkflowSpec& spec) {
+  ThrowIfDone(ctx, "validate");
+  if (!spec.definition.is_object()) {
+    Invalid("definition: the mock provider expects a JSON object, e.g. {\"steps\":[{\"id\":\"a\"}]}");
+  }
+  if (auto it = spec.definition.find("steps"); it != spec.definition.end()) {
+    if (!it->is_array()) Invalid("definition.steps: expected an array of {\"id\": ...} objects");
+    std::set<std::string> seen;
+    for (size_t i = 0; i < it->size(); ++i) {
+      const Json& s = (*it)[i];
+      std::string field = "definition.steps[" + std::to_string(i) + "]";
+      if (!s.is_object() || !s.contains("id") || !s["id"].is_string() ||
+          s["id"].get<std::string>().empty()) {
+        Invalid(field + ": expected an object with a non-empty string \"id\"");
+      }
+      if (!seen.insert(s["id"].get<std::string>()).second) {
+        Invalid(field + ".id: duplicate step id \"" + s["id"].get<std::string>() + "\"");
+      }
+    }
+  }
+  OutcomeFromProviderConfig(spec.provider_config);
+}
+
+CreateWorkflowResult MockProvider::CreateWorkflow(const Context& ctx, const WorkflowSpec& spec) {
+  BeforeCall(ctx, Operation::kCreateWorkflow, "create workflow");
+  Validate(ctx, spec);
+  auto configured = OutcomeFromProviderConfig(spec.provider_config);
+  std::lock_guard lock(mu_);
+  auto it = workflows_.find(spec.workflow_id);
+  CreateWorkflowResult result{spec.workflow_id, kName, {{"workflow_id", spec.workflow_id}}, {}, ""};
+  if (it != workflows_.end()) {
+    result.created_at = it->second->created_at;
+    result.message = "workflow already exists";
+    return result;
+  }
+  auto state = std::make_unique<WorkflowState>();
+  state->spec = spec;
+  state->created_at = clock_.Now();
+  state->steps = StepIds(spec.definition);
+  state->configured = std::move(configured);
+  result.created_at = state->created_at;
+  result.message = "workflow created";
+  workflows_.emplace(spec.workflow_id, std::move(state));
+  return result;
+}
+
+ExecutionResult MockProvider::StartExecution(const Context& ctx, const std::string& workflow_id,
+                                             const ExecutionInput& input) {
+  BeforeCall(ctx, Operation::kStartExecution, "start execution");
+  auto problems = ExecutionInputProblems(input);
+  if (!problems.empty()) Invalid("invalid execution input: " + problems.front());
+
+  std::lock_guard lock(mu_);
+  if (!input.execution_name.empty()) ++start_calls_[input.execution_name];
+  auto wf = workflows_.find(workflow_id);
+  if (wf == workflows_.end()) {
+    throw ProviderError(ErrorCode::kWorkflowNotFound,
+                        "workflow \"" + workflow_id + "\" not found in the mock provider");
+  }
+  std::string name = input.execution_name;
+  if (name.empty()) {
+    name = "mock-exec-" + std::to_string(++generated_names_);
+    ++start_calls_[name];
+  }
+  if (auto existing = id_by_name_.find(name); existing != id_by_name_.end()) {
+    const auto& e = *executions_.at(existing->second);
+    if (e.workflow_id != workflow_id) {
+      throw ProviderError(ErrorCode::kAlreadyExists,
+                          "execution name \"" + name + "\" is already used by workflow \"" +
+                              e.workflow_id + "\"");
+    }
+    // Idempotent repeat: report the execution that already exists.
+    return ExecutionResult{e.execution_id, workflow_id,         kName,
+                           e.state,        e.start_time,        "execution already started"};
+  }
+
+  auto e = std::make_unique<ExecutionRecord>();
+  e->execution_id = "mock:" + workflow_id + ":" + name;
+  e->execution_name = name;
+  e->workflow_id = workflow_id;
+  e->input = input;
+  e->steps = wf->second->steps;
+  if (auto o = execution_outcomes_.find(name); o != execution_outcomes_.end()) {
+    e->outcome = o->second;
+  } else if (auto w = workflow_outcomes_.find(workflow_id); w != workflow_outcomes_.end()) {
+    e->outcome = w->second;
+  } else if (wf->second->configured) {
+    e->outcome = *wf->second->configured;
+  } else {
+    e->outcome = default_outcome_;
+  }
+  e->start_time = clock_.Now();
+  e->history.push_back({e->start_time, "ExecutionStarted", Json{{"name", name}}});
+  if (!e->steps.empty()) {
+    e->history.push_back({e->start_time, "StateEntered", StateDetails(e->steps.front())});
+  }
+  Settle(*e, e->start_time);
+  ExecutionResult result{e->execution_id, workflow_id, kName,
+                         ExecutionState::kRunning, e->start_time, "execution started"};
+  id_by_name_[name] = e->execution_id;
+  executions_.emplace(e->execution_id, std::move(e));
+  return result;
+}
+
+void MockProvider::Settle(ExecutionRecord& e, TimePoint now) const {
+  if (IsTerminal(e.state)) return;
+  const Outcome& o = e.outcome;
+  if (o.kind == Outcome::Kind::kRunUntilStopped) return;
+  TimePoint due = e.start_time + std::chrono::duration_cast<WallClock::duration>(o.delay);
+  if (now < due) return;
+
+  // Steps: the first was entered at start; walk the rest up to the end or the failing step.
+  size_t failed_index = e.steps.size();
+  if (o.kind == Outcome::Kind::kFail) {
+    failed_index = 0;
+    for (size_t i = 0; i < e.steps.size(); ++i) {
+      if (e.steps[i] == o.error.failed_at) failed_index = i;
+    }
+  }
+  for (size_t i = 0; i < e.steps.size(); ++i) {
+    if (i > 0) e.history.push_back({due, "StateEntered", StateDetails(e.steps[i])});
+    if (i == failed_index) break;
+    e.history.push_back({due, "StateExited", StateDetails(e.steps[i])});
+  }
+  e.stop_time = due;
+  if (o.kind == Outcome::Kind::kSucceed) {
+    e.state = ExecutionState::kSucceeded;
+    e.output = o.output.is_null() ? Json{{"result", "ok"}} : o.output;
+    e.history.push_back({due, "ExecutionSucceeded", Json::object()});
+  } else {
+    e.state = ExecutionState::kFailed;
+    e.error = o.error;
+    if (e.error->failed_at.empty() && failed_index < e.steps.size()) {
+      e.error->failed_at = e.steps[failed_index];
+    }
+    e.history.push_back(
+        {due, "ExecutionFailed", Json{{"error", e.error->code}, {"cause", e.error->message}}});
+  }
+}
+
+ExecutionStatus MockProvider::StatusOf(const ExecutionRecord& e) const {
+  ExecutionStatus s;
+  s.execution_id = e.execution_id;
+  s.workflow_id = e.workflow_id;
+  s.provider_type = kName;
+  s.state = e.state;
+  s.start_time = e.start_time;
+  s.stop_time = e.stop_time;
+  s.input = e.input.input;
+  s.output = e.output;
+  s.error = e.error;
+  s.history = e.history;
+  s.metadata = {{"execution_name", e.execution_name}};
+  return s;
+}
+
+ExecutionStatus MockProvider::GetExecutionStatus(const Context& ctx,
+                                                 const std::string& execution_id) {
+  BeforeCall(ctx, Operation::kGetExecutionStatus, "get execution status");
+  std::lock_guard lock(mu_);
+  auto it = executions_.find(execution_id);
+  if (it == executions_.end()) {
+    throw ProviderError(ErrorCode::kExecutionNotFound,
+                        "execution \"" + execution_id + "\" not found in the mock provider");
+  }
+  Settle(*it->second, clock_.Now());
+  return StatusOf(*it->second);
+}
+
+void MockProvider::StopExecution(const Context& ctx, const std::string& execution_id,
+                                 const std::string& reason) {
+  BeforeCall(ctx, Operation::kStopExecution, "stop execution");
+  std::lock_guard lock(mu_);
+  auto it = executions_.find(execution_id);
+  if (it == executions_.end()) {
+    throw ProviderError(ErrorCode::kExecutionNotFound,
+                        "execution \"" + execution_id + "\" not found in the mock provider");
+  }
+  ExecutionRecord& e = *it->second;
+  TimePoint now = clock_.Now();
+  Settle(e, now);
+  if (IsTerminal(e.state)) return;  // idempotent; terminal states never change
+  e.state = ExecutionState::kCancelled;
+  e.stop_time = now;
+  e.history.push_back({now, "ExecutionAborted", Json{{"reason", reason}}});
+  spdlog::debug("mock execution stopped: execution_id={} reason={}", execution_id, reason);
+}
+
+void MockProvider::DeleteWorkflow(const Context& ctx, const std::string& workflow_id) {
+  BeforeCall(ctx, Operation::kDeleteWorkflow, "delete workflow");
+  std::lock_guard lock(mu_);
+  if (!workflows_.contains(workflow_id)) return;  // idempotent
+  TimePoint now = clock_.Now();
+  for (auto& [id, e] : executions_) {
+    if (e->workflow_id != workflow_id) continue;
+    Settle(*e, now);
+    if (!IsTerminal(e->state)) {
+      throw ProviderError(ErrorCode::kFailedPrecondition,
+                          "workflow \"" + workflow_id + "\" has running executions (e.g. \"" +
+                              id + "\"); stop them first");
+    }
+  }
+  workflows_.erase(workflow_id);
+}
+
+void MockProvider::SetDefaultOutcome(Outcome outcome) {
+  std::lock_guard lock(mu_);
+  default_outcome_ = std::move(outcome);
+}
+
+void MockProvider::SetWorkflowOutcome(const std::string& workflow_id, Outcome outcome) {
+  std::lock_guard lock(mu_);
+  workflow_outcomes_[workflow_id] = std::move(outcome);
+}
+
+void MockProvider::SetExecutionOutcome(const std::string& execution_name, Outcome outcome) {
+  std::lock_guard lock(mu_);
+  execution_outcomes_[execution_name] = std::move(outcome);
+}
+
+void MockProvider::SetLatency(std::chrono::nanoseconds latency) {
+  std::lock_guard lock(mu_);
+  latency_ = latency;
+}
+
+void MockProvider::InjectErrors(Operation op, int count, ErrorCode code) {
+  std::lock_guard lock(mu_);
+  injected_[op] = {count, code};
+}
+
+int MockProvider::StartCalls(const std::string& execution_name) const {
+  std::lock_guard lock(mu_);
+  auto it = start_calls_.find(execution_name);
+  return it == start_calls_.end() ? 0 : it->second;
+}
+
+size_t MockProvider::ExecutionCount() const {
+  std::lock_guard lock(mu_);
+  return executions_.size();
+}
+
+bool MockProvider::HasWorkflow(const std::string& workflow_id) const {
+  std::lock_guard lock(mu_);
+  return workflows_.contains(workflow_id);
+}
+
+}  // namespace workflowd::providers::mock

@@ -1,0 +1,147 @@
+#include <gtest/gtest.h>
+
+#include <thread>
+
+#include "workflowd/common/clock.hpp"
+#include "workflowd/common/context.hpp"
+#include "workflowd/common/duration.hpp"
+#include "workflowd/common/timefmt.hpp"
+
+namespace workflowd {
+namespace {
+
+using namespace std::chrono_literals;
+
+// Expected values are those of Go's time.ParseDuration (its own test table, time/time_test.go).
+TEST(ParseDuration, AcceptsGoSyntax) {
+  struct Case {
+    const char* text;
+    std::chrono::nanoseconds want;
+  } cases[] = {
+      {"0", 0ns},          {"5s", 5s},          {"30s", 30s},       {"1478s", 1478s},
+      {"+5s", 5s},         {"5.0s", 5s},        {"5.6s", 5600ms},   {"5.s", 5s},
+      {".5s", 500ms},      {"1.0s", 1s},        {"1.00s", 1s},      {"1.004s", 1004ms},
+      {"1.0040s", 1004ms}, {"100.00100s", 100001ms}, {"10ns", 10ns}, {"11us", 11us},
+      {"12µs", 12us},      {"12μs", 12us},      {"13ms", 13ms},     {"14s", 14s},
+      {"15m", 15min},      {"16h", 16h},        {"3h30m", 3h + 30min},
+      {"10.5s4m", 4min + 10500ms}, {"1h2m3s4ms5us6ns", 1h + 2min + 3s + 4ms + 5us + 6ns},
+      {"39h9m14.425s", 39h + 9min + 14425ms}, {"52763797000ns", 52763797000ns},
+      {"0.3333333333333333333h", 20min}, {"9007199254.740993ms", 9007199254740993ns},
+      {"0.100000000000000000000h", 6min},
+  };
+  for (const auto& c : cases) {
+    auto got = ParseDuration(c.text);
+    ASSERT_TRUE(got.has_value()) << c.text;
+    EXPECT_EQ(got->count(), c.want.count()) << c.text;
+  }
+}
+
+TEST(ParseDuration, RejectsMalformedInput) {
+  for (const char* text : {"", "3", "-", "s", ".", "-.", ".s", "+.s", "1d", "-5s", "3000000h",
+                           "9223372036854775808ns", "1.5", "5 s", "s5", "1h-2m", "\xC2"}) {
+    EXPECT_FALSE(ParseDuration(text).has_value()) << "'" << text << "'";
+  }
+}
+
+TEST(FormatDuration, IsCompactAndRoundTrips) {
+  EXPECT_EQ(FormatDuration(0s), "0s");
+  EXPECT_EQ(FormatDuration(30min), "30m");
+  EXPECT_EQ(FormatDuration(60s), "1m");
+  EXPECT_EQ(FormatDuration(1s), "1s");
+  EXPECT_EQ(FormatDuration(90min), "1h30m");
+  EXPECT_EQ(FormatDuration(1500ms), "1.5s");
+  EXPECT_EQ(FormatDuration(250ms), "250ms");
+  EXPECT_EQ(FormatDuration(1500us), "1.5ms");
+  EXPECT_EQ(FormatDuration(7ns), "7ns");
+  EXPECT_EQ(FormatDuration(2h + 1s), "2h1s");
+  EXPECT_EQ(FormatDuration(-2s), "-2s");
+  for (std::chrono::nanoseconds d : std::initializer_list<std::chrono::nanoseconds>{1ns, 999ns, 1us, 1234567ns, 59s, 61s, 3601s, 25h + 1ms, 1h + 2min + 3s + 4ns}) {
+    auto text = FormatDuration(d);
+    auto back = ParseDuration(text);
+    ASSERT_TRUE(back.has_value()) << text;
+    EXPECT_EQ(back->count(), std::chrono::nanoseconds(d).count()) << text;
+  }
+}
+
+TEST(Rfc3339, FormatsUtc) {
+  // 1769767200 is 2026-01-30T10:00:00Z (`date -u -d @1769767200`).
+  TimePoint t{std::chrono::seconds(1769767200)};
+  EXPECT_EQ(FormatRfc3339(t), "2026-01-30T10:00:00Z");
+  EXPECT_EQ(FormatRfc3339(t + 123ms), "2026-01-30T10:00:00.123Z");
+  EXPECT_EQ(FormatRfc3339(TimePoint{}), "1970-01-01T00:00:00Z");
+  // 951782400 is 2000-02-29T00:00:00Z, a leap day.
+  EXPECT_EQ(FormatRfc3339(TimePoint{std::chrono::seconds(951782400)}), "2000-02-29T00:00:00Z");
+}
+
+TEST(Rfc3339, ParsesOffsetsAndFractions) {
+  TimePoint t{std::chrono::seconds(1769767200)};
+  EXPECT_EQ(ParseRfc3339("2026-01-30T10:00:00Z"), t);
+  EXPECT_EQ(ParseRfc3339("2026-01-30t10:00:00z"), t);
+  EXPECT_EQ(ParseRfc3339("2026-01-30T12:00:00+02:00"), t);
+  EXPECT_EQ(ParseRfc3339("2026-01-30T05:30:00-04:30"), t);
+  EXPECT_EQ(ParseRfc3339("2026-01-30T10:00:00.5Z"), t + 500ms);
+  EXPECT_EQ(ParseRfc3339("2026-01-30T10:00:00.000000001Z"), t + 1ns);
+  for (const char* bad : {"", "2026-01-30", "2026-01-30T10:00:00", "2026-02-30T10:00:00Z",
+                          "2026-01-30T24:00:00Z", "2026-01-30T10:00:00.Z", "2026-01-30T10:00Z",
+                          "2026-01-30T10:00:00+0200", "2026-01-30T10:00:00Zjunk",
+                          "26-01-30T10:00:00Z"}) {
+    EXPECT_FALSE(ParseRfc3339(bad).has_value()) << bad;
+  }
+}
+
+TEST(ManualClock, MovesOnlyWhenTold) {
+  ManualClock clock;
+  auto t0 = clock.Now();
+  EXPECT_EQ(clock.Now(), t0);
+  clock.Advance(5s);
+  EXPECT_EQ(clock.Now(), t0 + 5s);
+  clock.Set(t0);
+  EXPECT_EQ(clock.Now(), t0);
+}
+
+TEST(Context, BackgroundIsNeverDone) {
+  auto ctx = Context::Background();
+  EXPECT_EQ(ctx.State(), ContextState::kActive);
+  EXPECT_FALSE(ctx.Deadline().has_value());
+  EXPECT_TRUE(ctx.WaitFor(1ms));
+}
+
+TEST(Context, DeadlineExpires) {
+  auto ctx = Context::Background().WithTimeout(0ns);
+  EXPECT_EQ(ctx.State(), ContextState::kDeadlineExceeded);
+  EXPECT_FALSE(ctx.WaitFor(1h));  // returns at once: the deadline has passed
+  auto later = Context::Background().WithTimeout(1h);
+  EXPECT_EQ(later.State(), ContextState::kActive);
+  // A child never outlives its parent's deadline.
+  auto child = ctx.WithTimeout(1h);
+  EXPECT_EQ(child.State(), ContextState::kDeadlineExceeded);
+}
+
+TEST(Context, CancelReachesChildrenAndWakesWaiters) {
+  CancelSource parent;
+  CancelSource child(parent.context());
+  auto grandchild = child.context().WithTimeout(1h);
+  EXPECT_FALSE(grandchild.Done());
+
+  std::atomic<bool> woke_early{false};
+  std::thread waiter([&] { woke_early = !grandchild.WaitFor(1h); });
+  parent.Cancel();
+  waiter.join();
+  EXPECT_TRUE(woke_early);
+  EXPECT_EQ(child.context().State(), ContextState::kCancelled);
+  EXPECT_EQ(grandchild.State(), ContextState::kCancelled);
+  // A source created under an already cancelled parent starts cancelled.
+  CancelSource late(parent.context());
+  EXPECT_EQ(late.context().State(), ContextState::kCancelled);
+}
+
+TEST(Context, CancellingChildLeavesParentActive) {
+  CancelSource parent;
+  CancelSource child(parent.context());
+  child.Cancel();
+  EXPECT_TRUE(child.context().Done());
+  EXPECT_FALSE(parent.context().Done());
+}
+
+}  // namespace
+}  // namespace workflowd
