@@ -50,9 +50,9 @@ std::optional<TimePoint> ParseRfc3339(std::string_view s) {
   using namespace std::chrono;
   int y, mo, d, h, mi, sec;
   if (!ReadDigits(s, 0, 4, y) || s.size() < 20 || s[4] != '-' || !ReadDigits(s, 5, 2, mo) ||
-      s[7] != '-' || !ReadDigits(s, 8, 2, d) ||
-      (s[10] != 'T' && s[10] != 't' && s[10] != ' ') || !ReadDigits(s, 11, 2, h) ||
-      s[13] != ':' || !ReadDigits(s, 14, 2, mi) || s[16] != ':' || !ReadDigits(s, 17, 2, sec)) {
+      s[7] != '-' || !ReadDigits(s, 8, 2, d) || (s[10] != 'T' && s[10] != 't' && s[10] != ' ') ||
+      !ReadDigits(s, 11, 2, h) || s[13] != ':' || !ReadDigits(s, 14, 2, mi) || s[16] != ':' ||
+      !ReadDigits(s, 17, 2, sec)) {
     return std::nullopt;
   }
   if (h > 23 || mi > 59 || sec > 60) return std::nullopt;  // 60: leap second, folded below

@@ -48,8 +48,8 @@ int Migrate(const std::string& dsn) {
     if (report.applied.empty()) {
       spdlog::info("schema is up to date at version {} ({})", report.schema_version, MaskDsn(dsn));
     } else {
-      spdlog::info("applied {} migration(s); schema version is now {} ({})",
-                   report.applied.size(), report.schema_version, MaskDsn(dsn));
+      spdlog::info("applied {} migration(s); schema version is now {} ({})", report.applied.size(),
+                   report.schema_version, MaskDsn(dsn));
     }
     return 0;
   } catch (const store::StoreError& e) {
@@ -72,9 +72,10 @@ int Run(const std::string& dsn) {
     int version = store::SchemaVersion(dsn);
     int expected = store::BundledMigrations().back().version;
     if (version < expected) {
-      spdlog::error("database schema is at version {}, this binary needs {}: run `workflowd "
-                    "migrate` first",
-                    version, expected);
+      spdlog::error(
+          "database schema is at version {}, this binary needs {}: run `workflowd "
+          "migrate` first",
+          version, expected);
       return 1;
     }
     spdlog::info("workflowd {} started (database {}, schema version {})", WORKFLOWD_VERSION,
@@ -97,8 +98,7 @@ int RunCli(int argc, char** argv) {
 
   auto* version = app.add_subcommand("version", "Print the version and exit");
   auto* migrate = app.add_subcommand("migrate", "Apply the database schema migrations");
-  migrate->add_option("--database-url", dsn,
-                      "PostgreSQL URL (default: $WORKFLOWD_DATABASE_URL)");
+  migrate->add_option("--database-url", dsn, "PostgreSQL URL (default: $WORKFLOWD_DATABASE_URL)");
   auto* run = app.add_subcommand("run", "Run the daemon");
   run->add_option("--database-url", dsn, "PostgreSQL URL (default: $WORKFLOWD_DATABASE_URL)");
 

@@ -10,9 +10,9 @@ void Registry::Register(std::shared_ptr<Provider> provider) {
   if (!provider) throw ProviderError(ErrorCode::kInvalidSpec, "cannot register a null provider");
   std::string name = provider->Name();
   if (!IsValidProviderName(name)) {
-    throw ProviderError(ErrorCode::kInvalidSpec,
-                        "provider name \"" + name +
-                            "\" must be lowercase alphanumeric words joined by hyphens");
+    throw ProviderError(
+        ErrorCode::kInvalidSpec,
+        "provider name \"" + name + "\" must be lowercase alphanumeric words joined by hyphens");
   }
   std::unique_lock lock(mu_);
   auto [it, inserted] = providers_.emplace(name, std::move(provider));
@@ -29,8 +29,8 @@ std::shared_ptr<Provider> Registry::Get(const std::string& provider_type) const 
   std::string known;
   for (const auto& [name, _] : providers_) known += (known.empty() ? "" : ", ") + name;
   throw ProviderError(ErrorCode::kProviderNotFound,
-                      "workflow provider \"" + provider_type + "\" not found (registered: " +
-                          (known.empty() ? "none" : known) + ")");
+                      "workflow provider \"" + provider_type +
+                          "\" not found (registered: " + (known.empty() ? "none" : known) + ")");
 }
 
 bool Registry::Has(const std::string& provider_type) const {

@@ -57,8 +57,8 @@ MigrationReport Migrate(const std::string& dsn, const std::vector<Migration>& mi
     pqxx::connection conn(dsn);
     // Session-level lock: a second replica waits here until the first has finished, then finds
     // everything applied.
-    pqxx::nontransaction(conn).exec("SELECT pg_advisory_lock(" +
-                                    std::to_string(kMigrationLockKey) + ")");
+    pqxx::nontransaction(conn).exec("SELECT pg_advisory_lock(" + std::to_string(kMigrationLockKey) +
+                                    ")");
     struct Unlock {
       pqxx::connection& c;
       ~Unlock() {

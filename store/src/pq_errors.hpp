@@ -9,10 +9,10 @@
 namespace workflowd::store {
 
 inline bool IsRetryableSqlState(const std::string& state) {
-  return state.rfind("08", 0) == 0 ||  // connection exceptions
-         state == "40001" ||           // serialization failure
-         state == "40P01" ||           // deadlock detected
-         state == "53300" ||           // too many connections
+  return state.rfind("08", 0) == 0 ||                               // connection exceptions
+         state == "40001" ||                                        // serialization failure
+         state == "40P01" ||                                        // deadlock detected
+         state == "53300" ||                                        // too many connections
          state == "57P01" || state == "57P02" || state == "57P03";  // shutdown, cannot connect now
 }
 

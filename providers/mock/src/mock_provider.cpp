@@ -12,7 +12,7 @@ namespace workflowd::providers::mock {
 struct MockProvider::WorkflowState {
   WorkflowSpec spec;
   TimePoint created_at;
-  std::vector<std::string> steps;  // step ids from definition.steps[].id, in order
+  std::vector<std::string> steps;     // step ids from definition.steps[].id, in order
   std::optional<Outcome> configured;  // from provider_config.mock
 };
 
@@ -128,7 +128,8 @@ void MockProvider::BeforeCall(const Context& ctx, Operation op, const char* what
 void MockProvider::Validate(const Context& ctx, const WorkflowSpec& spec) {
   ThrowIfDone(ctx, "validate");
   if (!spec.definition.is_object()) {
-    Invalid("definition: the mock provider expects a JSON object, e.g. {\"steps\":[{\"id\":\"a\"}]}");
+    Invalid(
+        "definition: the mock provider expects a JSON object, e.g. {\"steps\":[{\"id\":\"a\"}]}");
   }
   if (auto it = spec.definition.find("steps"); it != spec.definition.end()) {
     if (!it->is_array()) Invalid("definition.steps: expected an array of {\"id\": ...} objects");
@@ -192,13 +193,13 @@ ExecutionResult MockProvider::StartExecution(const Context& ctx, const std::stri
   if (auto existing = id_by_name_.find(name); existing != id_by_name_.end()) {
     const auto& e = *executions_.at(existing->second);
     if (e.workflow_id != workflow_id) {
-      throw ProviderError(ErrorCode::kAlreadyExists,
-                          "execution name \"" + name + "\" is already used by workflow \"" +
-                              e.workflow_id + "\"");
+      throw ProviderError(
+          ErrorCode::kAlreadyExists,
+          "execution name \"" + name + "\" is already used by workflow \"" + e.workflow_id + "\"");
     }
     // Idempotent repeat: report the execution that already exists.
-    return ExecutionResult{e.execution_id, workflow_id,         kName,
-                           e.state,        e.start_time,        "execution already started"};
+    return ExecutionResult{e.execution_id, workflow_id,  kName,
+                           e.state,        e.start_time, "execution already started"};
   }
 
   auto e = std::make_unique<ExecutionRecord>();
@@ -222,7 +223,7 @@ ExecutionResult MockProvider::StartExecution(const Context& ctx, const std::stri
     e->history.push_back({e->start_time, "StateEntered", StateDetails(e->steps.front())});
   }
   Settle(*e, e->start_time);
-  ExecutionResult result{e->execution_id, workflow_id, kName,
+  ExecutionResult result{e->execution_id,          workflow_id,   kName,
                          ExecutionState::kRunning, e->start_time, "execution started"};
   id_by_name_[name] = e->execution_id;
   executions_.emplace(e->execution_id, std::move(e));
@@ -322,9 +323,9 @@ void MockProvider::DeleteWorkflow(const Context& ctx, const std::string& workflo
     if (e->workflow_id != workflow_id) continue;
     Settle(*e, now);
     if (!IsTerminal(e->state)) {
-      throw ProviderError(ErrorCode::kFailedPrecondition,
-                          "workflow \"" + workflow_id + "\" has running executions (e.g. \"" +
-                              id + "\"); stop them first");
+      throw ProviderError(ErrorCode::kFailedPrecondition, "workflow \"" + workflow_id +
+                                                              "\" has running executions (e.g. \"" +
+                                                              id + "\"); stop them first");
     }
   }
   workflows_.erase(workflow_id);

@@ -10,19 +10,19 @@
 namespace workflowd::providers {
 
 enum class ErrorCode {
-  kProviderNotFound,     // no provider registered under that name
-  kProviderConflict,     // a provider with that name is already registered
-  kInvalidSpec,          // spec, definition or input rejected by validation
-  kWorkflowNotFound,     // the workflow id is unknown to the engine
-  kExecutionNotFound,    // the execution id is unknown to the engine
-  kExecutionFailed,      // the engine reports the execution could not run
-  kAlreadyExists,        // an execution name is taken by a different workflow or input
-  kFailedPrecondition,   // the operation is refused in the current state (e.g. running executions)
-  kUnavailable,          // engine unreachable or answered with a server error
-  kThrottled,            // engine asked us to slow down
-  kDeadlineExceeded,     // the call's deadline passed
-  kCancelled,            // the call's context was cancelled
-  kInternal,             // a bug or an unexpected answer
+  kProviderNotFound,    // no provider registered under that name
+  kProviderConflict,    // a provider with that name is already registered
+  kInvalidSpec,         // spec, definition or input rejected by validation
+  kWorkflowNotFound,    // the workflow id is unknown to the engine
+  kExecutionNotFound,   // the execution id is unknown to the engine
+  kExecutionFailed,     // the engine reports the execution could not run
+  kAlreadyExists,       // an execution name is taken by a different workflow or input
+  kFailedPrecondition,  // the operation is refused in the current state (e.g. running executions)
+  kUnavailable,         // engine unreachable or answered with a server error
+  kThrottled,           // engine asked us to slow down
+  kDeadlineExceeded,    // the call's deadline passed
+  kCancelled,           // the call's context was cancelled
+  kInternal,            // a bug or an unexpected answer
 };
 
 const char* ToString(ErrorCode code);

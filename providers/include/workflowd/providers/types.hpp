@@ -4,12 +4,11 @@
 
 #include <chrono>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "workflowd/common/clock.hpp"
 
@@ -49,7 +48,7 @@ struct WorkflowSpec {
   std::string provider_type;
   std::string name;
   std::string description;
-  Json definition;  // provider-specific; null means absent
+  Json definition;                      // provider-specific; null means absent
   std::chrono::nanoseconds timeout{0};  // zero: provider default
   std::optional<RetryPolicy> retry_policy;
   Tags tags;

@@ -25,9 +25,9 @@ struct Migration {
 std::vector<Migration> BundledMigrations();
 
 struct MigrationReport {
-  std::vector<int> applied;      // versions applied by this run, in order
-  int schema_version = 0;        // highest version recorded after the run
-  bool database_ahead = false;   // the database has versions this binary does not know
+  std::vector<int> applied;     // versions applied by this run, in order
+  int schema_version = 0;       // highest version recorded after the run
+  bool database_ahead = false;  // the database has versions this binary does not know
 };
 
 // Applies every migration not yet recorded, each in its own transaction. Throws StoreError when the

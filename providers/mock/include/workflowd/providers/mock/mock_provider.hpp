@@ -45,8 +45,13 @@ struct Outcome {
 // Throws ProviderError(kInvalidSpec) naming the bad field.
 std::optional<Outcome> OutcomeFromProviderConfig(const Json& provider_config);
 
-enum class Operation { kCreateWorkflow, kStartExecution, kGetExecutionStatus, kStopExecution,
-                       kDeleteWorkflow };
+enum class Operation {
+  kCreateWorkflow,
+  kStartExecution,
+  kGetExecutionStatus,
+  kStopExecution,
+  kDeleteWorkflow
+};
 
 class MockProvider final : public Provider {
  public:
@@ -60,8 +65,7 @@ class MockProvider final : public Provider {
   CreateWorkflowResult CreateWorkflow(const Context& ctx, const WorkflowSpec& spec) override;
   ExecutionResult StartExecution(const Context& ctx, const std::string& workflow_id,
                                  const ExecutionInput& input) override;
-  ExecutionStatus GetExecutionStatus(const Context& ctx,
-                                     const std::string& execution_id) override;
+  ExecutionStatus GetExecutionStatus(const Context& ctx, const std::string& execution_id) override;
   void StopExecution(const Context& ctx, const std::string& execution_id,
                      const std::string& reason) override;
   void DeleteWorkflow(const Context& ctx, const std::string& workflow_id) override;

@@ -1,0 +1,3 @@
+workflowd_test(store_migrations_test integration
+  SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/store_migrations_test.cpp
+  LIBS workflowd_store PkgConfig::PQXX)

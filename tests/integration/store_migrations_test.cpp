@@ -1,0 +1,248 @@
+// Migrations and schema invariants against the real PostgreSQL server (scripts/services.sh).
+#include <gtest/gtest.h>
+
+#include <future>
+#include <pqxx/pqxx>
+#include <thread>
+
+#include "test_database.hpp"
+#include "workflowd/store/migrations.hpp"
+
+namespace workflowd::store {
+namespace {
+
+using workflowd::testing::TestDatabase;
+
+// Everything a migration can change, as text: columns, indexes, constraints, triggers.
+std::string SchemaSnapshot(const std::string& dsn) {
+  pqxx::connection c(dsn);
+  pqxx::read_transaction r(c);
+  std::string out;
+  for (const auto& row : r.exec(
+           "SELECT table_name, column_name, data_type, is_nullable, coalesce(column_default, '') "
+           "FROM information_schema.columns WHERE table_schema = 'public' "
+           "ORDER BY table_name, column_name")) {
+    for (const auto& f : row) out += f.c_str() + std::string("|");
+    out += "\n";
+  }
+  for (const auto& row :
+       r.exec("SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = 'public' "
+              "ORDER BY indexname")) {
+    out += row[0].c_str() + std::string(" ") + row[1].c_str() + "\n";
+  }
+  for (const auto& row : r.exec("SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint "
+                                "WHERE connamespace = 'public'::regnamespace ORDER BY conname")) {
+    out += row[0].c_str() + std::string(" ") + row[1].c_str() + "\n";
+  }
+  for (const auto& row :
+       r.exec("SELECT tgname FROM pg_trigger WHERE NOT tgisinternal ORDER BY 1")) {
+    out += row[0].c_str() + std::string("\n");
+  }
+  return out;
+}
+
+int CountRows(const std::string& dsn, const std::string& sql) {
+  pqxx::connection c(dsn);
+  pqxx::read_transaction r(c);
+  return r.exec(sql)[0][0].as<int>();
+}
+
+TEST(BundledMigrations, AreOrderedAndNamed) {
+  auto migrations = BundledMigrations();
+  ASSERT_FALSE(migrations.empty());
+  EXPECT_EQ(migrations.front().version, 1);
+  EXPECT_EQ(migrations.front().name, "initial_schema");
+  for (size_t i = 1; i < migrations.size(); ++i) {
+    EXPECT_LT(migrations[i - 1].version, migrations[i].version);
+  }
+}
+
+TEST(Migrate, AppliesEverythingOnceAndTheSecondRunChangesNothing) {
+  TestDatabase db;
+  auto migrations = BundledMigrations();
+  EXPECT_EQ(SchemaVersion(db.dsn()), 0);
+
+  auto first = Migrate(db.dsn(), migrations);
+  ASSERT_EQ(first.applied.size(), migrations.size());
+  EXPECT_EQ(first.schema_version, migrations.back().version);
+  EXPECT_FALSE(first.database_ahead);
+  auto before = SchemaSnapshot(db.dsn());
+  EXPECT_NE(before.find("workflow_executions_event_key"), std::string::npos);
+
+  auto second = Migrate(db.dsn(), migrations);
+  EXPECT_TRUE(second.applied.empty());
+  EXPECT_EQ(second.schema_version, first.schema_version);
+  EXPECT_EQ(SchemaSnapshot(db.dsn()), before);
+  EXPECT_EQ(CountRows(db.dsn(), "SELECT count(*) FROM schema_migrations"),
+            static_cast<int>(migrations.size()));
+  EXPECT_EQ(SchemaVersion(db.dsn()), migrations.back().version);
+}
+
+TEST(Migrate, ReplicasStartingTogetherApplyEachMigrationOnce) {
+  TestDatabase db;
+  auto migrations = BundledMigrations();
+  constexpr int kReplicas = 4;
+  std::vector<std::future<MigrationReport>> runs;
+  for (int i = 0; i < kReplicas; ++i) {
+    runs.push_back(std::async(std::launch::async, [&] { return Migrate(db.dsn(), migrations); }));
+  }
+  size_t applied_total = 0;
+  for (auto& run : runs) {
+    auto report = run.get();  // none may fail
+    applied_total += report.applied.size();
+    EXPECT_EQ(report.schema_version, migrations.back().version);
+  }
+  EXPECT_EQ(applied_total, migrations.size());
+  EXPECT_EQ(CountRows(db.dsn(), "SELECT count(*) FROM schema_migrations"),
+            static_cast<int>(migrations.size()));
+}
+
+TEST(Migrate, RefusesAnEditedMigration) {
+  TestDatabase db;
+  auto migrations = BundledMigrations();
+  Migrate(db.dsn(), migrations);
+  migrations.front().sql += "\n-- edited after release\n";
+  try {
+    Migrate(db.dsn(), migrations);
+    FAIL() << "an edited migration must be refused";
+  } catch (const StoreError& e) {
+    EXPECT_FALSE(e.Retryable());
+    EXPECT_NE(std::string(e.what()).find("migration 1"), std::string::npos) << e.what();
+  }
+}
+
+TEST(Migrate, NewerDatabaseIsReportedNotBroken) {
+  TestDatabase db;
+  auto migrations = BundledMigrations();
+  Migrate(db.dsn(), migrations);
+  {
+    pqxx::connection c(db.dsn());
+    pqxx::work w(c);
+    w.exec("INSERT INTO schema_migrations (version, name, checksum) VALUES (9999, 'future', 'x')");
+    w.commit();
+  }
+  auto report = Migrate(db.dsn(), migrations);
+  EXPECT_TRUE(report.database_ahead);
+  EXPECT_EQ(report.schema_version, 9999);
+}
+
+TEST(Migrate, UnreachableDatabaseIsRetryable) {
+  try {
+    // Port 1 on loopback: nothing listens there.
+    Migrate("postgresql://workflowd:x@127.0.0.1:1/workflowd?connect_timeout=2",
+            BundledMigrations());
+    FAIL();
+  } catch (const StoreError& e) {
+    EXPECT_TRUE(e.Retryable()) << e.what();
+  }
+}
+
+class SchemaTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    Migrate(db_.dsn(), BundledMigrations());
+    conn_ = std::make_unique<pqxx::connection>(db_.dsn());
+    pqxx::work w(*conn_);
+    w.exec(
+        "INSERT INTO workflow_definitions (id, tenant_id, environment_id, name, trigger_type, "
+        "event_name, trigger, steps, retry_policy) VALUES ('wf_1', 't1', 'prod', 'Onboarding', "
+        "'event', 'customer.created', '{}', '[]', '{}')");
+    w.commit();
+  }
+
+  // Inserts an execution of wf_1 for `event_id`; returns the rows inserted (0 on conflict).
+  int InsertExecution(const std::string& id, const std::string& event_id, int attempt = 1,
+                      const std::string& retry_of = "") {
+    pqxx::work w(*conn_);
+    auto r = w.exec_params(
+        "INSERT INTO workflow_executions (id, tenant_id, environment_id, workflow_id, "
+        "workflow_name, definition_version, provider, trigger_type, trigger_event_id, attempt, "
+        "retry_of) VALUES ($1, 't1', 'prod', 'wf_1', 'Onboarding', 1, 'mock', 'event', $2, $3, "
+        "NULLIF($4, '')) ON CONFLICT (workflow_id, trigger_event_id, attempt) DO NOTHING",
+        id, event_id, attempt, retry_of);
+    w.commit();
+    return static_cast<int>(r.affected_rows());
+  }
+
+  TestDatabase db_;
+  std::unique_ptr<pqxx::connection> conn_;
+};
+
+TEST_F(SchemaTest, OneExecutionPerDefinitionAndEvent) {
+  EXPECT_EQ(InsertExecution("exec_1", "evt-1"), 1);
+  EXPECT_EQ(InsertExecution("exec_2", "evt-1"), 0);  // redelivery: nothing doubled
+  EXPECT_EQ(InsertExecution("exec_3", "evt-2"), 1);
+  // A retry is a new attempt linked to the original.
+  EXPECT_EQ(InsertExecution("exec_4", "evt-1", 2, "exec_1"), 1);
+  EXPECT_EQ(CountRows(db_.dsn(), "SELECT count(*) FROM workflow_executions"), 3);
+  // Without ON CONFLICT the key itself refuses the duplicate.
+  pqxx::work w(*conn_);
+  EXPECT_THROW(w.exec("INSERT INTO workflow_executions (id, tenant_id, environment_id, "
+                      "workflow_id, workflow_name, definition_version, provider, trigger_type, "
+                      "trigger_event_id) VALUES ('exec_5', 't1', 'prod', 'wf_1', 'Onboarding', 1, "
+                      "'mock', 'event', 'evt-2')"),
+               pqxx::unique_violation);
+}
+
+TEST_F(SchemaTest, ChecksRejectImpossibleRows) {
+  auto fails = [&](const std::string& sql) {
+    pqxx::work w(*conn_);
+    try {
+      w.exec(sql);
+      return false;
+    } catch (const pqxx::sql_error&) {
+      return true;
+    }
+  };
+  EXPECT_TRUE(fails("UPDATE workflow_definitions SET status = 'bogus'"));
+  EXPECT_TRUE(fails("UPDATE workflow_definitions SET event_name = NULL"));  // event trigger
+  EXPECT_TRUE(fails("UPDATE workflow_definitions SET timeout_seconds = -1"));
+  ASSERT_EQ(InsertExecution("exec_1", "evt-1"), 1);
+  EXPECT_TRUE(fails("UPDATE workflow_executions SET status = 'completed'"));  // not a state
+  EXPECT_TRUE(fails("UPDATE workflow_executions SET retry_of = 'exec_1'"));   // attempt 1
+  EXPECT_TRUE(
+      fails("INSERT INTO step_executions (execution_id, step_id, tenant_id, "
+            "environment_id, status) VALUES ('exec_1', 's1', 't1', 'prod', 'done')"));
+  EXPECT_FALSE(
+      fails("INSERT INTO step_executions (execution_id, step_id, tenant_id, "
+            "environment_id, status) VALUES ('exec_1', 's1', 't1', 'prod', 'skipped')"));
+}
+
+TEST_F(SchemaTest, DefinitionNamesAreUniquePerTenantEnvironment) {
+  auto insert = [&](const std::string& id, const std::string& tenant, const std::string& env) {
+    pqxx::work w(*conn_);
+    w.exec_params(
+        "INSERT INTO workflow_definitions (id, tenant_id, environment_id, name, trigger_type, "
+        "event_name, trigger, steps, retry_policy) VALUES ($1, $2, $3, 'Onboarding', 'event', "
+        "'customer.created', '{}', '[]', '{}')",
+        id, tenant, env);
+    w.commit();
+  };
+  EXPECT_NO_THROW(insert("wf_2", "t1", "dev"));
+  EXPECT_NO_THROW(insert("wf_3", "t2", "prod"));
+  EXPECT_THROW(insert("wf_4", "t1", "prod"), pqxx::unique_violation);
+}
+
+TEST_F(SchemaTest, DefinitionChangesAreNotified) {
+  class Receiver : public pqxx::notification_receiver {
+   public:
+    using pqxx::notification_receiver::notification_receiver;
+    void operator()(const std::string& payload, int) override { payloads.push_back(payload); }
+    std::vector<std::string> payloads;
+  };
+  pqxx::connection listener(db_.dsn());
+  Receiver receiver(listener, "workflowd_definitions");
+  {
+    pqxx::work w(*conn_);
+    w.exec("UPDATE workflow_definitions SET enabled = false, version = version + 1");
+    w.commit();
+  }
+  for (int i = 0; i < 50 && receiver.payloads.empty(); ++i) listener.await_notification(0, 100000);
+  ASSERT_EQ(receiver.payloads.size(), 1u);
+  EXPECT_NE(receiver.payloads[0].find("\"id\" : \"wf_1\""), std::string::npos)
+      << receiver.payloads[0];
+  EXPECT_NE(receiver.payloads[0].find("\"version\" : 2"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace workflowd::store
