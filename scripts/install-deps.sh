@@ -39,6 +39,7 @@ PACKAGES=(
   libgtest-dev libgmock-dev libyaml-cpp-dev libre2-dev libcli11-dev libcpp-httplib-dev
   libsystemd-dev libcurl4-openssl-dev
   postgresql-15 clang-format clang-tidy procps iproute2 python3
+  prometheus
 )
 
 # A JDK and Maven may come from elsewhere (for example a Temurin JDK on PATH): only ask Debian

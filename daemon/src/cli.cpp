@@ -3,12 +3,16 @@
 #include <spdlog/spdlog.h>
 
 #include <CLI/CLI.hpp>
-#include <atomic>
-#include <csignal>
 #include <cstdlib>
+#include <fstream>
 #include <iostream>
-#include <thread>
+#include <sstream>
 
+#include "logging.hpp"
+#include "run.hpp"
+#include "workflowd/daemon/config.hpp"
+#include "workflowd/definitions/definition.hpp"
+#include "workflowd/store/definition_repository.hpp"
 #include "workflowd/store/migrations.hpp"
 
 #ifndef WORKFLOWD_VERSION
@@ -18,38 +22,22 @@
 namespace workflowd::daemon {
 namespace {
 
-std::atomic<int> g_signal{0};
-
-void OnSignal(int sig) { g_signal.store(sig); }
-
-std::string DatabaseUrlFromEnv() {
-  const char* v = std::getenv("WORKFLOWD_DATABASE_URL");
-  return v ? v : "";
+// Loads the config for a verb; `database_url` from the command line wins over everything.
+Config LoadFor(const std::string& config_path, const std::string& database_url) {
+  Environment env = ProcessEnvironment();
+  if (!database_url.empty()) env["WORKFLOWD_DATABASE_URL"] = database_url;
+  return LoadConfig(config_path, env);
 }
 
-// Masks the password of a postgresql:// URL for logging.
-std::string MaskDsn(const std::string& dsn) {
-  auto scheme = dsn.find("://");
-  auto at = dsn.find('@');
-  if (scheme == std::string::npos || at == std::string::npos || at < scheme) return dsn;
-  auto colon = dsn.find(':', scheme + 3);
-  if (colon == std::string::npos || colon > at) return dsn;
-  return dsn.substr(0, colon + 1) + "***" + dsn.substr(at);
-}
-
-int Migrate(const std::string& dsn) {
-  if (dsn.empty()) {
-    std::cerr << "workflowd migrate: no database given; pass --database-url or set "
-                 "WORKFLOWD_DATABASE_URL (e.g. postgresql://user:pass@127.0.0.1:5432/workflowd)\n";
-    return 2;
-  }
+int Migrate(const Config& config) {
   try {
-    auto report = store::Migrate(dsn, store::BundledMigrations());
+    auto report = store::Migrate(config.database.url, store::BundledMigrations());
     if (report.applied.empty()) {
-      spdlog::info("schema is up to date at version {} ({})", report.schema_version, MaskDsn(dsn));
+      spdlog::info("schema is up to date at version {} ({})", report.schema_version,
+                   MaskUrl(config.database.url));
     } else {
       spdlog::info("applied {} migration(s); schema version is now {} ({})", report.applied.size(),
-                   report.schema_version, MaskDsn(dsn));
+                   report.schema_version, MaskUrl(config.database.url));
     }
     return 0;
   } catch (const store::StoreError& e) {
@@ -58,35 +46,51 @@ int Migrate(const std::string& dsn) {
   }
 }
 
-// The daemon skeleton: checks the database schema and waits for SIGTERM/SIGINT. Consumption,
-// matching, dispatch and polling are wired in here as they land.
-int Run(const std::string& dsn) {
-  if (dsn.empty()) {
-    std::cerr << "workflowd run: no database given; pass --database-url or set "
-                 "WORKFLOWD_DATABASE_URL\n";
-    return 2;
+std::string ReadFile(const std::string& path) {
+  if (path == "-") {
+    std::stringstream ss;
+    ss << std::cin.rdbuf();
+    return ss.str();
   }
-  std::signal(SIGTERM, OnSignal);
-  std::signal(SIGINT, OnSignal);
-  try {
-    int version = store::SchemaVersion(dsn);
-    int expected = store::BundledMigrations().back().version;
-    if (version < expected) {
-      spdlog::error(
-          "database schema is at version {}, this binary needs {}: run `workflowd "
-          "migrate` first",
-          version, expected);
-      return 1;
+  std::ifstream in(path);
+  if (!in) throw std::runtime_error(path + ": cannot read the file");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// Parses and validates every file; prints each problem. Returns the definitions when all are valid.
+std::optional<std::vector<definitions::WorkflowDefinition>> LoadDefinitionFiles(
+    const std::vector<std::string>& files) {
+  std::vector<definitions::WorkflowDefinition> all;
+  bool ok = true;
+  for (const auto& file : files) {
+    try {
+      auto defs = definitions::DefinitionsFromYamlOrJson(ReadFile(file), file);
+      for (size_t i = 0; i < defs.size(); ++i) {
+        auto problems = definitions::DefinitionProblems(defs[i]);
+        if (!problems.empty()) {
+          ok = false;
+          for (const auto& p : problems) {
+            std::cerr << file << ": definition " << i << " (\"" << defs[i].name
+                      << "\"): " << (p.field.empty() ? "" : p.field + ": ") << p.message << "\n";
+          }
+        }
+      }
+      std::cout << file << ": " << defs.size() << " definition(s)" << (ok ? " valid" : "") << "\n";
+      for (auto& d : defs) all.push_back(std::move(d));
+    } catch (const matching::ValidationError& e) {
+      ok = false;
+      for (const auto& p : e.errors()) {
+        std::cerr << file << ": " << (p.field.empty() ? "" : p.field + ": ") << p.message << "\n";
+      }
+    } catch (const std::exception& e) {
+      ok = false;
+      std::cerr << e.what() << "\n";
     }
-    spdlog::info("workflowd {} started (database {}, schema version {})", WORKFLOWD_VERSION,
-                 MaskDsn(dsn), version);
-  } catch (const store::StoreError& e) {
-    spdlog::error("cannot start: {}", e.what());
-    return 1;
   }
-  while (g_signal.load() == 0) std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  spdlog::info("received signal {}, shutting down", g_signal.load());
-  return 0;
+  if (!ok) return std::nullopt;
+  return all;
 }
 
 }  // namespace
@@ -94,13 +98,43 @@ int Run(const std::string& dsn) {
 int RunCli(int argc, char** argv) {
   CLI::App app{"workflowd: turns business events on Kafka into workflow executions", "workflowd"};
   app.require_subcommand(1);
-  std::string dsn = DatabaseUrlFromEnv();
+  std::string config_path;
+  std::string database_url;
+  if (const char* env = std::getenv("WORKFLOWD_CONFIG")) config_path = env;
+
+  auto add_common = [&](CLI::App* cmd) {
+    cmd->add_option("-c,--config", config_path,
+                    "Config file, YAML or JSON (default: $WORKFLOWD_CONFIG; settings also come "
+                    "from WORKFLOWD_* variables)");
+    cmd->add_option("--database-url", database_url,
+                    "PostgreSQL URL (default: $WORKFLOWD_DATABASE_URL or database.url_file)");
+  };
 
   auto* version = app.add_subcommand("version", "Print the version and exit");
   auto* migrate = app.add_subcommand("migrate", "Apply the database schema migrations");
-  migrate->add_option("--database-url", dsn, "PostgreSQL URL (default: $WORKFLOWD_DATABASE_URL)");
-  auto* run = app.add_subcommand("run", "Run the daemon");
-  run->add_option("--database-url", dsn, "PostgreSQL URL (default: $WORKFLOWD_DATABASE_URL)");
+  add_common(migrate);
+  auto* run = app.add_subcommand("run", "Run the daemon until SIGTERM/SIGINT");
+  add_common(run);
+  auto* check = app.add_subcommand(
+      "config", "Validate the configuration and print the effective settings (secrets masked)");
+  add_common(check);
+
+  auto* defs = app.add_subcommand("definitions", "Validate or apply workflow definition files");
+  defs->require_subcommand(1);
+  std::vector<std::string> files;
+  std::string actor = "workflowd-cli";
+  auto* validate = defs->add_subcommand(
+      "validate",
+      "Check definition files (JSON or YAML; one definition, a list, or "
+      "{\"definitions\": [...]}); exits 1 and names every problem when invalid");
+  validate->add_option("files", files, "Definition files ('-' for stdin)")->required();
+  auto* apply = defs->add_subcommand(
+      "apply",
+      "Validate definition files, then create or update them in the database for "
+      "their tenant x environment, printing what changed");
+  apply->add_option("files", files, "Definition files ('-' for stdin)")->required();
+  apply->add_option("--actor", actor, "Recorded as created_by / updated_by");
+  add_common(apply);
 
   try {
     app.parse(argc, argv);
@@ -111,8 +145,46 @@ int RunCli(int argc, char** argv) {
     std::cout << "workflowd " << WORKFLOWD_VERSION << "\n";
     return 0;
   }
-  if (migrate->parsed()) return Migrate(dsn);
-  if (run->parsed()) return Run(dsn);
+  if (validate->parsed()) return LoadDefinitionFiles(files) ? 0 : 1;
+
+  Config config;
+  try {
+    config = LoadFor(config_path, database_url);
+  } catch (const ConfigError& e) {
+    std::cerr << "workflowd: " << e.what() << "\n";
+    return 2;
+  }
+  SetupLogging(config.log.level, config.log.format);
+
+  if (check->parsed()) {
+    std::cout << DescribeConfig(config);
+    return 0;
+  }
+  if (migrate->parsed()) return Migrate(config);
+  if (apply->parsed()) {
+    auto loaded = LoadDefinitionFiles(files);
+    if (!loaded) return 1;
+    try {
+      store::Database db(config.database.url, config.database.connect_timeout);
+      store::DefinitionRepository repo(db);
+      for (const auto& o : repo.Apply(*loaded, actor)) {
+        std::cout << store::ToString(o.action) << " " << o.id << " v" << o.version << " "
+                  << o.tenant_id << "/" << o.environment_id << " \"" << o.name << "\"\n";
+      }
+      return 0;
+    } catch (const store::StoreError& e) {
+      std::cerr << "workflowd definitions apply: " << e.what() << "\n";
+      return 1;
+    }
+  }
+  if (run->parsed()) {
+    try {
+      return RunDaemon(config);
+    } catch (const std::exception& e) {
+      spdlog::critical("workflowd failed: {}", e.what());
+      return 1;
+    }
+  }
   return 2;
 }
 

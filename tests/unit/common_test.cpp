@@ -18,15 +18,35 @@ TEST(ParseDuration, AcceptsGoSyntax) {
     const char* text;
     std::chrono::nanoseconds want;
   } cases[] = {
-      {"0", 0ns},          {"5s", 5s},          {"30s", 30s},       {"1478s", 1478s},
-      {"+5s", 5s},         {"5.0s", 5s},        {"5.6s", 5600ms},   {"5.s", 5s},
-      {".5s", 500ms},      {"1.0s", 1s},        {"1.00s", 1s},      {"1.004s", 1004ms},
-      {"1.0040s", 1004ms}, {"100.00100s", 100001ms}, {"10ns", 10ns}, {"11us", 11us},
-      {"12µs", 12us},      {"12μs", 12us},      {"13ms", 13ms},     {"14s", 14s},
-      {"15m", 15min},      {"16h", 16h},        {"3h30m", 3h + 30min},
-      {"10.5s4m", 4min + 10500ms}, {"1h2m3s4ms5us6ns", 1h + 2min + 3s + 4ms + 5us + 6ns},
-      {"39h9m14.425s", 39h + 9min + 14425ms}, {"52763797000ns", 52763797000ns},
-      {"0.3333333333333333333h", 20min}, {"9007199254.740993ms", 9007199254740993ns},
+      {"0", 0ns},
+      {"5s", 5s},
+      {"30s", 30s},
+      {"1478s", 1478s},
+      {"+5s", 5s},
+      {"5.0s", 5s},
+      {"5.6s", 5600ms},
+      {"5.s", 5s},
+      {".5s", 500ms},
+      {"1.0s", 1s},
+      {"1.00s", 1s},
+      {"1.004s", 1004ms},
+      {"1.0040s", 1004ms},
+      {"100.00100s", 100001ms},
+      {"10ns", 10ns},
+      {"11us", 11us},
+      {"12µs", 12us},
+      {"12μs", 12us},
+      {"13ms", 13ms},
+      {"14s", 14s},
+      {"15m", 15min},
+      {"16h", 16h},
+      {"3h30m", 3h + 30min},
+      {"10.5s4m", 4min + 10500ms},
+      {"1h2m3s4ms5us6ns", 1h + 2min + 3s + 4ms + 5us + 6ns},
+      {"39h9m14.425s", 39h + 9min + 14425ms},
+      {"52763797000ns", 52763797000ns},
+      {"0.3333333333333333333h", 20min},
+      {"9007199254.740993ms", 9007199254740993ns},
       {"0.100000000000000000000h", 6min},
   };
   for (const auto& c : cases) {
@@ -55,7 +75,8 @@ TEST(FormatDuration, IsCompactAndRoundTrips) {
   EXPECT_EQ(FormatDuration(7ns), "7ns");
   EXPECT_EQ(FormatDuration(2h + 1s), "2h1s");
   EXPECT_EQ(FormatDuration(-2s), "-2s");
-  for (std::chrono::nanoseconds d : std::initializer_list<std::chrono::nanoseconds>{1ns, 999ns, 1us, 1234567ns, 59s, 61s, 3601s, 25h + 1ms, 1h + 2min + 3s + 4ns}) {
+  for (std::chrono::nanoseconds d : std::initializer_list<std::chrono::nanoseconds>{
+           1ns, 999ns, 1us, 1234567ns, 59s, 61s, 3601s, 25h + 1ms, 1h + 2min + 3s + 4ns}) {
     auto text = FormatDuration(d);
     auto back = ParseDuration(text);
     ASSERT_TRUE(back.has_value()) << text;
@@ -81,10 +102,10 @@ TEST(Rfc3339, ParsesOffsetsAndFractions) {
   EXPECT_EQ(ParseRfc3339("2026-01-30T05:30:00-04:30"), t);
   EXPECT_EQ(ParseRfc3339("2026-01-30T10:00:00.5Z"), t + 500ms);
   EXPECT_EQ(ParseRfc3339("2026-01-30T10:00:00.000000001Z"), t + 1ns);
-  for (const char* bad : {"", "2026-01-30", "2026-01-30T10:00:00", "2026-02-30T10:00:00Z",
-                          "2026-01-30T24:00:00Z", "2026-01-30T10:00:00.Z", "2026-01-30T10:00Z",
-                          "2026-01-30T10:00:00+0200", "2026-01-30T10:00:00Zjunk",
-                          "26-01-30T10:00:00Z"}) {
+  for (const char* bad :
+       {"", "2026-01-30", "2026-01-30T10:00:00", "2026-02-30T10:00:00Z", "2026-01-30T24:00:00Z",
+        "2026-01-30T10:00:00.Z", "2026-01-30T10:00Z", "2026-01-30T10:00:00+0200",
+        "2026-01-30T10:00:00Zjunk", "26-01-30T10:00:00Z"}) {
     EXPECT_FALSE(ParseRfc3339(bad).has_value()) << bad;
   }
 }

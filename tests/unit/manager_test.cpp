@@ -1,7 +1,8 @@
+#include "workflowd/providers/manager.hpp"
+
 #include <gtest/gtest.h>
 
 #include "recording_provider.hpp"
-#include "workflowd/providers/manager.hpp"
 #include "workflowd/providers/mock/mock_provider.hpp"
 
 namespace workflowd::providers {
@@ -9,9 +10,9 @@ namespace {
 
 using ::testing::_;
 using ::testing::InSequence;
+using testing::RecordingProvider;
 using ::testing::Return;
 using ::testing::StrictMock;
-using testing::RecordingProvider;
 
 WorkflowSpec Spec(const std::string& provider) {
   WorkflowSpec s;

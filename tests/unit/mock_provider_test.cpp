@@ -18,9 +18,9 @@ WorkflowSpec Spec(const std::string& id, Json provider_config = nullptr) {
   s.workflow_id = id;
   s.provider_type = "mock";
   s.name = "Workflow " + id;
-  s.definition = Json{{"steps", Json::array({Json{{"id", "assign_plan"}},
-                                             Json{{"id", "create_wallet"}},
-                                             Json{{"id", "send_email"}}})}};
+  s.definition =
+      Json{{"steps", Json::array({Json{{"id", "assign_plan"}}, Json{{"id", "create_wallet"}},
+                                  Json{{"id", "send_email"}}})}};
   s.provider_config = std::move(provider_config);
   return s;
 }
@@ -42,8 +42,8 @@ ErrorCode CodeOf(const std::function<void()>& fn) {
 std::vector<std::string> EventTypes(const ExecutionStatus& s) {
   std::vector<std::string> out;
   for (const auto& e : s.history) {
-    out.push_back(e.type + (e.details.contains("state") ? ":" + e.details["state"].get<std::string>()
-                                                         : ""));
+    out.push_back(e.type +
+                  (e.details.contains("state") ? ":" + e.details["state"].get<std::string>() : ""));
   }
   return out;
 }
@@ -105,7 +105,8 @@ TEST_F(MockProviderTest, SucceedsAfterDelayOnTheInjectedClock) {
 
 TEST_F(MockProviderTest, FailsAtTheConfiguredStep) {
   provider_.SetWorkflowOutcome(
-      "onboarding", Outcome::Fail({"States.TaskFailed", "wallet service down", "", "create_wallet"}));
+      "onboarding",
+      Outcome::Fail({"States.TaskFailed", "wallet service down", "", "create_wallet"}));
   auto started = provider_.StartExecution(ctx_, "onboarding", Input("doomed"));
   auto status = provider_.GetExecutionStatus(ctx_, started.execution_id);
   EXPECT_EQ(status.state, ExecutionState::kFailed);
@@ -121,8 +122,10 @@ TEST_F(MockProviderTest, FailsAtTheConfiguredStep) {
 
 TEST_F(MockProviderTest, OutcomeFromProviderConfig) {
   provider_.CreateWorkflow(
-      ctx_, Spec("configured", Json{{"mock", {{"outcome", "fail"}, {"delay", "2s"},
-                                              {"error", {{"code", "Boom"}, {"message", "m"}}}}}}));
+      ctx_, Spec("configured", Json{{"mock",
+                                     {{"outcome", "fail"},
+                                      {"delay", "2s"},
+                                      {"error", {{"code", "Boom"}, {"message", "m"}}}}}}));
   auto started = provider_.StartExecution(ctx_, "configured", Input("c-1"));
   EXPECT_EQ(provider_.GetExecutionStatus(ctx_, started.execution_id).state,
             ExecutionState::kRunning);
@@ -177,7 +180,8 @@ TEST_F(MockProviderTest, NameTakenByAnotherWorkflow) {
 
 TEST_F(MockProviderTest, GeneratesUniqueNamesWhenEmpty) {
   std::set<std::string> ids;
-  for (int i = 0; i < 10; ++i) ids.insert(provider_.StartExecution(ctx_, "onboarding", Input("")).execution_id);
+  for (int i = 0; i < 10; ++i)
+    ids.insert(provider_.StartExecution(ctx_, "onboarding", Input("")).execution_id);
   EXPECT_EQ(ids.size(), 10u);
 }
 
@@ -191,9 +195,13 @@ TEST_F(MockProviderTest, NotFoundErrors) {
 }
 
 TEST_F(MockProviderTest, InvalidInput) {
-  EXPECT_EQ(CodeOf([&] { provider_.StartExecution(ctx_, "onboarding", {"bad name", Json::object()}); }),
+  EXPECT_EQ(CodeOf([&] {
+              provider_.StartExecution(ctx_, "onboarding", {"bad name", Json::object()});
+            }),
             ErrorCode::kInvalidSpec);
-  EXPECT_EQ(CodeOf([&] { provider_.StartExecution(ctx_, "onboarding", {"ok", Json("text")}); }),
+  EXPECT_EQ(CodeOf([&] {
+              provider_.StartExecution(ctx_, "onboarding", {"ok", Json("text")});
+            }),
             ErrorCode::kInvalidSpec);
   EXPECT_EQ(provider_.ExecutionCount(), 0u);
 }
@@ -343,7 +351,8 @@ TEST(MockProviderConcurrency, OverlappingStartsStopsAndQueries) {
           std::lock_guard lock(ids_mu);
           ids_by_name[name].insert(r.execution_id);
         }
-        if (i % 3 == t % 3) provider.StopExecution(ctx, r.execution_id, "thread " + std::to_string(t));
+        if (i % 3 == t % 3)
+          provider.StopExecution(ctx, r.execution_id, "thread " + std::to_string(t));
         auto s = provider.GetExecutionStatus(ctx, r.execution_id);
         EXPECT_TRUE(s.state == ExecutionState::kRunning || s.state == ExecutionState::kCancelled ||
                     s.state == ExecutionState::kSucceeded);

@@ -105,7 +105,8 @@ TEST(ExecutionStatusJson, RoundTripsSeedExample) {
 TEST(ExecutionStatusJson, ErrorAndUnknownState) {
   auto j = Json::parse(kSeedStatus);
   j["state"] = "failed";
-  j["error"] = {{"code", "States.TaskFailed"}, {"message", "boom"}, {"failed_at", "ProvisionCompute"}};
+  j["error"] = {
+      {"code", "States.TaskFailed"}, {"message", "boom"}, {"failed_at", "ProvisionCompute"}};
   auto status = ExecutionStatusFromJson(j);
   ASSERT_TRUE(status.error.has_value());
   EXPECT_EQ(status.error->failed_at, "ProvisionCompute");
@@ -249,11 +250,11 @@ TEST(Errors, RetryableClassification) {
   EXPECT_TRUE(ProviderError(ErrorCode::kUnavailable, "x").Retryable());
   EXPECT_TRUE(ProviderError(ErrorCode::kThrottled, "x").Retryable());
   EXPECT_TRUE(ProviderError(ErrorCode::kDeadlineExceeded, "x").Retryable());
-  for (auto code : {ErrorCode::kProviderNotFound, ErrorCode::kProviderConflict,
-                    ErrorCode::kInvalidSpec, ErrorCode::kWorkflowNotFound,
-                    ErrorCode::kExecutionNotFound, ErrorCode::kExecutionFailed,
-                    ErrorCode::kAlreadyExists, ErrorCode::kFailedPrecondition,
-                    ErrorCode::kCancelled, ErrorCode::kInternal}) {
+  for (auto code :
+       {ErrorCode::kProviderNotFound, ErrorCode::kProviderConflict, ErrorCode::kInvalidSpec,
+        ErrorCode::kWorkflowNotFound, ErrorCode::kExecutionNotFound, ErrorCode::kExecutionFailed,
+        ErrorCode::kAlreadyExists, ErrorCode::kFailedPrecondition, ErrorCode::kCancelled,
+        ErrorCode::kInternal}) {
     EXPECT_FALSE(IsRetryable(code)) << ToString(code);
   }
   EXPECT_STREQ(ToString(ErrorCode::kProviderNotFound), "provider_not_found");

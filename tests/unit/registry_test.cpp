@@ -1,10 +1,11 @@
+#include "workflowd/providers/registry.hpp"
+
 #include <gtest/gtest.h>
 
 #include <atomic>
 #include <thread>
 
 #include "recording_provider.hpp"
-#include "workflowd/providers/registry.hpp"
 
 namespace workflowd::providers {
 namespace {

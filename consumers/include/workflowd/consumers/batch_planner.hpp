@@ -1,0 +1,51 @@
+// What a batch of records means, decided without any I/O: which records are dead letters (and
+// why), which events match which definitions, and the execution rows to insert. The event pipeline
+// then makes the plan durable (dead letters acknowledged, rows committed) before committing
+// offsets.
+#pragma once
+
+#include <array>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "workflowd/common/clock.hpp"
+#include "workflowd/consumers/envelope.hpp"
+#include "workflowd/consumers/kafka_source.hpp"
+#include "workflowd/matching/definition_index.hpp"
+#include "workflowd/store/execution_repository.hpp"
+
+namespace workflowd::consumers {
+
+struct MatchRecord {  // for logs: one line per match at debug level
+  std::string tenant;
+  std::string environment;
+  std::string event_id;
+  std::string event_type;
+  std::string definition_id;
+  std::string execution_id;
+};
+
+struct BatchPlan {
+  std::vector<store::NewExecution> executions;
+  std::vector<DeadLetter> dead_letters;
+  std::vector<MatchRecord> matches;
+  size_t consumed = 0;
+  size_t decoded = 0;
+  size_t matched_events = 0;    // events that matched at least one definition
+  size_t unmatched_events = 0;  // decoded events that matched none
+  // Dead letters per reason, indexed by static_cast<size_t>(DeadLetterReason).
+  std::array<size_t, static_cast<size_t>(DeadLetterReason::kInternal) + 1> dead_by_reason{};
+
+  // Appends another plan (records polled while the first could not be made durable).
+  void Append(BatchPlan&& other);
+};
+
+// The execution's trigger_event document: the envelope's attributes, data and Kafka coordinates.
+nlohmann::json TriggerEventJson(const Envelope& envelope, const RawRecord& record);
+
+BatchPlan PlanBatch(std::span<const RawRecord* const> records, const DecoderConfig& decoder,
+                    const matching::DefinitionIndex& index, std::string_view consumer_group,
+                    TimePoint now);
+
+}  // namespace workflowd::consumers

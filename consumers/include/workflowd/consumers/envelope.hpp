@@ -1,0 +1,187 @@
+// Decoding one Kafka record into an event envelope, or into the reason it goes to the dead-letter
+// topic. Pure functions: no librdkafka types, no clock, no I/O; the Kafka loop fills a RawRecord
+// (views into the rd_kafka_message_t) and acts on the DecodeResult.
+//
+// Accepted formats (docs/event-formats.md has producer examples and the reason table):
+//   - CloudEvents 1.0, structured mode: the value is a JSON object with specversion, id, source,
+//     type, optional subject/time/datacontenttype/dataschema, data or data_base64, and extension
+//     attributes. A `content-type: application/cloudevents+json` header also marks it.
+//   - CloudEvents 1.0, Kafka binary mode: `ce_<attribute>` headers, `content-type` header as the
+//     datacontenttype, the value is the data.
+//   - A flat JSON envelope whose fields are picked by a FlatMapping (dotted paths).
+// Tenant and environment are the CloudEvents extension attributes `tenantid` / `environmentid`
+// (configurable), or mapped fields of a flat envelope; both are required.
+//
+// Decisions (each is tested):
+//   - A UTF-8 byte order mark before a JSON value is stripped (some Windows/.NET producers write
+//     one); a value that is only a BOM counts as empty.
+//   - Repeated `ce_*` (or `content-type`) headers with the same value are accepted; with different
+//     values the record is dead-lettered as `duplicate_header`, because choosing one of two
+//     conflicting ids or tenants silently would break idempotency or tenant isolation.
+//   - Flat envelopes accept an integer id (JSON integer, signed or unsigned) and convert it to its
+//     decimal string (12345 -> "12345"); a fractional number is `wrong_type`. CloudEvents ids must
+//     be strings, as the spec says.
+//   - data_base64 (structured) and a binary-mode value are decoded the same way: a JSON content
+//     type (application/json, text/json, */*+json; or no content type at all in binary mode) is
+//     parsed as JSON; any other content type keeps the bytes as a JSON string when they are valid
+//     UTF-8, otherwise as their standard base64 text with `data_is_base64` set. data_base64 must be
+//     standard RFC 4648 base64 (padding optional, no whitespace) or the record is `invalid_data`.
+//   - In binary mode a null or empty value is an event without data (CloudEvents allows that); in
+//     structured and flat mode the value is the event, so it is `empty_value`.
+//   - JSON nesting deeper than DecoderConfig::max_json_depth is `too_deep`, so that no later
+//     recursive walk (copy, dump, database encoding) can exhaust the stack.
+//   - An attribute whose JSON value is null is treated as absent (CloudEvents JSON format).
+//   - Kafka headers that are not `ce_*` are kept in Envelope::headers in record order (null value
+//     -> empty string; invalid UTF-8 replaced by U+FFFD so they are always valid JSON strings).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "workflowd/common/clock.hpp"
+#include "workflowd/matching/condition.hpp"
+
+namespace workflowd::consumers {
+
+// One Kafka header; Kafka allows a null value.
+struct RawHeader {
+  std::string_view key;
+  std::optional<std::string_view> value;
+};
+
+// One Kafka record as the poll loop sees it. Views must outlive the DecodeRecord call only.
+struct RawRecord {
+  std::string_view topic;
+  int32_t partition = 0;
+  int64_t offset = 0;
+  std::optional<std::string_view> key;
+  std::optional<std::string_view> value;  // nullopt = tombstone
+  std::vector<RawHeader> headers;
+  int64_t timestamp_ms = 0;
+};
+
+enum class EnvelopeFormat {
+  kCloudEventsStructured,
+  kCloudEventsBinary,
+  kFlat,
+};
+
+// "cloudevents_structured", "cloudevents_binary", "flat".
+std::string_view ToString(EnvelopeFormat format);
+
+// A decoded event. Owns its data. Strings are valid UTF-8.
+struct Envelope {
+  std::string id;
+  std::string type;  // the event name, e.g. "customer.created"
+  std::string source;
+  std::string subject;  // empty when absent
+  std::string tenant;
+  std::string environment;
+  std::optional<TimePoint> time;
+  // The time as sent (RFC 3339). For a flat envelope's epoch-milliseconds time it is the RFC 3339
+  // rendering (UTC, "Z"), so that conditions on `time` compare instants either way.
+  std::string time_text;
+  nlohmann::json data;  // object/array/scalar; null when absent (a JSON null payload too)
+  // True when `data` is a string holding the base64 of non-UTF-8, non-JSON bytes.
+  bool data_is_base64 = false;
+  std::string data_content_type;  // empty when absent
+  // Kafka headers other than ce_*, in record order, for conditions on `headers.<name>`.
+  std::vector<std::pair<std::string, std::string>> headers;
+  EnvelopeFormat format = EnvelopeFormat::kCloudEventsStructured;
+  // CloudEvents attributes without a field above (extensions, dataschema); never the tenant and
+  // environment attributes. Values are strings, numbers or booleans. Empty for flat envelopes.
+  std::map<std::string, nlohmann::json> extensions;
+};
+
+// Why a record goes to the dead-letter topic. Names (ToString) are stable: metric labels and the
+// `workflowd_dlq_reason` header use them.
+enum class DeadLetterReason {
+  kNone,                    // "none": decoded fine
+  kEmptyValue,              // "empty_value": tombstone or zero bytes (structured / flat)
+  kTooLarge,                // "too_large": value + headers > max_record_bytes (before parsing)
+  kNotJson,                 // "not_json": not parseable JSON (truncated, binary, invalid UTF-8)
+  kNotObject,               // "not_object": top-level JSON array or scalar
+  kTooDeep,                 // "too_deep": JSON nested deeper than max_json_depth
+  kUnknownFormat,           // "unknown_format": neither CloudEvents nor (in its mode) flat
+  kUnsupportedSpecversion,  // "unsupported_specversion": specversion missing or not "1.0"
+  kMissingId,               // "missing_id"
+  kMissingType,             // "missing_type"
+  kMissingSource,           // "missing_source": CloudEvents only
+  kMissingTenant,           // "missing_tenant"
+  kMissingEnvironment,      // "missing_environment"
+  kWrongType,               // "wrong_type": an attribute has the wrong JSON type
+  kInvalidTime,             // "invalid_time": not RFC 3339 / epoch ms, or out of range
+  kInvalidAttribute,        // "invalid_attribute": bad tenant/environment/type/id/source/name
+  kInvalidData,             // "invalid_data": bad JSON data for a JSON content type, bad base64
+  kDuplicateHeader,         // "duplicate_header": a ce_* header repeated with different values
+  kInternal,                // "internal": an unexpected exception while decoding (a bug)
+};
+
+std::string_view ToString(DeadLetterReason reason);
+std::optional<DeadLetterReason> DeadLetterReasonFromString(std::string_view name);
+// Every reason except kNone, e.g. to pre-register metric label values.
+std::span<const DeadLetterReason> AllDeadLetterReasons();
+
+struct DecodeResult {
+  std::optional<Envelope> envelope;  // set exactly when reason == kNone
+  DeadLetterReason reason = DeadLetterReason::kNone;
+  // Human-readable, names the field ("tenantid: ..."); never contains payload bytes.
+  std::string detail;
+
+  bool ok() const { return envelope.has_value(); }
+};
+
+// Where a flat envelope's fields are. Dotted paths walk nested objects ("meta.tenant"); a numeric
+// segment indexes an array. `data` may be empty: then the whole object is the data.
+struct FlatMapping {
+  std::string id = "id";
+  std::string type = "event_name";
+  std::string tenant = "tenant_id";
+  std::string environment = "environment_id";
+  std::string time = "timestamp";
+  std::string data = "data";
+  std::string source = "source";
+};
+
+struct DecoderConfig {
+  enum class Mode { kAuto, kCloudEvents, kFlat };
+  // kAuto: binary if a ce_specversion header exists; else structured if the object has
+  // `specversion` (or the content-type header says application/cloudevents+json); else flat.
+  // kCloudEvents: flat-looking input is unknown_format. kFlat: only flat (ce_* headers ignored).
+  Mode mode = Mode::kAuto;
+  FlatMapping flat;
+  size_t max_record_bytes = 1 << 20;
+  size_t max_json_depth = 64;
+  std::string tenant_extension = "tenantid";
+  std::string environment_extension = "environmentid";
+};
+
+// Problems with a DecoderConfig, one message per problem naming the field; empty when valid.
+std::vector<std::string> ValidateDecoderConfig(const DecoderConfig& config);
+
+// Decodes one record. Never throws and never crashes, whatever the bytes.
+DecodeResult DecodeRecord(const RawRecord& record, const DecoderConfig& config) noexcept;
+
+// The headers a dead-letter record gets in addition to the original ones: workflowd_dlq_reason,
+// workflowd_dlq_detail, workflowd_source_topic, workflowd_source_partition,
+// workflowd_source_offset, workflowd_consumer_group, workflowd_failed_at (RFC 3339 of failed_at).
+std::vector<std::pair<std::string, std::string>> DeadLetterHeaders(const RawRecord& record,
+                                                                   const DecodeResult& result,
+                                                                   std::string_view consumer_group,
+                                                                   TimePoint failed_at);
+
+// The event as the condition language sees it, without copying anything. Condition's EventView
+// takes its headers as a span of views, so the caller supplies the vector holding them (reuse one
+// per poll loop to avoid allocating); `envelope` and `header_storage` must outlive the view, and
+// `header_storage` must not be modified while the view is in use.
+matching::EventView ViewOf(const Envelope& envelope, std::vector<matching::Header>& header_storage);
+
+}  // namespace workflowd::consumers

@@ -1,0 +1,137 @@
+// The Kafka side of the event pipeline: a consumer-group member that hands out batches of records
+// and commits offsets only for batches the caller has marked processed (at-least-once after the
+// database commit: enable.auto.offset.store=false + offsets_store, periodic auto commit of stored
+// offsets, a synchronous commit on partition revoke and on close). librdkafka stays behind this
+// header.
+#pragma once
+
+#include <chrono>
+#include <map>
+#include <memory>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "workflowd/consumers/envelope.hpp"
+
+namespace workflowd::consumers {
+
+// A Kafka failure; Retryable() when it may clear by itself (broker down, timeout).
+class KafkaError : public std::runtime_error {
+ public:
+  KafkaError(const std::string& message, bool retryable)
+      : std::runtime_error(message), retryable_(retryable) {}
+  bool Retryable() const noexcept { return retryable_; }
+
+ private:
+  bool retryable_;
+};
+
+struct KafkaSourceConfig {
+  std::string brokers;
+  std::string group_id;
+  std::vector<std::string> topics;
+  std::map<std::string, std::string> properties;  // user's librdkafka settings, applied first
+  std::chrono::milliseconds commit_interval{1000};
+  std::string client_id = "workflowd";
+};
+
+// One consumed record; owns the underlying librdkafka message.
+class ConsumedRecord {
+ public:
+  struct Message;
+  explicit ConsumedRecord(std::unique_ptr<Message> message);
+  ~ConsumedRecord();
+  ConsumedRecord(ConsumedRecord&&) noexcept;
+  ConsumedRecord& operator=(ConsumedRecord&&) noexcept;
+
+  // Views into the message; valid while this object lives.
+  const RawRecord& raw() const { return raw_; }
+
+ private:
+  std::unique_ptr<Message> message_;
+  RawRecord raw_;
+};
+
+struct PartitionLag {
+  std::string topic;
+  int32_t partition = 0;
+  int64_t lag = 0;  // high watermark - next offset to process; -1 when unknown
+};
+
+class KafkaEventSource {
+ public:
+  // Creates the consumer and subscribes. Throws KafkaError on invalid settings (not retryable,
+  // naming the property).
+  explicit KafkaEventSource(const KafkaSourceConfig& config);
+  ~KafkaEventSource();
+  KafkaEventSource(const KafkaEventSource&) = delete;
+  KafkaEventSource& operator=(const KafkaEventSource&) = delete;
+
+  // Waits up to `timeout` for a first record, then takes whatever else is already fetched, up to
+  // `max` records. Serves rebalances. Consumer errors are logged, not thrown, except fatal ones.
+  std::vector<ConsumedRecord> PollBatch(size_t max, std::chrono::milliseconds timeout);
+
+  // The batch's outcome is durable: store offset + 1 of each partition's last record for commit.
+  // Records of partitions no longer assigned are ignored.
+  void MarkProcessed(const std::vector<ConsumedRecord>& batch);
+
+  // Synchronous commit of the stored offsets.
+  void CommitNow();
+
+  // Stop / restart fetching on every assigned partition (backpressure while a dependency is down).
+  // Partitions assigned while paused are paused too.
+  void Pause();
+  void Resume();
+  bool paused() const;
+
+  // Incremented on every revocation: a batch polled before a revocation must not be marked
+  // processed after it (its partitions may already belong to another replica).
+  uint64_t generation() const;
+
+  // Lag per assigned partition, from librdkafka's cached high watermarks. Thread-safe.
+  std::vector<PartitionLag> Lag() const;
+
+  // False after a fatal error, or while all brokers are down. Thread-safe.
+  bool Healthy() const;
+  std::string HealthDetail() const;
+
+  // Commits stored offsets and leaves the group. Idempotent; the destructor calls it.
+  void Close() noexcept;
+
+  struct State;
+
+ private:
+  std::unique_ptr<State> state_;
+};
+
+struct DeadLetter {
+  std::optional<std::string> key;
+  std::optional<std::string> value;
+  std::vector<std::pair<std::string, std::optional<std::string>>> headers;
+};
+
+// Produces dead letters and waits until the broker acknowledged each of them (idempotent producer,
+// acks=all), so an offset is only committed once its dead letter is durable.
+class DeadLetterProducer {
+ public:
+  DeadLetterProducer(const std::string& brokers, std::string topic,
+                     const std::map<std::string, std::string>& properties);
+  ~DeadLetterProducer();
+  DeadLetterProducer(const DeadLetterProducer&) = delete;
+  DeadLetterProducer& operator=(const DeadLetterProducer&) = delete;
+
+  // Throws KafkaError (retryable) when not every letter was acknowledged within `timeout`.
+  void ProduceAll(const std::vector<DeadLetter>& letters, std::chrono::milliseconds timeout);
+
+  const std::string& topic() const { return topic_; }
+
+  struct State;
+
+ private:
+  std::string topic_;
+  std::unique_ptr<State> state_;
+};
+
+}  // namespace workflowd::consumers

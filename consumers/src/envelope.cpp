@@ -1,0 +1,1069 @@
+#include "workflowd/consumers/envelope.hpp"
+
+#include <array>
+#include <chrono>
+#include <exception>
+#include <new>
+#include <string>
+#include <utility>
+
+#include "workflowd/common/timefmt.hpp"
+
+namespace workflowd::consumers {
+namespace {
+
+using nlohmann::json;
+
+constexpr std::string_view kBom = "\xEF\xBB\xBF";
+constexpr size_t kMaxIdBytes = 256;
+constexpr size_t kMaxTypeBytes = 255;
+constexpr size_t kMaxNameInDetail = 64;
+// The years whose instants fit TimePoint (int64 nanoseconds: 1677-09-21 .. 2262-04-11), with a
+// margin so that any UTC offset stays inside.
+constexpr int kMinYear = 1678;
+constexpr int kMaxYear = 2261;
+// Epoch milliseconds inside the same range.
+constexpr int64_t kMaxAbsEpochMs = 9'000'000'000'000;
+
+constexpr std::array kReasons = {
+    DeadLetterReason::kEmptyValue,
+    DeadLetterReason::kTooLarge,
+    DeadLetterReason::kNotJson,
+    DeadLetterReason::kNotObject,
+    DeadLetterReason::kTooDeep,
+    DeadLetterReason::kUnknownFormat,
+    DeadLetterReason::kUnsupportedSpecversion,
+    DeadLetterReason::kMissingId,
+    DeadLetterReason::kMissingType,
+    DeadLetterReason::kMissingSource,
+    DeadLetterReason::kMissingTenant,
+    DeadLetterReason::kMissingEnvironment,
+    DeadLetterReason::kWrongType,
+    DeadLetterReason::kInvalidTime,
+    DeadLetterReason::kInvalidAttribute,
+    DeadLetterReason::kInvalidData,
+    DeadLetterReason::kDuplicateHeader,
+    DeadLetterReason::kInternal,
+};
+
+// ---------------------------------------------------------------------------------------------
+// Bytes and text
+
+char LowerAscii(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; }
+
+bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (LowerAscii(a[i]) != LowerAscii(b[i])) return false;
+  }
+  return true;
+}
+
+bool StartsWithIgnoreCase(std::string_view s, std::string_view prefix) {
+  return s.size() >= prefix.size() && EqualsIgnoreCase(s.substr(0, prefix.size()), prefix);
+}
+
+bool IsCloudEventsHeader(std::string_view key) { return StartsWithIgnoreCase(key, "ce_"); }
+
+bool IsContentTypeHeader(std::string_view key) { return EqualsIgnoreCase(key, "content-type"); }
+
+// Length of the well-formed UTF-8 sequence at s[i] (RFC 3629: no overlongs, no surrogates, at most
+// U+10FFFF), or 0 when it is ill-formed.
+size_t Utf8SequenceLength(std::string_view s, size_t i) {
+  const auto byte = [&](size_t k) { return static_cast<unsigned char>(s[k]); };
+  const unsigned char b0 = byte(i);
+  if (b0 < 0x80) return 1;
+  size_t len;
+  unsigned char lo = 0x80, hi = 0xBF;  // allowed range of the second byte
+  if (b0 >= 0xC2 && b0 <= 0xDF) {
+    len = 2;
+  } else if (b0 >= 0xE0 && b0 <= 0xEF) {
+    len = 3;
+    if (b0 == 0xE0) lo = 0xA0;
+    if (b0 == 0xED) hi = 0x9F;
+  } else if (b0 >= 0xF0 && b0 <= 0xF4) {
+    len = 4;
+    if (b0 == 0xF0) lo = 0x90;
+    if (b0 == 0xF4) hi = 0x8F;
+  } else {
+    return 0;
+  }
+  if (i + len > s.size()) return 0;
+  if (byte(i + 1) < lo || byte(i + 1) > hi) return 0;
+  for (size_t k = 2; k < len; ++k) {
+    if (byte(i + k) < 0x80 || byte(i + k) > 0xBF) return 0;
+  }
+  return len;
+}
+
+bool IsValidUtf8(std::string_view s) {
+  for (size_t i = 0; i < s.size();) {
+    const size_t len = Utf8SequenceLength(s, i);
+    if (len == 0) return false;
+    i += len;
+  }
+  return true;
+}
+
+// Replaces each ill-formed byte with U+FFFD.
+std::string SanitizeUtf8(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  for (size_t i = 0; i < s.size();) {
+    const size_t len = Utf8SequenceLength(s, i);
+    if (len == 0) {
+      out += "\xEF\xBF\xBD";
+      ++i;
+    } else {
+      out.append(s.substr(i, len));
+      i += len;
+    }
+  }
+  return out;
+}
+
+// C0 controls, DEL, and C1 controls (U+0080..U+009F, encoded C2 80..C2 9F). Assumes valid UTF-8.
+bool HasControlCharacters(std::string_view s) {
+  for (size_t i = 0; i < s.size(); ++i) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    if (c < 0x20 || c == 0x7F) return true;
+    if (c == 0xC2 && i + 1 < s.size()) {
+      const auto next = static_cast<unsigned char>(s[i + 1]);
+      if (next >= 0x80 && next <= 0x9F) return true;
+    }
+  }
+  return false;
+}
+
+bool IsAsciiAlnum(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+}
+
+// ^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$
+bool IsValidScopeName(std::string_view s) {
+  if (s.empty() || s.size() > 128 || !IsAsciiAlnum(s[0])) return false;
+  for (char c : s.substr(1)) {
+    if (!IsAsciiAlnum(c) && c != '_' && c != '.' && c != '-') return false;
+  }
+  return true;
+}
+
+// CloudEvents attribute names: lowercase ASCII letters and digits.
+bool IsValidAttributeName(std::string_view s) {
+  if (s.empty()) return false;
+  for (char c : s) {
+    if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'))) return false;
+  }
+  return true;
+}
+
+// A name taken from the input, safe and short for a detail message: printable ASCII kept, other
+// bytes as \xNN, cut at kMaxNameInDetail bytes.
+std::string QuoteName(std::string_view name) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out = "'";
+  for (size_t i = 0; i < name.size() && i < kMaxNameInDetail; ++i) {
+    const auto c = static_cast<unsigned char>(name[i]);
+    if (c >= 0x20 && c < 0x7F && c != '\'' && c != '\\') {
+      out += static_cast<char>(c);
+    } else {
+      out += "\\x";
+      out += kHex[c >> 4];
+      out += kHex[c & 0xF];
+    }
+  }
+  if (name.size() > kMaxNameInDetail) out += "...";
+  out += '\'';
+  return out;
+}
+
+std::string_view StripBom(std::string_view s) {
+  if (s.substr(0, kBom.size()) == kBom) s.remove_prefix(kBom.size());
+  return s;
+}
+
+// The media type of a content type, lowercased, without parameters or surrounding spaces.
+std::string MediaType(std::string_view content_type) {
+  const size_t semicolon = content_type.find(';');
+  std::string_view media = content_type.substr(0, semicolon);
+  while (!media.empty() && (media.front() == ' ' || media.front() == '\t')) media.remove_prefix(1);
+  while (!media.empty() && (media.back() == ' ' || media.back() == '\t')) media.remove_suffix(1);
+  std::string out(media);
+  for (char& c : out) c = LowerAscii(c);
+  return out;
+}
+
+// application/json, text/json, and any */*+json.
+bool IsJsonContentType(std::string_view content_type) {
+  const std::string media = MediaType(content_type);
+  if (media == "application/json" || media == "text/json") return true;
+  const size_t slash = media.find('/');
+  return slash != std::string::npos && media.size() > slash + 1 + 5 && media.ends_with("+json");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Base64 (RFC 4648, standard alphabet)
+
+constexpr char kBase64Alphabet[] =
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+int Base64Value(char c) {
+  if (c >= 'A' && c <= 'Z') return c - 'A';
+  if (c >= 'a' && c <= 'z') return c - 'a' + 26;
+  if (c >= '0' && c <= '9') return c - '0' + 52;
+  if (c == '+') return 62;
+  if (c == '/') return 63;
+  return -1;
+}
+
+// Padding optional; no whitespace. nullopt when malformed.
+std::optional<std::string> DecodeBase64(std::string_view text) {
+  size_t padding = 0;
+  while (!text.empty() && text.back() == '=' && padding < 2) {
+    text.remove_suffix(1);
+    ++padding;
+  }
+  if (text.size() % 4 == 1) return std::nullopt;
+  if (padding > 0 && (text.size() + padding) % 4 != 0) return std::nullopt;
+  std::string out;
+  out.reserve(text.size() / 4 * 3 + 2);
+  uint32_t bits = 0;
+  int bit_count = 0;
+  for (char c : text) {
+    const int v = Base64Value(c);
+    if (v < 0) return std::nullopt;
+    bits = (bits << 6) | static_cast<uint32_t>(v);
+    bit_count += 6;
+    if (bit_count >= 8) {
+      bit_count -= 8;
+      out += static_cast<char>((bits >> bit_count) & 0xFF);
+    }
+  }
+  return out;
+}
+
+std::string EncodeBase64(std::string_view bytes) {
+  std::string out;
+  out.reserve((bytes.size() + 2) / 3 * 4);
+  size_t i = 0;
+  for (; i + 3 <= bytes.size(); i += 3) {
+    const uint32_t n = (static_cast<unsigned char>(bytes[i]) << 16) |
+                       (static_cast<unsigned char>(bytes[i + 1]) << 8) |
+                       static_cast<unsigned char>(bytes[i + 2]);
+    out += kBase64Alphabet[(n >> 18) & 63];
+    out += kBase64Alphabet[(n >> 12) & 63];
+    out += kBase64Alphabet[(n >> 6) & 63];
+    out += kBase64Alphabet[n & 63];
+  }
+  const size_t rest = bytes.size() - i;
+  if (rest > 0) {
+    uint32_t n = static_cast<unsigned char>(bytes[i]) << 16;
+    if (rest == 2) n |= static_cast<unsigned char>(bytes[i + 1]) << 8;
+    out += kBase64Alphabet[(n >> 18) & 63];
+    out += kBase64Alphabet[(n >> 12) & 63];
+    out += rest == 2 ? kBase64Alphabet[(n >> 6) & 63] : '=';
+    out += '=';
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// JSON
+
+// Maximum nesting of arrays/objects, by a scan that skips strings. Stops counting past `limit`.
+size_t JsonDepth(std::string_view text, size_t limit) {
+  size_t depth = 0;
+  size_t max_depth = 0;
+  bool in_string = false;
+  for (size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
+    if (in_string) {
+      if (c == '\\') {
+        ++i;
+      } else if (c == '"') {
+        in_string = false;
+      }
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '{' || c == '[') {
+      if (++depth > max_depth) {
+        max_depth = depth;
+        if (max_depth > limit) return max_depth;
+      }
+    } else if ((c == '}' || c == ']') && depth > 0) {
+      --depth;
+    }
+  }
+  return max_depth;
+}
+
+struct Failure {
+  DeadLetterReason reason = DeadLetterReason::kNone;
+  std::string detail;
+};
+
+// Parses `text` (BOM already stripped). `what` names it in details ("value", "data_base64").
+// nlohmann's parser validates UTF-8 inside strings; its messages quote input, so only the
+// position goes into the detail.
+std::optional<Failure> ParseJson(std::string_view text, size_t max_depth, std::string_view what,
+                                 json& out) {
+  if (JsonDepth(text, max_depth) > max_depth) {
+    return Failure{DeadLetterReason::kTooDeep, std::string(what) + ": JSON nested deeper than " +
+                                                   std::to_string(max_depth) + " levels"};
+  }
+  try {
+    out = json::parse(text.begin(), text.end());
+    return std::nullopt;
+  } catch (const json::parse_error& e) {
+    const std::string message = e.what();
+    std::string detail = std::string(what) + ": not valid JSON (";
+    if (message.find("UTF-8") != std::string::npos) {
+      detail += "invalid UTF-8";
+    } else if (e.byte > text.size()) {
+      detail += "unexpected end of input, truncated?";
+    } else {
+      detail += "syntax error";
+    }
+    detail += " at byte " + std::to_string(e.byte) + ")";
+    if (!text.empty() && text[0] == '\0') {
+      detail +=
+          "; starts with a zero byte like Schema Registry framing (Avro/Protobuf are not "
+          "supported)";
+    }
+    return Failure{DeadLetterReason::kNotJson, std::move(detail)};
+  } catch (const json::out_of_range&) {
+    return Failure{DeadLetterReason::kNotJson, std::string(what) + ": a JSON number is too large"};
+  } catch (const json::exception& e) {
+    return Failure{DeadLetterReason::kNotJson,
+                   std::string(what) + ": not valid JSON (error " + std::to_string(e.id) + ")"};
+  }
+}
+
+const char* JsonTypeName(const json& j) {
+  switch (j.type()) {
+    case json::value_t::null:
+      return "null";
+    case json::value_t::object:
+      return "object";
+    case json::value_t::array:
+      return "array";
+    case json::value_t::string:
+      return "string";
+    case json::value_t::boolean:
+      return "boolean";
+    case json::value_t::number_integer:
+    case json::value_t::number_unsigned:
+      return "integer";
+    case json::value_t::number_float:
+      return "number";
+    case json::value_t::binary:
+      return "binary";
+    case json::value_t::discarded:
+      return "discarded";
+  }
+  return "unknown";
+}
+
+// A member of an object; nullptr when absent or null (CloudEvents: null means unset).
+json* Member(json& object, std::string_view name) {
+  const auto it = object.find(name);
+  if (it == object.end() || it->is_null()) return nullptr;
+  return &*it;
+}
+
+// Walks a dotted path ("meta.tenant", "items.0.sku"); nullptr when absent. An empty path is the
+// root. A numeric segment indexes an array; on an object it is an ordinary key.
+json* Lookup(json& root, std::string_view path) {
+  json* node = &root;
+  if (path.empty()) return node;
+  while (true) {
+    const size_t dot = path.find('.');
+    const std::string_view segment = path.substr(0, dot);
+    if (node->is_object()) {
+      const auto it = node->find(segment);
+      if (it == node->end()) return nullptr;
+      node = &*it;
+    } else if (node->is_array()) {
+      if (segment.empty() || segment.size() > 9) return nullptr;
+      size_t index = 0;
+      for (char c : segment) {
+        if (c < '0' || c > '9') return nullptr;
+        index = index * 10 + static_cast<size_t>(c - '0');
+      }
+      if (index >= node->size()) return nullptr;
+      node = &(*node)[index];
+    } else {
+      return nullptr;
+    }
+    if (dot == std::string_view::npos) return node;
+    path.remove_prefix(dot + 1);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Time
+
+std::optional<TimePoint> ParseEventTime(std::string_view text) {
+  // ParseRfc3339 computes in int64 nanoseconds; keep the year inside that range first.
+  if (text.size() < 4) return std::nullopt;
+  int year = 0;
+  for (size_t i = 0; i < 4; ++i) {
+    if (text[i] < '0' || text[i] > '9') return std::nullopt;
+    year = year * 10 + (text[i] - '0');
+  }
+  if (year < kMinYear || year > kMaxYear) return std::nullopt;
+  return ParseRfc3339(text);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The decoder
+
+class RecordDecoder {
+ public:
+  RecordDecoder(const RawRecord& record, const DecoderConfig& config)
+      : record_(record), config_(config) {}
+
+  DecodeResult Run() {
+    DecodeResult result;
+    if (!Decode()) {
+      result.reason = failure_.reason;
+      result.detail = std::move(failure_.detail);
+      return result;
+    }
+    result.envelope.emplace(std::move(envelope_));
+    return result;
+  }
+
+ private:
+  bool Fail(DeadLetterReason reason, std::string detail) {
+    failure_ = Failure{reason, std::move(detail)};
+    return false;
+  }
+  bool Fail(Failure failure) {
+    failure_ = std::move(failure);
+    return false;
+  }
+
+  bool Decode() {
+    if (!CheckSize()) return false;
+    const bool cloud_events_allowed = config_.mode != DecoderConfig::Mode::kFlat;
+    if (cloud_events_allowed && !ScanHeaders()) return false;
+    CopyPlainHeaders();
+    if (cloud_events_allowed && has_ce_specversion_header_) return DecodeBinary();
+
+    if (cloud_events_allowed && MediaType(content_type_) == "application/cloudevents-batch+json") {
+      return Fail(DeadLetterReason::kUnknownFormat, "CloudEvents batches are not supported");
+    }
+    const std::string_view value = StripBom(record_.value.value_or(std::string_view{}));
+    if (value.empty()) {
+      return Fail(DeadLetterReason::kEmptyValue,
+                  record_.value ? "value is empty" : "value is null (tombstone)");
+    }
+    json document;
+    if (auto failure = ParseJson(value, config_.max_json_depth, "value", document)) {
+      return Fail(std::move(*failure));
+    }
+    if (!document.is_object()) {
+      std::string detail = std::string("value: top-level JSON is ") + JsonTypeName(document) +
+                           ", expected an object";
+      if (document.is_array()) detail += " (batches are not supported)";
+      return Fail(DeadLetterReason::kNotObject, std::move(detail));
+    }
+
+    const bool marked_structured =
+        cloud_events_allowed && MediaType(content_type_) == "application/cloudevents+json";
+    const bool has_specversion = document.contains("specversion");
+    switch (config_.mode) {
+      case DecoderConfig::Mode::kFlat:
+        return DecodeFlat(document);
+      case DecoderConfig::Mode::kCloudEvents:
+        if (!has_specversion && !marked_structured) {
+          return Fail(DeadLetterReason::kUnknownFormat,
+                      "not a CloudEvent: no specversion member and no ce_specversion header");
+        }
+        return DecodeStructured(document);
+      case DecoderConfig::Mode::kAuto:
+        break;
+    }
+    if (has_specversion || marked_structured) return DecodeStructured(document);
+    return DecodeFlat(document);
+  }
+
+  bool CheckSize() {
+    size_t total = record_.value ? record_.value->size() : 0;
+    for (const RawHeader& h : record_.headers) {
+      total += h.key.size() + (h.value ? h.value->size() : 0);
+    }
+    if (total > config_.max_record_bytes) {
+      return Fail(DeadLetterReason::kTooLarge, "value and headers are " + std::to_string(total) +
+                                                   " bytes, the limit is " +
+                                                   std::to_string(config_.max_record_bytes));
+    }
+    return true;
+  }
+
+  // Collects ce_* attributes and the content type; rejects conflicting repeats.
+  bool ScanHeaders() {
+    for (const RawHeader& h : record_.headers) {
+      if (IsContentTypeHeader(h.key)) {
+        if (!h.value) continue;
+        if (has_content_type_ && content_type_ != *h.value) {
+          return Fail(DeadLetterReason::kDuplicateHeader,
+                      "content-type: repeated with different values");
+        }
+        if (!IsValidUtf8(*h.value)) {
+          return Fail(DeadLetterReason::kInvalidAttribute, "content-type: not valid UTF-8");
+        }
+        has_content_type_ = true;
+        content_type_ = *h.value;
+        continue;
+      }
+      if (!IsCloudEventsHeader(h.key)) continue;
+      std::string name(h.key.substr(3));
+      for (char& c : name) c = LowerAscii(c);
+      if (name == "specversion") has_ce_specversion_header_ = true;
+      if (!IsValidAttributeName(name) || name == "data") {
+        return Fail(DeadLetterReason::kInvalidAttribute,
+                    "header " + QuoteName(h.key) +
+                        ": not a valid CloudEvents attribute name (lowercase a-z, 0-9)");
+      }
+      if (!h.value) continue;  // a null value leaves the attribute unset
+      if (!IsValidUtf8(*h.value)) {
+        return Fail(DeadLetterReason::kInvalidAttribute, "ce_" + name + ": not valid UTF-8");
+      }
+      auto [it, inserted] = ce_headers_.emplace(std::move(name), *h.value);
+      if (!inserted && it->second != *h.value) {
+        return Fail(DeadLetterReason::kDuplicateHeader,
+                    "ce_" + it->first + ": repeated with different values");
+      }
+    }
+    return true;
+  }
+
+  void CopyPlainHeaders() {
+    envelope_.headers.reserve(record_.headers.size());
+    for (const RawHeader& h : record_.headers) {
+      if (IsCloudEventsHeader(h.key)) continue;
+      envelope_.headers.emplace_back(SanitizeUtf8(h.key), SanitizeUtf8(h.value.value_or("")));
+    }
+  }
+
+  // --- CloudEvents, binary mode -----------------------------------------------------------------
+
+  std::optional<std::string_view> CeHeader(const std::string& name) {
+    const auto it = ce_headers_.find(name);
+    if (it == ce_headers_.end()) return std::nullopt;
+    return it->second;
+  }
+
+  bool RequiredCeHeader(const std::string& name, DeadLetterReason missing, std::string& out) {
+    const auto value = CeHeader(name);
+    if (!value) return Fail(missing, "ce_" + name + ": missing");
+    if (value->empty()) return Fail(missing, "ce_" + name + ": empty");
+    out.assign(*value);
+    return true;
+  }
+
+  bool DecodeBinary() {
+    envelope_.format = EnvelopeFormat::kCloudEventsBinary;
+    const auto specversion = CeHeader("specversion");
+    if (!specversion) {
+      return Fail(DeadLetterReason::kUnsupportedSpecversion, "ce_specversion: missing");
+    }
+    if (*specversion != "1.0") {
+      return Fail(DeadLetterReason::kUnsupportedSpecversion,
+                  "ce_specversion: only \"1.0\" is supported");
+    }
+    if (!RequiredCeHeader("id", DeadLetterReason::kMissingId, envelope_.id) ||
+        !RequiredCeHeader("source", DeadLetterReason::kMissingSource, envelope_.source) ||
+        !RequiredCeHeader("type", DeadLetterReason::kMissingType, envelope_.type) ||
+        !RequiredCeHeader(config_.tenant_extension, DeadLetterReason::kMissingTenant,
+                          envelope_.tenant) ||
+        !RequiredCeHeader(config_.environment_extension, DeadLetterReason::kMissingEnvironment,
+                          envelope_.environment) ||
+        !ValidateCommon("ce_")) {
+      return false;
+    }
+    if (const auto subject = CeHeader("subject")) envelope_.subject.assign(*subject);
+    if (const auto time = CeHeader("time")) {
+      if (!SetTime(*time, "ce_time")) return false;
+    }
+    if (has_content_type_) {
+      envelope_.data_content_type = content_type_;
+    } else if (const auto ct = CeHeader("datacontenttype")) {
+      envelope_.data_content_type.assign(*ct);
+    }
+    for (const auto& [name, value] : ce_headers_) {
+      if (IsCoreAttribute(name) || name == "datacontenttype") continue;
+      envelope_.extensions.emplace(name, json(std::string(value)));
+    }
+
+    const std::string_view value = record_.value.value_or(std::string_view{});
+    if (value.empty()) return true;  // an event without data
+    const bool has_type = !envelope_.data_content_type.empty();
+    if (!has_type || IsJsonContentType(envelope_.data_content_type)) {
+      const std::string_view text = StripBom(value);
+      if (!has_type && JsonDepth(text, config_.max_json_depth) > config_.max_json_depth) {
+        return SetBytesAsData(value, nullptr);  // not declared JSON: keep it as text
+      }
+      auto failure = ParseJson(text, config_.max_json_depth, "value", envelope_.data);
+      if (!failure) return true;
+      if (has_type) {
+        if (failure->reason == DeadLetterReason::kNotJson) {
+          failure->reason = DeadLetterReason::kInvalidData;
+          failure->detail += " although content-type is JSON";
+        }
+        return Fail(std::move(*failure));
+      }
+      envelope_.data = nullptr;
+    }
+    return SetBytesAsData(value, nullptr);
+  }
+
+  // --- CloudEvents, structured mode -------------------------------------------------------------
+
+  bool IsCoreAttribute(std::string_view name) const {
+    return name == "specversion" || name == "id" || name == "source" || name == "type" ||
+           name == "subject" || name == "time" || name == "datacontenttype" || name == "data" ||
+           name == "data_base64" || name == config_.tenant_extension ||
+           name == config_.environment_extension;
+  }
+
+  bool RequiredMember(json& event, std::string_view name, DeadLetterReason missing,
+                      std::string& out) {
+    const json* member = Member(event, name);
+    if (member == nullptr) return Fail(missing, std::string(name) + ": missing");
+    if (!member->is_string()) {
+      return Fail(DeadLetterReason::kWrongType,
+                  std::string(name) + ": expected a string, got " + JsonTypeName(*member));
+    }
+    const auto& text = member->get_ref<const std::string&>();
+    if (text.empty()) return Fail(missing, std::string(name) + ": empty");
+    out = text;
+    return true;
+  }
+
+  bool OptionalStringMember(json& event, std::string_view name, std::string& out) {
+    const json* member = Member(event, name);
+    if (member == nullptr) return true;
+    if (!member->is_string()) {
+      return Fail(DeadLetterReason::kWrongType,
+                  std::string(name) + ": expected a string, got " + JsonTypeName(*member));
+    }
+    out = member->get_ref<const std::string&>();
+    return true;
+  }
+
+  bool DecodeStructured(json& event) {
+    envelope_.format = EnvelopeFormat::kCloudEventsStructured;
+    const json* specversion = Member(event, "specversion");
+    if (specversion == nullptr) {
+      return Fail(DeadLetterReason::kUnsupportedSpecversion, "specversion: missing");
+    }
+    if (!specversion->is_string()) {
+      return Fail(DeadLetterReason::kWrongType,
+                  std::string("specversion: expected a string, got ") + JsonTypeName(*specversion));
+    }
+    if (specversion->get_ref<const std::string&>() != "1.0") {
+      return Fail(DeadLetterReason::kUnsupportedSpecversion,
+                  "specversion: only \"1.0\" is supported");
+    }
+    if (!RequiredMember(event, "id", DeadLetterReason::kMissingId, envelope_.id) ||
+        !RequiredMember(event, "source", DeadLetterReason::kMissingSource, envelope_.source) ||
+        !RequiredMember(event, "type", DeadLetterReason::kMissingType, envelope_.type) ||
+        !RequiredMember(event, config_.tenant_extension, DeadLetterReason::kMissingTenant,
+                        envelope_.tenant) ||
+        !RequiredMember(event, config_.environment_extension, DeadLetterReason::kMissingEnvironment,
+                        envelope_.environment) ||
+        !ValidateCommon("") || !OptionalStringMember(event, "subject", envelope_.subject) ||
+        !OptionalStringMember(event, "datacontenttype", envelope_.data_content_type)) {
+      return false;
+    }
+    if (const json* time = Member(event, "time")) {
+      if (!time->is_string()) {
+        return Fail(DeadLetterReason::kInvalidTime,
+                    std::string("time: expected an RFC 3339 string, got ") + JsonTypeName(*time));
+      }
+      if (!SetTime(time->get_ref<const std::string&>(), "time")) return false;
+    }
+    for (auto it = event.begin(); it != event.end(); ++it) {
+      const std::string& name = it.key();
+      if (IsCoreAttribute(name) || it->is_null()) continue;
+      if (!IsValidAttributeName(name)) {
+        return Fail(
+            DeadLetterReason::kInvalidAttribute,
+            QuoteName(name) + ": not a valid CloudEvents attribute name (lowercase a-z, 0-9)");
+      }
+      if (!it->is_string() && !it->is_number() && !it->is_boolean()) {
+        return Fail(DeadLetterReason::kWrongType, name +
+                                                      ": extension attribute must be a string, "
+                                                      "number or boolean, got " +
+                                                      JsonTypeName(*it));
+      }
+      envelope_.extensions.emplace(name, *it);
+    }
+    return SetStructuredData(event);
+  }
+
+  bool SetStructuredData(json& event) {
+    json* data = Member(event, "data");
+    json* data_base64 = Member(event, "data_base64");
+    if (data != nullptr && data_base64 != nullptr) {
+      return Fail(DeadLetterReason::kInvalidData, "data, data_base64: only one may be present");
+    }
+    if (data != nullptr) {
+      envelope_.data = std::move(*data);
+      return true;
+    }
+    if (data_base64 == nullptr) return true;
+    if (!data_base64->is_string()) {
+      return Fail(
+          DeadLetterReason::kInvalidData,
+          std::string("data_base64: expected a base64 string, got ") + JsonTypeName(*data_base64));
+    }
+    const auto& text = data_base64->get_ref<const std::string&>();
+    const std::optional<std::string> bytes = DecodeBase64(text);
+    if (!bytes) return Fail(DeadLetterReason::kInvalidData, "data_base64: not valid base64");
+    if (IsJsonContentType(envelope_.data_content_type)) {
+      if (auto failure =
+              ParseJson(StripBom(*bytes), config_.max_json_depth, "data_base64", envelope_.data)) {
+        if (failure->reason == DeadLetterReason::kNotJson) {
+          failure->reason = DeadLetterReason::kInvalidData;
+          failure->detail += " although datacontenttype is JSON";
+        }
+        return Fail(std::move(*failure));
+      }
+      return true;
+    }
+    return SetBytesAsData(*bytes, &text);
+  }
+
+  // Non-JSON data: a JSON string of the bytes when they are UTF-8, else their base64 (reusing
+  // `base64` when the caller has it).
+  bool SetBytesAsData(std::string_view bytes, const std::string* base64) {
+    if (IsValidUtf8(bytes)) {
+      envelope_.data = std::string(bytes);
+    } else {
+      envelope_.data = base64 != nullptr ? *base64 : EncodeBase64(bytes);
+      envelope_.data_is_base64 = true;
+    }
+    return true;
+  }
+
+  // --- Flat envelope --------------------------------------------------------------------------
+
+  // A required string field; a null value counts as missing.
+  bool RequiredFlatString(json& document, const std::string& path, DeadLetterReason missing,
+                          std::string& out, bool allow_integer = false) {
+    const json* field = Lookup(document, path);
+    if (field == nullptr || field->is_null()) return Fail(missing, path + ": missing");
+    if (allow_integer && field->is_number_unsigned()) {
+      out = std::to_string(field->get<uint64_t>());
+      return true;
+    }
+    if (allow_integer && field->is_number_integer()) {
+      out = std::to_string(field->get<int64_t>());
+      return true;
+    }
+    if (!field->is_string()) {
+      return Fail(DeadLetterReason::kWrongType,
+                  path +
+                      (allow_integer ? ": expected a string or an integer, got "
+                                     : ": expected a string, got ") +
+                      JsonTypeName(*field));
+    }
+    const auto& text = field->get_ref<const std::string&>();
+    if (text.empty()) return Fail(missing, path + ": empty");
+    out = text;
+    return true;
+  }
+
+  bool DecodeFlat(json& document) {
+    envelope_.format = EnvelopeFormat::kFlat;
+    const FlatMapping& m = config_.flat;
+    if (!RequiredFlatString(document, m.id, DeadLetterReason::kMissingId, envelope_.id,
+                            /*allow_integer=*/true) ||
+        !RequiredFlatString(document, m.type, DeadLetterReason::kMissingType, envelope_.type) ||
+        !RequiredFlatString(document, m.tenant, DeadLetterReason::kMissingTenant,
+                            envelope_.tenant) ||
+        !RequiredFlatString(document, m.environment, DeadLetterReason::kMissingEnvironment,
+                            envelope_.environment) ||
+        !ValidateCommon("")) {
+      return false;
+    }
+    if (!m.source.empty()) {
+      if (const json* source = Lookup(document, m.source); source && !source->is_null()) {
+        if (!source->is_string()) {
+          return Fail(DeadLetterReason::kWrongType,
+                      m.source + ": expected a string, got " + JsonTypeName(*source));
+        }
+        envelope_.source = source->get_ref<const std::string&>();
+        if (HasControlCharacters(envelope_.source)) {
+          return Fail(DeadLetterReason::kInvalidAttribute,
+                      m.source + ": contains control characters");
+        }
+      }
+    }
+    if (!m.time.empty()) {
+      if (const json* time = Lookup(document, m.time); time && !time->is_null()) {
+        if (!SetFlatTime(*time, m.time)) return false;
+      }
+    }
+    // Last: the data may contain (or be) the fields read above.
+    if (json* data = Lookup(document, m.data)) envelope_.data = std::move(*data);
+    return true;
+  }
+
+  bool SetFlatTime(const json& time, const std::string& path) {
+    if (time.is_string()) return SetTime(time.get_ref<const std::string&>(), path);
+    if (time.is_number_integer() || time.is_number_unsigned()) {
+      const bool in_range =
+          time.is_number_unsigned()
+              ? time.get<uint64_t>() <= static_cast<uint64_t>(kMaxAbsEpochMs)
+              : time.get<int64_t>() >= -kMaxAbsEpochMs && time.get<int64_t>() <= kMaxAbsEpochMs;
+      if (!in_range) {
+        return Fail(DeadLetterReason::kInvalidTime,
+                    path + ": epoch milliseconds out of the supported range");
+      }
+      const int64_t ms = time.is_number_unsigned() ? static_cast<int64_t>(time.get<uint64_t>())
+                                                   : time.get<int64_t>();
+      envelope_.time = TimePoint{std::chrono::milliseconds{ms}};
+      envelope_.time_text = FormatRfc3339(*envelope_.time);
+      return true;
+    }
+    return Fail(
+        DeadLetterReason::kInvalidTime,
+        path + ": expected an RFC 3339 string or epoch milliseconds, got " + JsonTypeName(time));
+  }
+
+  // --- Shared -----------------------------------------------------------------------------------
+
+  bool SetTime(std::string_view text, std::string_view field) {
+    const std::optional<TimePoint> time = ParseEventTime(text);
+    if (!time) {
+      return Fail(DeadLetterReason::kInvalidTime,
+                  std::string(field) + ": not an RFC 3339 timestamp between years " +
+                      std::to_string(kMinYear) + " and " + std::to_string(kMaxYear));
+    }
+    envelope_.time = time;
+    envelope_.time_text.assign(text);
+    return true;
+  }
+
+  // Field formats shared by all envelope kinds. `prefix` is "ce_" in binary mode, for details.
+  bool ValidateCommon(std::string_view prefix) {
+    const bool flat = envelope_.format == EnvelopeFormat::kFlat;
+    const auto name = [&](std::string_view ce_name, const std::string& flat_path) {
+      return flat ? flat_path : std::string(prefix) + std::string(ce_name);
+    };
+    const FlatMapping& m = config_.flat;
+    if (envelope_.id.size() > kMaxIdBytes) {
+      return Fail(DeadLetterReason::kInvalidAttribute,
+                  name("id", m.id) + ": longer than " + std::to_string(kMaxIdBytes) + " bytes");
+    }
+    if (envelope_.type.size() > kMaxTypeBytes) {
+      return Fail(
+          DeadLetterReason::kInvalidAttribute,
+          name("type", m.type) + ": longer than " + std::to_string(kMaxTypeBytes) + " bytes");
+    }
+    if (HasControlCharacters(envelope_.type)) {
+      return Fail(DeadLetterReason::kInvalidAttribute,
+                  name("type", m.type) + ": contains control characters");
+    }
+    if (HasControlCharacters(envelope_.source)) {
+      return Fail(DeadLetterReason::kInvalidAttribute,
+                  name("source", m.source) + ": contains control characters");
+    }
+    if (!IsValidScopeName(envelope_.tenant)) {
+      return Fail(DeadLetterReason::kInvalidAttribute,
+                  name(config_.tenant_extension, m.tenant) +
+                      ": must match ^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$");
+    }
+    if (!IsValidScopeName(envelope_.environment)) {
+      return Fail(DeadLetterReason::kInvalidAttribute,
+                  name(config_.environment_extension, m.environment) +
+                      ": must match ^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$");
+    }
+    return true;
+  }
+
+  const RawRecord& record_;
+  const DecoderConfig& config_;
+  Envelope envelope_;
+  Failure failure_;
+
+  bool has_content_type_ = false;
+  std::string_view content_type_;
+  bool has_ce_specversion_header_ = false;
+  std::map<std::string, std::string_view> ce_headers_;  // attribute name -> value
+};
+
+void ValidatePath(std::string_view field, const std::string& path, bool required,
+                  std::vector<std::string>& problems) {
+  if (path.empty()) {
+    if (required) problems.push_back(std::string(field) + ": must not be empty");
+    return;
+  }
+  if (path.front() == '.' || path.back() == '.' || path.find("..") != std::string::npos) {
+    problems.push_back(std::string(field) + ": empty segment in dotted path \"" + path + "\"");
+  }
+}
+
+}  // namespace
+
+std::string_view ToString(EnvelopeFormat format) {
+  switch (format) {
+    case EnvelopeFormat::kCloudEventsStructured:
+      return "cloudevents_structured";
+    case EnvelopeFormat::kCloudEventsBinary:
+      return "cloudevents_binary";
+    case EnvelopeFormat::kFlat:
+      return "flat";
+  }
+  return "unknown";
+}
+
+std::string_view ToString(DeadLetterReason reason) {
+  switch (reason) {
+    case DeadLetterReason::kNone:
+      return "none";
+    case DeadLetterReason::kEmptyValue:
+      return "empty_value";
+    case DeadLetterReason::kTooLarge:
+      return "too_large";
+    case DeadLetterReason::kNotJson:
+      return "not_json";
+    case DeadLetterReason::kNotObject:
+      return "not_object";
+    case DeadLetterReason::kTooDeep:
+      return "too_deep";
+    case DeadLetterReason::kUnknownFormat:
+      return "unknown_format";
+    case DeadLetterReason::kUnsupportedSpecversion:
+      return "unsupported_specversion";
+    case DeadLetterReason::kMissingId:
+      return "missing_id";
+    case DeadLetterReason::kMissingType:
+      return "missing_type";
+    case DeadLetterReason::kMissingSource:
+      return "missing_source";
+    case DeadLetterReason::kMissingTenant:
+      return "missing_tenant";
+    case DeadLetterReason::kMissingEnvironment:
+      return "missing_environment";
+    case DeadLetterReason::kWrongType:
+      return "wrong_type";
+    case DeadLetterReason::kInvalidTime:
+      return "invalid_time";
+    case DeadLetterReason::kInvalidAttribute:
+      return "invalid_attribute";
+    case DeadLetterReason::kInvalidData:
+      return "invalid_data";
+    case DeadLetterReason::kDuplicateHeader:
+      return "duplicate_header";
+    case DeadLetterReason::kInternal:
+      return "internal";
+  }
+  return "internal";
+}
+
+std::optional<DeadLetterReason> DeadLetterReasonFromString(std::string_view name) {
+  if (name == "none") return DeadLetterReason::kNone;
+  for (DeadLetterReason reason : kReasons) {
+    if (ToString(reason) == name) return reason;
+  }
+  return std::nullopt;
+}
+
+std::span<const DeadLetterReason> AllDeadLetterReasons() { return kReasons; }
+
+std::vector<std::string> ValidateDecoderConfig(const DecoderConfig& config) {
+  std::vector<std::string> problems;
+  const FlatMapping& m = config.flat;
+  ValidatePath("flat.id", m.id, true, problems);
+  ValidatePath("flat.type", m.type, true, problems);
+  ValidatePath("flat.tenant", m.tenant, true, problems);
+  ValidatePath("flat.environment", m.environment, true, problems);
+  ValidatePath("flat.time", m.time, false, problems);
+  ValidatePath("flat.data", m.data, false, problems);
+  ValidatePath("flat.source", m.source, false, problems);
+  if (config.max_record_bytes == 0) problems.push_back("max_record_bytes: must be positive");
+  if (config.max_json_depth < 2 || config.max_json_depth > 1000) {
+    problems.push_back("max_json_depth: must be between 2 and 1000");
+  }
+  for (const auto& [field, name] :
+       {std::pair{"tenant_extension", &config.tenant_extension},
+        std::pair{"environment_extension", &config.environment_extension}}) {
+    static constexpr std::array kReserved = {"specversion", "id",   "source",          "type",
+                                             "subject",     "time", "datacontenttype", "dataschema",
+                                             "data"};
+    bool reserved = false;
+    for (const char* r : kReserved) reserved = reserved || *name == r;
+    if (!IsValidAttributeName(*name) || reserved) {
+      problems.push_back(std::string(field) +
+                         ": must be a CloudEvents extension name (lowercase a-z, 0-9) that is not "
+                         "a core attribute");
+    }
+  }
+  if (config.tenant_extension == config.environment_extension) {
+    problems.push_back("environment_extension: must differ from tenant_extension");
+  }
+  return problems;
+}
+
+DecodeResult DecodeRecord(const RawRecord& record, const DecoderConfig& config) noexcept {
+  try {
+    return RecordDecoder(record, config).Run();
+  } catch (const std::bad_alloc&) {
+    DecodeResult result;
+    result.reason = DeadLetterReason::kInternal;
+    result.detail = "out of memory while decoding";
+    return result;
+  } catch (const json::exception& e) {
+    // Never e.what(): nlohmann quotes input in its messages.
+    DecodeResult result;
+    result.reason = DeadLetterReason::kInternal;
+    result.detail = "unexpected JSON error " + std::to_string(e.id) + " while decoding";
+    return result;
+  } catch (...) {
+    DecodeResult result;
+    result.reason = DeadLetterReason::kInternal;
+    result.detail = "unexpected exception while decoding";
+    return result;
+  }
+}
+
+std::vector<std::pair<std::string, std::string>> DeadLetterHeaders(const RawRecord& record,
+                                                                   const DecodeResult& result,
+                                                                   std::string_view consumer_group,
+                                                                   TimePoint failed_at) {
+  return {
+      {"workflowd_dlq_reason", std::string(ToString(result.reason))},
+      {"workflowd_dlq_detail", SanitizeUtf8(result.detail)},
+      {"workflowd_source_topic", std::string(record.topic)},
+      {"workflowd_source_partition", std::to_string(record.partition)},
+      {"workflowd_source_offset", std::to_string(record.offset)},
+      {"workflowd_consumer_group", std::string(consumer_group)},
+      {"workflowd_failed_at", FormatRfc3339(failed_at)},
+  };
+}
+
+matching::EventView ViewOf(const Envelope& envelope,
+                           std::vector<matching::Header>& header_storage) {
+  header_storage.clear();
+  header_storage.reserve(envelope.headers.size());
+  for (const auto& [name, value] : envelope.headers) header_storage.push_back({name, value});
+  matching::EventView view;
+  view.id = envelope.id;
+  view.type = envelope.type;
+  view.source = envelope.source;
+  view.subject = envelope.subject;
+  view.tenant = envelope.tenant;
+  view.environment = envelope.environment;
+  view.time = envelope.time_text;
+  view.data = envelope.data.is_null() ? nullptr : &envelope.data;
+  view.headers = header_storage;
+  return view;
+}
+
+}  // namespace workflowd::consumers

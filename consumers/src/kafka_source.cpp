@@ -1,0 +1,405 @@
+#include "workflowd/consumers/kafka_source.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <atomic>
+#include <mutex>
+#include <set>
+
+#include "rdkafka_handles.hpp"
+
+namespace workflowd::consumers {
+
+// ---------------------------------------------------------------------------------------------
+// ConsumedRecord
+
+struct ConsumedRecord::Message {
+  MessageHandle msg;
+};
+
+ConsumedRecord::ConsumedRecord(std::unique_ptr<Message> message) : message_(std::move(message)) {
+  rd_kafka_message_t* m = message_->msg.get();
+  raw_.topic = rd_kafka_topic_name(m->rkt);
+  raw_.partition = m->partition;
+  raw_.offset = m->offset;
+  if (m->key != nullptr) raw_.key = std::string_view(static_cast<const char*>(m->key), m->key_len);
+  if (m->payload != nullptr) {
+    raw_.value = std::string_view(static_cast<const char*>(m->payload), m->len);
+  }
+  rd_kafka_timestamp_type_t ts_type;
+  raw_.timestamp_ms = rd_kafka_message_timestamp(m, &ts_type);
+  rd_kafka_headers_t* headers = nullptr;
+  if (rd_kafka_message_headers(m, &headers) == RD_KAFKA_RESP_ERR_NO_ERROR && headers != nullptr) {
+    const char* name;
+    const void* value;
+    size_t size;
+    for (size_t i = 0;
+         rd_kafka_header_get_all(headers, i, &name, &value, &size) == RD_KAFKA_RESP_ERR_NO_ERROR;
+         ++i) {
+      RawHeader h;
+      h.key = name;
+      if (value != nullptr) h.value = std::string_view(static_cast<const char*>(value), size);
+      raw_.headers.push_back(h);
+    }
+  }
+}
+
+ConsumedRecord::~ConsumedRecord() = default;
+ConsumedRecord::ConsumedRecord(ConsumedRecord&&) noexcept = default;
+ConsumedRecord& ConsumedRecord::operator=(ConsumedRecord&&) noexcept = default;
+
+// ---------------------------------------------------------------------------------------------
+// KafkaEventSource
+
+struct KafkaEventSource::State {
+  KafkaHandle rk;
+  QueueHandle queue;
+  std::atomic<uint64_t> generation{0};
+  std::atomic<bool> closed{false};
+  std::atomic<bool> brokers_down{false};
+  std::atomic<bool> fatal{false};
+  mutable std::mutex mu;  // guards the fields below
+  bool paused = false;
+  std::string last_error;
+  std::map<std::pair<std::string, int32_t>, int64_t> next_offset;  // processed position
+
+  static void Rebalance(rd_kafka_t* rk, rd_kafka_resp_err_t err,
+                        rd_kafka_topic_partition_list_t* partitions, void* opaque) {
+    auto* self = static_cast<State*>(opaque);
+    bool cooperative = std::string(rd_kafka_rebalance_protocol(rk)) == "COOPERATIVE";
+    if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+      if (cooperative) {
+        ErrorHandle e(rd_kafka_incremental_assign(rk, partitions));
+        if (e) spdlog::error("kafka incremental assign failed: {}", rd_kafka_error_string(e.get()));
+      } else {
+        rd_kafka_assign(rk, partitions);
+      }
+      std::lock_guard lock(self->mu);
+      if (self->paused) rd_kafka_pause_partitions(rk, partitions);
+      spdlog::info("kafka partitions assigned: {}", Describe(partitions));
+    } else {
+      // Commit what was processed before giving the partitions away, so the next owner starts
+      // right after it (nothing lost, nothing redone that was already durable).
+      rd_kafka_resp_err_t cerr = rd_kafka_commit(rk, nullptr, 0);
+      if (cerr != RD_KAFKA_RESP_ERR_NO_ERROR && cerr != RD_KAFKA_RESP_ERR__NO_OFFSET) {
+        spdlog::warn("kafka commit on revoke failed: {}", rd_kafka_err2str(cerr));
+      }
+      self->generation.fetch_add(1);
+      if (cooperative) {
+        ErrorHandle e(rd_kafka_incremental_unassign(rk, partitions));
+      } else {
+        rd_kafka_assign(rk, nullptr);
+      }
+      std::lock_guard lock(self->mu);
+      for (int i = 0; i < partitions->cnt; ++i) {
+        self->next_offset.erase({partitions->elems[i].topic, partitions->elems[i].partition});
+      }
+      spdlog::info("kafka partitions revoked: {}", Describe(partitions));
+    }
+  }
+
+  static void Error(rd_kafka_t* rk, int err, const char* reason, void* opaque) {
+    auto* self = static_cast<State*>(opaque);
+    auto code = static_cast<rd_kafka_resp_err_t>(err);
+    if (code == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN) self->brokers_down = true;
+    if (code == RD_KAFKA_RESP_ERR__FATAL) {
+      char buf[512];
+      rd_kafka_fatal_error(rk, buf, sizeof buf);
+      self->fatal = true;
+      spdlog::critical("kafka fatal error: {}", buf);
+    }
+    std::lock_guard lock(self->mu);
+    self->last_error = reason;
+    spdlog::warn("kafka: {} ({})", reason, rd_kafka_err2name(code));
+  }
+
+  static std::string Describe(const rd_kafka_topic_partition_list_t* list) {
+    std::string out;
+    for (int i = 0; i < list->cnt; ++i) {
+      if (!out.empty()) out += ", ";
+      out +=
+          std::string(list->elems[i].topic) + "[" + std::to_string(list->elems[i].partition) + "]";
+    }
+    return out.empty() ? "none" : out;
+  }
+};
+
+KafkaEventSource::KafkaEventSource(const KafkaSourceConfig& config)
+    : state_(std::make_unique<State>()) {
+  ConfHandle conf(rd_kafka_conf_new());
+  SetProperties(conf.get(), config.properties);
+  SetProperties(conf.get(),
+                {{"bootstrap.servers", config.brokers},
+                 {"group.id", config.group_id},
+                 {"client.id", config.client_id},
+                 {"enable.auto.offset.store", "false"},
+                 {"enable.auto.commit", "true"},
+                 {"auto.commit.interval.ms", std::to_string(config.commit_interval.count())},
+                 {"enable.partition.eof", "false"}});
+  if (!config.properties.contains("auto.offset.reset")) {
+    SetProperties(conf.get(), {{"auto.offset.reset", "earliest"}});
+  }
+  rd_kafka_conf_set_opaque(conf.get(), state_.get());
+  rd_kafka_conf_set_rebalance_cb(conf.get(), &State::Rebalance);
+  rd_kafka_conf_set_error_cb(conf.get(), &State::Error);
+
+  char err[512];
+  rd_kafka_t* rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf.get(), err, sizeof err);
+  if (rk == nullptr) throw KafkaError(std::string("kafka consumer: ") + err, false);
+  conf.release();  // owned by rk now
+  state_->rk.reset(rk);
+  rd_kafka_poll_set_consumer(rk);
+  state_->queue.reset(rd_kafka_queue_get_consumer(rk));
+
+  PartitionListHandle topics(
+      rd_kafka_topic_partition_list_new(static_cast<int>(config.topics.size())));
+  for (const auto& t : config.topics) {
+    rd_kafka_topic_partition_list_add(topics.get(), t.c_str(), RD_KAFKA_PARTITION_UA);
+  }
+  rd_kafka_resp_err_t serr = rd_kafka_subscribe(rk, topics.get());
+  if (serr != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    throw KafkaError(std::string("kafka subscribe: ") + rd_kafka_err2str(serr), false);
+  }
+}
+
+KafkaEventSource::~KafkaEventSource() { Close(); }
+
+std::vector<ConsumedRecord> KafkaEventSource::PollBatch(size_t max,
+                                                        std::chrono::milliseconds timeout) {
+  std::vector<ConsumedRecord> batch;
+  if (state_->closed || max == 0) return batch;
+  if (state_->fatal) throw KafkaError("kafka consumer hit a fatal error", false);
+  auto take = [&](rd_kafka_message_t* m) {
+    MessageHandle msg(m);
+    if (msg->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+      if (msg->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+        spdlog::warn("kafka consume error: {}", rd_kafka_message_errstr(msg.get()));
+      }
+      return;
+    }
+    state_->brokers_down = false;
+    auto owned = std::make_unique<ConsumedRecord::Message>();
+    owned->msg = std::move(msg);
+    batch.emplace_back(std::move(owned));
+  };
+  rd_kafka_message_t* first =
+      rd_kafka_consume_queue(state_->queue.get(), static_cast<int>(timeout.count()));
+  if (first == nullptr) return batch;
+  take(first);
+  std::vector<rd_kafka_message_t*> more(max > 1 ? max - 1 : 0);
+  if (!more.empty()) {
+    ssize_t n = rd_kafka_consume_batch_queue(state_->queue.get(), 0, more.data(), more.size());
+    for (ssize_t i = 0; i < n; ++i) take(more[static_cast<size_t>(i)]);
+  }
+  return batch;
+}
+
+void KafkaEventSource::MarkProcessed(const std::vector<ConsumedRecord>& batch) {
+  if (batch.empty()) return;
+  std::map<std::pair<std::string, int32_t>, int64_t> next;
+  for (const auto& r : batch) {
+    auto& n = next[{std::string(r.raw().topic), r.raw().partition}];
+    n = std::max(n, r.raw().offset + 1);
+  }
+  PartitionListHandle list(rd_kafka_topic_partition_list_new(static_cast<int>(next.size())));
+  for (const auto& [tp, offset] : next) {
+    rd_kafka_topic_partition_list_add(list.get(), tp.first.c_str(), tp.second)->offset = offset;
+  }
+  // Fails with _STATE for partitions no longer assigned: those are skipped on purpose.
+  rd_kafka_offsets_store(state_->rk.get(), list.get());
+  std::lock_guard lock(state_->mu);
+  for (int i = 0; i < list->cnt; ++i) {
+    if (list->elems[i].err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+      state_->next_offset[{list->elems[i].topic, list->elems[i].partition}] = list->elems[i].offset;
+    }
+  }
+}
+
+void KafkaEventSource::CommitNow() {
+  rd_kafka_resp_err_t err = rd_kafka_commit(state_->rk.get(), nullptr, 0);
+  if (err != RD_KAFKA_RESP_ERR_NO_ERROR && err != RD_KAFKA_RESP_ERR__NO_OFFSET) {
+    throw KafkaError(std::string("kafka commit: ") + rd_kafka_err2str(err), true);
+  }
+}
+
+void KafkaEventSource::Pause() {
+  std::lock_guard lock(state_->mu);
+  if (state_->paused) return;
+  rd_kafka_topic_partition_list_t* assigned = nullptr;
+  if (rd_kafka_assignment(state_->rk.get(), &assigned) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+    PartitionListHandle list(assigned);
+    rd_kafka_pause_partitions(state_->rk.get(), list.get());
+  }
+  state_->paused = true;
+}
+
+void KafkaEventSource::Resume() {
+  std::lock_guard lock(state_->mu);
+  if (!state_->paused) return;
+  rd_kafka_topic_partition_list_t* assigned = nullptr;
+  if (rd_kafka_assignment(state_->rk.get(), &assigned) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+    PartitionListHandle list(assigned);
+    rd_kafka_resume_partitions(state_->rk.get(), list.get());
+  }
+  state_->paused = false;
+}
+
+bool KafkaEventSource::paused() const {
+  std::lock_guard lock(state_->mu);
+  return state_->paused;
+}
+
+uint64_t KafkaEventSource::generation() const { return state_->generation.load(); }
+
+std::vector<PartitionLag> KafkaEventSource::Lag() const {
+  std::vector<PartitionLag> out;
+  if (state_->closed) return out;
+  rd_kafka_topic_partition_list_t* assigned = nullptr;
+  if (rd_kafka_assignment(state_->rk.get(), &assigned) != RD_KAFKA_RESP_ERR_NO_ERROR) return out;
+  PartitionListHandle list(assigned);
+  rd_kafka_position(state_->rk.get(), list.get());
+  std::lock_guard lock(state_->mu);
+  for (int i = 0; i < list->cnt; ++i) {
+    const auto& e = list->elems[i];
+    int64_t low = -1, high = -1;
+    PartitionLag lag{e.topic, e.partition, -1};
+    if (rd_kafka_get_watermark_offsets(state_->rk.get(), e.topic, e.partition, &low, &high) ==
+            RD_KAFKA_RESP_ERR_NO_ERROR &&
+        high >= 0) {
+      auto it = state_->next_offset.find({e.topic, e.partition});
+      int64_t next = it != state_->next_offset.end() ? it->second : e.offset;
+      if (next >= 0) lag.lag = std::max<int64_t>(0, high - next);
+    }
+    out.push_back(std::move(lag));
+  }
+  return out;
+}
+
+bool KafkaEventSource::Healthy() const {
+  return !state_->closed && !state_->fatal && !state_->brokers_down;
+}
+
+std::string KafkaEventSource::HealthDetail() const {
+  if (state_->closed) return "closed";
+  if (state_->fatal) return "fatal error";
+  std::lock_guard lock(state_->mu);
+  if (state_->brokers_down) return "all brokers down: " + state_->last_error;
+  return "consuming";
+}
+
+void KafkaEventSource::Close() noexcept {
+  if (!state_ || state_->closed.exchange(true)) return;
+  rd_kafka_resp_err_t err = rd_kafka_commit(state_->rk.get(), nullptr, 0);
+  if (err != RD_KAFKA_RESP_ERR_NO_ERROR && err != RD_KAFKA_RESP_ERR__NO_OFFSET) {
+    spdlog::warn("kafka commit on close failed: {}", rd_kafka_err2str(err));
+  }
+  rd_kafka_consumer_close(state_->rk.get());
+  state_->queue.reset();
+  state_->rk.reset();
+}
+
+// ---------------------------------------------------------------------------------------------
+// DeadLetterProducer
+
+struct DeadLetterProducer::State {
+  KafkaHandle rk;
+};
+
+namespace {
+
+struct DeliveryTally {
+  std::atomic<int> acked{0};
+  std::atomic<int> failed{0};
+  std::mutex mu;
+  std::string first_error;
+};
+
+void OnDelivery(rd_kafka_t*, const rd_kafka_message_t* m, void*) {
+  auto* tally = static_cast<DeliveryTally*>(m->_private);
+  if (tally == nullptr) return;
+  if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+    ++tally->acked;
+  } else {
+    std::lock_guard lock(tally->mu);
+    if (tally->first_error.empty()) tally->first_error = rd_kafka_err2str(m->err);
+    ++tally->failed;
+  }
+}
+
+}  // namespace
+
+DeadLetterProducer::DeadLetterProducer(const std::string& brokers, std::string topic,
+                                       const std::map<std::string, std::string>& properties)
+    : topic_(std::move(topic)), state_(std::make_unique<State>()) {
+  ConfHandle conf(rd_kafka_conf_new());
+  std::map<std::string, std::string> props;
+  // Consumer-only properties would be rejected or warned about by a producer: keep the shared
+  // connection settings (security, client tuning) only.
+  for (const auto& [k, v] : properties) {
+    if (k.rfind("security.", 0) == 0 || k.rfind("sasl.", 0) == 0 || k.rfind("ssl.", 0) == 0 ||
+        k == "client.id" || k == "socket.timeout.ms") {
+      props[k] = v;
+    }
+  }
+  SetProperties(conf.get(), props);
+  SetProperties(conf.get(), {{"bootstrap.servers", brokers},
+                             {"enable.idempotence", "true"},
+                             {"acks", "all"},
+                             {"linger.ms", "5"},
+                             {"message.timeout.ms", "30000"}});
+  rd_kafka_conf_set_dr_msg_cb(conf.get(), &OnDelivery);
+  char err[512];
+  rd_kafka_t* rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf.get(), err, sizeof err);
+  if (rk == nullptr) throw KafkaError(std::string("kafka producer: ") + err, false);
+  conf.release();
+  state_->rk.reset(rk);
+}
+
+DeadLetterProducer::~DeadLetterProducer() {
+  if (state_ && state_->rk) rd_kafka_flush(state_->rk.get(), 5000);
+}
+
+void DeadLetterProducer::ProduceAll(const std::vector<DeadLetter>& letters,
+                                    std::chrono::milliseconds timeout) {
+  if (letters.empty()) return;
+  DeliveryTally tally;
+  int produced = 0;
+  for (const auto& l : letters) {
+    rd_kafka_headers_t* headers = rd_kafka_headers_new(l.headers.size());
+    for (const auto& [name, value] : l.headers) {
+      rd_kafka_header_add(headers, name.data(), static_cast<ssize_t>(name.size()),
+                          value ? value->data() : nullptr,
+                          value ? static_cast<ssize_t>(value->size()) : 0);
+    }
+    // The RD_KAFKA_V_* macros cast their arguments: pass plain variables.
+    const void* key = l.key ? l.key->data() : nullptr;
+    size_t key_len = l.key ? l.key->size() : 0;
+    void* value = l.value ? const_cast<char*>(l.value->data()) : nullptr;
+    size_t value_len = l.value ? l.value->size() : 0;
+    rd_kafka_resp_err_t err = rd_kafka_producev(
+        state_->rk.get(), RD_KAFKA_V_TOPIC(topic_.c_str()), RD_KAFKA_V_KEY(key, key_len),
+        RD_KAFKA_V_VALUE(value, value_len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+        RD_KAFKA_V_HEADERS(headers), RD_KAFKA_V_OPAQUE(&tally), RD_KAFKA_V_END);
+    if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+      rd_kafka_headers_destroy(headers);  // not taken over on failure
+      rd_kafka_flush(state_->rk.get(), static_cast<int>(timeout.count()));
+      throw KafkaError(std::string("dead letter produce: ") + rd_kafka_err2str(err),
+                       err == RD_KAFKA_RESP_ERR__QUEUE_FULL);
+    }
+    ++produced;
+  }
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (tally.acked + tally.failed < produced && std::chrono::steady_clock::now() < deadline) {
+    rd_kafka_poll(state_->rk.get(), 50);
+  }
+  if (tally.acked + tally.failed < produced) {
+    // Wait for the rest so no delivery report points at `tally` after we return.
+    rd_kafka_flush(state_->rk.get(), 60000);
+    while (tally.acked + tally.failed < produced) rd_kafka_poll(state_->rk.get(), 100);
+  }
+  if (tally.failed > 0 || tally.acked < produced) {
+    throw KafkaError("dead letters not acknowledged by the broker: " + tally.first_error, true);
+  }
+}
+
+}  // namespace workflowd::consumers

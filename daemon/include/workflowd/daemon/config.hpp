@@ -1,0 +1,102 @@
+// The daemon's configuration: typed structs with defaults, parsed and validated once at start.
+//
+// Sources, later ones winning: built-in defaults < the config file (YAML, or JSON which is YAML) <
+// environment variables. Every scalar setting `section.key` can be overridden by
+// WORKFLOWD_SECTION_KEY (e.g. kafka.brokers <- WORKFLOWD_KAFKA_BROKERS). Secrets are never read
+// from the config file: the database URL comes from WORKFLOWD_DATABASE_URL or the file named by
+// database.url_file, and librdkafka properties that hold secrets (sasl.password, ssl.key.password,
+// sasl.oauthbearer.client.secret, ...) from WORKFLOWD_KAFKA_PROPERTY_<NAME> (dots as underscores,
+// e.g. WORKFLOWD_KAFKA_PROPERTY_SASL_PASSWORD) or kafka.properties_file. Unknown keys are rejected
+// with the key named; every problem is reported at once.
+#pragma once
+
+#include <chrono>
+#include <map>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace workflowd::daemon {
+
+struct DatabaseConfig {
+  std::string url;       // secret: from WORKFLOWD_DATABASE_URL or url_file
+  std::string url_file;  // a file holding the URL (e.g. a mounted Kubernetes secret)
+  std::chrono::milliseconds connect_timeout{5000};
+};
+
+struct FlatEnvelopeConfig {
+  std::string id = "id";
+  std::string event_name = "event_name";
+  std::string tenant = "tenant_id";
+  std::string environment = "environment_id";
+  std::string time = "timestamp";
+  std::string data = "data";
+  std::string source = "source";
+};
+
+struct KafkaConfig {
+  std::string brokers = "127.0.0.1:9092";
+  std::string group_id = "workflowd";
+  std::vector<std::string> topics = {"workflowd.events"};
+  std::string dlq_topic = "workflowd.dlq";
+  std::string format = "auto";  // auto | cloudevents | flat
+  FlatEnvelopeConfig flat;
+  size_t max_record_bytes = 1 << 20;
+  size_t batch_size = 500;
+  std::chrono::milliseconds batch_timeout{100};
+  std::chrono::milliseconds commit_interval{1000};
+  std::map<std::string, std::string> properties;  // passed to librdkafka as they are
+  std::string properties_file;                    // extra (secret) properties, key=value lines
+};
+
+struct MatchingConfig {
+  std::chrono::milliseconds resync_interval{60000};
+};
+
+struct AdminConfig {
+  std::string listen = "0.0.0.0:9090";  // metrics, health, API; "" disables
+};
+
+struct LogConfig {
+  std::string level = "info";   // trace | debug | info | warn | error
+  std::string format = "text";  // text | json
+};
+
+struct Config {
+  DatabaseConfig database;
+  KafkaConfig kafka;
+  MatchingConfig matching;
+  AdminConfig admin;
+  LogConfig log;
+  std::chrono::milliseconds shutdown_timeout{30000};
+  std::string instance_id;  // defaults to hostname-pid; names this replica in leases and logs
+};
+
+class ConfigError : public std::runtime_error {
+ public:
+  explicit ConfigError(std::vector<std::string> problems);
+  const std::vector<std::string>& problems() const { return problems_; }
+
+ private:
+  std::vector<std::string> problems_;
+};
+
+using Environment = std::map<std::string, std::string>;
+
+// The process environment, for production wiring.
+Environment ProcessEnvironment();
+
+// Parses `text` (YAML or JSON; empty means all defaults), applies `env`, reads secret files and
+// validates. `source` names the file in messages. Throws ConfigError listing every problem.
+Config ParseConfig(const std::string& text, const std::string& source, const Environment& env);
+
+// Reads the file, then ParseConfig. An empty path means defaults plus environment.
+Config LoadConfig(const std::string& path, const Environment& env);
+
+// The effective configuration as YAML with secrets masked, for `workflowd config` and logs.
+std::string DescribeConfig(const Config& config);
+
+// Masks the password of a URL such as postgresql://user:secret@host/db.
+std::string MaskUrl(const std::string& url);
+
+}  // namespace workflowd::daemon

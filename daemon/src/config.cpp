@@ -1,0 +1,513 @@
+#include "workflowd/daemon/config.hpp"
+
+#include <unistd.h>
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+#include <fstream>
+#include <functional>
+#include <set>
+#include <sstream>
+
+#include "workflowd/common/duration.hpp"
+
+extern char** environ;
+
+namespace workflowd::daemon {
+namespace {
+
+using Problems = std::vector<std::string>;
+
+enum class Kind { kString, kDuration, kSize, kStringList, kStringMap };
+
+struct Setting {
+  std::string path;  // section.key
+  Kind kind;
+  bool secret;  // never read from the config file
+  std::function<void(Config&, const std::string&)> set_scalar;
+  std::function<void(Config&, const std::vector<std::string>&)> set_list;
+  std::function<void(Config&, const std::string&, const std::string&)> set_map_entry;
+};
+
+std::string Trim(std::string s) {
+  auto not_space = [](unsigned char c) { return !std::isspace(c); };
+  s.erase(s.begin(), std::find_if(s.begin(), s.end(), not_space));
+  s.erase(std::find_if(s.rbegin(), s.rend(), not_space).base(), s.end());
+  return s;
+}
+
+std::vector<std::string> SplitList(const std::string& text) {
+  std::vector<std::string> out;
+  std::stringstream ss(text);
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    item = Trim(item);
+    if (!item.empty()) out.push_back(item);
+  }
+  return out;
+}
+
+// Problems found while converting a value are collected here by the setters.
+thread_local Problems* g_problems = nullptr;
+thread_local const std::string* g_where = nullptr;
+
+void Problem(const std::string& msg) { g_problems->push_back(*g_where + ": " + msg); }
+
+template <typename Field>
+auto StringSetter(Field field) {
+  return [field](Config& c, const std::string& v) { field(c) = v; };
+}
+
+template <typename Field>
+auto DurationSetterOf(Field field) {
+  return [field](Config& c, const std::string& v) {
+    auto d = ParseDuration(v);
+    if (!d || d->count() <= 0) {
+      Problem("\"" + v + "\" is not a positive duration; use e.g. \"500ms\", \"30s\", \"1m\"");
+      return;
+    }
+    field(c) = std::chrono::duration_cast<std::chrono::milliseconds>(*d);
+  };
+}
+
+template <typename Field>
+auto SizeSetterOf(Field field) {
+  return [field](Config& c, const std::string& v) {
+    try {
+      size_t pos = 0;
+      long long n = std::stoll(v, &pos);
+      if (pos != v.size() || n <= 0) throw std::invalid_argument(v);
+      field(c) = static_cast<size_t>(n);
+    } catch (const std::exception&) {
+      Problem("\"" + v + "\" is not a positive integer");
+    }
+  };
+}
+
+template <typename Field>
+auto OneOfSetter(Field field, std::vector<std::string> allowed) {
+  return [field, allowed](Config& c, const std::string& v) {
+    if (std::find(allowed.begin(), allowed.end(), v) == allowed.end()) {
+      std::string list;
+      for (const auto& a : allowed) list += (list.empty() ? "" : ", ") + a;
+      Problem("\"" + v + "\" is not one of " + list);
+      return;
+    }
+    field(c) = v;
+  };
+}
+
+const std::vector<Setting>& Settings() {
+  static const std::vector<Setting> kSettings = [] {
+    std::vector<Setting> s;
+    auto scalar = [&](std::string path, Kind kind, auto setter, bool secret = false) {
+      s.push_back(Setting{std::move(path), kind, secret, setter, nullptr, nullptr});
+    };
+    scalar("database.url", Kind::kString,
+           StringSetter([](Config& c) -> std::string& { return c.database.url; }), true);
+    scalar("database.url_file", Kind::kString,
+           StringSetter([](Config& c) -> std::string& { return c.database.url_file; }));
+    scalar("database.connect_timeout", Kind::kDuration,
+           DurationSetterOf([](Config & c) -> auto& { return c.database.connect_timeout; }));
+    scalar("kafka.brokers", Kind::kString,
+           StringSetter([](Config& c) -> std::string& { return c.kafka.brokers; }));
+    scalar("kafka.group_id", Kind::kString,
+           StringSetter([](Config& c) -> std::string& { return c.kafka.group_id; }));
+    s.push_back(Setting{"kafka.topics", Kind::kStringList, false, nullptr,
+                        [](Config& c, const std::vector<std::string>& v) { c.kafka.topics = v; },
+                        nullptr});
+    scalar("kafka.dlq_topic", Kind::kString,
+           StringSetter([](Config& c) -> std::string& { return c.kafka.dlq_topic; }));
+    scalar("kafka.format", Kind::kString,
+           OneOfSetter([](Config& c) -> std::string& { return c.kafka.format; },
+                       {"auto", "cloudevents", "flat"}));
+    for (auto [key, member] :
+         std::initializer_list<std::pair<const char*, std::string FlatEnvelopeConfig::*>>{
+             {"id", &FlatEnvelopeConfig::id},
+             {"event_name", &FlatEnvelopeConfig::event_name},
+             {"tenant", &FlatEnvelopeConfig::tenant},
+             {"environment", &FlatEnvelopeConfig::environment},
+             {"time", &FlatEnvelopeConfig::time},
+             {"data", &FlatEnvelopeConfig::data},
+             {"source", &FlatEnvelopeConfig::source}}) {
+      auto m = member;
+      scalar(std::string("kafka.flat.") + key, Kind::kString,
+             [m](Config& c, const std::string& v) { c.kafka.flat.*m = v; });
+    }
+    scalar("kafka.max_record_bytes", Kind::kSize,
+           SizeSetterOf([](Config & c) -> auto& { return c.kafka.max_record_bytes; }));
+    scalar("kafka.batch_size", Kind::kSize,
+           SizeSetterOf([](Config & c) -> auto& { return c.kafka.batch_size; }));
+    scalar("kafka.batch_timeout", Kind::kDuration,
+           DurationSetterOf([](Config & c) -> auto& { return c.kafka.batch_timeout; }));
+    scalar("kafka.commit_interval", Kind::kDuration,
+           DurationSetterOf([](Config & c) -> auto& { return c.kafka.commit_interval; }));
+    s.push_back(Setting{
+        "kafka.properties", Kind::kStringMap, false, nullptr, nullptr,
+        [](Config& c, const std::string& k, const std::string& v) { c.kafka.properties[k] = v; }});
+    scalar("kafka.properties_file", Kind::kString,
+           StringSetter([](Config& c) -> std::string& { return c.kafka.properties_file; }));
+    scalar("matching.resync_interval", Kind::kDuration,
+           DurationSetterOf([](Config & c) -> auto& { return c.matching.resync_interval; }));
+    scalar("admin.listen", Kind::kString,
+           StringSetter([](Config& c) -> std::string& { return c.admin.listen; }));
+    scalar("log.level", Kind::kString,
+           OneOfSetter([](Config& c) -> std::string& { return c.log.level; },
+                       {"trace", "debug", "info", "warn", "error"}));
+    scalar("log.format", Kind::kString,
+           OneOfSetter([](Config& c) -> std::string& { return c.log.format; }, {"text", "json"}));
+    scalar("shutdown_timeout", Kind::kDuration,
+           DurationSetterOf([](Config & c) -> auto& { return c.shutdown_timeout; }));
+    scalar("instance_id", Kind::kString,
+           StringSetter([](Config& c) -> std::string& { return c.instance_id; }));
+    return s;
+  }();
+  return kSettings;
+}
+
+const Setting* FindSetting(const std::string& path) {
+  for (const auto& s : Settings()) {
+    if (s.path == path) return &s;
+  }
+  return nullptr;
+}
+
+size_t EditDistance(const std::string& a, const std::string& b) {
+  std::vector<size_t> prev(b.size() + 1), cur(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) prev[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    cur[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j) {
+      cur[j] = std::min({prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] != b[j - 1])});
+    }
+    std::swap(prev, cur);
+  }
+  return prev[b.size()];
+}
+
+std::string Suggest(const std::string& path) {
+  std::string best;
+  size_t best_distance = 4;  // only suggest near misses
+  for (const auto& s : Settings()) {
+    size_t d = EditDistance(path, s.path);
+    if (d < best_distance) {
+      best_distance = d;
+      best = s.path;
+    }
+  }
+  return best.empty() ? "" : " (did you mean " + best + "?)";
+}
+
+std::string EnvName(const std::string& path) {
+  std::string out = "WORKFLOWD_";
+  for (char c : path) out += c == '.' ? '_' : static_cast<char>(std::toupper(c));
+  return out;
+}
+
+bool IsSecretProperty(const std::string& key) {
+  return key.find("password") != std::string::npos || key.find("secret") != std::string::npos ||
+         key == "sasl.jaas.config" || key == "ssl.key.pem" || key == "ssl_key";
+}
+
+std::string ScalarText(const YAML::Node& node) { return node.as<std::string>(); }
+
+void ApplyYaml(Config& config, const YAML::Node& node, const std::string& prefix,
+               Problems& problems) {
+  for (const auto& item : node) {
+    std::string key = item.first.as<std::string>();
+    std::string path = prefix.empty() ? key : prefix + "." + key;
+    const YAML::Node& value = item.second;
+    const Setting* setting = FindSetting(path);
+    if (setting == nullptr) {
+      if (value.IsMap()) {
+        bool is_section = std::any_of(Settings().begin(), Settings().end(), [&](const Setting& s) {
+          return s.path.rfind(path + ".", 0) == 0;
+        });
+        if (is_section) {
+          ApplyYaml(config, value, path, problems);
+          continue;
+        }
+      }
+      problems.push_back(path + ": unknown key" + Suggest(path));
+      continue;
+    }
+    g_where = &path;
+    if (setting->secret) {
+      problems.push_back(path + ": secrets are not read from the config file; set " +
+                         EnvName(path) + " or " + path + "_file instead");
+      continue;
+    }
+    switch (setting->kind) {
+      case Kind::kStringList: {
+        std::vector<std::string> list;
+        if (value.IsSequence()) {
+          for (const auto& v : value) {
+            if (!v.IsScalar()) {
+              problems.push_back(path + ": expected a list of strings");
+              break;
+            }
+            list.push_back(v.as<std::string>());
+          }
+        } else if (value.IsScalar()) {
+          list = SplitList(value.as<std::string>());
+        } else {
+          problems.push_back(path + ": expected a list of strings");
+        }
+        setting->set_list(config, list);
+        break;
+      }
+      case Kind::kStringMap:
+        if (!value.IsMap()) {
+          problems.push_back(path + ": expected a map of librdkafka property names to values");
+          break;
+        }
+        for (const auto& p : value) {
+          std::string k = p.first.as<std::string>();
+          if (!p.second.IsScalar()) {
+            problems.push_back(path + "." + k + ": expected a string value");
+          } else if (IsSecretProperty(k)) {
+            std::string env = "WORKFLOWD_KAFKA_PROPERTY_";
+            for (char c : k) env += c == '.' ? '_' : static_cast<char>(std::toupper(c));
+            problems.push_back(path + "." + k +
+                               ": secrets are not read from the config file; set " + env +
+                               " or use kafka.properties_file");
+          } else {
+            setting->set_map_entry(config, k, p.second.as<std::string>());
+          }
+        }
+        break;
+      default:
+        if (!value.IsScalar()) {
+          problems.push_back(path + ": expected a single value");
+          break;
+        }
+        setting->set_scalar(config, ScalarText(value));
+    }
+  }
+}
+
+void ApplyEnvironment(Config& config, const Environment& env, Problems& problems) {
+  for (const auto& s : Settings()) {
+    if (s.kind == Kind::kStringMap) continue;
+    auto it = env.find(EnvName(s.path));
+    if (it == env.end()) continue;
+    std::string where = it->first;
+    g_where = &where;
+    if (s.kind == Kind::kStringList) {
+      s.set_list(config, SplitList(it->second));
+    } else {
+      s.set_scalar(config, it->second);
+    }
+  }
+  const std::string prefix = "WORKFLOWD_KAFKA_PROPERTY_";
+  for (const auto& [name, value] : env) {
+    if (name.rfind(prefix, 0) != 0 || name.size() == prefix.size()) continue;
+    std::string key;
+    for (char c : name.substr(prefix.size())) {
+      key += c == '_' ? '.' : static_cast<char>(std::tolower(c));
+    }
+    config.kafka.properties[key] = value;
+  }
+  (void)problems;
+}
+
+std::string ReadSecretFile(const std::string& path, const std::string& setting,
+                           Problems& problems) {
+  std::ifstream in(path);
+  if (!in) {
+    problems.push_back(setting + ": cannot read " + path);
+    return {};
+  }
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+void ReadPropertiesFile(Config& config, Problems& problems) {
+  const auto& path = config.kafka.properties_file;
+  if (path.empty()) return;
+  std::stringstream text(ReadSecretFile(path, "kafka.properties_file", problems));
+  std::string line;
+  int number = 0;
+  while (std::getline(text, line)) {
+    ++number;
+    line = Trim(line);
+    if (line.empty() || line[0] == '#') continue;
+    auto eq = line.find('=');
+    if (eq == std::string::npos || eq == 0) {
+      problems.push_back("kafka.properties_file: " + path + ":" + std::to_string(number) +
+                         ": expected key=value");
+      continue;
+    }
+    config.kafka.properties[Trim(line.substr(0, eq))] = Trim(line.substr(eq + 1));
+  }
+}
+
+void Validate(Config& config, Problems& problems) {
+  if (config.database.url.empty() && !config.database.url_file.empty()) {
+    config.database.url =
+        Trim(ReadSecretFile(config.database.url_file, "database.url_file", problems));
+  }
+  if (config.database.url.empty()) {
+    problems.push_back(
+        "database.url: not set; set WORKFLOWD_DATABASE_URL (e.g. "
+        "postgresql://workflowd:PASSWORD@127.0.0.1:5432/workflowd) or database.url_file");
+  } else if (config.database.url.rfind("postgresql://", 0) != 0 &&
+             config.database.url.rfind("postgres://", 0) != 0 &&
+             config.database.url.find('=') == std::string::npos) {
+    problems.push_back("database.url: expected a postgresql:// URL or a libpq key=value string");
+  }
+  ReadPropertiesFile(config, problems);
+  if (config.kafka.brokers.empty()) problems.push_back("kafka.brokers: must not be empty");
+  if (config.kafka.group_id.empty()) problems.push_back("kafka.group_id: must not be empty");
+  if (config.kafka.topics.empty()) problems.push_back("kafka.topics: at least one topic is needed");
+  for (const auto& t : config.kafka.topics) {
+    if (t == config.kafka.dlq_topic) {
+      problems.push_back("kafka.dlq_topic: \"" + t +
+                         "\" is also a consumed topic; dead letters "
+                         "would be consumed again");
+    }
+  }
+  if (config.kafka.dlq_topic.empty()) problems.push_back("kafka.dlq_topic: must not be empty");
+  for (const char* reserved : {"group.id", "bootstrap.servers", "enable.auto.offset.store"}) {
+    if (config.kafka.properties.contains(reserved)) {
+      problems.push_back(std::string("kafka.properties.") + reserved +
+                         ": set by workflowd itself (use kafka.brokers / kafka.group_id)");
+    }
+  }
+  if (config.kafka.batch_size > 100000) problems.push_back("kafka.batch_size: at most 100000");
+  if (!config.admin.listen.empty()) {
+    auto colon = config.admin.listen.rfind(':');
+    bool ok = colon != std::string::npos && colon + 1 < config.admin.listen.size();
+    if (ok) {
+      try {
+        int port = std::stoi(config.admin.listen.substr(colon + 1));
+        ok = port >= 0 && port <= 65535;
+      } catch (const std::exception&) {
+        ok = false;
+      }
+    }
+    if (!ok) problems.push_back("admin.listen: expected HOST:PORT, e.g. 0.0.0.0:9090");
+  }
+  if (config.instance_id.empty()) {
+    char host[256] = {0};
+    gethostname(host, sizeof host - 1);
+    config.instance_id = std::string(host) + "-" + std::to_string(getpid());
+  }
+}
+
+}  // namespace
+
+ConfigError::ConfigError(std::vector<std::string> problems)
+    : std::runtime_error([&] {
+        std::string msg = "invalid configuration:";
+        for (const auto& p : problems) msg += "\n  - " + p;
+        return msg;
+      }()),
+      problems_(std::move(problems)) {}
+
+Environment ProcessEnvironment() {
+  Environment env;
+  for (char** e = environ; e != nullptr && *e != nullptr; ++e) {
+    std::string entry(*e);
+    auto eq = entry.find('=');
+    if (eq != std::string::npos) env[entry.substr(0, eq)] = entry.substr(eq + 1);
+  }
+  return env;
+}
+
+Config ParseConfig(const std::string& text, const std::string& source, const Environment& env) {
+  Config config;
+  Problems problems;
+  g_problems = &problems;
+  if (!Trim(text).empty()) {
+    try {
+      YAML::Node root = YAML::Load(text);
+      if (!root.IsNull()) {
+        if (!root.IsMap()) {
+          problems.push_back(source + ": expected a map of settings at the top level");
+        } else {
+          ApplyYaml(config, root, "", problems);
+        }
+      }
+    } catch (const YAML::Exception& e) {
+      problems.push_back(source + ": not valid YAML/JSON: " + e.what());
+    }
+  }
+  ApplyEnvironment(config, env, problems);
+  Validate(config, problems);
+  g_problems = nullptr;
+  if (!problems.empty()) throw ConfigError(std::move(problems));
+  return config;
+}
+
+Config LoadConfig(const std::string& path, const Environment& env) {
+  if (path.empty()) return ParseConfig("", "defaults", env);
+  std::ifstream in(path);
+  if (!in) throw ConfigError({path + ": cannot read the config file"});
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ParseConfig(ss.str(), path, env);
+}
+
+std::string MaskUrl(const std::string& url) {
+  auto scheme = url.find("://");
+  auto at = url.rfind('@');
+  if (scheme == std::string::npos || at == std::string::npos || at < scheme) {
+    auto pw = url.find("password=");
+    if (pw == std::string::npos) return url;
+    auto end = url.find(' ', pw);
+    return url.substr(0, pw + 9) + "***" + (end == std::string::npos ? "" : url.substr(end));
+  }
+  auto colon = url.find(':', scheme + 3);
+  if (colon == std::string::npos || colon > at) return url;
+  return url.substr(0, colon + 1) + "***" + url.substr(at);
+}
+
+std::string DescribeConfig(const Config& c) {
+  YAML::Emitter out;
+  auto ms = [](std::chrono::milliseconds d) { return FormatDuration(d); };
+  out << YAML::BeginMap;
+  out << YAML::Key << "instance_id" << YAML::Value << c.instance_id;
+  out << YAML::Key << "shutdown_timeout" << YAML::Value << ms(c.shutdown_timeout);
+  out << YAML::Key << "database" << YAML::Value << YAML::BeginMap;
+  out << YAML::Key << "url" << YAML::Value << MaskUrl(c.database.url);
+  out << YAML::Key << "connect_timeout" << YAML::Value << ms(c.database.connect_timeout);
+  out << YAML::EndMap;
+  out << YAML::Key << "kafka" << YAML::Value << YAML::BeginMap;
+  out << YAML::Key << "brokers" << YAML::Value << c.kafka.brokers;
+  out << YAML::Key << "group_id" << YAML::Value << c.kafka.group_id;
+  out << YAML::Key << "topics" << YAML::Value << YAML::Flow << c.kafka.topics;
+  out << YAML::Key << "dlq_topic" << YAML::Value << c.kafka.dlq_topic;
+  out << YAML::Key << "format" << YAML::Value << c.kafka.format;
+  out << YAML::Key << "flat" << YAML::Value << YAML::BeginMap;
+  out << YAML::Key << "id" << YAML::Value << c.kafka.flat.id;
+  out << YAML::Key << "event_name" << YAML::Value << c.kafka.flat.event_name;
+  out << YAML::Key << "tenant" << YAML::Value << c.kafka.flat.tenant;
+  out << YAML::Key << "environment" << YAML::Value << c.kafka.flat.environment;
+  out << YAML::Key << "time" << YAML::Value << c.kafka.flat.time;
+  out << YAML::Key << "data" << YAML::Value << c.kafka.flat.data;
+  out << YAML::Key << "source" << YAML::Value << c.kafka.flat.source;
+  out << YAML::EndMap;
+  out << YAML::Key << "max_record_bytes" << YAML::Value << c.kafka.max_record_bytes;
+  out << YAML::Key << "batch_size" << YAML::Value << c.kafka.batch_size;
+  out << YAML::Key << "batch_timeout" << YAML::Value << ms(c.kafka.batch_timeout);
+  out << YAML::Key << "commit_interval" << YAML::Value << ms(c.kafka.commit_interval);
+  out << YAML::Key << "properties" << YAML::Value << YAML::BeginMap;
+  for (const auto& [k, v] : c.kafka.properties) {
+    out << YAML::Key << k << YAML::Value << (IsSecretProperty(k) ? std::string("***") : v);
+  }
+  out << YAML::EndMap << YAML::EndMap;
+  out << YAML::Key << "matching" << YAML::Value << YAML::BeginMap;
+  out << YAML::Key << "resync_interval" << YAML::Value << ms(c.matching.resync_interval);
+  out << YAML::EndMap;
+  out << YAML::Key << "admin" << YAML::Value << YAML::BeginMap;
+  out << YAML::Key << "listen" << YAML::Value << c.admin.listen << YAML::EndMap;
+  out << YAML::Key << "log" << YAML::Value << YAML::BeginMap;
+  out << YAML::Key << "level" << YAML::Value << c.log.level;
+  out << YAML::Key << "format" << YAML::Value << c.log.format << YAML::EndMap;
+  out << YAML::EndMap;
+  return std::string(out.c_str()) + "\n";
+}
+
+}  // namespace workflowd::daemon

@@ -1,0 +1,242 @@
+#include "run.hpp"
+
+#include <signal.h>
+#include <spdlog/spdlog.h>
+
+#include <atomic>
+#include <thread>
+
+#include "event_pipeline.hpp"
+#include "index_refresher.hpp"
+#include "workflowd/metrics/admin_server.hpp"
+#include "workflowd/store/migrations.hpp"
+
+#ifndef WORKFLOWD_VERSION
+#define WORKFLOWD_VERSION "0.0.0-dev"
+#endif
+
+namespace workflowd::daemon {
+namespace {
+
+consumers::DecoderConfig DecoderFrom(const KafkaConfig& k) {
+  consumers::DecoderConfig d;
+  d.mode = k.format == "cloudevents" ? consumers::DecoderConfig::Mode::kCloudEvents
+           : k.format == "flat"      ? consumers::DecoderConfig::Mode::kFlat
+                                     : consumers::DecoderConfig::Mode::kAuto;
+  d.flat.id = k.flat.id;
+  d.flat.type = k.flat.event_name;
+  d.flat.tenant = k.flat.tenant;
+  d.flat.environment = k.flat.environment;
+  d.flat.time = k.flat.time;
+  d.flat.data = k.flat.data;
+  d.flat.source = k.flat.source;
+  d.max_record_bytes = k.max_record_bytes;
+  return d;
+}
+
+// Blocks SIGTERM/SIGINT in every thread and turns them into `stop` from a dedicated thread.
+class SignalWatcher {
+ public:
+  explicit SignalWatcher(std::atomic<bool>& stop) : stop_(stop) {
+    sigemptyset(&set_);
+    sigaddset(&set_, SIGTERM);
+    sigaddset(&set_, SIGINT);
+    sigaddset(&set_, SIGUSR1);  // used to wake the watcher on shutdown
+    pthread_sigmask(SIG_BLOCK, &set_, nullptr);
+    thread_ = std::thread([this] {
+      int sig = 0;
+      while (sigwait(&set_, &sig) == 0) {
+        if (sig == SIGUSR1 && done_) return;
+        if (sig == SIGTERM || sig == SIGINT) {
+          spdlog::info("received {}, shutting down", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+          stop_ = true;
+          return;
+        }
+      }
+    });
+  }
+  ~SignalWatcher() {
+    done_ = true;
+    pthread_kill(thread_.native_handle(), SIGUSR1);
+    thread_.join();
+  }
+
+ private:
+  std::atomic<bool>& stop_;
+  std::atomic<bool> done_{false};
+  sigset_t set_;
+  std::thread thread_;
+};
+
+bool SleepUnless(const std::atomic<bool>& stop, std::chrono::milliseconds d) {
+  auto until = std::chrono::steady_clock::now() + d;
+  while (std::chrono::steady_clock::now() < until) {
+    if (stop) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return true;
+}
+
+metrics::AdminServerOptions AdminOptions(const std::string& listen) {
+  metrics::AdminServerOptions o;
+  auto colon = listen.rfind(':');
+  o.bind_address = listen.substr(0, colon);
+  o.port = std::stoi(listen.substr(colon + 1));
+  return o;
+}
+
+}  // namespace
+
+int RunDaemon(const Config& config) {
+  std::atomic<bool> stop{false};
+  SignalWatcher signals(stop);
+
+  metrics::Registry registry;
+  registry.AddGauge("workflowd_build_info", "Build information; always 1", {"version"})
+      .WithLabels({WORKFLOWD_VERSION})
+      .Set(1);
+  PipelineMetrics pm(registry);
+
+  // Wait for a database with the right schema; keep trying (it may start after us).
+  int expected_schema = store::BundledMigrations().back().version;
+  for (bool logged = false;;) {
+    try {
+      int version = store::SchemaVersion(config.database.url);
+      if (version < expected_schema) {
+        spdlog::error(
+            "database schema is at version {}, this binary needs {}: run `workflowd "
+            "migrate` first",
+            version, expected_schema);
+        return 1;
+      }
+      break;
+    } catch (const store::StoreError& e) {
+      if (!e.Retryable()) {
+        spdlog::error("cannot use the database: {}", e.what());
+        return 1;
+      }
+      if (!logged) spdlog::warn("waiting for PostgreSQL: {}", e.what());
+      logged = true;
+      pm.database_errors.WithLabels({"load_definitions"}).Inc();
+      if (!SleepUnless(stop, std::chrono::seconds(1))) return 0;
+    }
+  }
+
+  matching::DefinitionIndexHolder index;
+  IndexRefresher refresher(config.database.url, config.database.connect_timeout,
+                           config.matching.resync_interval, index, pm);
+  while (true) {
+    try {
+      refresher.LoadNow("startup");
+      break;
+    } catch (const store::StoreError& e) {
+      spdlog::warn("cannot load definitions yet: {}", e.what());
+      if (!SleepUnless(stop, std::chrono::seconds(1))) return 0;
+    }
+  }
+  refresher.Start();
+
+  consumers::KafkaSourceConfig kc;
+  kc.brokers = config.kafka.brokers;
+  kc.group_id = config.kafka.group_id;
+  kc.topics = config.kafka.topics;
+  kc.properties = config.kafka.properties;
+  kc.commit_interval = config.kafka.commit_interval;
+  kc.client_id = "workflowd-" + config.instance_id;
+  consumers::KafkaEventSource source(kc);
+  consumers::DeadLetterProducer dlq(config.kafka.brokers, config.kafka.dlq_topic,
+                                    config.kafka.properties);
+  store::Database db(config.database.url, config.database.connect_timeout);
+  store::ExecutionRepository executions(db);
+
+  EventPipelineOptions po;
+  po.decoder = DecoderFrom(config.kafka);
+  po.consumer_group = config.kafka.group_id;
+  po.batch_size = config.kafka.batch_size;
+  po.batch_timeout = config.kafka.batch_timeout;
+  EventPipeline pipeline(po, source, dlq, executions, index, pm, SystemClock::Instance());
+
+  registry.AddCollectCallback([&] {
+    for (const auto& l : source.Lag()) {
+      if (l.lag >= 0) {
+        pm.lag.WithLabels({l.topic, std::to_string(l.partition)}).Set(static_cast<double>(l.lag));
+      }
+    }
+  });
+
+  std::atomic<bool> pipeline_failed{false};
+
+  std::unique_ptr<metrics::AdminServer> admin;
+  if (!config.admin.listen.empty()) {
+    admin = std::make_unique<metrics::AdminServer>(
+        AdminOptions(config.admin.listen), registry,
+        [&] {
+          metrics::HealthReport r;
+          bool alive =
+              !pipeline_failed && std::chrono::steady_clock::now() - pipeline.LastProgress() <
+                                      std::chrono::seconds(120);
+          r.checks.push_back({"event_pipeline", alive, alive ? "running" : "stalled or failed"});
+          r.ok = alive;
+          return r;
+        },
+        [&] {
+          metrics::HealthReport r;
+          r.checks.push_back({"kafka", source.Healthy(), source.HealthDetail()});
+          bool db_ok = pipeline.DatabaseHealthy() && refresher.Healthy();
+          r.checks.push_back({"database", db_ok, db_ok ? "reachable" : "unreachable"});
+          r.checks.push_back({"dead_letter_topic", pipeline.DeadLetterHealthy(),
+                              pipeline.DeadLetterHealthy() ? "writable" : "unavailable"});
+          r.checks.push_back({"consuming", !source.paused() && !pipeline_failed,
+                              source.paused() ? "paused" : "consuming"});
+          r.ok = true;
+          for (const auto& c : r.checks) r.ok = r.ok && c.ok;
+          return r;
+        });
+    admin->Start();
+    spdlog::info("admin endpoint listening on {}:{} (/metrics, /healthz, /readyz)",
+                 admin->bind_address(), admin->port());
+  }
+
+  spdlog::info("workflowd {} started: instance={} group={} topics={} definitions={}",
+               WORKFLOWD_VERSION, config.instance_id, config.kafka.group_id,
+               fmt::join(config.kafka.topics, ","), index.Get()->size());
+
+  int exit_code = 0;
+  std::thread worker([&] {
+    try {
+      pipeline.Run(stop);
+    } catch (const std::exception& e) {
+      spdlog::critical("event pipeline failed: {}", e.what());
+      pipeline_failed = true;
+      exit_code = 1;
+      stop = true;
+    }
+  });
+
+  while (!stop) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  // Bounded shutdown: if the batch in flight cannot finish in time, exit without committing it
+  // (it will be redelivered).
+  std::atomic<bool> finished{false};
+  std::thread watchdog([&] {
+    auto until = std::chrono::steady_clock::now() + config.shutdown_timeout;
+    while (!finished && std::chrono::steady_clock::now() < until) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    if (!finished) {
+      spdlog::error("shutdown took longer than {} ms; exiting without waiting",
+                    config.shutdown_timeout.count());
+      spdlog::default_logger()->flush();
+      _exit(1);
+    }
+  });
+  worker.join();
+  source.Close();
+  refresher.Stop();
+  if (admin) admin->Stop();
+  finished = true;
+  watchdog.join();
+  spdlog::info("workflowd stopped");
+  return exit_code;
+}
+
+}  // namespace workflowd::daemon

@@ -1,0 +1,54 @@
+// Tenant workflow definitions in PostgreSQL: apply (upsert with versioning), load for matching.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "workflowd/common/clock.hpp"
+#include "workflowd/definitions/definition.hpp"
+#include "workflowd/store/database.hpp"
+
+namespace workflowd::store {
+
+struct ApplyOutcome {
+  enum class Action { kCreated, kUpdated, kUnchanged };
+  std::string id;
+  std::string tenant_id;
+  std::string environment_id;
+  std::string name;
+  Action action = Action::kUnchanged;
+  int64_t version = 0;
+};
+
+const char* ToString(ApplyOutcome::Action action);
+
+class DefinitionRepository {
+ public:
+  explicit DefinitionRepository(Database& db, const Clock& clock = SystemClock::Instance());
+
+  // Upserts every definition in one transaction: by id when it has one, else by (tenant,
+  // environment, name). A changed definition gets version + 1 and its new document is kept in
+  // workflow_definition_versions; an identical one is left alone. Definitions must be valid.
+  // Throws StoreError (e.g. an id that belongs to another tenant x environment).
+  std::vector<ApplyOutcome> Apply(const std::vector<definitions::WorkflowDefinition>& defs,
+                                  const std::string& actor);
+
+  // Current versions of the enabled, published, event-triggered definitions: what the matching
+  // index holds.
+  std::vector<definitions::WorkflowDefinition> LoadMatchable();
+
+  // One definition's current version within its tenant x environment.
+  std::optional<definitions::WorkflowDefinition> Get(const std::string& tenant_id,
+                                                     const std::string& environment_id,
+                                                     const std::string& id);
+
+  // A specific version (executions are dispatched with the version they were created for).
+  std::optional<definitions::WorkflowDefinition> GetVersion(const std::string& id, int64_t version);
+
+ private:
+  Database& db_;
+  const Clock& clock_;
+};
+
+}  // namespace workflowd::store

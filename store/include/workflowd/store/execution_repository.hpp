@@ -1,0 +1,40 @@
+// Workflow execution rows. The event pipeline records each batch's new executions in one
+// transaction; the unique key (workflow_id, trigger_event_id, attempt) turns a redelivered event
+// into a no-op.
+#pragma once
+
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "workflowd/store/database.hpp"
+
+namespace workflowd::store {
+
+struct NewExecution {
+  std::string id;
+  std::string tenant_id;
+  std::string environment_id;
+  std::string workflow_id;
+  std::string workflow_name;
+  int64_t definition_version = 0;
+  std::string provider;
+  std::string trigger_type = "event";
+  std::string trigger_event_id;
+  nlohmann::json trigger_event;  // the envelope: id, type, source, time, data, ...
+};
+
+class ExecutionRepository {
+ public:
+  explicit ExecutionRepository(Database& db) : db_(db) {}
+
+  // Inserts pending executions in one transaction, skipping any whose (definition, event, attempt)
+  // already exists. Returns how many rows were new. Throws StoreError (retryable when the database
+  // is unreachable: nothing was written).
+  size_t InsertPending(const std::vector<NewExecution>& executions);
+
+ private:
+  Database& db_;
+};
+
+}  // namespace workflowd::store

@@ -1,0 +1,172 @@
+#include "workflowd/daemon/config.hpp"
+
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <fstream>
+
+namespace workflowd::daemon {
+namespace {
+
+using namespace std::chrono_literals;
+
+const Environment kDbEnv = {{"WORKFLOWD_DATABASE_URL", "postgresql://u:s3cret@127.0.0.1:5432/db"}};
+
+std::vector<std::string> ProblemsOf(const std::string& text, const Environment& env = kDbEnv) {
+  try {
+    ParseConfig(text, "workflowd.yaml", env);
+  } catch (const ConfigError& e) {
+    return e.problems();
+  }
+  return {};
+}
+
+bool Mentions(const std::vector<std::string>& problems, const std::string& text) {
+  for (const auto& p : problems) {
+    if (p.find(text) != std::string::npos) return true;
+  }
+  return false;
+}
+
+TEST(Config, DefaultsNeedOnlyTheDatabase) {
+  auto c = ParseConfig("", "defaults", kDbEnv);
+  EXPECT_EQ(c.database.url, "postgresql://u:s3cret@127.0.0.1:5432/db");
+  EXPECT_EQ(c.kafka.group_id, "workflowd");
+  EXPECT_EQ(c.kafka.batch_size, 500u);
+  EXPECT_EQ(c.kafka.batch_timeout, 100ms);
+  EXPECT_EQ(c.shutdown_timeout, 30s);
+  EXPECT_FALSE(c.instance_id.empty());
+  auto problems = ProblemsOf("", {});
+  ASSERT_EQ(problems.size(), 1u);
+  EXPECT_NE(problems[0].find("WORKFLOWD_DATABASE_URL"), std::string::npos);
+}
+
+TEST(Config, YamlFileWithEverySection) {
+  auto c = ParseConfig(R"(
+kafka:
+  brokers: kafka-1:9092,kafka-2:9092
+  group_id: wfd-prod
+  topics: [customers, subscriptions]
+  dlq_topic: wfd.dlq
+  format: flat
+  flat: {id: event_id, event_name: name, tenant: meta.tenant}
+  batch_size: 1000
+  batch_timeout: 250ms
+  properties:
+    security.protocol: SASL_SSL
+    fetch.max.bytes: "52428800"
+matching: {resync_interval: 5m}
+admin: {listen: "127.0.0.1:9191"}
+log: {level: debug, format: json}
+shutdown_timeout: 20s
+instance_id: replica-a
+)",
+                       "workflowd.yaml", kDbEnv);
+  EXPECT_EQ(c.kafka.brokers, "kafka-1:9092,kafka-2:9092");
+  EXPECT_EQ(c.kafka.topics, (std::vector<std::string>{"customers", "subscriptions"}));
+  EXPECT_EQ(c.kafka.format, "flat");
+  EXPECT_EQ(c.kafka.flat.id, "event_id");
+  EXPECT_EQ(c.kafka.flat.tenant, "meta.tenant");
+  EXPECT_EQ(c.kafka.flat.environment, "environment_id");  // default kept
+  EXPECT_EQ(c.kafka.batch_size, 1000u);
+  EXPECT_EQ(c.kafka.batch_timeout, 250ms);
+  EXPECT_EQ(c.kafka.properties.at("security.protocol"), "SASL_SSL");
+  EXPECT_EQ(c.matching.resync_interval, 5min);
+  EXPECT_EQ(c.admin.listen, "127.0.0.1:9191");
+  EXPECT_EQ(c.log.level, "debug");
+  EXPECT_EQ(c.shutdown_timeout, 20s);
+  EXPECT_EQ(c.instance_id, "replica-a");
+}
+
+TEST(Config, JsonIsAcceptedToo) {
+  auto c = ParseConfig(R"({"kafka": {"topics": ["a"], "batch_size": 10}})", "c.json", kDbEnv);
+  EXPECT_EQ(c.kafka.topics, (std::vector<std::string>{"a"}));
+  EXPECT_EQ(c.kafka.batch_size, 10u);
+}
+
+TEST(Config, EnvironmentOverridesTheFile) {
+  Environment env = kDbEnv;
+  env["WORKFLOWD_KAFKA_BROKERS"] = "10.0.0.1:9092";
+  env["WORKFLOWD_KAFKA_TOPICS"] = "x, y";
+  env["WORKFLOWD_KAFKA_BATCH_TIMEOUT"] = "1s";
+  env["WORKFLOWD_KAFKA_PROPERTY_SASL_PASSWORD"] = "hunter2";
+  env["WORKFLOWD_LOG_LEVEL"] = "warn";
+  auto c = ParseConfig("kafka: {brokers: file:9092, topics: [z]}\nlog: {level: debug}", "f", env);
+  EXPECT_EQ(c.kafka.brokers, "10.0.0.1:9092");
+  EXPECT_EQ(c.kafka.topics, (std::vector<std::string>{"x", "y"}));
+  EXPECT_EQ(c.kafka.batch_timeout, 1s);
+  EXPECT_EQ(c.kafka.properties.at("sasl.password"), "hunter2");
+  EXPECT_EQ(c.log.level, "warn");
+}
+
+TEST(Config, UnknownKeysAreNamedWithASuggestion) {
+  auto problems = ProblemsOf("kafka:\n  brokrs: x\nmatchin: {}\n");
+  EXPECT_TRUE(Mentions(problems, "kafka.brokrs: unknown key (did you mean kafka.brokers?)"));
+  EXPECT_TRUE(Mentions(problems, "matchin: unknown key"));
+}
+
+TEST(Config, SecretsAreRefusedFromTheFile) {
+  auto problems = ProblemsOf(
+      "database: {url: 'postgresql://u:p@h/db'}\nkafka: {properties: {sasl.password: p}}");
+  EXPECT_TRUE(Mentions(problems, "database.url: secrets are not read from the config file"));
+  EXPECT_TRUE(Mentions(problems, "WORKFLOWD_KAFKA_PROPERTY_SASL_PASSWORD"));
+}
+
+TEST(Config, SecretFiles) {
+  std::string url_file = ::testing::TempDir() + "/wfd-db-url";
+  std::string props_file = ::testing::TempDir() + "/wfd-kafka.properties";
+  std::ofstream(url_file) << "postgresql://u:fromfile@db:5432/w\n";
+  std::ofstream(props_file) << "# secrets\nsasl.username = svc\nsasl.password=pw\n";
+  auto c = ParseConfig(
+      "database: {url_file: " + url_file + "}\nkafka: {properties_file: " + props_file + "}", "f",
+      {});
+  EXPECT_EQ(c.database.url, "postgresql://u:fromfile@db:5432/w");
+  EXPECT_EQ(c.kafka.properties.at("sasl.username"), "svc");
+  EXPECT_EQ(c.kafka.properties.at("sasl.password"), "pw");
+  std::remove(url_file.c_str());
+  std::remove(props_file.c_str());
+}
+
+TEST(Config, EveryInvalidValueIsReported) {
+  auto problems = ProblemsOf(R"(
+kafka:
+  format: avro
+  batch_size: -5
+  batch_timeout: soon
+  topics: []
+  properties: {group.id: x}
+admin: {listen: nowhere}
+log: {level: loud}
+)");
+  EXPECT_TRUE(Mentions(problems, "kafka.format: \"avro\" is not one of auto, cloudevents, flat"));
+  EXPECT_TRUE(Mentions(problems, "kafka.batch_size"));
+  EXPECT_TRUE(Mentions(problems, "kafka.batch_timeout: \"soon\" is not a positive duration"));
+  EXPECT_TRUE(Mentions(problems, "kafka.topics: at least one topic"));
+  EXPECT_TRUE(Mentions(problems, "kafka.properties.group.id"));
+  EXPECT_TRUE(Mentions(problems, "admin.listen"));
+  EXPECT_TRUE(Mentions(problems, "log.level"));
+  EXPECT_GE(problems.size(), 7u);
+}
+
+TEST(Config, DlqTopicMustNotBeConsumed) {
+  EXPECT_TRUE(Mentions(ProblemsOf("kafka: {topics: [a, b], dlq_topic: b}"), "kafka.dlq_topic"));
+}
+
+TEST(Config, MalformedYaml) {
+  auto problems = ProblemsOf("kafka: [unclosed");
+  EXPECT_TRUE(Mentions(problems, "workflowd.yaml: not valid YAML/JSON"));
+  EXPECT_TRUE(Mentions(ProblemsOf("- a\n- b\n"), "expected a map"));
+}
+
+TEST(Config, DescribeMasksSecrets) {
+  Environment env = kDbEnv;
+  env["WORKFLOWD_KAFKA_PROPERTY_SASL_PASSWORD"] = "hunter2";
+  auto text = DescribeConfig(ParseConfig("", "d", env));
+  EXPECT_EQ(text.find("s3cret"), std::string::npos) << text;
+  EXPECT_EQ(text.find("hunter2"), std::string::npos) << text;
+  EXPECT_NE(text.find("postgresql://u:***@127.0.0.1:5432/db"), std::string::npos) << text;
+  EXPECT_EQ(MaskUrl("host=db password=abc user=u"), "host=db password=*** user=u");
+}
+
+}  // namespace
+}  // namespace workflowd::daemon
