@@ -420,6 +420,8 @@ transaction.state.log.replication.factor=1
 transaction.state.log.min.isr=1
 transaction.state.log.num.partitions=4
 group.initial.rebalance.delay.ms=0
+# Tests kill consumers with -9: allow short consumer sessions so their partitions move on quickly.
+group.min.session.timeout.ms=1000
 # After a kill -9 the restarted broker cannot register until its old session expires (default 9 s).
 broker.session.timeout.ms=4000
 broker.heartbeat.interval.ms=1000
