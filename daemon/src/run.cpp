@@ -8,6 +8,7 @@
 
 #include "event_pipeline.hpp"
 #include "index_refresher.hpp"
+#include "systemd_notify.hpp"
 #include "workflowd/metrics/admin_server.hpp"
 #include "workflowd/store/migrations.hpp"
 
@@ -166,32 +167,32 @@ int RunDaemon(const Config& config) {
 
   std::atomic<bool> pipeline_failed{false};
 
+  auto liveness = [&] {
+    metrics::HealthReport r;
+    bool alive = !pipeline_failed && std::chrono::steady_clock::now() - pipeline.LastProgress() <
+                                         std::chrono::seconds(120);
+    r.checks.push_back({"event_pipeline", alive, alive ? "running" : "stalled or failed"});
+    r.ok = alive;
+    return r;
+  };
+  auto readiness = [&] {
+    metrics::HealthReport r;
+    r.checks.push_back({"kafka", source.Healthy(), source.HealthDetail()});
+    bool db_ok = pipeline.DatabaseHealthy() && refresher.Healthy();
+    r.checks.push_back({"database", db_ok, db_ok ? "reachable" : "unreachable"});
+    r.checks.push_back({"dead_letter_topic", pipeline.DeadLetterHealthy(),
+                        pipeline.DeadLetterHealthy() ? "writable" : "unavailable"});
+    r.checks.push_back({"consuming", !source.paused() && !pipeline_failed,
+                        source.paused() ? "paused" : "consuming"});
+    r.ok = true;
+    for (const auto& c : r.checks) r.ok = r.ok && c.ok;
+    return r;
+  };
+
   std::unique_ptr<metrics::AdminServer> admin;
   if (!config.admin.listen.empty()) {
-    admin = std::make_unique<metrics::AdminServer>(
-        AdminOptions(config.admin.listen), registry,
-        [&] {
-          metrics::HealthReport r;
-          bool alive =
-              !pipeline_failed && std::chrono::steady_clock::now() - pipeline.LastProgress() <
-                                      std::chrono::seconds(120);
-          r.checks.push_back({"event_pipeline", alive, alive ? "running" : "stalled or failed"});
-          r.ok = alive;
-          return r;
-        },
-        [&] {
-          metrics::HealthReport r;
-          r.checks.push_back({"kafka", source.Healthy(), source.HealthDetail()});
-          bool db_ok = pipeline.DatabaseHealthy() && refresher.Healthy();
-          r.checks.push_back({"database", db_ok, db_ok ? "reachable" : "unreachable"});
-          r.checks.push_back({"dead_letter_topic", pipeline.DeadLetterHealthy(),
-                              pipeline.DeadLetterHealthy() ? "writable" : "unavailable"});
-          r.checks.push_back({"consuming", !source.paused() && !pipeline_failed,
-                              source.paused() ? "paused" : "consuming"});
-          r.ok = true;
-          for (const auto& c : r.checks) r.ok = r.ok && c.ok;
-          return r;
-        });
+    admin = std::make_unique<metrics::AdminServer>(AdminOptions(config.admin.listen), registry,
+                                                   liveness, readiness);
     admin->Start();
     spdlog::info("admin endpoint listening on {}:{} (/metrics, /healthz, /readyz)",
                  admin->bind_address(), admin->port());
@@ -213,7 +214,25 @@ int RunDaemon(const Config& config) {
     }
   });
 
-  while (!stop) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  // Supervise: tell systemd once we are really ready, and keep its watchdog fed only while the
+  // pipeline is alive (a stuck loop gets the service restarted).
+  SystemdNotifier systemd;
+  bool announced_ready = false;
+  auto next_watchdog = std::chrono::steady_clock::now();
+  while (!stop) {
+    auto now = std::chrono::steady_clock::now();
+    if (!announced_ready && readiness().ok) {
+      systemd.Ready("consuming " + fmt::format("{}", fmt::join(config.kafka.topics, ",")) + "; " +
+                    std::to_string(index.Get()->size()) + " definitions");
+      announced_ready = true;
+    }
+    if (systemd.watchdog_interval() && now >= next_watchdog && liveness().ok) {
+      systemd.Watchdog();
+      next_watchdog = now + *systemd.watchdog_interval();
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  systemd.Stopping("shutting down");
   // Bounded shutdown: if the batch in flight cannot finish in time, exit without committing it
   // (it will be redelivered).
   std::atomic<bool> finished{false};
