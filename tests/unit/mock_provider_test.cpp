@@ -3,8 +3,10 @@
 #include "workflowd/providers/mock/mock_provider.hpp"
 
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <atomic>
+#include <fstream>
 #include <set>
 #include <thread>
 
@@ -370,6 +372,62 @@ TEST(MockProviderConcurrency, OverlappingStartsStopsAndQueries) {
     auto s = provider.GetExecutionStatus(ctx, *ids.begin());
     EXPECT_TRUE(IsTerminal(s.state)) << name;
   }
+}
+
+}  // namespace
+}  // namespace workflowd::providers::mock
+
+namespace workflowd::providers::mock {
+namespace {
+
+// Another replica's mock (or this one after a restart) answers for an execution it did not start,
+// given the same workflow: the outcome is recomputed from the id.
+TEST(MockProviderReconstruction, AnotherInstanceAnswersForAnExecution) {
+  ManualClock clock;
+  auto ctx = Context::Background();
+  auto spec = Spec("onboarding", Json{{"mock", {{"outcome", "succeed"}, {"delay", "10s"}}}});
+  MockProvider first(clock);
+  first.CreateWorkflow(ctx, spec);
+  auto started = first.StartExecution(ctx, "onboarding", Input("exec-7"));
+
+  MockProvider second(clock);
+  second.CreateWorkflow(ctx, spec);
+  EXPECT_EQ(CodeOf([&] { second.GetExecutionStatus(ctx, started.execution_id); }),
+            ErrorCode::kExecutionNotFound);  // off by default
+  second.EnableReconstruction(true);
+  EXPECT_EQ(second.GetExecutionStatus(ctx, started.execution_id).state, ExecutionState::kRunning);
+  clock.Advance(10s);
+  auto status = second.GetExecutionStatus(ctx, started.execution_id);
+  EXPECT_EQ(status.state, ExecutionState::kSucceeded);
+  EXPECT_EQ(status.history.back().type, "ExecutionSucceeded");
+  EXPECT_EQ(first.GetExecutionStatus(ctx, started.execution_id).state, ExecutionState::kSucceeded);
+  // Unknown workflow or malformed ids stay not found.
+  EXPECT_EQ(CodeOf([&] { second.GetExecutionStatus(ctx, "mock:other:x:1"); }),
+            ErrorCode::kExecutionNotFound);
+  EXPECT_EQ(CodeOf([&] { second.GetExecutionStatus(ctx, "mock:onboarding:x"); }),
+            ErrorCode::kExecutionNotFound);
+  // A stop through the second instance cancels its view.
+  auto other = first.StartExecution(ctx, "onboarding", Input("exec-8"));
+  second.StopExecution(ctx, other.execution_id, "stop elsewhere");
+  EXPECT_EQ(second.GetExecutionStatus(ctx, other.execution_id).state, ExecutionState::kCancelled);
+}
+
+TEST(MockProviderStartLog, AppendsOneLinePerStartCall) {
+  ManualClock clock;
+  auto ctx = Context::Background();
+  std::string path = ::testing::TempDir() + "/mock-start-log-" + std::to_string(getpid());
+  std::remove(path.c_str());
+  MockProvider provider(clock);
+  provider.SetStartLog(path);
+  provider.CreateWorkflow(ctx, Spec("onboarding"));
+  provider.StartExecution(ctx, "onboarding", Input("a"));
+  provider.StartExecution(ctx, "onboarding", Input("a"));
+  provider.StartExecution(ctx, "onboarding", Input("b"));
+  std::ifstream in(path);
+  std::string line, all;
+  while (std::getline(in, line)) all += line + ";";
+  EXPECT_EQ(all, "a;a;b;");
+  std::remove(path.c_str());
 }
 
 }  // namespace

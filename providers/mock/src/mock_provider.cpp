@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <fstream>
 #include <set>
 
 #include "workflowd/common/duration.hpp"
@@ -179,7 +180,10 @@ ExecutionResult MockProvider::StartExecution(const Context& ctx, const std::stri
   if (!problems.empty()) Invalid("invalid execution input: " + problems.front());
 
   std::lock_guard lock(mu_);
-  if (!input.execution_name.empty()) ++start_calls_[input.execution_name];
+  if (!input.execution_name.empty()) {
+    ++start_calls_[input.execution_name];
+    if (start_log_.is_open()) start_log_ << input.execution_name << std::endl;
+  }
   auto wf = workflows_.find(workflow_id);
   if (wf == workflows_.end()) {
     throw ProviderError(ErrorCode::kWorkflowNotFound,
@@ -203,7 +207,12 @@ ExecutionResult MockProvider::StartExecution(const Context& ctx, const std::stri
   }
 
   auto e = std::make_unique<ExecutionRecord>();
-  e->execution_id = "mock:" + workflow_id + ":" + name;
+  e->start_time = clock_.Now();
+  // The id carries everything needed to rebuild the execution elsewhere (see Reconstruct).
+  e->execution_id = "mock:" + workflow_id + ":" + name + ":" +
+                    std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                       e->start_time.time_since_epoch())
+                                       .count());
   e->execution_name = name;
   e->workflow_id = workflow_id;
   e->input = input;
@@ -217,7 +226,6 @@ ExecutionResult MockProvider::StartExecution(const Context& ctx, const std::stri
   } else {
     e->outcome = default_outcome_;
   }
-  e->start_time = clock_.Now();
   e->history.push_back({e->start_time, "ExecutionStarted", Json{{"name", name}}});
   if (!e->steps.empty()) {
     e->history.push_back({e->start_time, "StateEntered", StateDetails(e->steps.front())});
@@ -286,7 +294,7 @@ ExecutionStatus MockProvider::GetExecutionStatus(const Context& ctx,
                                                  const std::string& execution_id) {
   BeforeCall(ctx, Operation::kGetExecutionStatus, "get execution status");
   std::lock_guard lock(mu_);
-  auto it = executions_.find(execution_id);
+  auto it = FindOrReconstruct(execution_id);
   if (it == executions_.end()) {
     throw ProviderError(ErrorCode::kExecutionNotFound,
                         "execution \"" + execution_id + "\" not found in the mock provider");
@@ -299,7 +307,7 @@ void MockProvider::StopExecution(const Context& ctx, const std::string& executio
                                  const std::string& reason) {
   BeforeCall(ctx, Operation::kStopExecution, "stop execution");
   std::lock_guard lock(mu_);
-  auto it = executions_.find(execution_id);
+  auto it = FindOrReconstruct(execution_id);
   if (it == executions_.end()) {
     throw ProviderError(ErrorCode::kExecutionNotFound,
                         "execution \"" + execution_id + "\" not found in the mock provider");
@@ -329,6 +337,64 @@ void MockProvider::DeleteWorkflow(const Context& ctx, const std::string& workflo
     }
   }
   workflows_.erase(workflow_id);
+}
+
+MockProvider::ExecutionMap::iterator MockProvider::FindOrReconstruct(
+    const std::string& execution_id) {
+  auto it = executions_.find(execution_id);
+  if (it != executions_.end() || !reconstruct_) return it;
+  // mock:<workflow_id>:<execution_name>:<start_ms>; workflow ids and names contain no ':'.
+  if (execution_id.rfind("mock:", 0) != 0) return executions_.end();
+  auto first = execution_id.find(':', 5);
+  auto last = execution_id.rfind(':');
+  if (first == std::string::npos || last == first) return executions_.end();
+  std::string workflow_id = execution_id.substr(5, first - 5);
+  std::string name = execution_id.substr(first + 1, last - first - 1);
+  int64_t start_ms = 0;
+  try {
+    start_ms = std::stoll(execution_id.substr(last + 1));
+  } catch (const std::exception&) {
+    return executions_.end();
+  }
+  auto wf = workflows_.find(workflow_id);
+  if (wf == workflows_.end() || id_by_name_.contains(name)) return executions_.end();
+  auto e = std::make_unique<ExecutionRecord>();
+  e->execution_id = execution_id;
+  e->execution_name = name;
+  e->workflow_id = workflow_id;
+  e->input.execution_name = name;
+  e->input.input = Json::object();
+  e->steps = wf->second->steps;
+  if (auto o = execution_outcomes_.find(name); o != execution_outcomes_.end()) {
+    e->outcome = o->second;
+  } else if (auto w = workflow_outcomes_.find(workflow_id); w != workflow_outcomes_.end()) {
+    e->outcome = w->second;
+  } else if (wf->second->configured) {
+    e->outcome = *wf->second->configured;
+  } else {
+    e->outcome = default_outcome_;
+  }
+  e->start_time = TimePoint(std::chrono::milliseconds(start_ms));
+  e->history.push_back({e->start_time, "ExecutionStarted", Json{{"name", name}}});
+  if (!e->steps.empty()) {
+    e->history.push_back({e->start_time, "StateEntered", StateDetails(e->steps.front())});
+  }
+  id_by_name_[name] = execution_id;
+  return executions_.emplace(execution_id, std::move(e)).first;
+}
+
+void MockProvider::EnableReconstruction(bool enabled) {
+  std::lock_guard lock(mu_);
+  reconstruct_ = enabled;
+}
+
+void MockProvider::SetStartLog(const std::string& path) {
+  std::lock_guard lock(mu_);
+  start_log_.close();
+  start_log_.open(path, std::ios::app);
+  if (!start_log_) {
+    throw ProviderError(ErrorCode::kInvalidSpec, "mock start log " + path + ": cannot open");
+  }
 }
 
 void MockProvider::SetDefaultOutcome(Outcome outcome) {

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <chrono>
+#include <fstream>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -80,6 +81,15 @@ class MockProvider final : public Provider {
   // The next `count` calls of `op` throw ProviderError(code) before doing anything.
   void InjectErrors(Operation op, int count, ErrorCode code);
 
+  // Lets GetExecutionStatus / StopExecution answer for executions started by another instance of
+  // the mock (another daemon replica, or this process before a restart): execution ids carry the
+  // workflow, name and start time, so the outcome can be recomputed once the workflow is known
+  // here. Without it such ids are not found.
+  void EnableReconstruction(bool enabled);
+  // Appends each StartExecution call's execution name as a line to `path` (shared by replicas, so
+  // tests can count starts across processes). Throws kInvalidSpec when it cannot be opened.
+  void SetStartLog(const std::string& path);
+
   // --- observation (thread-safe) ---
   // StartExecution calls that reached the provider for this name, including idempotent repeats.
   int StartCalls(const std::string& execution_name) const;
@@ -96,8 +106,13 @@ class MockProvider final : public Provider {
   void Settle(ExecutionRecord& e, TimePoint now) const;
   ExecutionStatus StatusOf(const ExecutionRecord& e) const;
 
+  using ExecutionMap = std::map<std::string, std::unique_ptr<ExecutionRecord>>;
+  ExecutionMap::iterator FindOrReconstruct(const std::string& execution_id);  // mu_ held
+
   const Clock& clock_;
   mutable std::mutex mu_;
+  bool reconstruct_ = false;
+  std::ofstream start_log_;
   std::map<std::string, std::unique_ptr<WorkflowState>> workflows_;
   std::map<std::string, std::unique_ptr<ExecutionRecord>> executions_;  // by execution id
   std::map<std::string, std::string> id_by_name_;                       // name -> execution id
