@@ -156,6 +156,19 @@ std::optional<WorkflowDefinition> DefinitionRepository::Get(const std::string& t
   });
 }
 
+bool DefinitionRepository::MarkDeleted(const std::string& tenant_id,
+                                       const std::string& environment_id, const std::string& id,
+                                       const std::string& actor) {
+  return db_.impl().Transact("delete definition", [&](pqxx::work& w) {
+    auto r = w.exec_params(
+        "UPDATE workflow_definitions SET status = 'deleted', enabled = false, updated_by = $4, "
+        "updated_at = now() WHERE id = $1 AND tenant_id = $2 AND environment_id = $3 AND status "
+        "<> 'deleted'",
+        id, tenant_id, environment_id, actor);
+    return r.affected_rows() == 1;
+  });
+}
+
 std::optional<WorkflowDefinition> DefinitionRepository::GetVersion(const std::string& id,
                                                                    int64_t version) {
   return db_.impl().Transact("get definition version", [&](pqxx::work& w) {

@@ -166,3 +166,36 @@ TEST(Context, CancellingChildLeavesParentActive) {
 
 }  // namespace
 }  // namespace workflowd
+
+#include "workflowd/common/worker_pool.hpp"
+
+namespace workflowd {
+namespace {
+
+TEST(WorkerPool, RunsEveryIterationExactlyOnceAcrossRounds) {
+  WorkerPool pool(4);
+  for (int round = 0; round < 200; ++round) {
+    std::vector<std::atomic<int>> hits(37);
+    pool.ParallelFor(hits.size(), [&](size_t i) { hits[i].fetch_add(1); });
+    for (auto& h : hits) ASSERT_EQ(h.load(), 1) << "round " << round;
+  }
+  pool.ParallelFor(0, [](size_t) { FAIL(); });
+}
+
+TEST(WorkerPool, RunsConcurrently) {
+  WorkerPool pool(4);
+  std::atomic<int> running{0}, peak{0};
+  pool.ParallelFor(8, [&](size_t) {
+    int now = ++running;
+    int p = peak.load();
+    while (now > p && !peak.compare_exchange_weak(p, now)) {
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    --running;
+  });
+  EXPECT_GT(peak.load(), 1);
+  EXPECT_LE(peak.load(), 4);
+}
+
+}  // namespace
+}  // namespace workflowd

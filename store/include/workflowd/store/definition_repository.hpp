@@ -43,6 +43,11 @@ class DefinitionRepository {
                                                      const std::string& environment_id,
                                                      const std::string& id);
 
+  // Marks a definition deleted and disabled (its versions and executions are kept). Returns false
+  // when it does not exist in that tenant x environment.
+  bool MarkDeleted(const std::string& tenant_id, const std::string& environment_id,
+                   const std::string& id, const std::string& actor);
+
   // A specific version (executions are dispatched with the version they were created for).
   std::optional<definitions::WorkflowDefinition> GetVersion(const std::string& id, int64_t version);
 

@@ -1,0 +1,68 @@
+// Starts pending executions on their providers. One RunOnce() leases a fair batch of due pending
+// executions (at most per_scope_limit per tenant x environment), makes sure each one's provider
+// workflow exists, starts it with the execution id as the execution name (so a repeated start after
+// a crash is a no-op at the engine), and records the outcomes in one transaction: running, a retry
+// later with exponential backoff and jitter (retryable errors, up to the definition's
+// max_attempts), or failed (permanent errors).
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <map>
+#include <mutex>
+#include <set>
+#include <string>
+
+#include "workflowd/common/clock.hpp"
+#include "workflowd/common/worker_pool.hpp"
+#include "workflowd/lifecycle/lifecycle_metrics.hpp"
+#include "workflowd/lifecycle/workflow_catalog.hpp"
+#include "workflowd/store/database.hpp"
+#include "workflowd/store/lifecycle_repository.hpp"
+
+namespace workflowd::lifecycle {
+
+struct DispatcherOptions {
+  std::string owner;  // this replica's id, recorded as lease_owner
+  std::chrono::milliseconds lease{30000};
+  size_t batch_size = 200;
+  size_t per_scope_limit = 50;  // per tenant x environment and batch: fair share
+  size_t max_in_flight = 16;    // concurrent provider starts in this replica
+  std::chrono::milliseconds call_timeout{10000};
+  std::chrono::milliseconds first_poll{200};  // first status poll after a start
+};
+
+class ExecutionDispatcher {
+ public:
+  // `jitter` returns values in [0, 1); injectable for tests.
+  ExecutionDispatcher(DispatcherOptions options, store::Database& db,
+                      const providers::Manager& manager, WorkflowCatalog& catalog,
+                      LifecycleMetrics& metrics, const Clock& clock,
+                      std::function<double()> jitter);
+
+  // One lease-start-record round. Returns how many executions were leased (0: nothing due).
+  // Throws StoreError when the database is unavailable.
+  size_t RunOnce();
+
+  // Samples the queued gauge per tenant x environment.
+  void SampleQueue();
+
+ private:
+  store::DispatchOutcome Start(const store::ExecutionRecord& e);
+
+  DispatcherOptions options_;
+  store::Database& db_;
+  store::LifecycleRepository executions_;
+  store::DefinitionRepository definitions_;
+  std::mutex definitions_mu_;  // the repository's connection is used by one thread at a time
+  const providers::Manager& manager_;
+  WorkflowCatalog& catalog_;
+  LifecycleMetrics& metrics_;
+  const Clock& clock_;
+  std::function<double()> jitter_;
+  std::mutex jitter_mu_;
+  std::set<std::pair<std::string, std::string>> previous_scopes_;  // for SampleQueue
+  WorkerPool pool_;
+};
+
+}  // namespace workflowd::lifecycle

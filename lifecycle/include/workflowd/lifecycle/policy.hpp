@@ -1,0 +1,59 @@
+// Lifecycle decisions as plain functions: how a definition version becomes a provider workflow,
+// how long to wait before the next start attempt or status poll, which provider errors are worth
+// retrying, and how a provider's status maps onto step executions (seed 003 EC-4) and history.
+// No I/O here: the dispatcher and the poller call these and persist the results.
+#pragma once
+
+#include <chrono>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "workflowd/common/clock.hpp"
+#include "workflowd/definitions/definition.hpp"
+#include "workflowd/providers/errors.hpp"
+#include "workflowd/providers/types.hpp"
+#include "workflowd/store/lifecycle_repository.hpp"
+
+namespace workflowd::lifecycle {
+
+// A provider workflow id (^[a-z0-9-]{1,128}$) for one version of a definition: the definition id
+// lowercased with other characters turned into '-', "-v<version>", and 8 hex digits of FNV-1a of
+// the original id so that "wf_1" and "wf-1" do not collide.
+std::string ProviderWorkflowId(const std::string& definition_id, int64_t version);
+
+// The spec given to the provider for a definition version: steps in dependency order as the
+// definition document, the definition's timeout, retry policy and provider_config.
+providers::WorkflowSpec SpecFor(const definitions::WorkflowDefinition& definition);
+
+// The input of an execution: ids, tenant x environment and the trigger event.
+providers::ExecutionInput InputFor(const store::ExecutionRecord& execution);
+
+// Delay before start attempt `attempts_made + 1`: initial * coefficient^(attempts_made - 1), capped
+// at the maximum, with "equal jitter" (half fixed, half random: jitter01 in [0, 1)).
+std::chrono::milliseconds StartRetryDelay(const definitions::RetryPolicy& policy, int attempts_made,
+                                          double jitter01);
+
+// True when another start attempt is allowed after `attempts_made` failed retryable attempts.
+bool MayRetryStart(const definitions::RetryPolicy& policy, int attempts_made);
+
+// Adaptive poll interval: a tenth of the execution's age, within [min, max] — fast while it is
+// young, slower for long-running ones.
+std::chrono::milliseconds PollInterval(std::chrono::milliseconds age, std::chrono::milliseconds min,
+                                       std::chrono::milliseconds max);
+
+// {"code", "message", "retryable"} for storing a provider error.
+nlohmann::json ErrorJson(const providers::ProviderError& error);
+
+// Step executions derived from the provider's status: StateEntered/StateExited history events
+// (details.state = step id) give running/completed with times. When the execution succeeded,
+// unfinished steps are completed; when it failed, timed out or was cancelled, the step that was
+// running failed (with the execution's error) and the ones never reached are skipped (EC-4).
+std::vector<store::StepRecord> DeriveSteps(const std::vector<std::string>& step_order,
+                                           const providers::ExecutionStatus& status,
+                                           const std::string& final_state);
+
+// The provider's history as rows, seq = position.
+std::vector<store::HistoryRecord> HistoryRows(const providers::ExecutionStatus& status);
+
+}  // namespace workflowd::lifecycle

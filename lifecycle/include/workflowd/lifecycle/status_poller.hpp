@@ -1,0 +1,53 @@
+// Brings running executions' progress into PostgreSQL. One RunOnce() leases the running executions
+// whose next poll is due, asks each provider for its status, and merges it following seed 004's
+// rules: the spec never changes, terminal states never change, only real changes are written
+// (steps when different, history entries once). An execution past its definition's timeout is
+// stopped at the provider and becomes timed_out. Each execution is polled again after an adaptive
+// interval: fast while young, slower for long-running ones.
+#pragma once
+
+#include <chrono>
+#include <mutex>
+#include <string>
+
+#include "workflowd/common/clock.hpp"
+#include "workflowd/common/worker_pool.hpp"
+#include "workflowd/lifecycle/lifecycle_metrics.hpp"
+#include "workflowd/lifecycle/workflow_catalog.hpp"
+#include "workflowd/store/lifecycle_repository.hpp"
+
+namespace workflowd::lifecycle {
+
+struct PollerOptions {
+  std::string owner;
+  std::chrono::milliseconds lease{30000};
+  size_t batch_size = 200;
+  size_t max_in_flight = 16;
+  std::chrono::milliseconds call_timeout{10000};
+  std::chrono::milliseconds min_interval{200};
+  std::chrono::milliseconds max_interval{30000};
+};
+
+class StatusPoller {
+ public:
+  StatusPoller(PollerOptions options, store::Database& db, const providers::Manager& manager,
+               WorkflowCatalog& catalog, LifecycleMetrics& metrics, const Clock& clock);
+
+  // One lease-poll-record round. Returns how many executions were polled.
+  size_t RunOnce();
+
+ private:
+  std::optional<store::PollOutcome> Poll(const store::ExecutionRecord& e);
+
+  PollerOptions options_;
+  store::LifecycleRepository executions_;
+  store::DefinitionRepository definitions_;
+  std::mutex definitions_mu_;
+  const providers::Manager& manager_;
+  WorkflowCatalog& catalog_;
+  LifecycleMetrics& metrics_;
+  const Clock& clock_;
+  WorkerPool pool_;
+};
+
+}  // namespace workflowd::lifecycle

@@ -1,0 +1,141 @@
+#include "workflowd/lifecycle/execution_dispatcher.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <set>
+
+#include "workflowd/lifecycle/policy.hpp"
+
+namespace workflowd::lifecycle {
+
+using Json = nlohmann::json;
+
+ExecutionDispatcher::ExecutionDispatcher(DispatcherOptions options, store::Database& db,
+                                         const providers::Manager& manager,
+                                         WorkflowCatalog& catalog, LifecycleMetrics& metrics,
+                                         const Clock& clock, std::function<double()> jitter)
+    : options_(std::move(options)),
+      db_(db),
+      executions_(db),
+      definitions_(db),
+      manager_(manager),
+      catalog_(catalog),
+      metrics_(metrics),
+      clock_(clock),
+      jitter_(std::move(jitter)),
+      pool_(std::max<size_t>(1, options_.max_in_flight)) {}
+
+store::DispatchOutcome ExecutionDispatcher::Start(const store::ExecutionRecord& e) {
+  store::DispatchOutcome out;
+  out.id = e.id;
+  auto& in_flight = metrics_.in_flight.WithLabels({e.tenant_id, e.environment_id});
+  in_flight.Inc();
+  auto ctx = Context::Background().WithTimeout(options_.call_timeout);
+  const char* operation = "create_workflow";
+  std::shared_ptr<const CatalogEntry> entry;
+  try {
+    {
+      std::lock_guard lock(definitions_mu_);
+      entry = catalog_.Ensure(ctx, definitions_, e.workflow_id, e.definition_version);
+    }
+    out.at = clock_.Now();
+    if (!entry) {
+      out.kind = store::DispatchOutcome::Kind::kFailed;
+      out.error = {{"code", "definition_not_found"},
+                   {"message", "definition " + e.workflow_id + " version " +
+                                   std::to_string(e.definition_version) + " does not exist"}};
+    } else {
+      operation = "start_execution";
+      auto result = manager_.StartExecution(ctx, e.provider, entry->spec.workflow_id, InputFor(e));
+      out.at = clock_.Now();
+      out.kind = store::DispatchOutcome::Kind::kStarted;
+      out.provider_execution_id = result.execution_id;
+      out.next_at = out.at + options_.first_poll;
+      if (entry->definition.timeout_seconds > 0) {
+        out.deadline_at = out.at + std::chrono::seconds(entry->definition.timeout_seconds);
+      }
+    }
+  } catch (const providers::ProviderError& err) {
+    out.at = clock_.Now();
+    metrics_.provider_errors.WithLabels({e.provider, operation, providers::ToString(err.code())})
+        .Inc();
+    out.error = ErrorJson(err);
+    definitions::RetryPolicy policy =
+        entry ? entry->definition.retry_policy : definitions::RetryPolicy{};
+    if (err.Retryable() && MayRetryStart(policy, e.start_attempts)) {
+      double j;
+      {
+        std::lock_guard lock(jitter_mu_);
+        j = jitter_();
+      }
+      out.kind = store::DispatchOutcome::Kind::kRetry;
+      out.next_at = out.at + StartRetryDelay(policy, e.start_attempts, j);
+      out.error["attempts"] = e.start_attempts;
+    } else {
+      out.kind = store::DispatchOutcome::Kind::kFailed;
+      if (err.Retryable()) out.error["attempts"] = e.start_attempts;
+    }
+  }
+  in_flight.Dec();
+  return out;
+}
+
+size_t ExecutionDispatcher::RunOnce() {
+  auto leased = executions_.LeasePending(options_.owner, clock_.Now(), options_.lease,
+                                         options_.batch_size, options_.per_scope_limit);
+  if (leased.empty()) return 0;
+  std::vector<store::DispatchOutcome> outcomes(leased.size());
+  pool_.ParallelFor(leased.size(), [&](size_t i) { outcomes[i] = Start(leased[i]); });
+  executions_.RecordDispatch(options_.owner, outcomes);
+  for (size_t i = 0; i < leased.size(); ++i) {
+    const auto& e = leased[i];
+    const auto& o = outcomes[i];
+    switch (o.kind) {
+      case store::DispatchOutcome::Kind::kStarted:
+        metrics_.dispatch_attempts.WithLabels({"started"}).Inc();
+        metrics_.transitions.WithLabels({e.provider, "running"}).Inc();
+        metrics_.start_latency.Observe(std::chrono::duration<double>(o.at - e.created_at).count());
+        spdlog::debug(
+            "execution started: tenant={} environment={} definition_id={} "
+            "execution_id={} provider={} provider_execution_id={}",
+            e.tenant_id, e.environment_id, e.workflow_id, e.id, e.provider,
+            o.provider_execution_id);
+        break;
+      case store::DispatchOutcome::Kind::kRetry:
+        metrics_.dispatch_attempts.WithLabels({"retry"}).Inc();
+        spdlog::info(
+            "execution start will be retried: tenant={} environment={} execution_id={} "
+            "attempt={} error={}",
+            e.tenant_id, e.environment_id, e.id, e.start_attempts, o.error.value("message", ""));
+        break;
+      case store::DispatchOutcome::Kind::kFailed:
+        metrics_.dispatch_attempts.WithLabels({"failed"}).Inc();
+        metrics_.transitions.WithLabels({e.provider, "failed"}).Inc();
+        spdlog::warn(
+            "execution failed to start: tenant={} environment={} execution_id={} "
+            "error={}",
+            e.tenant_id, e.environment_id, e.id, o.error.dump());
+        break;
+    }
+  }
+  return leased.size();
+}
+
+void ExecutionDispatcher::SampleQueue() {
+  auto scopes = executions_.PendingByScope(clock_.Now());
+  std::set<std::pair<std::string, std::string>> seen;
+  for (const auto& [tenant, env, count] : scopes) {
+    metrics_.queued.WithLabels({tenant, env}).Set(static_cast<double>(count));
+    seen.insert({tenant, env});
+  }
+  // Scopes with nothing queued any more read 0 rather than a stale value.
+  for (const auto& scope : previous_scopes_) {
+    if (!seen.contains(scope)) metrics_.queued.WithLabels({scope.first, scope.second}).Set(0);
+  }
+  previous_scopes_ = std::move(seen);
+  for (const auto& [state, count] : executions_.CountByStatus()) {
+    metrics_.by_state.WithLabels({state}).Set(static_cast<double>(count));
+  }
+}
+
+}  // namespace workflowd::lifecycle

@@ -1,0 +1,89 @@
+#include "workflowd/lifecycle/execution_operations.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include "workflowd/common/ids.hpp"
+#include "workflowd/store/definition_repository.hpp"
+#include "workflowd/store/lifecycle_repository.hpp"
+
+namespace workflowd::lifecycle {
+
+ExecutionOperations::ExecutionOperations(store::Database& db, const providers::Manager& manager,
+                                         const Clock& clock)
+    : db_(db), manager_(manager), clock_(clock) {}
+
+CancelResult ExecutionOperations::Cancel(const std::string& tenant, const std::string& environment,
+                                         const std::string& execution_id,
+                                         const std::string& reason) {
+  store::LifecycleRepository repo(db_);
+  auto e = repo.Get(tenant, environment, execution_id);
+  if (!e)
+    throw OperationError(OperationError::Kind::kNotFound,
+                         "execution " + execution_id + " not found");
+  if (e->status == "pending" &&
+      repo.CancelPending(tenant, environment, execution_id, reason, clock_.Now())) {
+    return {"cancelled", true};
+  }
+  e = repo.Get(tenant, environment, execution_id);  // it may have started meanwhile
+  if (e->status != "running") return {e->status, false};
+  try {
+    manager_.StopExecution(Context::Background().WithTimeout(std::chrono::seconds(10)), e->provider,
+                           e->provider_execution_id, reason);
+  } catch (const providers::ProviderError& err) {
+    if (err.code() != providers::ErrorCode::kExecutionNotFound) {
+      throw OperationError(OperationError::Kind::kUnavailable,
+                           std::string("the provider could not stop the execution: ") + err.what());
+    }
+  }
+  bool changed = repo.MarkCancelled(tenant, environment, execution_id, reason, clock_.Now());
+  auto after = repo.Get(tenant, environment, execution_id);
+  spdlog::info("execution cancel: tenant={} environment={} execution_id={} reason={} status={}",
+               tenant, environment, execution_id, reason, after->status);
+  return {after->status, changed};
+}
+
+std::string ExecutionOperations::Retry(const std::string& tenant, const std::string& environment,
+                                       const std::string& execution_id) {
+  store::LifecycleRepository repo(db_);
+  auto e = repo.Get(tenant, environment, execution_id);
+  if (!e)
+    throw OperationError(OperationError::Kind::kNotFound,
+                         "execution " + execution_id + " not found");
+  auto id = repo.Retry(tenant, environment, execution_id, NewId("ex_", clock_.Now()), clock_.Now());
+  if (!id) {
+    throw OperationError(OperationError::Kind::kConflict,
+                         "execution " + execution_id + " is " + e->status +
+                             "; only failed, timed_out or cancelled executions can be retried");
+  }
+  spdlog::info("execution retried: tenant={} environment={} execution_id={} new_execution_id={}",
+               tenant, environment, execution_id, *id);
+  return *id;
+}
+
+DeleteResult ExecutionOperations::DeleteDefinition(const std::string& tenant,
+                                                   const std::string& environment,
+                                                   const std::string& definition_id, bool force,
+                                                   const std::string& actor) {
+  store::DefinitionRepository definitions(db_);
+  if (!definitions.Get(tenant, environment, definition_id)) {
+    throw OperationError(OperationError::Kind::kNotFound,
+                         "definition " + definition_id + " not found");
+  }
+  store::LifecycleRepository repo(db_);
+  DeleteResult result;
+  auto active = repo.ActiveOfDefinition(tenant, environment, definition_id);
+  if (!active.empty() && !force) {
+    throw OperationError(OperationError::Kind::kConflict,
+                         "definition " + definition_id + " has " + std::to_string(active.size()) +
+                             " pending or running execution(s); cancel them or delete with force");
+  }
+  for (const auto& e : active) {
+    auto r =
+        Cancel(tenant, environment, e.id, "definition " + definition_id + " deleted by " + actor);
+    if (r.changed) ++result.cancelled_executions;
+  }
+  definitions.MarkDeleted(tenant, environment, definition_id, actor);
+  return result;
+}
+
+}  // namespace workflowd::lifecycle

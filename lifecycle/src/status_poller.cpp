@@ -1,0 +1,117 @@
+#include "workflowd/lifecycle/status_poller.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <map>
+
+#include "workflowd/lifecycle/policy.hpp"
+
+namespace workflowd::lifecycle {
+
+using Json = nlohmann::json;
+
+StatusPoller::StatusPoller(PollerOptions options, store::Database& db,
+                           const providers::Manager& manager, WorkflowCatalog& catalog,
+                           LifecycleMetrics& metrics, const Clock& clock)
+    : options_(std::move(options)),
+      executions_(db),
+      definitions_(db),
+      manager_(manager),
+      catalog_(catalog),
+      metrics_(metrics),
+      clock_(clock),
+      pool_(std::max<size_t>(1, options_.max_in_flight)) {}
+
+std::optional<store::PollOutcome> StatusPoller::Poll(const store::ExecutionRecord& e) {
+  auto ctx = Context::Background().WithTimeout(options_.call_timeout);
+  TimePoint now = clock_.Now();
+  TimePoint started = e.started_at.value_or(e.created_at);
+  auto age = std::chrono::duration_cast<std::chrono::milliseconds>(now - started);
+  store::PollOutcome out;
+  out.id = e.id;
+  out.next_poll_at = now + PollInterval(age, options_.min_interval, options_.max_interval);
+  const char* operation = "create_workflow";
+  try {
+    std::shared_ptr<const CatalogEntry> entry;
+    {
+      std::lock_guard lock(definitions_mu_);
+      entry = catalog_.Ensure(ctx, definitions_, e.workflow_id, e.definition_version);
+    }
+    std::vector<std::string> steps = entry ? entry->step_order : std::vector<std::string>{};
+    operation = "get_execution_status";
+    auto status = manager_.GetExecutionStatus(ctx, e.provider, e.provider_execution_id);
+    std::string state(providers::ToString(status.state));
+    if (!providers::IsTerminal(status.state) && e.deadline_at && now >= *e.deadline_at) {
+      // The definition's timeout passed: stop it at the engine, then it is timed out here.
+      operation = "stop_execution";
+      manager_.StopExecution(ctx, e.provider, e.provider_execution_id,
+                             "timeout: the workflow definition allows " +
+                                 std::to_string(std::chrono::duration_cast<std::chrono::seconds>(
+                                                    *e.deadline_at - started)
+                                                    .count()) +
+                                 "s");
+      metrics_.timeouts.Inc();
+      status = manager_.GetExecutionStatus(ctx, e.provider, e.provider_execution_id);
+      state = "timed_out";
+      status.stop_time = status.stop_time.value_or(now);
+      status.error = providers::ExecutionError{"Timeout", "execution exceeded its timeout", "", ""};
+    } else if (status.state == providers::ExecutionState::kPending) {
+      state = "running";  // started at the engine: it is running for us
+    }
+    out.status = state;
+    bool terminal = state != "running";
+    if (!status.output.is_null()) out.output = status.output;
+    if (status.error) out.error = providers::ToJson(*status.error);
+    if (terminal) out.completed_at = status.stop_time.value_or(now);
+    out.steps = DeriveSteps(steps, status, state);
+    out.history = HistoryRows(status);
+    return out;
+  } catch (const providers::ProviderError& err) {
+    metrics_.provider_errors.WithLabels({e.provider, operation, providers::ToString(err.code())})
+        .Inc();
+    if (std::string(operation) == "get_execution_status") {
+      metrics_.poll_errors.WithLabels({e.provider}).Inc();
+    }
+    spdlog::warn(
+        "status poll failed: tenant={} environment={} execution_id={} operation={} "
+        "code={} error={}",
+        e.tenant_id, e.environment_id, e.id, operation, providers::ToString(err.code()),
+        err.what());
+    // Keep it running and poll again later; its deadline still applies.
+    out.status = "running";
+    out.output = e.output;
+    out.error = e.error;
+    return out;
+  }
+}
+
+size_t StatusPoller::RunOnce() {
+  auto leased =
+      executions_.LeaseDuePolls(options_.owner, clock_.Now(), options_.lease, options_.batch_size);
+  if (leased.empty()) return 0;
+  std::vector<std::optional<store::PollOutcome>> polled(leased.size());
+  pool_.ParallelFor(leased.size(), [&](size_t i) { polled[i] = Poll(leased[i]); });
+  std::vector<store::PollOutcome> outcomes;
+  for (auto& p : polled) {
+    if (p) outcomes.push_back(std::move(*p));
+  }
+  auto transitions = executions_.RecordPolls(options_.owner, outcomes);
+  std::map<std::string, const store::ExecutionRecord*> by_id;
+  for (const auto& e : leased) by_id[e.id] = &e;
+  std::map<std::string, const store::PollOutcome*> outcome_by_id;
+  for (const auto& o : outcomes) outcome_by_id[o.id] = &o;
+  for (const auto& [id, state] : transitions) {
+    const auto& e = *by_id.at(id);
+    metrics_.transitions.WithLabels({e.provider, state}).Inc();
+    const auto* o = outcome_by_id.at(id);
+    if (o->completed_at && e.started_at) {
+      metrics_.duration.WithLabels({e.provider, state})
+          .Observe(std::chrono::duration<double>(*o->completed_at - *e.started_at).count());
+    }
+    spdlog::info("execution {}: tenant={} environment={} definition_id={} execution_id={}", state,
+                 e.tenant_id, e.environment_id, e.workflow_id, e.id);
+  }
+  return leased.size();
+}
+
+}  // namespace workflowd::lifecycle

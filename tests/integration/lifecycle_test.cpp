@@ -1,0 +1,440 @@
+// The execution lifecycle against the real PostgreSQL with the mock provider: dispatch, polling,
+// timeouts, retries with backoff, leases between replicas, fairness, cancel, retry, EC-2. Time is a
+// ManualClock: leases, backoff and timeouts move with it, nothing sleeps.
+#include <gtest/gtest.h>
+
+#include <pqxx/pqxx>
+
+#include "test_database.hpp"
+#include "workflowd/lifecycle/execution_dispatcher.hpp"
+#include "workflowd/lifecycle/execution_operations.hpp"
+#include "workflowd/lifecycle/policy.hpp"
+#include "workflowd/lifecycle/status_poller.hpp"
+#include "workflowd/providers/mock/mock_provider.hpp"
+#include "workflowd/store/execution_repository.hpp"
+#include "workflowd/store/migrations.hpp"
+
+namespace workflowd::lifecycle {
+namespace {
+
+using namespace std::chrono_literals;
+using providers::ErrorCode;
+using providers::ExecutionState;
+using providers::mock::MockProvider;
+using providers::mock::Operation;
+using providers::mock::Outcome;
+
+constexpr const char* kDefinitions = R"(
+definitions:
+  - id: onboarding
+    tenant_id: tenant_a
+    environment_id: prod
+    name: Onboarding
+    trigger: {type: event, event_name: customer.created}
+    steps:
+      - {id: assign_plan, order: 1, type: assign_plan, config: {plan_id: starter}}
+      - {id: create_wallet, order: 2, type: create_wallet, config: {}, depends_on: [assign_plan]}
+      - {id: send_email, order: 3, type: send_email, config: {}, depends_on: [create_wallet]}
+    retry_policy: {max_attempts: 3, initial_interval_seconds: 1, backoff_coefficient: 2.0, max_interval_seconds: 60}
+    timeout_seconds: 60
+  - id: billing
+    tenant_id: tenant_b
+    environment_id: prod
+    name: Billing
+    trigger: {type: event, event_name: invoice.paid}
+    steps:
+      - {id: grant, order: 1, type: grant_credits, config: {}}
+  - id: other-provider
+    tenant_id: tenant_a
+    environment_id: prod
+    name: Needs Temporal
+    provider: temporal
+    trigger: {type: event, event_name: customer.created}
+    steps:
+      - {id: grant, order: 1, type: grant_credits, config: {}}
+)";
+
+class LifecycleTest : public ::testing::Test {
+ protected:
+  LifecycleTest()
+      : db_(test_db_.dsn()),
+        registry_(std::make_shared<providers::Registry>()),
+        mock_(std::make_shared<MockProvider>(clock_)),
+        manager_(registry_),
+        catalog_(manager_),
+        metrics_(metrics_registry_) {
+    store::Migrate(test_db_.dsn(), store::BundledMigrations());
+    registry_->Register(mock_);
+    store::DefinitionRepository repo(db_);
+    repo.Apply(definitions::DefinitionsFromYamlOrJson(kDefinitions, "test"), "test");
+  }
+
+  ExecutionDispatcher Dispatcher(const std::string& owner, size_t batch = 50,
+                                 size_t per_scope = 50) {
+    DispatcherOptions o;
+    o.owner = owner;
+    o.batch_size = batch;
+    o.per_scope_limit = per_scope;
+    o.max_in_flight = 4;
+    return ExecutionDispatcher(o, db_, manager_, catalog_, metrics_, clock_, [] { return 0.5; });
+  }
+
+  StatusPoller Poller(const std::string& owner) {
+    PollerOptions o;
+    o.owner = owner;
+    o.max_in_flight = 4;
+    return StatusPoller(o, db_, manager_, catalog_, metrics_, clock_);
+  }
+
+  // Inserts pending executions of `definition` for the given event ids.
+  void AddPending(const std::string& definition, const std::string& tenant,
+                  const std::vector<std::string>& events) {
+    std::vector<store::NewExecution> rows;
+    for (const auto& ev : events) {
+      store::NewExecution e;
+      e.id = "ex_" + definition + "_" + ev;
+      e.tenant_id = tenant;
+      e.environment_id = "prod";
+      e.workflow_id = definition;
+      e.workflow_name = definition;
+      e.definition_version = 1;
+      e.provider = definition == "other-provider" ? "temporal" : "mock";
+      e.trigger_event_id = ev;
+      e.trigger_event = {{"id", ev}};
+      rows.push_back(e);
+    }
+    store::ExecutionRepository(db_).InsertPending(rows);
+    // Rows are due "now" on the database clock; make them due on the manual clock as well.
+    pqxx::connection c(test_db_.dsn());
+    pqxx::work w(c);
+    w.exec(
+        "UPDATE workflow_executions SET next_attempt_at = '2020-01-01T00:00:00Z', created_at = "
+        "'2026-01-30T10:00:00Z' WHERE status = 'pending'");
+    w.commit();
+  }
+
+  std::optional<store::ExecutionRecord> Get(const std::string& id,
+                                            const std::string& tenant = "tenant_a") {
+    return store::LifecycleRepository(db_).Get(tenant, "prod", id);
+  }
+
+  std::string StepStates(const std::string& id) {
+    std::string out;
+    for (const auto& s : store::LifecycleRepository(db_).Steps(id)) {
+      out += s.step_id + "=" + s.status + " ";
+    }
+    return out;
+  }
+
+  std::string WorkflowIdOf(const std::string& definition) {
+    return ProviderWorkflowId(definition, 1);
+  }
+
+  testing::TestDatabase test_db_;
+  ManualClock clock_;
+  store::Database db_;
+  std::shared_ptr<providers::Registry> registry_;
+  std::shared_ptr<MockProvider> mock_;
+  providers::Manager manager_;
+  WorkflowCatalog catalog_;
+  metrics::Registry metrics_registry_;
+  LifecycleMetrics metrics_;
+};
+
+TEST_F(LifecycleTest, PendingToSucceededWithStepsAndHistory) {
+  AddPending("onboarding", "tenant_a", {"e1", "e2", "e3"});
+  auto dispatcher = Dispatcher("r1");
+  EXPECT_EQ(dispatcher.RunOnce(), 3u);
+  EXPECT_EQ(dispatcher.RunOnce(), 0u);  // nothing left pending
+  auto e = Get("ex_onboarding_e1");
+  ASSERT_TRUE(e);
+  EXPECT_EQ(e->status, "running");
+  EXPECT_FALSE(e->provider_execution_id.empty());
+  EXPECT_EQ(*e->deadline_at - *e->started_at, 60s);
+  EXPECT_EQ(mock_->StartCalls("ex_onboarding_e1"), 1);  // execution name = our execution id
+
+  auto poller = Poller("r1");
+  EXPECT_EQ(poller.RunOnce(), 0u);  // first poll not due yet
+  clock_.Advance(200ms);
+  EXPECT_EQ(poller.RunOnce(), 3u);
+  e = Get("ex_onboarding_e1");
+  EXPECT_EQ(e->status, "succeeded");
+  EXPECT_EQ(e->output, (nlohmann::json{{"result", "ok"}}));
+  EXPECT_TRUE(e->completed_at.has_value());
+  EXPECT_EQ(StepStates(e->id),
+            "assign_plan=completed create_wallet=completed send_email=completed ");
+  auto history = store::LifecycleRepository(db_).History(e->id);
+  ASSERT_EQ(history.size(), 8u);
+  EXPECT_EQ(history.front().event_type, "ExecutionStarted");
+  EXPECT_EQ(history.back().event_type, "ExecutionSucceeded");
+  clock_.Advance(1h);
+  EXPECT_EQ(poller.RunOnce(), 0u);  // terminal executions are not polled
+  EXPECT_EQ(metrics_.transitions.WithLabels({"mock", "succeeded"}).Value(), 3);
+}
+
+TEST_F(LifecycleTest, FailureMarksCompletedFailedAndSkippedSteps) {
+  mock_->SetDefaultOutcome(
+      Outcome::Fail({"States.TaskFailed", "wallet down", "", "create_wallet"}));
+  AddPending("onboarding", "tenant_a", {"e1"});
+  Dispatcher("r1").RunOnce();
+  clock_.Advance(1s);
+  Poller("r1").RunOnce();
+  auto e = Get("ex_onboarding_e1");
+  EXPECT_EQ(e->status, "failed");
+  EXPECT_EQ(e->error["code"], "States.TaskFailed");
+  EXPECT_EQ(StepStates(e->id), "assign_plan=completed create_wallet=failed send_email=skipped ");
+}
+
+TEST_F(LifecycleTest, HangingExecutionTimesOutAndIsStoppedAtTheProvider) {
+  mock_->SetDefaultOutcome(Outcome::RunUntilStopped());
+  AddPending("onboarding", "tenant_a", {"e1"});
+  Dispatcher("r1").RunOnce();
+  auto poller = Poller("r1");
+  clock_.Advance(30s);
+  poller.RunOnce();
+  EXPECT_EQ(Get("ex_onboarding_e1")->status, "running");
+  EXPECT_EQ(StepStates("ex_onboarding_e1"),
+            "assign_plan=running create_wallet=pending send_email=pending ");
+  clock_.Advance(31s);  // past the definition's 60 s timeout
+  poller.RunOnce();
+  auto e = Get("ex_onboarding_e1");
+  EXPECT_EQ(e->status, "timed_out");
+  EXPECT_EQ(e->error["code"], "Timeout");
+  EXPECT_EQ(StepStates(e->id), "assign_plan=failed create_wallet=skipped send_email=skipped ");
+  auto ctx = Context::Background();
+  EXPECT_EQ(mock_->GetExecutionStatus(ctx, e->provider_execution_id).state,
+            ExecutionState::kCancelled);  // stopped at the engine too
+  EXPECT_EQ(metrics_.timeouts.Value(), 1);
+}
+
+TEST_F(LifecycleTest, AdaptivePollingSlowsDownForLongRunningExecutions) {
+  mock_->SetDefaultOutcome(Outcome::RunUntilStopped());
+  AddPending("onboarding", "tenant_a", {"e1"});
+  Dispatcher("r1").RunOnce();
+  auto poller = Poller("r1");
+  auto started = *Get("ex_onboarding_e1")->started_at;
+  clock_.Advance(200ms);
+  poller.RunOnce();
+  auto young = *Get("ex_onboarding_e1")->next_poll_at - clock_.Now();
+  clock_.Set(started + 50s);
+  poller.RunOnce();
+  auto older = *Get("ex_onboarding_e1")->next_poll_at - clock_.Now();
+  EXPECT_EQ(young, 200ms);  // the minimum interval
+  EXPECT_EQ(older, 5s);     // a tenth of its age
+}
+
+TEST_F(LifecycleTest, FlappingProviderIsRetriedWithBackoffThenStarts) {
+  mock_->InjectErrors(Operation::kStartExecution, 2, ErrorCode::kUnavailable);
+  AddPending("onboarding", "tenant_a", {"e1"});
+  auto dispatcher = Dispatcher("r1");
+  EXPECT_EQ(dispatcher.RunOnce(), 1u);
+  auto e = Get("ex_onboarding_e1");
+  EXPECT_EQ(e->status, "pending");
+  EXPECT_EQ(e->error["code"], "unavailable");
+  EXPECT_EQ(*e->next_attempt_at - clock_.Now(), 750ms);  // 1 s with jitter 0.5: 0.5 + 0.25
+  EXPECT_EQ(dispatcher.RunOnce(), 0u);                   // not due yet
+  clock_.Advance(750ms);
+  EXPECT_EQ(dispatcher.RunOnce(), 1u);
+  e = Get("ex_onboarding_e1");
+  EXPECT_EQ(*e->next_attempt_at - clock_.Now(), 1500ms);  // 2 s (x2 backoff) with jitter
+  clock_.Advance(1500ms);
+  EXPECT_EQ(dispatcher.RunOnce(), 1u);
+  e = Get("ex_onboarding_e1");
+  EXPECT_EQ(e->status, "running");
+  EXPECT_EQ(e->start_attempts, 3);
+  EXPECT_EQ(mock_->StartCalls("ex_onboarding_e1"), 1);  // the failed calls never reached it
+  EXPECT_EQ(metrics_.dispatch_attempts.WithLabels({"retry"}).Value(), 2);
+}
+
+TEST_F(LifecycleTest, RetryableErrorsStopAtMaxAttempts) {
+  mock_->InjectErrors(Operation::kStartExecution, 100, ErrorCode::kThrottled);
+  AddPending("onboarding", "tenant_a", {"e1"});
+  auto dispatcher = Dispatcher("r1");
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(dispatcher.RunOnce(), 1u) << i;
+    clock_.Advance(1min);
+  }
+  auto e = Get("ex_onboarding_e1");
+  EXPECT_EQ(e->status, "failed");
+  EXPECT_EQ(e->error["code"], "throttled");
+  EXPECT_EQ(e->error["attempts"], 3);
+  EXPECT_EQ(dispatcher.RunOnce(), 0u);
+}
+
+TEST_F(LifecycleTest, PermanentErrorsFailAtOnce) {
+  AddPending("other-provider", "tenant_a", {"e1"});  // provider "temporal" is not registered
+  mock_->InjectErrors(Operation::kStartExecution, 1, ErrorCode::kInvalidSpec);
+  AddPending("onboarding", "tenant_a", {"e2"});
+  Dispatcher("r1").RunOnce();
+  auto e1 = Get("ex_other-provider_e1");
+  EXPECT_EQ(e1->status, "failed");
+  EXPECT_EQ(e1->error["code"], "provider_not_found");
+  auto e2 = Get("ex_onboarding_e2");
+  EXPECT_EQ(e2->status, "failed");
+  EXPECT_EQ(e2->error["code"], "invalid_spec");
+}
+
+TEST_F(LifecycleTest, SlowProviderCallsHitTheirDeadlineAndAreRetried) {
+  mock_->SetLatency(5s);
+  AddPending("onboarding", "tenant_a", {"e1"});
+  DispatcherOptions o;
+  o.owner = "r1";
+  o.call_timeout = 20ms;
+  ExecutionDispatcher dispatcher(o, db_, manager_, catalog_, metrics_, clock_, [] { return 0.0; });
+  dispatcher.RunOnce();
+  auto e = Get("ex_onboarding_e1");
+  EXPECT_EQ(e->status, "pending");
+  EXPECT_EQ(e->error["code"], "deadline_exceeded");
+  mock_->SetLatency(0ms);
+  clock_.Advance(1s);
+  dispatcher.RunOnce();
+  EXPECT_EQ(Get("ex_onboarding_e1")->status, "running");
+}
+
+TEST_F(LifecycleTest, LeasesKeepReplicasApartAndExpireAfterACrash) {
+  AddPending("onboarding", "tenant_a", {"e1", "e2"});
+  store::LifecycleRepository repo(db_);
+  // Replica r1 leases both and dies before doing anything.
+  ASSERT_EQ(repo.LeasePending("r1", clock_.Now(), 30s, 10, 10).size(), 2u);
+  auto r2 = Dispatcher("r2");
+  EXPECT_EQ(r2.RunOnce(), 0u);  // still leased by r1
+  clock_.Advance(29s);
+  EXPECT_EQ(r2.RunOnce(), 0u);
+  clock_.Advance(1s);  // r1's lease has expired
+  EXPECT_EQ(r2.RunOnce(), 2u);
+  EXPECT_EQ(Get("ex_onboarding_e1")->status, "running");
+  EXPECT_EQ(mock_->StartCalls("ex_onboarding_e1"), 1);
+}
+
+TEST_F(LifecycleTest, StartRepeatedAfterACrashIsANoOpAtTheEngine) {
+  AddPending("onboarding", "tenant_a", {"e1"});
+  store::LifecycleRepository repo(db_);
+  auto leased = repo.LeasePending("r1", clock_.Now(), 30s, 10, 10);
+  ASSERT_EQ(leased.size(), 1u);
+  // r1 starts it at the engine, then crashes before recording that.
+  auto entry = catalog_.Ensure(
+      Context::Background(), *std::make_unique<store::DefinitionRepository>(db_), "onboarding", 1);
+  auto first = manager_.StartExecution(Context::Background(), "mock", entry->spec.workflow_id,
+                                       InputFor(leased[0]));
+  clock_.Advance(31s);
+  Dispatcher("r2").RunOnce();
+  auto e = Get("ex_onboarding_e1");
+  EXPECT_EQ(e->status, "running");
+  EXPECT_EQ(e->provider_execution_id, first.execution_id);  // the same engine execution
+  EXPECT_EQ(mock_->StartCalls("ex_onboarding_e1"), 2);
+  EXPECT_EQ(mock_->ExecutionCount(), 1u);
+}
+
+TEST_F(LifecycleTest, OneTenantsFloodDoesNotStarveOthers) {
+  std::vector<std::string> flood;
+  for (int i = 0; i < 100; ++i) flood.push_back("a" + std::to_string(i));
+  AddPending("onboarding", "tenant_a", flood);
+  AddPending("billing", "tenant_b", {"b1", "b2", "b3"});
+  auto dispatcher = Dispatcher("r1", /*batch=*/10, /*per_scope=*/5);
+  EXPECT_EQ(dispatcher.RunOnce(), 8u);  // 5 of tenant_a, all 3 of tenant_b
+  for (const char* id : {"ex_billing_b1", "ex_billing_b2", "ex_billing_b3"}) {
+    EXPECT_EQ(Get(id, "tenant_b")->status, "running") << id;
+  }
+  dispatcher.SampleQueue();
+  EXPECT_EQ(metrics_.queued.WithLabels({"tenant_a", "prod"}).Value(), 95);
+  EXPECT_EQ(metrics_.queued.WithLabels({"tenant_b", "prod"}).Value(), 0);
+}
+
+TEST_F(LifecycleTest, CancelStopsAtTheProviderAndIsIdempotent) {
+  mock_->SetDefaultOutcome(Outcome::RunUntilStopped());
+  AddPending("onboarding", "tenant_a", {"e1", "e2"});
+  auto dispatcher = Dispatcher("r1");
+  store::LifecycleRepository repo(db_);
+  ExecutionOperations ops(db_, manager_, clock_);
+  // e2 is cancelled while still pending: no provider call at all.
+  EXPECT_EQ(ops.Cancel("tenant_a", "prod", "ex_onboarding_e2", "not needed").status, "cancelled");
+  dispatcher.RunOnce();
+  EXPECT_EQ(mock_->StartCalls("ex_onboarding_e2"), 0);
+  auto r = ops.Cancel("tenant_a", "prod", "ex_onboarding_e1", "customer deleted");
+  EXPECT_EQ(r.status, "cancelled");
+  EXPECT_TRUE(r.changed);
+  auto e = Get("ex_onboarding_e1");
+  auto status = mock_->GetExecutionStatus(Context::Background(), e->provider_execution_id);
+  EXPECT_EQ(status.state, ExecutionState::kCancelled);
+  EXPECT_EQ(status.history.back().details["reason"], "customer deleted");
+  auto again = ops.Cancel("tenant_a", "prod", "ex_onboarding_e1", "again");
+  EXPECT_EQ(again.status, "cancelled");
+  EXPECT_FALSE(again.changed);
+  // Another tenant cannot cancel it, nor learn it exists.
+  EXPECT_THROW(ops.Cancel("tenant_b", "prod", "ex_onboarding_e1", "x"), OperationError);
+  clock_.Advance(1h);
+  EXPECT_EQ(Poller("r1").RunOnce(), 0u);
+  EXPECT_EQ(Get("ex_onboarding_e1")->status, "cancelled");
+}
+
+TEST_F(LifecycleTest, TerminalStatesNeverChange) {
+  mock_->SetDefaultOutcome(Outcome::RunUntilStopped());
+  AddPending("onboarding", "tenant_a", {"e1"});
+  Dispatcher("r1").RunOnce();
+  store::LifecycleRepository repo(db_);
+  clock_.Advance(1s);
+  auto leased = repo.LeaseDuePolls("r1", clock_.Now(), 30s, 10);
+  ASSERT_EQ(leased.size(), 1u);
+  // Cancelled by a user while r1's poll is in flight...
+  ExecutionOperations(db_, manager_, clock_).Cancel("tenant_a", "prod", "ex_onboarding_e1", "user");
+  // ...r1's late "succeeded" must not overwrite it.
+  store::PollOutcome late;
+  late.id = "ex_onboarding_e1";
+  late.status = "succeeded";
+  late.next_poll_at = clock_.Now();
+  EXPECT_TRUE(repo.RecordPolls("r1", {late}).empty());
+  EXPECT_EQ(Get("ex_onboarding_e1")->status, "cancelled");
+}
+
+TEST_F(LifecycleTest, RetryCreatesALinkedAttempt) {
+  mock_->SetDefaultOutcome(Outcome::Fail({"E", "boom", "", ""}));
+  AddPending("onboarding", "tenant_a", {"e1"});
+  Dispatcher("r1").RunOnce();
+  clock_.Advance(1s);
+  Poller("r1").RunOnce();
+  ASSERT_EQ(Get("ex_onboarding_e1")->status, "failed");
+  ExecutionOperations ops(db_, manager_, clock_);
+  mock_->SetDefaultOutcome(Outcome::Succeed());
+  std::string retry_id = ops.Retry("tenant_a", "prod", "ex_onboarding_e1");
+  auto r = Get(retry_id);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, "pending");
+  EXPECT_EQ(r->attempt, 2);
+  EXPECT_EQ(r->retry_of, "ex_onboarding_e1");
+  EXPECT_EQ(r->trigger_event_id, "e1");
+  clock_.Advance(1s);
+  Dispatcher("r1").RunOnce();
+  clock_.Advance(1s);
+  Poller("r1").RunOnce();
+  EXPECT_EQ(Get(retry_id)->status, "succeeded");
+  EXPECT_EQ(Get("ex_onboarding_e1")->status, "failed");  // the original is kept as it was
+  try {
+    ops.Retry("tenant_a", "prod", retry_id);
+    FAIL() << "a succeeded execution cannot be retried";
+  } catch (const OperationError& e) {
+    EXPECT_EQ(e.kind(), OperationError::Kind::kConflict);
+  }
+}
+
+TEST_F(LifecycleTest, DeletingADefinitionWithRunningExecutionsNeedsForce) {
+  mock_->SetDefaultOutcome(Outcome::RunUntilStopped());
+  AddPending("onboarding", "tenant_a", {"e1", "e2"});
+  Dispatcher("r1").RunOnce();
+  ExecutionOperations ops(db_, manager_, clock_);
+  try {
+    ops.DeleteDefinition("tenant_a", "prod", "onboarding", false, "admin");
+    FAIL();
+  } catch (const OperationError& e) {
+    EXPECT_EQ(e.kind(), OperationError::Kind::kConflict);
+    EXPECT_NE(std::string(e.what()).find("2 pending or running"), std::string::npos) << e.what();
+  }
+  auto r = ops.DeleteDefinition("tenant_a", "prod", "onboarding", true, "admin");
+  EXPECT_EQ(r.cancelled_executions, 2u);
+  EXPECT_EQ(Get("ex_onboarding_e1")->status, "cancelled");
+  store::DefinitionRepository defs(db_);
+  EXPECT_FALSE(defs.Get("tenant_a", "prod", "onboarding").has_value());
+  for (const auto& d : defs.LoadMatchable()) EXPECT_NE(d.id, "onboarding");
+}
+
+}  // namespace
+}  // namespace workflowd::lifecycle
