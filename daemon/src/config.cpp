@@ -151,6 +151,43 @@ const std::vector<Setting>& Settings() {
            DurationSetterOf([](Config & c) -> auto& { return c.matching.resync_interval; }));
     scalar("admin.listen", Kind::kString,
            StringSetter([](Config& c) -> std::string& { return c.admin.listen; }));
+    auto boolean = [&](std::string path, auto field) {
+      s.push_back(Setting{std::move(path), Kind::kString, false,
+                          [field](Config& c, const std::string& v) {
+                            if (v == "true") {
+                              field(c) = true;
+                            } else if (v == "false") {
+                              field(c) = false;
+                            } else {
+                              Problem("\"" + v + "\" is not true or false");
+                            }
+                          },
+                          nullptr, nullptr});
+    };
+    boolean("dispatch.enabled", [](Config& c) -> bool& { return c.dispatch.enabled; });
+    scalar("dispatch.batch_size", Kind::kSize,
+           SizeSetterOf([](Config & c) -> auto& { return c.dispatch.batch_size; }));
+    scalar("dispatch.per_scope_limit", Kind::kSize,
+           SizeSetterOf([](Config & c) -> auto& { return c.dispatch.per_scope_limit; }));
+    scalar("dispatch.max_in_flight", Kind::kSize,
+           SizeSetterOf([](Config & c) -> auto& { return c.dispatch.max_in_flight; }));
+    scalar("dispatch.lease", Kind::kDuration,
+           DurationSetterOf([](Config & c) -> auto& { return c.dispatch.lease; }));
+    scalar("dispatch.idle_interval", Kind::kDuration,
+           DurationSetterOf([](Config & c) -> auto& { return c.dispatch.idle_interval; }));
+    scalar("dispatch.call_timeout", Kind::kDuration,
+           DurationSetterOf([](Config & c) -> auto& { return c.dispatch.call_timeout; }));
+    scalar("poll.batch_size", Kind::kSize,
+           SizeSetterOf([](Config & c) -> auto& { return c.poll.batch_size; }));
+    scalar("poll.max_in_flight", Kind::kSize,
+           SizeSetterOf([](Config & c) -> auto& { return c.poll.max_in_flight; }));
+    scalar("poll.min_interval", Kind::kDuration,
+           DurationSetterOf([](Config & c) -> auto& { return c.poll.min_interval; }));
+    scalar("poll.max_interval", Kind::kDuration,
+           DurationSetterOf([](Config & c) -> auto& { return c.poll.max_interval; }));
+    boolean("providers.mock.enabled", [](Config& c) -> bool& { return c.mock_provider.enabled; });
+    scalar("providers.mock.start_log", Kind::kString,
+           StringSetter([](Config& c) -> std::string& { return c.mock_provider.start_log; }));
     scalar("log.level", Kind::kString,
            OneOfSetter([](Config& c) -> std::string& { return c.log.level; },
                        {"trace", "debug", "info", "warn", "error"}));
@@ -376,6 +413,18 @@ void Validate(Config& config, Problems& problems) {
     }
   }
   if (config.kafka.batch_size > 100000) problems.push_back("kafka.batch_size: at most 100000");
+  if (config.dispatch.max_in_flight > 1024) {
+    problems.push_back("dispatch.max_in_flight: at most 1024");
+  }
+  if (config.poll.max_in_flight > 1024) problems.push_back("poll.max_in_flight: at most 1024");
+  if (config.poll.min_interval > config.poll.max_interval) {
+    problems.push_back("poll.min_interval: must not exceed poll.max_interval");
+  }
+  if (config.dispatch.lease < config.dispatch.call_timeout * 2) {
+    problems.push_back(
+        "dispatch.lease: must be at least twice dispatch.call_timeout, so a lease "
+        "cannot expire while its provider call is still running");
+  }
   if (!config.admin.listen.empty()) {
     auto colon = config.admin.listen.rfind(':');
     bool ok = colon != std::string::npos && colon + 1 < config.admin.listen.size();
@@ -503,6 +552,26 @@ std::string DescribeConfig(const Config& c) {
   out << YAML::EndMap;
   out << YAML::Key << "admin" << YAML::Value << YAML::BeginMap;
   out << YAML::Key << "listen" << YAML::Value << c.admin.listen << YAML::EndMap;
+  out << YAML::Key << "dispatch" << YAML::Value << YAML::BeginMap;
+  out << YAML::Key << "enabled" << YAML::Value << c.dispatch.enabled;
+  out << YAML::Key << "batch_size" << YAML::Value << c.dispatch.batch_size;
+  out << YAML::Key << "per_scope_limit" << YAML::Value << c.dispatch.per_scope_limit;
+  out << YAML::Key << "max_in_flight" << YAML::Value << c.dispatch.max_in_flight;
+  out << YAML::Key << "lease" << YAML::Value << ms(c.dispatch.lease);
+  out << YAML::Key << "idle_interval" << YAML::Value << ms(c.dispatch.idle_interval);
+  out << YAML::Key << "call_timeout" << YAML::Value << ms(c.dispatch.call_timeout);
+  out << YAML::EndMap;
+  out << YAML::Key << "poll" << YAML::Value << YAML::BeginMap;
+  out << YAML::Key << "batch_size" << YAML::Value << c.poll.batch_size;
+  out << YAML::Key << "max_in_flight" << YAML::Value << c.poll.max_in_flight;
+  out << YAML::Key << "min_interval" << YAML::Value << ms(c.poll.min_interval);
+  out << YAML::Key << "max_interval" << YAML::Value << ms(c.poll.max_interval);
+  out << YAML::EndMap;
+  out << YAML::Key << "providers" << YAML::Value << YAML::BeginMap;
+  out << YAML::Key << "mock" << YAML::Value << YAML::BeginMap;
+  out << YAML::Key << "enabled" << YAML::Value << c.mock_provider.enabled;
+  out << YAML::Key << "start_log" << YAML::Value << c.mock_provider.start_log;
+  out << YAML::EndMap << YAML::EndMap;
   out << YAML::Key << "log" << YAML::Value << YAML::BeginMap;
   out << YAML::Key << "level" << YAML::Value << c.log.level;
   out << YAML::Key << "format" << YAML::Value << c.log.format << YAML::EndMap;

@@ -4,12 +4,17 @@
 #include <spdlog/spdlog.h>
 
 #include <atomic>
+#include <random>
 #include <thread>
 
+#include "background_worker.hpp"
 #include "event_pipeline.hpp"
 #include "index_refresher.hpp"
 #include "systemd_notify.hpp"
+#include "workflowd/lifecycle/execution_dispatcher.hpp"
+#include "workflowd/lifecycle/status_poller.hpp"
 #include "workflowd/metrics/admin_server.hpp"
+#include "workflowd/providers/mock/mock_provider.hpp"
 #include "workflowd/store/migrations.hpp"
 
 #ifndef WORKFLOWD_VERSION
@@ -157,6 +162,61 @@ int RunDaemon(const Config& config) {
   po.batch_timeout = config.kafka.batch_timeout;
   EventPipeline pipeline(po, source, dlq, executions, index, pm, SystemClock::Instance());
 
+  // Providers and the execution lifecycle (dispatch, status polling).
+  auto providers_registry = std::make_shared<providers::Registry>();
+  if (config.mock_provider.enabled) {
+    auto mock = std::make_shared<providers::mock::MockProvider>(SystemClock::Instance());
+    mock->EnableReconstruction(true);  // answer for executions other replicas started
+    if (!config.mock_provider.start_log.empty()) mock->SetStartLog(config.mock_provider.start_log);
+    providers_registry->Register(mock);
+  }
+  providers::Manager manager(providers_registry);
+  spdlog::info("workflow providers: {}", fmt::join(manager.ListProviders(), ", "));
+  lifecycle::LifecycleMetrics lm(registry);
+  lifecycle::WorkflowCatalog catalog(manager);
+  store::Database dispatch_db(config.database.url, config.database.connect_timeout);
+  store::Database poll_db(config.database.url, config.database.connect_timeout);
+  lifecycle::DispatcherOptions dopts;
+  dopts.owner = config.instance_id;
+  dopts.lease = config.dispatch.lease;
+  dopts.batch_size = config.dispatch.batch_size;
+  dopts.per_scope_limit = config.dispatch.per_scope_limit;
+  dopts.max_in_flight = config.dispatch.max_in_flight;
+  dopts.call_timeout = config.dispatch.call_timeout;
+  dopts.first_poll = config.poll.min_interval;
+  std::mt19937_64 rng{std::random_device{}()};
+  lifecycle::ExecutionDispatcher dispatcher(
+      dopts, dispatch_db, manager, catalog, lm, SystemClock::Instance(),
+      [&rng] { return std::uniform_real_distribution<double>(0.0, 1.0)(rng); });
+  lifecycle::PollerOptions popts;
+  popts.owner = config.instance_id;
+  popts.lease = config.dispatch.lease;
+  popts.batch_size = config.poll.batch_size;
+  popts.max_in_flight = config.poll.max_in_flight;
+  popts.call_timeout = config.dispatch.call_timeout;
+  popts.min_interval = config.poll.min_interval;
+  popts.max_interval = config.poll.max_interval;
+  lifecycle::StatusPoller poller(popts, poll_db, manager, catalog, lm, SystemClock::Instance());
+  auto next_sample = std::chrono::steady_clock::now();
+  BackgroundWorker dispatch_worker(
+      "dispatcher",
+      [&] {
+        if (std::chrono::steady_clock::now() >= next_sample) {
+          dispatcher.SampleQueue();
+          next_sample = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+        }
+        return dispatcher.RunOnce();
+      },
+      config.dispatch.idle_interval);
+  BackgroundWorker poll_worker(
+      "poller", [&] { return poller.RunOnce(); }, config.dispatch.idle_interval);
+  if (config.dispatch.enabled) {
+    dispatch_worker.Start();
+    poll_worker.Start();
+  } else {
+    spdlog::warn("dispatch.enabled is false: executions are recorded but not started or polled");
+  }
+
   registry.AddCollectCallback([&] {
     for (const auto& l : source.Lag()) {
       if (l.lag >= 0) {
@@ -178,7 +238,8 @@ int RunDaemon(const Config& config) {
   auto readiness = [&] {
     metrics::HealthReport r;
     r.checks.push_back({"kafka", source.Healthy(), source.HealthDetail()});
-    bool db_ok = pipeline.DatabaseHealthy() && refresher.Healthy();
+    bool db_ok = pipeline.DatabaseHealthy() && refresher.Healthy() && dispatch_worker.Healthy() &&
+                 poll_worker.Healthy();
     r.checks.push_back({"database", db_ok, db_ok ? "reachable" : "unreachable"});
     r.checks.push_back({"dead_letter_topic", pipeline.DeadLetterHealthy(),
                         pipeline.DeadLetterHealthy() ? "writable" : "unavailable"});
@@ -249,6 +310,14 @@ int RunDaemon(const Config& config) {
     }
   });
   worker.join();
+  dispatch_worker.Stop();
+  poll_worker.Stop();
+  try {
+    // Hand our leases back so another replica can take over at once.
+    store::LifecycleRepository(dispatch_db).ReleaseLeases(config.instance_id);
+  } catch (const store::StoreError& e) {
+    spdlog::warn("could not release leases (they expire by themselves): {}", e.what());
+  }
   source.Close();
   refresher.Stop();
   if (admin) admin->Stop();

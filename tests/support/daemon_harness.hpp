@@ -83,9 +83,10 @@ class DaemonHarness {
     return p;
   }
 
-  // HTTP GET on the admin endpoint: {status, body}; status -1 when unreachable.
-  std::pair<int, std::string> Get(const std::string& path) {
-    httplib::Client client("127.0.0.1", admin_port_);
+  // HTTP GET on the admin endpoint of the last daemon started (or of `port`): {status, body};
+  // status -1 when unreachable.
+  std::pair<int, std::string> Get(const std::string& path, int port = 0) {
+    httplib::Client client("127.0.0.1", port != 0 ? port : admin_port_);
     client.set_connection_timeout(2, 0);
     auto res = client.Get(path.c_str());
     if (!res) return {-1, ""};
@@ -93,8 +94,8 @@ class DaemonHarness {
   }
 
   // The value of one sample line of /metrics ("name{labels}" exactly), or -1 when absent.
-  double Metric(const std::string& sample) {
-    auto [status, body] = Get("/metrics");
+  double Metric(const std::string& sample, int port = 0) {
+    auto [status, body] = Get("/metrics", port);
     std::istringstream in(body);
     std::string line;
     while (std::getline(in, line)) {

@@ -57,6 +57,28 @@ struct AdminConfig {
   std::string listen = "0.0.0.0:9090";  // metrics, health, API; "" disables
 };
 
+struct DispatchConfig {
+  bool enabled = true;
+  size_t batch_size = 200;
+  size_t per_scope_limit = 50;  // per tenant x environment and batch
+  size_t max_in_flight = 16;    // concurrent provider starts
+  std::chrono::milliseconds lease{30000};
+  std::chrono::milliseconds idle_interval{100};
+  std::chrono::milliseconds call_timeout{10000};
+};
+
+struct PollConfig {
+  size_t batch_size = 200;
+  size_t max_in_flight = 16;
+  std::chrono::milliseconds min_interval{200};
+  std::chrono::milliseconds max_interval{30000};
+};
+
+struct MockProviderConfig {
+  bool enabled = true;
+  std::string start_log;  // diagnostics: append each start's execution name to this file
+};
+
 struct LogConfig {
   std::string level = "info";   // trace | debug | info | warn | error
   std::string format = "text";  // text | json
@@ -67,6 +89,9 @@ struct Config {
   KafkaConfig kafka;
   MatchingConfig matching;
   AdminConfig admin;
+  DispatchConfig dispatch;
+  PollConfig poll;
+  MockProviderConfig mock_provider;  // providers.mock.*
   LogConfig log;
   std::chrono::milliseconds shutdown_timeout{30000};
   std::string instance_id;  // defaults to hostname-pid; names this replica in leases and logs

@@ -1,0 +1,52 @@
+#include "background_worker.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include "workflowd/store/errors.hpp"
+
+namespace workflowd::daemon {
+
+BackgroundWorker::BackgroundWorker(std::string name, std::function<size_t()> round,
+                                   std::chrono::milliseconds idle)
+    : name_(std::move(name)), round_(std::move(round)), idle_(idle) {}
+
+BackgroundWorker::~BackgroundWorker() { Stop(); }
+
+void BackgroundWorker::Start() {
+  thread_ = std::thread([this] { Loop(); });
+}
+
+void BackgroundWorker::Stop() noexcept {
+  stop_ = true;
+  if (thread_.joinable()) thread_.join();
+}
+
+void BackgroundWorker::Loop() {
+  auto wait = [this](std::chrono::milliseconds d) {
+    auto until = std::chrono::steady_clock::now() + d;
+    while (!stop_ && std::chrono::steady_clock::now() < until) {
+      std::this_thread::sleep_for(
+          std::min<std::chrono::milliseconds>(d, std::chrono::milliseconds(20)));
+    }
+  };
+  std::chrono::milliseconds backoff{100};
+  while (!stop_) {
+    try {
+      size_t done = round_();
+      if (!healthy_.exchange(true)) spdlog::info("{}: database is back", name_);
+      backoff = std::chrono::milliseconds(100);
+      if (done == 0) wait(idle_);
+    } catch (const store::StoreError& e) {
+      if (healthy_.exchange(false))
+        spdlog::error("{}: paused, database unavailable: {}", name_, e.what());
+      wait(backoff);
+      backoff = std::min(backoff * 2, std::chrono::milliseconds(5000));
+    } catch (const std::exception& e) {
+      // A bug or an unexpected answer: log it and keep the daemon serving the rest.
+      spdlog::error("{}: round failed: {}", name_, e.what());
+      wait(std::chrono::seconds(1));
+    }
+  }
+}
+
+}  // namespace workflowd::daemon

@@ -1,0 +1,177 @@
+// The execution lifecycle end to end: events on the real Kafka become executions that the built
+// daemon starts on the mock provider and follows to a terminal state in the real PostgreSQL, also
+// with two daemons side by side and one of them killed.
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <fstream>
+#include <map>
+
+#include "daemon_harness.hpp"
+#include "pipeline_events.hpp"
+
+namespace workflowd {
+namespace {
+
+using namespace std::chrono_literals;
+using testing::DaemonHarness;
+using testing::Json;
+using testing::RandomSuffix;
+using testing::Structured;
+using testing::TestProducer;
+
+const std::string kBinary = WORKFLOWD_BINARY;
+
+std::string LifecycleConfig(const std::string& start_log) {
+  return "dispatch: {lease: 3s, call_timeout: 1s, idle_interval: 50ms}\n"
+         "poll: {min_interval: 100ms, max_interval: 1s}\n"
+         "providers: {mock: {start_log: " +
+         start_log + "}}\n";
+}
+
+std::string Definition(const std::string& id, const std::string& event, const std::string& mock,
+                       int timeout_seconds = 600) {
+  return "  - id: " + id + "\n    tenant_id: tenant_a\n    environment_id: prod\n    name: " + id +
+         "\n    trigger: {type: event, event_name: " + event +
+         "}\n    steps:\n"
+         "      - {id: assign_plan, order: 1, type: assign_plan, config: {}}\n"
+         "      - {id: create_wallet, order: 2, type: create_wallet, config: {}, depends_on: "
+         "[assign_plan]}\n"
+         "      - {id: send_email, order: 3, type: send_email, config: {}, depends_on: "
+         "[create_wallet]}\n"
+         "    timeout_seconds: " +
+         std::to_string(timeout_seconds) +
+         "\n    provider: mock\n    provider_config: {mock: " + mock + "}\n";
+}
+
+std::map<std::string, int> StartCounts(const std::string& path) {
+  std::map<std::string, int> counts;
+  std::ifstream in(path);
+  std::string line;
+  while (std::getline(in, line)) ++counts[line];
+  return counts;
+}
+
+TEST(LifecycleE2E, EventsRunToTheirTerminalStatesWithSteps) {
+  std::string start_log = ::testing::TempDir() + "/starts-" + RandomSuffix();
+  DaemonHarness h(kBinary, LifecycleConfig(start_log));
+  h.ApplyDefinitions(
+      "definitions:\n" +
+      Definition("ok", "order.placed", "{outcome: succeed, delay: 300ms, output: {done: true}}") +
+      Definition(
+          "broken", "order.failed",
+          "{outcome: fail, error: {code: Wallet.Down, message: down, failed_at: create_wallet}}") +
+      Definition("stuck", "order.stuck", "{outcome: run_until_stopped}", /*timeout_seconds=*/2));
+  TestProducer producer(h.brokers());
+  for (int i = 0; i < 5; ++i) {
+    producer.Produce(h.topic(),
+                     Structured("ok-" + std::to_string(i), "tenant_a", "prod", "order.placed", {}));
+  }
+  producer.Produce(h.topic(), Structured("bad-1", "tenant_a", "prod", "order.failed", {}));
+  producer.Produce(h.topic(), Structured("stuck-1", "tenant_a", "prod", "order.stuck", {}));
+  producer.Flush();
+  auto daemon = h.Start();
+  EXPECT_EQ(h.WaitForCount("SELECT count(*) FROM workflow_executions WHERE status IN "
+                           "('succeeded', 'failed', 'timed_out', 'cancelled')",
+                           7, 60s),
+            7)
+      << daemon->Output();
+  EXPECT_EQ(h.Count("SELECT count(*) FROM workflow_executions WHERE workflow_id = 'ok' AND "
+                    "status = 'succeeded' AND output->>'done' = 'true'"),
+            5);
+  EXPECT_EQ(h.Count("SELECT count(*) FROM workflow_executions WHERE workflow_id = 'broken' AND "
+                    "status = 'failed' AND error->>'code' = 'Wallet.Down'"),
+            1);
+  EXPECT_EQ(h.Count("SELECT count(*) FROM workflow_executions WHERE workflow_id = 'stuck' AND "
+                    "status = 'timed_out'"),
+            1);
+  auto steps = h.Query(
+      "SELECT s.step_id, s.status FROM step_executions s JOIN workflow_executions e ON e.id = "
+      "s.execution_id WHERE e.workflow_id = 'broken' ORDER BY s.step_id");
+  ASSERT_EQ(steps.size(), 3u);
+  EXPECT_EQ(steps[0][0].as<std::string>() + "=" + steps[0][1].as<std::string>(),
+            "assign_plan=completed");
+  EXPECT_EQ(steps[1][0].as<std::string>() + "=" + steps[1][1].as<std::string>(),
+            "create_wallet=failed");
+  EXPECT_EQ(steps[2][0].as<std::string>() + "=" + steps[2][1].as<std::string>(),
+            "send_email=skipped");
+  EXPECT_EQ(h.Count("SELECT count(*) FROM step_executions WHERE status = 'completed'"), 5 * 3 + 1);
+  EXPECT_GT(h.Count("SELECT count(*) FROM execution_history"), 0);
+  EXPECT_EQ(
+      h.Metric("workflowd_execution_transitions_total{provider=\"mock\",state=\"succeeded\"}"), 5);
+  EXPECT_EQ(
+      h.Metric("workflowd_execution_transitions_total{provider=\"mock\",state=\"timed_out\"}"), 1);
+  EXPECT_EQ(h.Metric("workflowd_execution_timeouts_total"), 1);
+  for (const auto& [name, count] : StartCounts(start_log)) EXPECT_EQ(count, 1) << name;
+  EXPECT_EQ(StartCounts(start_log).size(), 7u);
+  daemon->Signal(SIGTERM);
+  EXPECT_EQ(daemon->Wait(20s), 0);
+  std::remove(start_log.c_str());
+}
+
+// Two daemons in one consumer group on one database: every execution is started exactly once and
+// both share the polling; then one is killed with -9 mid-flight and nothing is lost.
+TEST(LifecycleE2E, TwoReplicasShareTheWorkAndSurviveAKill) {
+  std::string start_log = ::testing::TempDir() + "/starts-" + RandomSuffix();
+  DaemonHarness h(kBinary, LifecycleConfig(start_log));
+  h.ApplyDefinitions("definitions:\n" +
+                     Definition("ok", "order.placed", "{outcome: succeed, delay: 500ms}"));
+  auto a = h.Start();
+  int port_a = h.admin_port();
+  auto b = h.Start();
+  int port_b = h.admin_port();
+  ASSERT_NE(port_a, port_b);
+  TestProducer producer(h.brokers());
+  constexpr int kFirst = 300;
+  for (int i = 0; i < kFirst; ++i) {
+    producer.Produce(h.topic(),
+                     Structured("p1-" + std::to_string(i), "tenant_a", "prod", "order.placed", {}));
+    if (i % 50 == 0) std::this_thread::sleep_for(100ms);
+  }
+  producer.Flush();
+  EXPECT_EQ(h.WaitForCount("SELECT count(*) FROM workflow_executions WHERE status = 'succeeded'",
+                           kFirst, 90s),
+            kFirst);
+  auto counts = StartCounts(start_log);
+  EXPECT_EQ(counts.size(), static_cast<size_t>(kFirst));
+  for (const auto& [name, count] : counts) ASSERT_EQ(count, 1) << name << " started twice";
+  // Both replicas did part of the work (dispatch and polling are shared through the leases).
+  std::string polled =
+      "workflowd_execution_transitions_total{provider=\"mock\",state=\"succeeded\"}";
+  double by_a = h.Metric(polled, port_a);
+  double by_b = h.Metric(polled, port_b);
+  EXPECT_EQ(by_a + by_b, kFirst);
+  EXPECT_GT(by_a, 0);
+  EXPECT_GT(by_b, 0);
+
+  // Phase 2: kill -9 replica A while events flow, then bring it back.
+  constexpr int kSecond = 300;
+  std::thread feeder([&] {
+    TestProducer p(h.brokers());
+    for (int i = 0; i < kSecond; ++i) {
+      p.Produce(h.topic(),
+                Structured("p2-" + std::to_string(i), "tenant_a", "prod", "order.placed", {}));
+      if (i % 30 == 0) std::this_thread::sleep_for(100ms);
+    }
+    p.Flush();
+  });
+  std::this_thread::sleep_for(400ms);
+  a->Signal(SIGKILL);
+  a->Wait(10s);
+  feeder.join();
+  auto a2 = h.Start();
+  EXPECT_EQ(h.WaitForCount("SELECT count(*) FROM workflow_executions WHERE status = 'succeeded'",
+                           kFirst + kSecond, 120s),
+            kFirst + kSecond);
+  EXPECT_EQ(h.Count("SELECT count(*) FROM workflow_executions"), kFirst + kSecond);
+  counts = StartCounts(start_log);
+  EXPECT_EQ(counts.size(), static_cast<size_t>(kFirst + kSecond));  // every execution started
+  for (auto* d : {b.get(), a2.get()}) {
+    d->Signal(SIGTERM);
+    EXPECT_EQ(d->Wait(20s), 0);
+  }
+  std::remove(start_log.c_str());
+}
+
+}  // namespace
+}  // namespace workflowd
