@@ -10,9 +10,13 @@
 
 #include "logging.hpp"
 #include "run.hpp"
+#include "workflowd/common/timefmt.hpp"
 #include "workflowd/daemon/config.hpp"
 #include "workflowd/definitions/definition.hpp"
+#include "workflowd/lifecycle/execution_operations.hpp"
+#include "workflowd/providers/mock/mock_provider.hpp"
 #include "workflowd/store/definition_repository.hpp"
+#include "workflowd/store/lifecycle_repository.hpp"
 #include "workflowd/store/migrations.hpp"
 
 #ifndef WORKFLOWD_VERSION
@@ -93,6 +97,83 @@ std::optional<std::vector<definitions::WorkflowDefinition>> LoadDefinitionFiles(
   return all;
 }
 
+nlohmann::json ExecutionJson(const store::ExecutionRecord& e,
+                             const std::vector<store::StepRecord>& steps) {
+  auto ts = [](const std::optional<TimePoint>& t) -> nlohmann::json {
+    return t ? nlohmann::json(FormatRfc3339(*t)) : nlohmann::json(nullptr);
+  };
+  nlohmann::json j = {{"id", e.id},
+                      {"workflow_id", e.workflow_id},
+                      {"workflow_name", e.workflow_name},
+                      {"definition_version", e.definition_version},
+                      {"tenant_id", e.tenant_id},
+                      {"environment_id", e.environment_id},
+                      {"status", e.status},
+                      {"provider", e.provider},
+                      {"provider_execution_id", e.provider_execution_id},
+                      {"trigger_type", e.trigger_type},
+                      {"trigger_event_id", e.trigger_event_id},
+                      {"attempt", e.attempt},
+                      {"start_attempts", e.start_attempts},
+                      {"created_at", FormatRfc3339(e.created_at)},
+                      {"started_at", ts(e.started_at)},
+                      {"completed_at", ts(e.completed_at)},
+                      {"output", e.output},
+                      {"error", e.error}};
+  if (!e.retry_of.empty()) j["retry_of"] = e.retry_of;
+  nlohmann::json s = nlohmann::json::array();
+  for (const auto& step : steps) {
+    nlohmann::json one = {{"step_id", step.step_id}, {"status", step.status}};
+    if (!step.output.is_null()) one["output"] = step.output;
+    if (!step.error.is_null()) one["error"] = step.error;
+    if (step.started_at) one["started_at"] = FormatRfc3339(*step.started_at);
+    if (step.completed_at) one["completed_at"] = FormatRfc3339(*step.completed_at);
+    s.push_back(std::move(one));
+  }
+  j["step_executions"] = std::move(s);
+  return j;
+}
+
+int RunOperation(const Config& config, const std::string& op, const std::string& tenant,
+                 const std::string& environment, const std::string& id, const std::string& reason,
+                 bool force, const std::string& actor) {
+  try {
+    store::Database db(config.database.url, config.database.connect_timeout);
+    auto registry = std::make_shared<providers::Registry>();
+    if (config.mock_provider.enabled) {
+      auto mock = std::make_shared<providers::mock::MockProvider>(SystemClock::Instance());
+      mock->EnableReconstruction(true);
+      registry->Register(mock);
+    }
+    providers::Manager manager(registry);
+    lifecycle::ExecutionOperations ops(db, manager, SystemClock::Instance());
+    if (op == "show") {
+      store::LifecycleRepository repo(db);
+      auto e = repo.Get(tenant, environment, id);
+      if (!e)
+        throw lifecycle::OperationError(lifecycle::OperationError::Kind::kNotFound,
+                                        "execution " + id + " not found");
+      std::cout << ExecutionJson(*e, repo.Steps(id)).dump(2) << "\n";
+    } else if (op == "cancel") {
+      auto r = ops.Cancel(tenant, environment, id, reason);
+      std::cout << id << " " << r.status << (r.changed ? "" : " (unchanged)") << "\n";
+    } else if (op == "retry") {
+      std::cout << ops.Retry(tenant, environment, id) << " pending (retry of " << id << ")\n";
+    } else {
+      auto r = ops.DeleteDefinition(tenant, environment, id, force, actor);
+      std::cout << "deleted " << id << " (" << r.cancelled_executions
+                << " execution(s) cancelled)\n";
+    }
+    return 0;
+  } catch (const lifecycle::OperationError& e) {
+    std::cerr << "workflowd: " << e.what() << "\n";
+    return e.kind() == lifecycle::OperationError::Kind::kUnavailable ? 1 : 3;
+  } catch (const store::StoreError& e) {
+    std::cerr << "workflowd: " << e.what() << "\n";
+    return 1;
+  }
+}
+
 }  // namespace
 
 int RunCli(int argc, char** argv) {
@@ -136,6 +217,34 @@ int RunCli(int argc, char** argv) {
   apply->add_option("--actor", actor, "Recorded as created_by / updated_by");
   add_common(apply);
 
+  // Operations on one execution or definition, scoped to a tenant x environment.
+  std::string tenant, environment, target_id, reason = "cancelled from the command line";
+  bool force = false;
+  auto scoped = [&](CLI::App* cmd, const char* what) {
+    cmd->add_option("id", target_id, what)->required();
+    cmd->add_option("--tenant", tenant, "Tenant id")->required();
+    cmd->add_option("--environment", environment, "Environment id")->required();
+    add_common(cmd);
+  };
+  auto* del = defs->add_subcommand(
+      "delete",
+      "Delete a definition; refused while it has pending or running executions unless "
+      "--force, which cancels them first (its history is kept)");
+  scoped(del, "Definition id");
+  del->add_flag("--force", force, "Cancel pending and running executions first");
+  del->add_option("--actor", actor, "Recorded as updated_by");
+  auto* execs = app.add_subcommand("executions", "Inspect, cancel or retry executions");
+  execs->require_subcommand(1);
+  auto* show = execs->add_subcommand("show", "Print an execution with its steps as JSON");
+  scoped(show, "Execution id");
+  auto* cancel = execs->add_subcommand(
+      "cancel", "Cancel a pending or running execution (stops it at the provider); idempotent");
+  scoped(cancel, "Execution id");
+  cancel->add_option("--reason", reason, "Recorded with the cancellation");
+  auto* retry = execs->add_subcommand(
+      "retry", "Start a new attempt of a failed, timed_out or cancelled execution");
+  scoped(retry, "Execution id");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -176,6 +285,14 @@ int RunCli(int argc, char** argv) {
       std::cerr << "workflowd definitions apply: " << e.what() << "\n";
       return 1;
     }
+  }
+  if (del->parsed() || show->parsed() || cancel->parsed() || retry->parsed()) {
+    return RunOperation(config,
+                        del->parsed()      ? "delete"
+                        : show->parsed()   ? "show"
+                        : cancel->parsed() ? "cancel"
+                                           : "retry",
+                        tenant, environment, target_id, reason, force, actor);
   }
   if (run->parsed()) {
     try {
