@@ -432,3 +432,54 @@ TEST(MockProviderStartLog, AppendsOneLinePerStartCall) {
 
 }  // namespace
 }  // namespace workflowd::providers::mock
+
+namespace workflowd::providers::mock {
+namespace {
+
+TEST(MockProviderFaults, ConfiguredFlappingAndTimeoutsPerExecutionName) {
+  ManualClock clock;
+  auto ctx = Context::Background();
+  MockProvider provider(clock);
+  provider.CreateWorkflow(
+      ctx, Spec("flaky", Json{{"mock", {{"start_failures", 2}, {"start_timeouts", 1}}}}));
+  EXPECT_EQ(CodeOf([&] { provider.StartExecution(ctx, "flaky", Input("a")); }),
+            ErrorCode::kUnavailable);
+  EXPECT_EQ(CodeOf([&] { provider.StartExecution(ctx, "flaky", Input("a")); }),
+            ErrorCode::kUnavailable);
+  EXPECT_EQ(CodeOf([&] {
+              provider.StartExecution(ctx.WithTimeout(std::chrono::milliseconds(10)), "flaky",
+                                      Input("a"));
+            }),
+            ErrorCode::kDeadlineExceeded);
+  EXPECT_EQ(provider.ExecutionCount(), 0u);
+  auto started = provider.StartExecution(ctx, "flaky", Input("a"));
+  EXPECT_EQ(provider.ExecutionCount(), 1u);
+  // Another name flaps on its own count.
+  EXPECT_EQ(CodeOf([&] { provider.StartExecution(ctx, "flaky", Input("b")); }),
+            ErrorCode::kUnavailable);
+  EXPECT_EQ(provider.GetExecutionStatus(ctx, started.execution_id).state,
+            ExecutionState::kSucceeded);
+}
+
+TEST(MockProviderFaults, LatencyRespectsTheDeadlineAndBadValuesAreRejected) {
+  ManualClock clock;
+  auto ctx = Context::Background();
+  MockProvider provider(clock);
+  provider.CreateWorkflow(ctx, Spec("slow", Json{{"mock", {{"latency", "5s"}}}}));
+  EXPECT_EQ(CodeOf([&] {
+              provider.StartExecution(ctx.WithTimeout(std::chrono::milliseconds(10)), "slow",
+                                      Input("a"));
+            }),
+            ErrorCode::kDeadlineExceeded);
+  EXPECT_EQ(CodeOf([&] {
+              provider.Validate(ctx, Spec("x", Json{{"mock", {{"latency", 5}}}}));
+            }),
+            ErrorCode::kInvalidSpec);
+  EXPECT_EQ(CodeOf([&] {
+              provider.Validate(ctx, Spec("x", Json{{"mock", {{"start_failures", -1}}}}));
+            }),
+            ErrorCode::kInvalidSpec);
+}
+
+}  // namespace
+}  // namespace workflowd::providers::mock

@@ -15,6 +15,7 @@ struct MockProvider::WorkflowState {
   TimePoint created_at;
   std::vector<std::string> steps;     // step ids from definition.steps[].id, in order
   std::optional<Outcome> configured;  // from provider_config.mock
+  Faults faults;                      // from provider_config.mock
 };
 
 struct MockProvider::ExecutionRecord {
@@ -62,13 +63,16 @@ std::optional<Outcome> OutcomeFromProviderConfig(const Json& provider_config) {
   if (it == provider_config.end() || it->is_null()) return std::nullopt;
   const Json& m = *it;
   if (!m.is_object()) Invalid("provider_config.mock: expected a JSON object");
-  static const std::set<std::string> kKeys = {"outcome", "delay", "output", "error"};
+  static const std::set<std::string> kKeys = {"outcome",        "delay",          "output", "error",
+                                              "start_failures", "start_timeouts", "latency"};
   for (const auto& [k, _] : m.items()) {
     if (!kKeys.contains(k)) {
       Invalid("provider_config.mock." + k +
-              ": unknown key (expected outcome, delay, output or error)");
+              ": unknown key (expected outcome, delay, output, error, start_failures, "
+              "start_timeouts or latency)");
     }
   }
+  FaultsFromProviderConfig(provider_config);  // validates the fault keys too
   Outcome o;
   std::string kind = m.value("outcome", std::string("succeed"));
   if (kind == "succeed") {
@@ -102,6 +106,29 @@ std::optional<Outcome> OutcomeFromProviderConfig(const Json& provider_config) {
     o.error.failed_at = e.value("failed_at", std::string());
   }
   return o;
+}
+
+Faults FaultsFromProviderConfig(const Json& provider_config) {
+  Faults f;
+  if (!provider_config.is_object()) return f;
+  auto it = provider_config.find("mock");
+  if (it == provider_config.end() || !it->is_object()) return f;
+  const Json& m = *it;
+  for (const char* key : {"start_failures", "start_timeouts"}) {
+    if (!m.contains(key)) continue;
+    if (!m[key].is_number_integer() || m[key].get<int64_t>() < 0 || m[key].get<int64_t>() > 100) {
+      Invalid(std::string("provider_config.mock.") + key + ": expected an integer from 0 to 100");
+    }
+    (std::string(key) == "start_failures" ? f.start_failures : f.start_timeouts) =
+        m[key].get<int>();
+  }
+  if (m.contains("latency")) {
+    auto d =
+        m["latency"].is_string() ? ParseDuration(m["latency"].get<std::string>()) : std::nullopt;
+    if (!d) Invalid("provider_config.mock.latency: expected a duration such as \"20ms\"");
+    f.latency = *d;
+  }
+  return f;
 }
 
 MockProvider::MockProvider(const Clock& clock) : clock_(clock) {}
@@ -167,6 +194,7 @@ CreateWorkflowResult MockProvider::CreateWorkflow(const Context& ctx, const Work
   state->created_at = clock_.Now();
   state->steps = StepIds(spec.definition);
   state->configured = std::move(configured);
+  state->faults = FaultsFromProviderConfig(spec.provider_config);
   result.created_at = state->created_at;
   result.message = "workflow created";
   workflows_.emplace(spec.workflow_id, std::move(state));
@@ -178,6 +206,7 @@ ExecutionResult MockProvider::StartExecution(const Context& ctx, const std::stri
   BeforeCall(ctx, Operation::kStartExecution, "start execution");
   auto problems = ExecutionInputProblems(input);
   if (!problems.empty()) Invalid("invalid execution input: " + problems.front());
+  ApplyStartFaults(ctx, workflow_id, input.execution_name);
 
   std::lock_guard lock(mu_);
   if (!input.execution_name.empty()) {
@@ -293,6 +322,7 @@ ExecutionStatus MockProvider::StatusOf(const ExecutionRecord& e) const {
 ExecutionStatus MockProvider::GetExecutionStatus(const Context& ctx,
                                                  const std::string& execution_id) {
   BeforeCall(ctx, Operation::kGetExecutionStatus, "get execution status");
+  ApplyStatusLatency(ctx, execution_id);
   std::lock_guard lock(mu_);
   auto it = FindOrReconstruct(execution_id);
   if (it == executions_.end()) {
@@ -337,6 +367,43 @@ void MockProvider::DeleteWorkflow(const Context& ctx, const std::string& workflo
     }
   }
   workflows_.erase(workflow_id);
+}
+
+void MockProvider::ApplyStartFaults(const Context& ctx, const std::string& workflow_id,
+                                    const std::string& name) {
+  Faults faults;
+  int attempt = 0;
+  {
+    std::lock_guard lock(mu_);
+    auto wf = workflows_.find(workflow_id);
+    if (wf == workflows_.end()) return;
+    faults = wf->second->faults;
+    if (faults.start_failures > 0 || faults.start_timeouts > 0) attempt = ++fault_attempts_[name];
+  }
+  if (faults.latency.count() > 0 && !ctx.WaitFor(faults.latency))
+    ThrowIfDone(ctx, "start execution");
+  if (attempt > 0 && attempt <= faults.start_failures) {
+    throw ProviderError(ErrorCode::kUnavailable,
+                        "start execution: mock engine unavailable (attempt " +
+                            std::to_string(attempt) + " of " + name + ")");
+  }
+  if (attempt > faults.start_failures && attempt <= faults.start_failures + faults.start_timeouts) {
+    if (ctx.Deadline()) ctx.WaitFor(*ctx.Remaining());
+    throw ProviderError(ErrorCode::kDeadlineExceeded, "start execution: mock engine timed out");
+  }
+}
+
+void MockProvider::ApplyStatusLatency(const Context& ctx, const std::string& execution_id) {
+  std::chrono::nanoseconds latency{0};
+  {
+    std::lock_guard lock(mu_);
+    auto first = execution_id.find(':', 5);
+    if (execution_id.rfind("mock:", 0) != 0 || first == std::string::npos) return;
+    auto wf = workflows_.find(execution_id.substr(5, first - 5));
+    if (wf == workflows_.end()) return;
+    latency = wf->second->faults.latency;
+  }
+  if (latency.count() > 0 && !ctx.WaitFor(latency)) ThrowIfDone(ctx, "get execution status");
 }
 
 MockProvider::ExecutionMap::iterator MockProvider::FindOrReconstruct(

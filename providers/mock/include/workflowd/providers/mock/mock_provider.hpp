@@ -46,6 +46,18 @@ struct Outcome {
 // Throws ProviderError(kInvalidSpec) naming the bad field.
 std::optional<Outcome> OutcomeFromProviderConfig(const Json& provider_config);
 
+// Deterministic misbehaviour of one workflow, from `provider_config.mock` as well:
+//   {"start_failures": 2, "start_timeouts": 1, "latency": "20ms"}
+// The first `start_failures` StartExecution calls of each execution name fail with kUnavailable,
+// the next `start_timeouts` ones wait for the call's deadline and fail with kDeadlineExceeded, and
+// every start and status call waits `latency` first. Counted per process.
+struct Faults {
+  int start_failures = 0;
+  int start_timeouts = 0;
+  std::chrono::nanoseconds latency{0};
+};
+Faults FaultsFromProviderConfig(const Json& provider_config);
+
 enum class Operation {
   kCreateWorkflow,
   kStartExecution,
@@ -108,6 +120,9 @@ class MockProvider final : public Provider {
 
   using ExecutionMap = std::map<std::string, std::unique_ptr<ExecutionRecord>>;
   ExecutionMap::iterator FindOrReconstruct(const std::string& execution_id);  // mu_ held
+  void ApplyStartFaults(const Context& ctx, const std::string& workflow_id,
+                        const std::string& name);  // mu_ not held
+  void ApplyStatusLatency(const Context& ctx, const std::string& execution_id);
 
   const Clock& clock_;
   mutable std::mutex mu_;
@@ -117,6 +132,7 @@ class MockProvider final : public Provider {
   std::map<std::string, std::unique_ptr<ExecutionRecord>> executions_;  // by execution id
   std::map<std::string, std::string> id_by_name_;                       // name -> execution id
   std::map<std::string, int> start_calls_;
+  std::map<std::string, int> fault_attempts_;  // per execution name, for Faults
   Outcome default_outcome_;
   std::map<std::string, Outcome> workflow_outcomes_;
   std::map<std::string, Outcome> execution_outcomes_;
