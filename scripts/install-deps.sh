@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Installs everything workflowd needs to build, test and run its real local services:
 #   1. Debian packages (compiler, libraries, PostgreSQL 15, JDK, Maven, linters);
-#   2. the Apache Kafka broker jars, resolved with Maven into <repo>/.cache/kafka/libs.
+#   2. the Apache Kafka broker jars, resolved with Maven into <repo>/.cache/kafka/libs;
+#   3. the Go modules of tests/deploy (Kubernetes manifest checks) into Go's module cache.
 #
 # Idempotent and fast when everything is present: packages are checked with dpkg first and
-# apt-get runs only when one is missing; the Kafka jars are skipped when their stamp matches.
+# apt-get runs only when one is missing; the Kafka jars are skipped when their stamp matches;
+# `go mod download` only fetches modules missing from the cache.
 #
-# Usage: scripts/install-deps.sh [--no-apt] [--no-kafka]
+# Usage: scripts/install-deps.sh [--no-apt] [--no-kafka] [--no-go]
 # Environment:
 #   WORKFLOWD_KAFKA_LIBS   where the Kafka jars go (default <repo>/.cache/kafka/libs)
 set -euo pipefail
@@ -18,11 +20,13 @@ KAFKA_LIBS="${WORKFLOWD_KAFKA_LIBS:-${REPO_DIR}/.cache/kafka/libs}"
 
 do_apt=1
 do_kafka=1
+do_go=1
 for arg in "$@"; do
   case "${arg}" in
     --no-apt) do_apt=0 ;;
     --no-kafka) do_kafka=0 ;;
-    -h|--help) sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --no-go) do_go=0 ;;
+    -h|--help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "install-deps: unknown argument '${arg}' (try --help)" >&2; exit 2 ;;
   esac
 done
@@ -40,6 +44,8 @@ PACKAGES=(
   libsystemd-dev libcurl4-openssl-dev
   postgresql-15 clang-format clang-tidy procps iproute2 python3
   prometheus
+  dpkg-dev file systemd adduser passwd
+  clang-14 libclang-rt-14-dev llvm-14
 )
 
 # A JDK and Maven may come from elsewhere (for example a Temurin JDK on PATH): only ask Debian
@@ -131,6 +137,25 @@ if [[ ${do_kafka} -eq 1 ]]; then
   fi
 else
   log "Kafka jars: skipped (--no-kafka)"
+fi
+
+# --- 3. Go modules of tests/deploy -----------------------------------------------------------------
+# The Kubernetes manifest checks (scripts/check-deploy.sh) render and decode deploy/ with the
+# kustomize and k8s.io/api Go modules; download them now so that the checks run offline.
+# Needs Go >= 1.24 (the polyglot machine image has it; Debian 12's golang is too old).
+GO_MODULE_DIR="${REPO_DIR}/tests/deploy"
+if [[ ${do_go} -eq 1 ]]; then
+  command -v go >/dev/null 2>&1 \
+    || die "go not found: the deployment checks need Go >= 1.24 on PATH (or pass --no-go)"
+  go_minor="$(go env GOVERSION | sed -E 's/^go1\.([0-9]+).*/\1/')"
+  [[ "${go_minor}" =~ ^[0-9]+$ && ${go_minor} -ge 24 ]] \
+    || die "$(go env GOVERSION) is too old: the deployment checks need Go >= 1.24"
+  if ! (cd "${GO_MODULE_DIR}" && GOTOOLCHAIN=local GOFLAGS=-mod=readonly go mod download); then
+    die "go mod download failed in ${GO_MODULE_DIR}"
+  fi
+  log "Go modules: present for tests/deploy ($(go env GOVERSION))"
+else
+  log "Go modules: skipped (--no-go)"
 fi
 
 log "done in $((SECONDS - START_SECONDS)) s"

@@ -38,6 +38,9 @@ step "building the ThreadSanitizer tests (${TSAN_DIR})"
 cmake -S . -B "${TSAN_DIR}" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DWORKFLOWD_TSAN=ON >/dev/null
 cmake --build "${TSAN_DIR}" -j "${JOBS}" --target common_test providers_test
 
+step "checking deployment artifacts"
+scripts/check-deploy.sh
+
 step "starting PostgreSQL and Kafka"
 cleanup() {
   step "stopping services"

@@ -58,6 +58,9 @@ struct KafkaEventSource::State {
   std::atomic<bool> closed{false};
   std::atomic<bool> brokers_down{false};
   std::atomic<bool> fatal{false};
+  // True once a broker answered (a metadata request, or the group assigned us partitions).
+  std::atomic<bool> joined{false};
+  std::chrono::steady_clock::time_point next_probe{};
   mutable std::mutex mu;  // guards the fields below
   bool paused = false;
   std::string last_error;
@@ -74,6 +77,8 @@ struct KafkaEventSource::State {
       } else {
         rd_kafka_assign(rk, partitions);
       }
+      self->joined = true;
+      self->brokers_down = false;
       std::lock_guard lock(self->mu);
       if (self->paused) rd_kafka_pause_partitions(rk, partitions);
       spdlog::info("kafka partitions assigned: {}", Describe(partitions));
@@ -184,7 +189,22 @@ std::vector<ConsumedRecord> KafkaEventSource::PollBatch(size_t max,
   };
   rd_kafka_message_t* first =
       rd_kafka_consume_queue(state_->queue.get(), static_cast<int>(timeout.count()));
-  if (first == nullptr) return batch;
+  if (first == nullptr) {
+    // An idle (or not yet created) topic brings no message to prove a broker answers: ask for
+    // metadata now and then until one did, and while they are reported down.
+    auto now = std::chrono::steady_clock::now();
+    if ((state_->brokers_down || !state_->joined) && now >= state_->next_probe) {
+      state_->next_probe = now + std::chrono::seconds(2);
+      const rd_kafka_metadata_t* md = nullptr;
+      if (rd_kafka_metadata(state_->rk.get(), 0, nullptr, &md, 1000) ==
+          RD_KAFKA_RESP_ERR_NO_ERROR) {
+        rd_kafka_metadata_destroy(md);
+        state_->brokers_down = false;
+        state_->joined = true;
+      }
+    }
+    return batch;
+  }
   take(first);
   std::vector<rd_kafka_message_t*> more(max > 1 ? max - 1 : 0);
   if (!more.empty()) {
@@ -276,7 +296,7 @@ std::vector<PartitionLag> KafkaEventSource::Lag() const {
 }
 
 bool KafkaEventSource::Healthy() const {
-  return !state_->closed && !state_->fatal && !state_->brokers_down;
+  return !state_->closed && !state_->fatal && !state_->brokers_down && state_->joined;
 }
 
 std::string KafkaEventSource::HealthDetail() const {
@@ -284,6 +304,7 @@ std::string KafkaEventSource::HealthDetail() const {
   if (state_->fatal) return "fatal error";
   std::lock_guard lock(state_->mu);
   if (state_->brokers_down) return "all brokers down: " + state_->last_error;
+  if (!state_->joined) return "no broker has answered yet";
   return "consuming";
 }
 

@@ -69,19 +69,22 @@ std::optional<std::vector<definitions::WorkflowDefinition>> LoadDefinitionFiles(
   std::vector<definitions::WorkflowDefinition> all;
   bool ok = true;
   for (const auto& file : files) {
+    bool file_ok = true;
     try {
       auto defs = definitions::DefinitionsFromYamlOrJson(ReadFile(file), file);
       for (size_t i = 0; i < defs.size(); ++i) {
         auto problems = definitions::DefinitionProblems(defs[i]);
         if (!problems.empty()) {
           ok = false;
+          file_ok = false;
           for (const auto& p : problems) {
             std::cerr << file << ": definition " << i << " (\"" << defs[i].name
                       << "\"): " << (p.field.empty() ? "" : p.field + ": ") << p.message << "\n";
           }
         }
       }
-      std::cout << file << ": " << defs.size() << " definition(s)" << (ok ? " valid" : "") << "\n";
+      std::cout << file << ": " << defs.size() << " definition(s)" << (file_ok ? " valid" : "")
+                << "\n";
       for (auto& d : defs) all.push_back(std::move(d));
     } catch (const matching::ValidationError& e) {
       ok = false;
@@ -283,6 +286,10 @@ int RunCli(int argc, char** argv) {
       return 0;
     } catch (const store::StoreError& e) {
       std::cerr << "workflowd definitions apply: " << e.what() << "\n";
+      return 1;
+    } catch (const matching::ValidationError& e) {
+      std::cerr << "workflowd definitions apply: a stored definition is invalid: " << e.what()
+                << "\n";
       return 1;
     }
   }

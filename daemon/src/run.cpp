@@ -278,11 +278,14 @@ int RunDaemon(const Config& config) {
   // Supervise: tell systemd once we are really ready, and keep its watchdog fed only while the
   // pipeline is alive (a stuck loop gets the service restarted).
   SystemdNotifier systemd;
+  auto& ready_gauge = registry.AddGauge("workflowd_ready", "1 while /readyz reports ready, else 0");
   bool announced_ready = false;
   auto next_watchdog = std::chrono::steady_clock::now();
   while (!stop) {
     auto now = std::chrono::steady_clock::now();
-    if (!announced_ready && readiness().ok) {
+    bool ready = readiness().ok;
+    ready_gauge.Set(ready ? 1 : 0);
+    if (!announced_ready && ready) {
       systemd.Ready("consuming " + fmt::format("{}", fmt::join(config.kafka.topics, ",")) + "; " +
                     std::to_string(index.Get()->size()) + " definitions");
       announced_ready = true;

@@ -75,6 +75,7 @@ providers::ExecutionInput InputFor(const store::ExecutionRecord& e) {
               {"definition_id", e.workflow_id},
               {"definition_version", e.definition_version},
               {"attempt", e.attempt},
+              {"start_attempt", e.start_attempts},
               {"event", e.trigger_event}};
   in.tags = {{"tenant_id", e.tenant_id}, {"environment_id", e.environment_id}};
   return in;

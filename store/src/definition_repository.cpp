@@ -66,7 +66,14 @@ std::vector<ApplyOutcome> DefinitionRepository::Apply(const std::vector<Workflow
       def.created_by = actor;
       ApplyOutcome outcome{"", def.tenant_id, def.environment_id, def.name};
       if (existing.empty()) {
-        def.id = input.id ? *input.id : NewId("wf_", clock_.Now());
+        if (input.id) {
+          def.id = *input.id;
+        } else {
+          // Definition ids are lowercase (^[a-z0-9][a-z0-9_-]{0,63}$); ULIDs are uppercase.
+          std::string id = NewId("wf_", clock_.Now());
+          for (auto& c : id) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+          def.id = id;
+        }
         def.version = 1;
         outcome.action = ApplyOutcome::Action::kCreated;
       } else {

@@ -1,20 +1,60 @@
-// The built `workflowd` binary: verbs, help, exit codes, migrate against the real PostgreSQL.
+// The built `workflowd` binary: verbs, help, exit codes, migrate, config, definitions validate
+// and apply against the real PostgreSQL.
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <filesystem>
+#include <fstream>
 #include <pqxx/pqxx>
 
 #include "process.hpp"
 #include "test_database.hpp"
+#include "test_env.hpp"
 
 namespace workflowd {
 namespace {
 
 using namespace std::chrono_literals;
 using testing::ChildProcess;
+using ::testing::HasSubstr;
+using ::testing::Not;
+using testing::RandomSuffix;
+using testing::RequireEnv;
 using testing::RunCommand;
 using testing::TestDatabase;
 
 const std::string kBinary = WORKFLOWD_BINARY;
+
+// The repository's examples/ folder (this file is tests/e2e/cli_e2e_test.cpp).
+const std::filesystem::path kExamples =
+    std::filesystem::path(__FILE__).parent_path().parent_path().parent_path() / "examples";
+
+// A file in the test's temporary folder, deleted with the object.
+class TempFile {
+ public:
+  TempFile(const std::string& content, const std::string& extension = ".yaml")
+      : path_(::testing::TempDir() + "/workflowd-cli-" + RandomSuffix() + extension) {
+    Write(content);
+  }
+  ~TempFile() { std::remove(path_.c_str()); }
+  TempFile(const TempFile&) = delete;
+  TempFile& operator=(const TempFile&) = delete;
+
+  void Write(const std::string& content) const { std::ofstream(path_) << content; }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+// Settings that keep a `workflowd run` of these tests away from fixed ports and shared groups.
+std::vector<std::string> IsolatedRunEnv(const std::string& dsn) {
+  return {"WORKFLOWD_DATABASE_URL=" + dsn,
+          "WORKFLOWD_KAFKA_BROKERS=" + RequireEnv("WORKFLOWD_TEST_KAFKA_BROKERS"),
+          "WORKFLOWD_KAFKA_GROUP_ID=wfd-cli-" + RandomSuffix(),
+          "WORKFLOWD_KAFKA_TOPICS=wfd-cli-events-" + RandomSuffix(),
+          "WORKFLOWD_ADMIN_LISTEN=127.0.0.1:0"};
+}
 
 TEST(CliE2E, VersionAndHelp) {
   auto [code, out] = RunCommand({kBinary, "version"});
@@ -52,7 +92,7 @@ TEST(CliE2E, MigrateTwiceThenRunAndStopOnSigterm) {
   ASSERT_EQ(code, 0) << out;
   EXPECT_NE(out.find("up to date"), std::string::npos) << out;
 
-  ChildProcess daemon({kBinary, "run", "--database-url", db.dsn()});
+  ChildProcess daemon({kBinary, "run", "--database-url", db.dsn()}, IsolatedRunEnv(db.dsn()));
   ASSERT_TRUE(daemon.WaitForOutput("started", 30s)) << daemon.Output();
   daemon.Signal(SIGTERM);
   EXPECT_EQ(daemon.Wait(10s), 0) << daemon.Output();
@@ -71,6 +111,363 @@ TEST(CliE2E, UnreachableDatabaseIsARuntimeError) {
                   "postgresql://workflowd:secret@127.0.0.1:1/workflowd?connect_timeout=2"});
   EXPECT_EQ(code, 1);
   EXPECT_NE(out.find("unreachable"), std::string::npos) << out;
+}
+
+// --- workflowd config ------------------------------------------------------------------------
+
+TEST(CliE2E, ConfigPrintsTheEffectiveSettingsWithSecretsMasked) {
+  TempFile config(
+      "kafka:\n"
+      "  brokers: from-the-file:9092\n"
+      "  group_id: file-group\n"
+      "  topics: [orders, customers]\n"
+      "  properties: {session.timeout.ms: \"12000\"}\n"
+      "admin: {listen: \"127.0.0.1:9191\"}\n"
+      "log: {level: debug}\n");
+  auto [code, out] = RunCommand(
+      {kBinary, "config", "--config", config.path()},
+      {"WORKFLOWD_DATABASE_URL=postgresql://workflowd:s3cret-pw@db.internal:5432/wfd",
+       "WORKFLOWD_KAFKA_BROKERS=from-the-env:9092",
+       "WORKFLOWD_KAFKA_PROPERTY_SASL_PASSWORD=hunter2", "WORKFLOWD_MATCHING_RESYNC_INTERVAL=90s"});
+  ASSERT_EQ(code, 0) << out;
+  EXPECT_THAT(out, HasSubstr("url: postgresql://workflowd:***@db.internal:5432/wfd"));
+  EXPECT_THAT(out, Not(HasSubstr("s3cret-pw")));
+  EXPECT_THAT(out, Not(HasSubstr("hunter2")));
+  EXPECT_THAT(out, HasSubstr("sasl.password: \"***\""));
+  // The environment wins over the file; the file over the defaults.
+  EXPECT_THAT(out, HasSubstr("brokers: from-the-env:9092"));
+  EXPECT_THAT(out, Not(HasSubstr("from-the-file")));
+  EXPECT_THAT(out, HasSubstr("group_id: file-group"));
+  EXPECT_THAT(out, HasSubstr("topics: [orders, customers]"));
+  EXPECT_THAT(out, HasSubstr("session.timeout.ms: 12000"));
+  EXPECT_THAT(out, HasSubstr("resync_interval: 1m30s"));
+  EXPECT_THAT(out, HasSubstr("listen: 127.0.0.1:9191"));
+  EXPECT_THAT(out, HasSubstr("level: debug"));
+  EXPECT_THAT(out, HasSubstr("dlq_topic: workflowd.dlq"));  // a default
+}
+
+TEST(CliE2E, ConfigRejectsUnknownKeysAndBadValuesNamingEachWithExitTwo) {
+  TempFile config(
+      "kafka:\n"
+      "  brokrs: x:9092\n"
+      "  batch_timeout: soon\n"
+      "database:\n"
+      "  url: postgresql://workflowd:in-the-file@db/wfd\n"
+      "colour: blue\n");
+  auto [code, out] = RunCommand(
+      {kBinary, "config", "--config", config.path()},
+      {"WORKFLOWD_DATABASE_URL=postgresql://u:p@db/wfd", "WORKFLOWD_KAFKA_BATCH_SIZE=lots"});
+  EXPECT_EQ(code, 2) << out;
+  EXPECT_THAT(out, HasSubstr("kafka.brokrs: unknown key (did you mean kafka.brokers?)"));
+  EXPECT_THAT(out, HasSubstr("colour: unknown key"));
+  EXPECT_THAT(out, HasSubstr("kafka.batch_timeout: \"soon\" is not a positive duration"));
+  EXPECT_THAT(out, HasSubstr("database.url: secrets are not read from the config file"));
+  EXPECT_THAT(out, HasSubstr("WORKFLOWD_KAFKA_BATCH_SIZE: \"lots\" is not a positive integer"));
+  EXPECT_THAT(out, Not(HasSubstr("in-the-file")));
+
+  std::tie(code, out) = RunCommand({kBinary, "config", "--config", "/nonexistent/workflowd.yaml"},
+                                   {"WORKFLOWD_DATABASE_URL=postgresql://u:p@db/wfd"});
+  EXPECT_EQ(code, 2) << out;
+  EXPECT_THAT(out, HasSubstr("/nonexistent/workflowd.yaml"));
+}
+
+TEST(CliE2E, TheExampleConfigIsValid) {
+  const std::string path = (kExamples / "workflowd.yaml").string();
+  ASSERT_TRUE(std::filesystem::exists(path)) << path;
+  auto [code, out] = RunCommand({kBinary, "config", "--config", path},
+                                {"WORKFLOWD_DATABASE_URL=postgresql://u:p@db/wfd"});
+  EXPECT_EQ(code, 0) << out;
+  EXPECT_THAT(out, HasSubstr("topics: [business-events]"));
+}
+
+TEST(CliE2E, RunWithAnInvalidConfigExitsTwoAtOnce) {
+  TempFile config("kafka:\n  topics: [events]\n  dlq_topic: events\nadmin: {listen: nowhere}\n");
+  auto started = std::chrono::steady_clock::now();
+  auto [code, out] = RunCommand({kBinary, "run", "--config", config.path()},
+                                {"WORKFLOWD_DATABASE_URL=postgresql://u:p@127.0.0.1:1/wfd"}, 10s);
+  EXPECT_EQ(code, 2) << out;
+  EXPECT_LT(std::chrono::steady_clock::now() - started, 5s);
+  EXPECT_THAT(out, HasSubstr("kafka.dlq_topic"));
+  EXPECT_THAT(out, HasSubstr("admin.listen: expected HOST:PORT"));
+  EXPECT_THAT(out, Not(HasSubstr("started")));
+
+  // No database URL at all is a configuration error too, not a runtime one.
+  std::tie(code, out) = RunCommand({kBinary, "run"}, {"WORKFLOWD_DATABASE_URL="}, 10s);
+  EXPECT_EQ(code, 2) << out;
+  EXPECT_THAT(out, HasSubstr("WORKFLOWD_DATABASE_URL"));
+}
+
+// --- workflowd definitions validate --------------------------------------------------------------
+
+constexpr char kValidDefinitions[] = R"(definitions:
+  - id: onboarding
+    tenant_id: acme
+    environment_id: prod
+    name: Onboarding
+    trigger:
+      type: event
+      event_name: customer.created
+      conditions:
+        - {field: data.customer.country, op: in, value: [US, CA]}
+    steps:
+      - {id: plan, order: 1, type: assign_plan, config: {plan_id: starter}}
+      - {id: wallet, order: 2, type: create_wallet, depends_on: [plan]}
+  - id: invoice-follow-up
+    tenant_id: acme
+    environment_id: prod
+    name: Invoice follow-up
+    trigger: {type: event, event_name: invoice.paid}
+    steps: [{id: mail, order: 1, type: send_email}]
+)";
+
+TEST(CliE2E, DefinitionsValidateAcceptsValidFiles) {
+  TempFile yaml(kValidDefinitions);
+  TempFile json(R"({"tenant_id": "globex", "environment_id": "dev", "name": "J",
+                    "trigger": {"type": "event", "event_name": "x.y"},
+                    "steps": [{"id": "s", "order": 1, "type": "grant_credits"}]})",
+                ".json");
+  auto [code, out] = RunCommand({kBinary, "definitions", "validate", yaml.path(), json.path()});
+  EXPECT_EQ(code, 0) << out;
+  EXPECT_THAT(out, HasSubstr(yaml.path() + ": 2 definition(s) valid"));
+  EXPECT_THAT(out, HasSubstr(json.path() + ": 1 definition(s) valid"));
+}
+
+TEST(CliE2E, DefinitionsValidateNamesEveryProblemWithFileAndField) {
+  TempFile good(kValidDefinitions);
+  TempFile bad(R"(- id: fine
+  tenant_id: acme
+  environment_id: prod
+  name: Fine
+  trigger: {type: event, event_name: customer.created}
+  steps: [{id: a, order: 1, type: assign_plan}]
+- id: broken
+  tenant_id: acme
+  environment_id: prod
+  name: Broken
+  colour: blue
+  trigger:
+    type: event
+    event_name: customer.created
+    conditions:
+      - {field: data.country, op: equals, value: US}
+      - {field: data.total, op: gt, value: [1, 2]}
+  steps:
+    - {id: a, order: 1, type: assign_plan, depends_on: [b]}
+    - {id: b, order: 2, type: launch_rocket, depends_on: [a]}
+  retry_policy: {max_attempts: 99}
+)");
+  TempFile syntax("id: x\n  bad: [\n");
+  auto [code, out] = RunCommand({kBinary, "definitions", "validate", good.path(), bad.path(),
+                                 syntax.path(), "/nonexistent.yaml"});
+  EXPECT_EQ(code, 1) << out;
+  EXPECT_THAT(out, HasSubstr(good.path() + ": 2 definition(s) valid"));
+  for (const std::string& problem : {
+           bad.path() + ": [1].colour: unknown key \"colour\"",
+           bad.path() + ": [1].trigger.conditions[0].op: unknown op \"equals\"",
+           bad.path() + ": [1].trigger.conditions[1].value:",
+           bad.path() + ": [1].steps[1].type:",
+           bad.path() + ": [1].steps: circular dependency: a -> b -> a",
+           bad.path() + ": [1].retry_policy.max_attempts: must be between 1 and 20",
+           syntax.path() + ": invalid YAML",
+           std::string("/nonexistent.yaml: cannot read the file"),
+       }) {
+    EXPECT_THAT(out, HasSubstr(problem)) << out;
+  }
+  EXPECT_THAT(out, Not(HasSubstr(bad.path() + ": [0]")))
+      << "the valid definition of the bad file was blamed";
+}
+
+TEST(CliE2E, DefinitionsValidateReadsStdin) {
+  TempFile bad(R"({"id": "Not An Id", "tenant_id": "acme", "environment_id": "prod", "name": "n",
+                   "trigger": {"type": "event", "event_name": "e"},
+                   "steps": [{"id": "s", "order": 1, "type": "assign_plan"}]})",
+               ".json");
+  auto [code, out] =
+      RunCommand({"/bin/sh", "-c", kBinary + " definitions validate - < " + bad.path()});
+  EXPECT_EQ(code, 1) << out;
+  EXPECT_THAT(out, HasSubstr("-: id: \"Not An Id\" must match"));
+}
+
+TEST(CliE2E, TheExampleDefinitionsAreValid) {
+  std::vector<std::string> argv = {kBinary, "definitions", "validate"};
+  for (const auto& entry : std::filesystem::directory_iterator(kExamples / "definitions")) {
+    argv.push_back(entry.path().string());
+  }
+  ASSERT_GT(argv.size(), 3u) << "no example definitions in " << kExamples;
+  auto [code, out] = RunCommand(argv);
+  EXPECT_EQ(code, 0) << out;
+}
+
+// --- workflowd definitions apply -----------------------------------------------------------------
+
+struct DefinitionRow {
+  std::string id;
+  std::string name;
+  int version = 0;
+  std::string created_by;
+  std::string updated_by;
+};
+
+std::vector<DefinitionRow> DefinitionRows(const std::string& dsn) {
+  pqxx::connection c(dsn);
+  pqxx::read_transaction t(c);
+  std::vector<DefinitionRow> rows;
+  for (const auto& r :
+       t.exec("SELECT id, name, version, created_by, updated_by FROM workflow_definitions "
+              "ORDER BY name")) {
+    rows.push_back({r[0].as<std::string>(), r[1].as<std::string>(), r[2].as<int>(),
+                    r[3].as<std::string>(), r[4].as<std::string>()});
+  }
+  return rows;
+}
+
+int VersionRows(const std::string& dsn, const std::string& id) {
+  pqxx::connection c(dsn);
+  pqxx::read_transaction t(c);
+  return t
+      .exec1(
+          "SELECT count(*) FROM workflow_definition_versions WHERE "
+          "definition_id = " +
+          t.quote(id))[0]
+      .as<int>();
+}
+
+std::string VersionDocument(const std::string& dsn, const std::string& id, int version) {
+  pqxx::connection c(dsn);
+  pqxx::read_transaction t(c);
+  return t
+      .exec1("SELECT document::text FROM workflow_definition_versions WHERE definition_id = " +
+             t.quote(id) + " AND version = " + std::to_string(version))[0]
+      .as<std::string>();
+}
+
+TEST(CliE2E, DefinitionsApplyCreatesThenLeavesUnchangedThenVersionsChanges) {
+  TestDatabase db;
+  const std::vector<std::string> env = {"WORKFLOWD_DATABASE_URL=" + db.dsn()};
+  auto [code, out] = RunCommand({kBinary, "migrate"}, env);
+  ASSERT_EQ(code, 0) << out;
+  TempFile file(kValidDefinitions);
+
+  // 1. Created, version 1 each, with one row in workflow_definition_versions.
+  std::tie(code, out) =
+      RunCommand({kBinary, "definitions", "apply", "--actor", "ci-bot", file.path()}, env);
+  ASSERT_EQ(code, 0) << out;
+  EXPECT_THAT(out, HasSubstr("created onboarding v1 acme/prod \"Onboarding\""));
+  EXPECT_THAT(out, HasSubstr("created invoice-follow-up v1 acme/prod \"Invoice follow-up\""));
+  auto rows = DefinitionRows(db.dsn());  // ordered by name: invoice-follow-up, onboarding
+  ASSERT_EQ(rows.size(), 2u);
+  EXPECT_EQ(rows[0].id, "invoice-follow-up");
+  EXPECT_EQ(rows[1].id, "onboarding");
+  for (const auto& r : rows) {
+    EXPECT_EQ(r.version, 1) << r.id;
+    EXPECT_EQ(r.created_by, "ci-bot");
+    EXPECT_EQ(VersionRows(db.dsn(), r.id), 1) << r.id;
+  }
+
+  // 2. Applying the same file again changes nothing.
+  std::tie(code, out) = RunCommand({kBinary, "definitions", "apply", file.path()}, env);
+  ASSERT_EQ(code, 0) << out;
+  EXPECT_THAT(out, HasSubstr("unchanged onboarding v1 acme/prod \"Onboarding\""));
+  EXPECT_THAT(out, HasSubstr("unchanged invoice-follow-up v1 acme/prod \"Invoice follow-up\""));
+  EXPECT_THAT(out, Not(HasSubstr("created")));
+  EXPECT_THAT(out, Not(HasSubstr("updated")));
+  rows = DefinitionRows(db.dsn());
+  ASSERT_EQ(rows.size(), 2u);
+  EXPECT_EQ(rows[1].version, 1);
+  EXPECT_EQ(rows[1].updated_by, "ci-bot");  // untouched by the second apply
+  EXPECT_EQ(VersionRows(db.dsn(), "onboarding"), 1);
+
+  // 3. A changed condition makes version 2; version 1 stays for executions created with it.
+  std::string changed = kValidDefinitions;
+  changed.replace(changed.find("[US, CA]"), 8, "[US, CA, MX]");
+  file.Write(changed);
+  std::tie(code, out) =
+      RunCommand({kBinary, "definitions", "apply", "--actor", "alice", file.path()}, env);
+  ASSERT_EQ(code, 0) << out;
+  EXPECT_THAT(out, HasSubstr("updated onboarding v2 acme/prod \"Onboarding\""));
+  EXPECT_THAT(out, HasSubstr("unchanged invoice-follow-up v1"));
+  rows = DefinitionRows(db.dsn());
+  ASSERT_EQ(rows.size(), 2u);
+  EXPECT_EQ(rows[1].version, 2);
+  EXPECT_EQ(rows[1].created_by, "ci-bot");
+  EXPECT_EQ(rows[1].updated_by, "alice");
+  EXPECT_EQ(rows[0].version, 1);
+  EXPECT_EQ(VersionRows(db.dsn(), "onboarding"), 2);
+  EXPECT_EQ(VersionRows(db.dsn(), "invoice-follow-up"), 1);
+  EXPECT_THAT(VersionDocument(db.dsn(), "onboarding", 2), HasSubstr("\"MX\""));
+  EXPECT_THAT(VersionDocument(db.dsn(), "onboarding", 1), Not(HasSubstr("\"MX\"")));
+
+  // 4. The daemon loads what was applied.
+  ChildProcess daemon({kBinary, "run"}, IsolatedRunEnv(db.dsn()));
+  EXPECT_TRUE(daemon.WaitForOutput("definitions=2", 30s)) << daemon.Output();
+  daemon.Signal(SIGTERM);
+  EXPECT_EQ(daemon.Wait(20s), 0) << daemon.Output();
+}
+
+// A definition without an id is created with a generated id and found again by (tenant,
+// environment, name) on the next apply; the daemon must be able to load it.
+TEST(CliE2E, DefinitionsApplyWithoutAnIdMatchesByTenantEnvironmentAndName) {
+  TestDatabase db;
+  const std::vector<std::string> env = {"WORKFLOWD_DATABASE_URL=" + db.dsn()};
+  auto [code, out] = RunCommand({kBinary, "migrate"}, env);
+  ASSERT_EQ(code, 0) << out;
+  TempFile file(
+      "tenant_id: acme\nenvironment_id: prod\nname: No id\n"
+      "trigger: {type: event, event_name: customer.created}\n"
+      "steps: [{id: a, order: 1, type: assign_plan}]\n");
+
+  std::tie(code, out) = RunCommand({kBinary, "definitions", "apply", file.path()}, env);
+  ASSERT_EQ(code, 0) << out;
+  EXPECT_THAT(out, ::testing::ContainsRegex("created wf_[0-9A-Za-z]+ v1 acme/prod \"No id\""));
+  auto rows = DefinitionRows(db.dsn());
+  ASSERT_EQ(rows.size(), 1u);
+  const std::string id = rows[0].id;
+
+  std::tie(code, out) = RunCommand({kBinary, "definitions", "apply", file.path()}, env);
+  EXPECT_EQ(code, 0) << out;
+  EXPECT_THAT(out, HasSubstr("unchanged " + id + " v1 acme/prod \"No id\""));
+
+  ChildProcess daemon({kBinary, "run"}, IsolatedRunEnv(db.dsn()));
+  EXPECT_TRUE(daemon.WaitForOutput("definitions=1", 30s)) << daemon.Output();
+  daemon.Signal(SIGTERM);
+  EXPECT_EQ(daemon.Wait(20s), 0) << daemon.Output();
+}
+
+TEST(CliE2E, DefinitionsApplyRefusesInvalidFilesAndForeignIdsWithoutWriting) {
+  TestDatabase db;
+  const std::vector<std::string> env = {"WORKFLOWD_DATABASE_URL=" + db.dsn()};
+  auto [code, out] = RunCommand({kBinary, "migrate"}, env);
+  ASSERT_EQ(code, 0) << out;
+
+  // One invalid file: nothing of any file is applied.
+  TempFile good(kValidDefinitions);
+  TempFile bad(
+      "tenant_id: acme\nenvironment_id: prod\nname: x\ntrigger: {type: event}\n"
+      "steps: [{id: a, order: 1, type: assign_plan}]\n");
+  std::tie(code, out) = RunCommand({kBinary, "definitions", "apply", good.path(), bad.path()}, env);
+  EXPECT_EQ(code, 1) << out;
+  EXPECT_THAT(out, HasSubstr(bad.path() + ": trigger.event_name: required"));
+  EXPECT_TRUE(DefinitionRows(db.dsn()).empty());
+
+  // An id that belongs to another tenant x environment is refused, and the whole apply with it.
+  std::tie(code, out) = RunCommand({kBinary, "definitions", "apply", good.path()}, env);
+  ASSERT_EQ(code, 0) << out;
+  TempFile foreign(
+      "id: onboarding\ntenant_id: globex\nenvironment_id: prod\nname: Takeover\n"
+      "trigger: {type: event, event_name: customer.created}\n"
+      "steps: [{id: a, order: 1, type: assign_plan}]\n");
+  std::tie(code, out) = RunCommand({kBinary, "definitions", "apply", foreign.path()}, env);
+  EXPECT_EQ(code, 1) << out;
+  EXPECT_THAT(out, HasSubstr("\"onboarding\" is already used in another tenant or environment"));
+  auto rows = DefinitionRows(db.dsn());
+  ASSERT_EQ(rows.size(), 2u);
+  EXPECT_EQ(rows[1].name, "Onboarding");
+  EXPECT_EQ(rows[1].version, 1);
+
+  // Without a database URL, apply is a configuration error.
+  std::tie(code, out) =
+      RunCommand({kBinary, "definitions", "apply", good.path()}, {"WORKFLOWD_DATABASE_URL="});
+  EXPECT_EQ(code, 2) << out;
 }
 
 }  // namespace

@@ -33,7 +33,8 @@ std::set<std::string> Pairs(DaemonHarness& h) {
 }
 
 TEST(PipelineE2E, EventsOfBothFormatsBecomeExecutionRows) {
-  DaemonHarness h(kBinary);
+  // Dispatch off: the rows stay exactly as the pipeline wrote them.
+  DaemonHarness h(kBinary, "dispatch: {enabled: false}\n");
   std::string out = h.ApplyDefinitions(
       "definitions:\n" +
       DefinitionYaml("a-prod-onboarding", "tenant_a", "prod", "customer.created",

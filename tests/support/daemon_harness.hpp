@@ -83,6 +83,29 @@ class DaemonHarness {
     return p;
   }
 
+  // Like Start(), with `extra_env` ("K=V", e.g. NOTIFY_SOCKET) added to the daemon's environment
+  // and the command run through `launcher` when given (e.g. {"/bin/sh", "-c", "...; exec \"$0\"
+  // \"$@\""} to set variables that need the daemon's own pid, such as WATCHDOG_PID).
+  std::unique_ptr<ChildProcess> Start(const std::vector<std::string>& extra_env,
+                                      const std::vector<std::string>& launcher = {}) {
+    std::vector<std::string> argv = launcher;
+    for (const auto& a : {binary_, std::string("run"), std::string("--config"), config_path_}) {
+      argv.push_back(a);
+    }
+    std::vector<std::string> env = Env();
+    env.insert(env.end(), extra_env.begin(), extra_env.end());
+    auto p = std::make_unique<ChildProcess>(argv, env);
+    if (!p->WaitForOutput("workflowd 0.", std::chrono::seconds(60))) {
+      ADD_FAILURE() << "daemon did not start:\n" << p->Output();
+      return p;
+    }
+    std::smatch m;
+    std::string out = p->Output();
+    static const std::regex kPort("admin endpoint listening on [0-9.]+:([0-9]+)");
+    if (std::regex_search(out, m, kPort)) admin_port_ = std::stoi(m[1]);
+    return p;
+  }
+
   // HTTP GET on the admin endpoint of the last daemon started (or of `port`): {status, body};
   // status -1 when unreachable.
   std::pair<int, std::string> Get(const std::string& path, int port = 0) {

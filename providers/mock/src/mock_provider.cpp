@@ -206,7 +206,7 @@ ExecutionResult MockProvider::StartExecution(const Context& ctx, const std::stri
   BeforeCall(ctx, Operation::kStartExecution, "start execution");
   auto problems = ExecutionInputProblems(input);
   if (!problems.empty()) Invalid("invalid execution input: " + problems.front());
-  ApplyStartFaults(ctx, workflow_id, input.execution_name);
+  ApplyStartFaults(ctx, workflow_id, input);
 
   std::lock_guard lock(mu_);
   if (!input.execution_name.empty()) {
@@ -370,7 +370,8 @@ void MockProvider::DeleteWorkflow(const Context& ctx, const std::string& workflo
 }
 
 void MockProvider::ApplyStartFaults(const Context& ctx, const std::string& workflow_id,
-                                    const std::string& name) {
+                                    const ExecutionInput& input) {
+  const std::string& name = input.execution_name;
   Faults faults;
   int attempt = 0;
   {
@@ -378,7 +379,16 @@ void MockProvider::ApplyStartFaults(const Context& ctx, const std::string& workf
     auto wf = workflows_.find(workflow_id);
     if (wf == workflows_.end()) return;
     faults = wf->second->faults;
-    if (faults.start_failures > 0 || faults.start_timeouts > 0) attempt = ++fault_attempts_[name];
+    if (faults.start_failures > 0 || faults.start_timeouts > 0) {
+      // The caller's own attempt number when it sends one (workflowd does: "start_attempt"), so
+      // the fault sequence is the same whichever replica or process makes the attempt.
+      auto it = input.input.is_object() ? input.input.find("start_attempt") : input.input.end();
+      if (it != input.input.end() && it->is_number_integer()) {
+        attempt = it->get<int>();
+      } else {
+        attempt = ++fault_attempts_[name];
+      }
+    }
   }
   if (faults.latency.count() > 0 && !ctx.WaitFor(faults.latency))
     ThrowIfDone(ctx, "start execution");

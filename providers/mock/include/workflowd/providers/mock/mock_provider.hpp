@@ -50,7 +50,9 @@ std::optional<Outcome> OutcomeFromProviderConfig(const Json& provider_config);
 //   {"start_failures": 2, "start_timeouts": 1, "latency": "20ms"}
 // The first `start_failures` StartExecution calls of each execution name fail with kUnavailable,
 // the next `start_timeouts` ones wait for the call's deadline and fail with kDeadlineExceeded, and
-// every start and status call waits `latency` first. Counted per process.
+// every start and status call waits `latency` first. Starts are counted by the input's integer
+// "start_attempt" when present (workflowd sends it, so the sequence holds across replicas and
+// restarts), else per execution name in this process.
 struct Faults {
   int start_failures = 0;
   int start_timeouts = 0;
@@ -121,7 +123,7 @@ class MockProvider final : public Provider {
   using ExecutionMap = std::map<std::string, std::unique_ptr<ExecutionRecord>>;
   ExecutionMap::iterator FindOrReconstruct(const std::string& execution_id);  // mu_ held
   void ApplyStartFaults(const Context& ctx, const std::string& workflow_id,
-                        const std::string& name);  // mu_ not held
+                        const ExecutionInput& input);  // mu_ not held
   void ApplyStatusLatency(const Context& ctx, const std::string& execution_id);
 
   const Clock& clock_;

@@ -1,0 +1,436 @@
+// PlanBatch: what a batch of raw Kafka records means (execution rows, dead letters, counts),
+// decided without any I/O.
+#include "workflowd/consumers/batch_planner.hpp"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "workflowd/common/timefmt.hpp"
+
+namespace workflowd::consumers {
+namespace {
+
+using Json = nlohmann::json;
+using ::testing::ElementsAre;
+
+constexpr std::string_view kTopic = "business-events";
+constexpr std::string_view kGroup = "workflowd-test";
+
+TimePoint Now() { return *ParseRfc3339("2026-01-30T10:00:01.5Z"); }
+
+matching::IndexEntry Entry(std::string id, std::string tenant, std::string environment,
+                           std::string event, const Json& conditions = Json::array(),
+                           int64_t version = 1) {
+  matching::IndexEntry e;
+  e.definition_id = std::move(id);
+  e.version = version;
+  e.name = "Name of " + e.definition_id;
+  e.provider = "mock";
+  e.tenant_id = std::move(tenant);
+  e.environment_id = std::move(environment);
+  e.event_name = std::move(event);
+  if (!conditions.empty()) e.condition = matching::ParseConditionList(conditions, "conditions");
+  return e;
+}
+
+// acme/prod has two definitions on customer.created (one for US customers only, one for gold
+// customers), acme/dev and globex/prod one each.
+matching::DefinitionIndex Index() {
+  return matching::DefinitionIndex({
+      Entry("wf-onboarding", "acme", "prod", "customer.created",
+            Json::array({{{"field", "data.customer.country"}, {"op", "eq"}, {"value", "US"}}}), 3),
+      Entry("wf-vip", "acme", "prod", "customer.created",
+            Json::array({{{"field", "data.customer.tier"}, {"op", "eq"}, {"value", "gold"}}})),
+      Entry("wf-dev", "acme", "dev", "customer.created"),
+      Entry("wf-globex", "globex", "prod", "invoice.paid",
+            Json::array({{{"field", "headers.x-region"}, {"op", "eq"}, {"value", "eu"}}})),
+  });
+}
+
+// A record that owns the bytes its RawRecord views point into.
+struct TestRecord {
+  std::optional<std::string> key;
+  std::optional<std::string> value;
+  std::vector<std::pair<std::string, std::optional<std::string>>> headers;
+  int32_t partition = 0;
+  int64_t offset = 0;
+  RawRecord raw;  // views into the members above
+};
+
+class PlanBatchTest : public ::testing::Test {
+ protected:
+  // Adds a record; the views are filled by Plan() once every record is in place.
+  TestRecord& Add(std::optional<std::string> value,
+                  std::vector<std::pair<std::string, std::optional<std::string>>> headers = {},
+                  std::optional<std::string> key = std::nullopt) {
+    auto r = std::make_unique<TestRecord>();
+    r->key = std::move(key);
+    r->value = std::move(value);
+    r->headers = std::move(headers);
+    r->partition = static_cast<int32_t>(records_.size() % 3);
+    r->offset = 100 + static_cast<int64_t>(records_.size());
+    records_.push_back(std::move(r));
+    return *records_.back();
+  }
+
+  BatchPlan Plan(const DecoderConfig& decoder = {}) {
+    std::vector<const RawRecord*> raw;
+    for (auto& r : records_) {
+      r->raw = RawRecord{};
+      r->raw.topic = kTopic;
+      r->raw.partition = r->partition;
+      r->raw.offset = r->offset;
+      if (r->key) r->raw.key = *r->key;
+      if (r->value) r->raw.value = *r->value;
+      for (const auto& [k, v] : r->headers) {
+        RawHeader h{k, std::nullopt};
+        if (v) h.value = *v;
+        r->raw.headers.push_back(h);
+      }
+      raw.push_back(&r->raw);
+    }
+    return PlanBatch(raw, decoder, index_, kGroup, Now());
+  }
+
+  static std::string CloudEvent(const std::string& id, const std::string& tenant,
+                                const std::string& environment, const Json& customer,
+                                const std::string& type = "customer.created") {
+    return Json{{"specversion", "1.0"},
+                {"id", id},
+                {"source", "crm"},
+                {"type", type},
+                {"subject", "customers/1"},
+                {"time", "2026-01-30T10:00:00.250+01:00"},
+                {"tenantid", tenant},
+                {"environmentid", environment},
+                {"traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"},
+                {"data", {{"customer", customer}}}}
+        .dump();
+  }
+
+  static size_t Dead(const BatchPlan& plan, DeadLetterReason reason) {
+    return plan.dead_by_reason[static_cast<size_t>(reason)];
+  }
+
+  static std::map<std::string, std::optional<std::string>> Headers(const DeadLetter& letter) {
+    std::map<std::string, std::optional<std::string>> out;
+    for (const auto& [k, v] : letter.headers) out[k] = v;
+    return out;
+  }
+
+  matching::DefinitionIndex index_ = Index();
+  std::vector<std::unique_ptr<TestRecord>> records_;
+};
+
+TEST_F(PlanBatchTest, EmptyBatchPlansNothing) {
+  BatchPlan plan = Plan();
+  EXPECT_EQ(plan.consumed, 0u);
+  EXPECT_EQ(plan.decoded, 0u);
+  EXPECT_TRUE(plan.executions.empty());
+  EXPECT_TRUE(plan.dead_letters.empty());
+  EXPECT_TRUE(plan.matches.empty());
+}
+
+TEST_F(PlanBatchTest, StructuredCloudEventBecomesAnExecutionWithItsTriggerEvent) {
+  Add(CloudEvent("evt-1", "acme", "prod", {{"country", "US"}, {"tier", "bronze"}}),
+      {{"x-region", "eu"}}, "customer-1");
+  BatchPlan plan = Plan();
+
+  EXPECT_EQ(plan.consumed, 1u);
+  EXPECT_EQ(plan.decoded, 1u);
+  EXPECT_EQ(plan.matched_events, 1u);
+  EXPECT_EQ(plan.unmatched_events, 0u);
+  ASSERT_EQ(plan.executions.size(), 1u);
+  const store::NewExecution& e = plan.executions[0];
+  EXPECT_THAT(e.id, ::testing::StartsWith("ex_"));
+  EXPECT_EQ(e.tenant_id, "acme");
+  EXPECT_EQ(e.environment_id, "prod");
+  EXPECT_EQ(e.workflow_id, "wf-onboarding");
+  EXPECT_EQ(e.workflow_name, "Name of wf-onboarding");
+  EXPECT_EQ(e.definition_version, 3);
+  EXPECT_EQ(e.provider, "mock");
+  EXPECT_EQ(e.trigger_type, "event");
+  EXPECT_EQ(e.trigger_event_id, "evt-1");
+
+  const Json expected = {
+      {"id", "evt-1"},
+      {"type", "customer.created"},
+      {"source", "crm"},
+      {"subject", "customers/1"},
+      {"time", "2026-01-30T10:00:00.250+01:00"},
+      {"tenant", "acme"},
+      {"environment", "prod"},
+      {"format", "cloudevents_structured"},
+      {"data", {{"customer", {{"country", "US"}, {"tier", "bronze"}}}}},
+      {"extensions", {{"traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}}},
+      {"kafka", {{"topic", kTopic}, {"partition", 0}, {"offset", 100}}}};
+  EXPECT_EQ(e.trigger_event, expected) << e.trigger_event.dump(2);
+
+  ASSERT_EQ(plan.matches.size(), 1u);
+  EXPECT_EQ(plan.matches[0].tenant, "acme");
+  EXPECT_EQ(plan.matches[0].environment, "prod");
+  EXPECT_EQ(plan.matches[0].event_id, "evt-1");
+  EXPECT_EQ(plan.matches[0].event_type, "customer.created");
+  EXPECT_EQ(plan.matches[0].definition_id, "wf-onboarding");
+  EXPECT_EQ(plan.matches[0].execution_id, e.id);
+  EXPECT_TRUE(plan.dead_letters.empty());
+}
+
+TEST_F(PlanBatchTest, BinaryModeAndFlatEventsMatchToo) {
+  Add(R"({"invoice":{"id":77}})", {{"ce_specversion", "1.0"},
+                                   {"ce_id", "evt-bin"},
+                                   {"ce_source", "billing"},
+                                   {"ce_type", "invoice.paid"},
+                                   {"ce_tenantid", "globex"},
+                                   {"ce_environmentid", "prod"},
+                                   {"content-type", "application/json"},
+                                   {"x-region", "eu"}});
+  Add(R"({"id":12345,"event_name":"customer.created","tenant_id":"acme",)"
+      R"("environment_id":"dev","timestamp":1769767200000,"data":{"customer":{}}})");
+  BatchPlan plan = Plan();
+
+  ASSERT_EQ(plan.executions.size(), 2u);
+  const auto& binary = plan.executions[0];
+  EXPECT_EQ(binary.workflow_id, "wf-globex");
+  EXPECT_EQ(binary.trigger_event_id, "evt-bin");
+  EXPECT_EQ(binary.trigger_event["format"], "cloudevents_binary");
+  EXPECT_EQ(binary.trigger_event["datacontenttype"], "application/json");
+  EXPECT_EQ(binary.trigger_event["data"], (Json{{"invoice", {{"id", 77}}}}));
+  EXPECT_FALSE(binary.trigger_event.contains("extensions"));
+
+  const auto& flat = plan.executions[1];
+  EXPECT_EQ(flat.workflow_id, "wf-dev");
+  EXPECT_EQ(flat.tenant_id, "acme");
+  EXPECT_EQ(flat.environment_id, "dev");
+  EXPECT_EQ(flat.trigger_event_id, "12345");  // an integer id becomes its decimal string
+  EXPECT_EQ(flat.trigger_event["format"], "flat");
+  EXPECT_EQ(flat.trigger_event["time"], "2026-01-30T10:00:00Z");  // epoch ms, rendered RFC 3339
+  EXPECT_EQ(flat.trigger_event["kafka"]["offset"], 101);
+  EXPECT_EQ(flat.trigger_event["kafka"]["partition"], 1);
+  EXPECT_FALSE(flat.trigger_event.contains("subject"));
+  EXPECT_EQ(plan.matched_events, 2u);
+}
+
+TEST_F(PlanBatchTest, OneEventMatchingTwoDefinitionsGivesTwoRows) {
+  Add(CloudEvent("evt-2", "acme", "prod", {{"country", "US"}, {"tier", "gold"}}));
+  BatchPlan plan = Plan();
+
+  EXPECT_EQ(plan.matched_events, 1u);  // counted once per event
+  ASSERT_EQ(plan.executions.size(), 2u);
+  EXPECT_EQ(plan.executions[0].workflow_id, "wf-onboarding");  // index order: definition id
+  EXPECT_EQ(plan.executions[1].workflow_id, "wf-vip");
+  EXPECT_EQ(plan.executions[0].trigger_event_id, "evt-2");
+  EXPECT_EQ(plan.executions[1].trigger_event_id, "evt-2");
+  EXPECT_NE(plan.executions[0].id, plan.executions[1].id);
+  EXPECT_EQ(plan.executions[0].trigger_event, plan.executions[1].trigger_event);
+  EXPECT_EQ(plan.matches.size(), 2u);
+}
+
+TEST_F(PlanBatchTest, UnmatchedEventsPlanNoRows) {
+  // Conditions fail; another environment; another tenant; an event name nobody triggers on.
+  Add(CloudEvent("evt-fr", "acme", "prod", {{"country", "FR"}, {"tier", "silver"}}));
+  Add(CloudEvent("evt-staging", "acme", "staging", {{"country", "US"}, {"tier", "gold"}}));
+  Add(CloudEvent("evt-globex", "globex", "prod", {{"country", "US"}, {"tier", "gold"}}));
+  Add(CloudEvent("evt-other", "acme", "prod", {{"country", "US"}}, "customer.deleted"));
+  // globex's condition is on a header this record lacks.
+  Add(R"({"invoice":{}})", {{"ce_specversion", "1.0"},
+                            {"ce_id", "evt-us"},
+                            {"ce_source", "billing"},
+                            {"ce_type", "invoice.paid"},
+                            {"ce_tenantid", "globex"},
+                            {"ce_environmentid", "prod"},
+                            {"x-region", "us"}});
+  BatchPlan plan = Plan();
+
+  EXPECT_EQ(plan.consumed, 5u);
+  EXPECT_EQ(plan.decoded, 5u);
+  EXPECT_EQ(plan.unmatched_events, 5u);
+  EXPECT_EQ(plan.matched_events, 0u);
+  EXPECT_TRUE(plan.executions.empty());
+  EXPECT_TRUE(plan.matches.empty());
+  EXPECT_TRUE(plan.dead_letters.empty());
+}
+
+TEST_F(PlanBatchTest, DeadLetterCarriesTheOriginalRecordAndReasonHeaders) {
+  std::string value = R"({"specversion":"1.0","id":"evt-x","source":"crm",)"
+                      R"("type":"customer.created","environmentid":"prod"})";
+  TestRecord& r = Add(value, {{"x-trace", "abc"}, {"x-null", std::nullopt}}, "the-key");
+  r.partition = 2;
+  r.offset = 4242;
+  BatchPlan plan = Plan();
+
+  EXPECT_TRUE(plan.executions.empty());
+  EXPECT_EQ(plan.decoded, 0u);
+  EXPECT_EQ(plan.unmatched_events, 0u);
+  ASSERT_EQ(plan.dead_letters.size(), 1u);
+  const DeadLetter& d = plan.dead_letters[0];
+  EXPECT_EQ(d.key, "the-key");
+  EXPECT_EQ(d.value, value);
+  // The original headers first, in order and with their null value, then ours.
+  ASSERT_GE(d.headers.size(), 2u);
+  EXPECT_EQ(d.headers[0], (std::pair<std::string, std::optional<std::string>>{"x-trace", "abc"}));
+  EXPECT_EQ(d.headers[1],
+            (std::pair<std::string, std::optional<std::string>>{"x-null", std::nullopt}));
+  auto h = Headers(d);
+  EXPECT_EQ(h["workflowd_dlq_reason"], "missing_tenant");
+  ASSERT_TRUE(h["workflowd_dlq_detail"].has_value());
+  EXPECT_THAT(*h["workflowd_dlq_detail"], ::testing::HasSubstr("tenantid"));
+  EXPECT_EQ(h["workflowd_source_topic"], std::string(kTopic));
+  EXPECT_EQ(h["workflowd_source_partition"], "2");
+  EXPECT_EQ(h["workflowd_source_offset"], "4242");
+  EXPECT_EQ(h["workflowd_consumer_group"], std::string(kGroup));
+  ASSERT_TRUE(h["workflowd_failed_at"].has_value());
+  EXPECT_EQ(ParseRfc3339(*h["workflowd_failed_at"]), Now());
+  EXPECT_EQ(d.headers.size(), 2u + 7u);
+  EXPECT_EQ(Dead(plan, DeadLetterReason::kMissingTenant), 1u);
+}
+
+TEST_F(PlanBatchTest, TombstoneDeadLetterKeepsItsNullValueAndKey) {
+  Add(std::nullopt, {}, "deleted-customer");
+  BatchPlan plan = Plan();
+  ASSERT_EQ(plan.dead_letters.size(), 1u);
+  EXPECT_EQ(plan.dead_letters[0].key, "deleted-customer");
+  EXPECT_FALSE(plan.dead_letters[0].value.has_value());
+  EXPECT_EQ(Headers(plan.dead_letters[0])["workflowd_dlq_reason"], "empty_value");
+  EXPECT_EQ(Dead(plan, DeadLetterReason::kEmptyValue), 1u);
+}
+
+TEST_F(PlanBatchTest, CountsEveryOutcomeByReason) {
+  Add(CloudEvent("evt-ok", "acme", "prod", {{"country", "US"}}));    // matched
+  Add("not json at all");                                            // not_json
+  Add("[1, 2, 3]");                                                  // not_object
+  Add("{\"half\": ");                                                // not_json
+  Add(R"({"specversion":"0.3","id":"a","source":"s","type":"t"})");  // unsupported_specversion
+  Add(R"({"event_name":"customer.created","tenant_id":"acme","environment_id":"prod"})");  // no id
+  Add(CloudEvent("evt-fr", "acme", "prod", {{"country", "FR"}}));  // unmatched
+  Add(R"({"specversion":"1.0","id":"b","source":"s","type":"customer.created",)"
+      R"("tenantid":"acme corp","environmentid":"prod"})");  // invalid_attribute
+  Add("");                                                   // empty_value
+  BatchPlan plan = Plan();
+
+  EXPECT_EQ(plan.consumed, 9u);
+  EXPECT_EQ(plan.decoded, 2u);
+  EXPECT_EQ(plan.matched_events, 1u);
+  EXPECT_EQ(plan.unmatched_events, 1u);
+  EXPECT_EQ(plan.executions.size(), 1u);
+  EXPECT_EQ(plan.dead_letters.size(), 7u);
+  EXPECT_EQ(Dead(plan, DeadLetterReason::kNotJson), 2u);
+  EXPECT_EQ(Dead(plan, DeadLetterReason::kNotObject), 1u);
+  EXPECT_EQ(Dead(plan, DeadLetterReason::kUnsupportedSpecversion), 1u);
+  EXPECT_EQ(Dead(plan, DeadLetterReason::kMissingId), 1u);
+  EXPECT_EQ(Dead(plan, DeadLetterReason::kInvalidAttribute), 1u);
+  EXPECT_EQ(Dead(plan, DeadLetterReason::kEmptyValue), 1u);
+  EXPECT_EQ(Dead(plan, DeadLetterReason::kNone), 0u);
+  size_t total = 0;
+  for (size_t n : plan.dead_by_reason) total += n;
+  EXPECT_EQ(total, plan.dead_letters.size());
+  // consumed = decoded + dead letters; decoded = matched + unmatched.
+  EXPECT_EQ(plan.consumed, plan.decoded + plan.dead_letters.size());
+  EXPECT_EQ(plan.decoded, plan.matched_events + plan.unmatched_events);
+  // Dead letters keep batch order: the reason of the n-th one is the n-th bad record's.
+  std::vector<std::string> reasons;
+  for (const auto& d : plan.dead_letters) reasons.push_back(*Headers(d)["workflowd_dlq_reason"]);
+  EXPECT_THAT(reasons, ElementsAre("not_json", "not_object", "not_json", "unsupported_specversion",
+                                   "missing_id", "invalid_attribute", "empty_value"));
+}
+
+TEST_F(PlanBatchTest, DuplicateEventIdInOneBatchPlansTwoRowsForTheDatabaseToDeduplicate) {
+  // The planner does not deduplicate: both records give a row with the same (workflow_id,
+  // trigger_event_id); the unique key makes the second insert a no-op (ON CONFLICT DO NOTHING).
+  Add(CloudEvent("evt-dup", "acme", "prod", {{"country", "US"}}));
+  Add(CloudEvent("evt-dup", "acme", "prod", {{"country", "US"}}));
+  BatchPlan plan = Plan();
+
+  EXPECT_EQ(plan.matched_events, 2u);
+  ASSERT_EQ(plan.executions.size(), 2u);
+  EXPECT_EQ(plan.executions[0].workflow_id, plan.executions[1].workflow_id);
+  EXPECT_EQ(plan.executions[0].trigger_event_id, "evt-dup");
+  EXPECT_EQ(plan.executions[1].trigger_event_id, "evt-dup");
+  EXPECT_NE(plan.executions[0].id, plan.executions[1].id);
+  // They differ only in their Kafka coordinates.
+  EXPECT_EQ(plan.executions[0].trigger_event["kafka"]["offset"], 100);
+  EXPECT_EQ(plan.executions[1].trigger_event["kafka"]["offset"], 101);
+}
+
+TEST_F(PlanBatchTest, DecoderConfigIsHonoured) {
+  // A flat envelope with a custom mapping; in cloudevents mode the same record is a dead letter.
+  std::string value = R"({"meta":{"id":"m-1","name":"customer.created","t":"acme","e":"prod"},)"
+                      R"("payload":{"customer":{"country":"US"}}})";
+  Add(value);
+  DecoderConfig flat;
+  flat.mode = DecoderConfig::Mode::kFlat;
+  flat.flat.id = "meta.id";
+  flat.flat.type = "meta.name";
+  flat.flat.tenant = "meta.t";
+  flat.flat.environment = "meta.e";
+  flat.flat.data = "payload";
+  BatchPlan plan = Plan(flat);
+  ASSERT_EQ(plan.executions.size(), 1u);
+  EXPECT_EQ(plan.executions[0].trigger_event_id, "m-1");
+  EXPECT_EQ(plan.executions[0].workflow_id, "wf-onboarding");
+
+  DecoderConfig cloudevents;
+  cloudevents.mode = DecoderConfig::Mode::kCloudEvents;
+  plan = Plan(cloudevents);
+  EXPECT_TRUE(plan.executions.empty());
+  EXPECT_EQ(Dead(plan, DeadLetterReason::kUnknownFormat), 1u);
+
+  DecoderConfig small;
+  small.max_record_bytes = 16;
+  plan = Plan(small);
+  EXPECT_EQ(Dead(plan, DeadLetterReason::kTooLarge), 1u);
+}
+
+TEST_F(PlanBatchTest, AppendAddsEverything) {
+  Add(CloudEvent("evt-a", "acme", "prod", {{"country", "US"}, {"tier", "gold"}}));
+  Add("garbage");
+  BatchPlan first = Plan();
+  records_.clear();
+  Add(CloudEvent("evt-b", "acme", "prod", {{"country", "FR"}}));
+  Add("[]");
+  BatchPlan second = Plan();
+
+  first.Append(std::move(second));
+  EXPECT_EQ(first.consumed, 4u);
+  EXPECT_EQ(first.decoded, 2u);
+  EXPECT_EQ(first.matched_events, 1u);
+  EXPECT_EQ(first.unmatched_events, 1u);
+  EXPECT_EQ(first.executions.size(), 2u);
+  EXPECT_EQ(first.matches.size(), 2u);
+  EXPECT_EQ(first.dead_letters.size(), 2u);
+  EXPECT_EQ(Dead(first, DeadLetterReason::kNotJson), 1u);
+  EXPECT_EQ(Dead(first, DeadLetterReason::kNotObject), 1u);
+}
+
+TEST(TriggerEventJson, OmitsAbsentOptionalAttributes) {
+  Envelope e;
+  e.id = "evt-1";
+  e.type = "t";
+  e.source = "s";
+  e.tenant = "acme";
+  e.environment = "prod";
+  e.format = EnvelopeFormat::kFlat;
+  RawRecord r;
+  r.topic = "events";
+  r.partition = 7;
+  r.offset = 9;
+  Json j = TriggerEventJson(e, r);
+  EXPECT_EQ(j, (Json{{"id", "evt-1"},
+                     {"type", "t"},
+                     {"source", "s"},
+                     {"tenant", "acme"},
+                     {"environment", "prod"},
+                     {"format", "flat"},
+                     {"data", nullptr},
+                     {"kafka", {{"topic", "events"}, {"partition", 7}, {"offset", 9}}}}))
+      << j.dump();
+}
+
+}  // namespace
+}  // namespace workflowd::consumers
