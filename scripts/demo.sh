@@ -257,8 +257,25 @@ for row in ${expected_rows}; do
 done
 [[ "$(wc -l <<<"${found}")" -eq 4 ]] || fail "expected exactly 4 execution rows, found: ${found}"
 note "4 rows: one per (definition, event); the redelivered event added none."
-note "Rows start as pending; the dispatcher then starts them on the mock provider and the poller"
-note "records their outcome (both still being finished), so the status may already have moved on."
+
+step "executions run on the mock provider until a terminal state (dispatcher + poller)"
+terminal_count() {
+  psql "${WORKFLOWD_DATABASE_URL}" -X -qAt -c "
+    SELECT count(*) FROM workflow_executions
+    WHERE trigger_event_id IN ('evt-acme-0001','evt-acme-0002','900123')
+      AND status IN ('succeeded','failed','timed_out','cancelled')"
+}
+terminal_at_least() { [[ "$(terminal_count)" -ge "$1" ]]; }
+wait_until "${TIMEOUT}" "the 4 executions to reach a terminal state" terminal_at_least 4
+psql "${WORKFLOWD_DATABASE_URL}" -X -q -P pager=off -c "
+  SELECT e.workflow_id AS definition, e.trigger_event_id AS event_id, e.status,
+         e.provider_execution_id AS provider_execution,
+         round(extract(epoch from e.completed_at - e.created_at)::numeric, 3) AS seconds,
+         string_agg(s.step_id || '=' || s.status, ', ' ORDER BY s.started_at NULLS LAST, s.step_id)
+           AS steps
+  FROM workflow_executions e LEFT JOIN step_executions s ON s.execution_id = e.id
+  WHERE e.trigger_event_id IN ('evt-acme-0001','evt-acme-0002','900123')
+  GROUP BY 1, 2, 3, 4, 5 ORDER BY 1"
 
 step "the trigger event stored with the binary-mode event's execution (trigger_event)"
 psql "${WORKFLOWD_DATABASE_URL}" -X -qAt -c "
