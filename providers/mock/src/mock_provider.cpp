@@ -246,15 +246,7 @@ ExecutionResult MockProvider::StartExecution(const Context& ctx, const std::stri
   e->workflow_id = workflow_id;
   e->input = input;
   e->steps = wf->second->steps;
-  if (auto o = execution_outcomes_.find(name); o != execution_outcomes_.end()) {
-    e->outcome = o->second;
-  } else if (auto w = workflow_outcomes_.find(workflow_id); w != workflow_outcomes_.end()) {
-    e->outcome = w->second;
-  } else if (wf->second->configured) {
-    e->outcome = *wf->second->configured;
-  } else {
-    e->outcome = default_outcome_;
-  }
+  e->outcome = OutcomeFor(name, workflow_id, *wf->second);
   e->history.push_back({e->start_time, "ExecutionStarted", Json{{"name", name}}});
   if (!e->steps.empty()) {
     e->history.push_back({e->start_time, "StateEntered", StateDetails(e->steps.front())});
@@ -369,6 +361,16 @@ void MockProvider::DeleteWorkflow(const Context& ctx, const std::string& workflo
   workflows_.erase(workflow_id);
 }
 
+Outcome MockProvider::OutcomeFor(const std::string& name, const std::string& workflow_id,
+                                 const WorkflowState& workflow) const {
+  if (auto o = execution_outcomes_.find(name); o != execution_outcomes_.end()) return o->second;
+  if (auto w = workflow_outcomes_.find(workflow_id); w != workflow_outcomes_.end()) {
+    return w->second;
+  }
+  if (workflow.configured) return *workflow.configured;
+  return default_outcome_;
+}
+
 void MockProvider::ApplyStartFaults(const Context& ctx, const std::string& workflow_id,
                                     const ExecutionInput& input) {
   const std::string& name = input.execution_name;
@@ -442,15 +444,7 @@ MockProvider::ExecutionMap::iterator MockProvider::FindOrReconstruct(
   e->input.execution_name = name;
   e->input.input = Json::object();
   e->steps = wf->second->steps;
-  if (auto o = execution_outcomes_.find(name); o != execution_outcomes_.end()) {
-    e->outcome = o->second;
-  } else if (auto w = workflow_outcomes_.find(workflow_id); w != workflow_outcomes_.end()) {
-    e->outcome = w->second;
-  } else if (wf->second->configured) {
-    e->outcome = *wf->second->configured;
-  } else {
-    e->outcome = default_outcome_;
-  }
+  e->outcome = OutcomeFor(name, workflow_id, *wf->second);
   e->start_time = TimePoint(std::chrono::milliseconds(start_ms));
   e->history.push_back({e->start_time, "ExecutionStarted", Json{{"name", name}}});
   if (!e->steps.empty()) {

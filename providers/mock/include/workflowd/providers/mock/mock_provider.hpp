@@ -122,6 +122,9 @@ class MockProvider final : public Provider {
 
   using ExecutionMap = std::map<std::string, std::unique_ptr<ExecutionRecord>>;
   ExecutionMap::iterator FindOrReconstruct(const std::string& execution_id);  // mu_ held
+  // Precedence: per execution name, per workflow, provider_config, default. mu_ held.
+  Outcome OutcomeFor(const std::string& name, const std::string& workflow_id,
+                     const WorkflowState& workflow) const;
   void ApplyStartFaults(const Context& ctx, const std::string& workflow_id,
                         const ExecutionInput& input);  // mu_ not held
   void ApplyStatusLatency(const Context& ctx, const std::string& execution_id);
