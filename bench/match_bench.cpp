@@ -130,16 +130,17 @@ std::vector<Event> Events(int n, int tenants, double match, uint64_t seed) {
       ev.type = "order.placed";
       amount = 5;
     }
-    ev.data = {{"produced_at_ns", 1714557600000000000LL},
-               {"customer",
-                {{"id", "cus_" + std::to_string(i)},
-                 {"email", email},
-                 {"country", country},
-                 {"tier", i % 2 ? "gold" : "silver"}}},
-               {"amount", amount},
-               {"currency", "USD"},
-               {"items", Json::array({{{"sku", "sku-1"}, {"qty", 2}}, {{"sku", "sku-7"}, {"qty", 1}}})},
-               {"channel", "web"}};
+    ev.data = {
+        {"produced_at_ns", 1714557600000000000LL},
+        {"customer",
+         {{"id", "cus_" + std::to_string(i)},
+          {"email", email},
+          {"country", country},
+          {"tier", i % 2 ? "gold" : "silver"}}},
+        {"amount", amount},
+        {"currency", "USD"},
+        {"items", Json::array({{{"sku", "sku-1"}, {"qty", 2}}, {{"sku", "sku-7"}, {"qty", 1}}})},
+        {"channel", "web"}};
   }
   return out;
 }
@@ -196,11 +197,16 @@ int main(int argc, char** argv) {
   double seconds = 2, match = 20;
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string a = argv[i];
-    if (a == "--small") small = std::atoi(argv[i + 1]);
-    else if (a == "--large") large = std::atoi(argv[i + 1]);
-    else if (a == "--events") n_events = std::atoi(argv[i + 1]);
-    else if (a == "--seconds") seconds = std::atof(argv[i + 1]);
-    else if (a == "--match") match = std::atof(argv[i + 1]);
+    if (a == "--small")
+      small = std::atoi(argv[i + 1]);
+    else if (a == "--large")
+      large = std::atoi(argv[i + 1]);
+    else if (a == "--events")
+      n_events = std::atoi(argv[i + 1]);
+    else if (a == "--seconds")
+      seconds = std::atof(argv[i + 1]);
+    else if (a == "--match")
+      match = std::atof(argv[i + 1]);
     else {
       std::fprintf(stderr, "match_bench: unknown option %s\n", a.c_str());
       return 2;

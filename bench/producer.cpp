@@ -44,7 +44,7 @@ struct Options {
   std::string out;
   std::string id_prefix = "ev";
   long long count = 100000;
-  double rate = 0;  // events/s; 0 = as fast as possible
+  double rate = 0;    // events/s; 0 = as fast as possible
   double match = 20;  // percent
   int tenants = 50;
   int envs = 2;
@@ -74,20 +74,34 @@ Options Parse(int argc, char** argv) {
       if (i + 1 >= argc) Usage(("missing value for " + a).c_str());
       return argv[++i];
     };
-    if (a == "--brokers") o.brokers = next();
-    else if (a == "--topic") o.topic = next();
-    else if (a == "--out") o.out = next();
-    else if (a == "--id-prefix") o.id_prefix = next();
-    else if (a == "--count") o.count = std::stoll(next());
-    else if (a == "--rate") o.rate = std::stod(next());
-    else if (a == "--match") o.match = std::stod(next());
-    else if (a == "--tenants") o.tenants = std::stoi(next());
-    else if (a == "--envs") o.envs = std::stoi(next());
-    else if (a == "--tenant-offset") o.tenant_offset = std::stoi(next());
-    else if (a == "--seed") o.seed = std::stoull(next());
-    else if (a == "--linger-ms") o.linger_ms = std::stoi(next());
-    else if (a == "--pad") o.payload_pad = std::stoi(next());
-    else Usage(("unknown option " + a).c_str());
+    if (a == "--brokers")
+      o.brokers = next();
+    else if (a == "--topic")
+      o.topic = next();
+    else if (a == "--out")
+      o.out = next();
+    else if (a == "--id-prefix")
+      o.id_prefix = next();
+    else if (a == "--count")
+      o.count = std::stoll(next());
+    else if (a == "--rate")
+      o.rate = std::stod(next());
+    else if (a == "--match")
+      o.match = std::stod(next());
+    else if (a == "--tenants")
+      o.tenants = std::stoi(next());
+    else if (a == "--envs")
+      o.envs = std::stoi(next());
+    else if (a == "--tenant-offset")
+      o.tenant_offset = std::stoi(next());
+    else if (a == "--seed")
+      o.seed = std::stoull(next());
+    else if (a == "--linger-ms")
+      o.linger_ms = std::stoi(next());
+    else if (a == "--pad")
+      o.payload_pad = std::stoi(next());
+    else
+      Usage(("unknown option " + a).c_str());
   }
   if (o.envs < 1 || o.envs > 2) Usage("--envs must be 1 or 2");
   return o;
@@ -196,7 +210,8 @@ std::atomic<long long> g_failed{0};
 
 void OnDelivery(rd_kafka_t*, const rd_kafka_message_t* m, void*) {
   if (m->err) {
-    if (g_failed++ == 0) std::fprintf(stderr, "producer: delivery failed: %s\n", rd_kafka_err2str(m->err));
+    if (g_failed++ == 0)
+      std::fprintf(stderr, "producer: delivery failed: %s\n", rd_kafka_err2str(m->err));
   } else {
     ++g_delivered;
   }
@@ -242,11 +257,11 @@ int Produce(const Options& o) {
     }
     gen.Make(i, NowNs(), ev);
     while (true) {
-      rd_kafka_resp_err_t e = rd_kafka_producev(
-          rk, RD_KAFKA_V_TOPIC(o.topic.c_str()),
-          RD_KAFKA_V_KEY(const_cast<char*>(ev.key.data()), ev.key.size()),
-          RD_KAFKA_V_VALUE(const_cast<char*>(ev.value.data()), ev.value.size()),
-          RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
+      rd_kafka_resp_err_t e =
+          rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(o.topic.c_str()),
+                            RD_KAFKA_V_KEY(const_cast<char*>(ev.key.data()), ev.key.size()),
+                            RD_KAFKA_V_VALUE(const_cast<char*>(ev.value.data()), ev.value.size()),
+                            RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
       if (e == RD_KAFKA_RESP_ERR_NO_ERROR) break;
       if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
         std::fprintf(stderr, "producer: produce: %s\n", rd_kafka_err2str(e));
@@ -258,8 +273,9 @@ int Produce(const Options& o) {
   }
   rd_kafka_flush(rk, 120000);
   double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  std::printf("{\"produced\":%lld,\"delivered\":%lld,\"failed\":%lld,\"seconds\":%.3f,\"rate\":%.0f}\n",
-              o.count, g_delivered.load(), g_failed.load(), secs, o.count / secs);
+  std::printf(
+      "{\"produced\":%lld,\"delivered\":%lld,\"failed\":%lld,\"seconds\":%.3f,\"rate\":%.0f}\n",
+      o.count, g_delivered.load(), g_failed.load(), secs, o.count / secs);
   rd_kafka_destroy(rk);
   return g_failed > 0 || g_delivered != o.count ? 1 : 0;
 }
@@ -268,11 +284,20 @@ int Produce(const Options& o) {
 void CopyEscape(std::string& out, const std::string& s) {
   for (char c : s) {
     switch (c) {
-      case '\\': out += "\\\\"; break;
-      case '\t': out += "\\t"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      default: out += c;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      default:
+        out += c;
     }
   }
 }
@@ -301,15 +326,16 @@ int CopyFile(const Options& o) {
     // The id bench.py gives the definition of this tenant x environment x event name, so the
     // rows also fit the real table (its foreign key to workflow_definitions).
     std::string type_dashed = ev.type;
-    for (char& c : type_dashed) if (c == '.') c = '-';
+    for (char& c : type_dashed)
+      if (c == '.') c = '-';
     std::string wf = "b-" + ev.tenant + "-" + ev.env + "-" + type_dashed;
-    std::string trigger = "{\"id\":\"" + ev.id + "\",\"data\":" + ev.data +
-                          ",\"time\":\"" + ev.time + "\",\"type\":\"" + ev.type +
-                          "\",\"kafka\":{\"topic\":\"bench.copy\",\"offset\":" + std::to_string(i) +
-                          ",\"partition\":" + std::to_string(i % 4) +
-                          "},\"format\":\"cloudevents\",\"source\":\"/bench/producer\",\"tenant\":\"" +
-                          ev.tenant + "\",\"environment\":\"" + ev.env +
-                          "\",\"datacontenttype\":\"application/json\"}";
+    std::string trigger =
+        "{\"id\":\"" + ev.id + "\",\"data\":" + ev.data + ",\"time\":\"" + ev.time +
+        "\",\"type\":\"" + ev.type +
+        "\",\"kafka\":{\"topic\":\"bench.copy\",\"offset\":" + std::to_string(i) +
+        ",\"partition\":" + std::to_string(i % 4) +
+        "},\"format\":\"cloudevents\",\"source\":\"/bench/producer\",\"tenant\":\"" + ev.tenant +
+        "\",\"environment\":\"" + ev.env + "\",\"datacontenttype\":\"application/json\"}";
     line.clear();
     line += id;
     line += '\t';

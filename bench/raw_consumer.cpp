@@ -41,12 +41,18 @@ int main(int argc, char** argv) {
       }
       return argv[++i];
     };
-    if (a == "--brokers") brokers = next();
-    else if (a == "--topic") topic = next();
-    else if (a == "--group") group = next();
-    else if (a == "--count") count = std::stoll(next());
-    else if (a == "--timeout-s") timeout_s = std::stod(next());
-    else if (a == "--batch") batch = std::stoul(next());
+    if (a == "--brokers")
+      brokers = next();
+    else if (a == "--topic")
+      topic = next();
+    else if (a == "--group")
+      group = next();
+    else if (a == "--count")
+      count = std::stoll(next());
+    else if (a == "--timeout-s")
+      timeout_s = std::stod(next());
+    else if (a == "--batch")
+      batch = std::stoul(next());
     else {
       std::fprintf(stderr, "raw_consumer: unknown option %s\n", a.c_str());
       return 2;
