@@ -1,0 +1,245 @@
+// Fuzz target: consumers::DecodeRecord, the first code that sees a Kafka record's bytes.
+//
+// Input framing (so that one byte string is a whole RawRecord and seeds stay readable):
+//
+//   <options byte> <value> [ 0xFF <key> [ 0xFF <header> ]... ]
+//
+// 0xFF never occurs in UTF-8, so valid JSON values, keys and headers never contain the separator.
+// A header is "name=value" (split at the first '='); a header without '=' has a null value.
+//
+// The options byte (the digits '0'..'9' and ':' ';' '<' '=' '>' '?' pick the low nibble):
+//   bits 0-1  the DecoderConfig variant besides the mode:
+//             0 defaults; 1 tight limits (max_record_bytes 512, max_json_depth 4);
+//             2 a flat mapping with dotted and array paths and the whole object as data;
+//             3 custom extension names (org / stage) and a Debezium-like flat mapping
+//   bit 2     an empty value section is a tombstone (null value) instead of zero bytes
+//   bit 3     the key section is the key; otherwise the key is null
+//   bits 4-7  unused
+// Every input is decoded in all three modes (auto, CloudEvents, flat).
+//
+// Checked on every decode (DecodeRecord promises "never throws and never crashes, whatever the
+// bytes"): ok() exactly when the reason is kNone; never the `internal` reason (only a bug reaches
+// it); a failure has a detail and the seven dead-letter headers, all valid UTF-8; a decoded
+// envelope has id, type, tenant and environment, matches its mode, serializes as JSON (valid
+// UTF-8 everywhere), has a time that round-trips through its time_text, data no deeper than
+// max_json_depth, no tenant/environment among the extensions, and ViewOf shows exactly the
+// envelope to conditions, which evaluate it and explain the same result.
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "fuzz_check.hpp"
+#include "workflowd/common/timefmt.hpp"
+#include "workflowd/consumers/envelope.hpp"
+#include "workflowd/matching/condition.hpp"
+
+namespace workflowd::fuzz {
+namespace {
+
+using consumers::DeadLetterReason;
+using consumers::DecoderConfig;
+using consumers::DecodeResult;
+using consumers::Envelope;
+using consumers::EnvelopeFormat;
+using consumers::RawHeader;
+using consumers::RawRecord;
+using nlohmann::json;
+
+constexpr char kSeparator = '\xFF';
+constexpr std::string_view kConsumerGroup = "workflowd-fuzz";
+
+DecoderConfig ConfigVariant(unsigned variant) {
+  DecoderConfig config;
+  switch (variant) {
+    case 0:
+      break;
+    case 1:
+      config.max_record_bytes = 512;
+      config.max_json_depth = 4;
+      break;
+    case 2:
+      config.flat.id = "meta.ids.0";
+      config.flat.type = "meta.name";
+      config.flat.time = "meta.at";
+      config.flat.data = "";
+      break;
+    case 3:
+      config.tenant_extension = "org";
+      config.environment_extension = "stage";
+      config.flat.id = "payload.source.lsn";
+      config.flat.type = "payload.source.table";
+      config.flat.tenant = "payload.after.tenant";
+      config.flat.environment = "payload.after.env";
+      config.flat.time = "payload.ts_ms";
+      config.flat.data = "payload.after";
+      config.flat.source = "payload.source.connector";
+      break;
+  }
+  return config;
+}
+
+// Conditions evaluated against every decoded envelope, compiled once.
+const std::vector<matching::ConditionPtr>& Conditions() {
+  static const std::vector<matching::ConditionPtr> conditions = [] {
+    const json sources = json::parse(R"([
+      [{"field": "data.customer.country", "op": "eq", "value": "US"}],
+      [{"any": [{"field": "data.customer.tier", "op": "in", "value": ["gold", "silver"]},
+                {"not": {"field": "headers.x-test", "op": "exists"}}]}],
+      [{"field": "time", "op": "gte", "value": "2026-01-01T00:00:00Z"},
+       {"field": "subject", "op": "regex", "value": "^customers/[0-9]+$"}],
+      [{"field": "data", "op": "contains", "value": 1},
+       {"field": "source", "op": "starts_with", "value": "billing/"}],
+      [{"field": "data.0", "op": "ne", "value": null},
+       {"field": "headers.content-type", "op": "ends_with", "value": "json"},
+       {"field": "id", "op": "lt", "value": "m"}]
+    ])");
+    std::vector<matching::ConditionPtr> out;
+    for (size_t i = 0; i < sources.size(); ++i) {
+      out.push_back(matching::ParseConditionList(sources[i], "c" + std::to_string(i)));
+    }
+    return out;
+  }();
+  return conditions;
+}
+
+std::vector<std::string_view> Split(std::string_view bytes) {
+  std::vector<std::string_view> parts;
+  while (true) {
+    const size_t at = bytes.find(kSeparator);
+    parts.push_back(bytes.substr(0, at));
+    if (at == std::string_view::npos) return parts;
+    bytes.remove_prefix(at + 1);
+  }
+}
+
+void CheckFailure(const RawRecord& record, const DecodeResult& result) {
+  FUZZ_CHECK(!result.detail.empty(), std::string(ToString(result.reason)));
+  FUZZ_CHECK(consumers::DeadLetterReasonFromString(ToString(result.reason)) == result.reason,
+             std::string(ToString(result.reason)));
+  const auto headers = consumers::DeadLetterHeaders(
+      record, result, kConsumerGroup, TimePoint{} + std::chrono::milliseconds(record.timestamp_ms));
+  FUZZ_CHECK(headers.size() == 7, std::to_string(headers.size()));
+  FUZZ_CHECK(
+      headers[0].first == "workflowd_dlq_reason" && headers[0].second == ToString(result.reason),
+      headers[0].first + "=" + headers[0].second);
+  for (const auto& [name, value] : headers) {
+    FUZZ_CHECK(Serializable(json(value)), name + " is not valid UTF-8: " + Printable(value));
+  }
+}
+
+void CheckEnvelope(const Envelope& e, const DecoderConfig& config) {
+  FUZZ_CHECK(!e.id.empty() && !e.type.empty() && !e.tenant.empty() && !e.environment.empty(),
+             "id/type/tenant/environment must be set");
+  if (config.mode == DecoderConfig::Mode::kFlat) {
+    FUZZ_CHECK(e.format == EnvelopeFormat::kFlat, std::string(ToString(e.format)));
+    FUZZ_CHECK(e.extensions.empty(), "a flat envelope has no extensions");
+  }
+  if (config.mode == DecoderConfig::Mode::kCloudEvents) {
+    FUZZ_CHECK(e.format != EnvelopeFormat::kFlat, "flat envelope in CloudEvents mode");
+  }
+
+  json all = {{"id", e.id},           {"type", e.type},
+              {"source", e.source},   {"subject", e.subject},
+              {"tenant", e.tenant},   {"environment", e.environment},
+              {"time", e.time_text},  {"data", e.data},
+              {"headers", e.headers}, {"content_type", e.data_content_type}};
+  for (const auto& [name, value] : e.extensions) {
+    FUZZ_CHECK(value.is_string() || value.is_number() || value.is_boolean(),
+               name + " is " + value.type_name());
+    FUZZ_CHECK(name != config.tenant_extension && name != config.environment_extension,
+               "tenant/environment attribute among the extensions: " + name);
+    all["extensions"][name] = value;
+  }
+  std::string error;
+  FUZZ_CHECK(Serializable(all, &error), "envelope is not serializable: " + error);
+
+  if (e.time) {
+    const std::optional<TimePoint> reparsed = ParseRfc3339(e.time_text);
+    FUZZ_CHECK(reparsed && *reparsed == *e.time,
+               "time_text does not round-trip: " + Printable(e.time_text));
+  } else {
+    FUZZ_CHECK(e.time_text.empty(), "time_text without time: " + Printable(e.time_text));
+  }
+  FUZZ_CHECK(!e.data_is_base64 || e.data.is_string(), "data_is_base64 but data is not a string");
+  FUZZ_CHECK(JsonNesting(e.data) <= config.max_json_depth,
+             "data nested " + std::to_string(JsonNesting(e.data)) + " levels");
+
+  std::vector<matching::Header> storage;
+  const matching::EventView view = consumers::ViewOf(e, storage);
+  FUZZ_CHECK(view.id == e.id && view.type == e.type && view.source == e.source &&
+                 view.subject == e.subject && view.tenant == e.tenant &&
+                 view.environment == e.environment && view.time == e.time_text,
+             "ViewOf changed an attribute");
+  FUZZ_CHECK((view.data == nullptr) == e.data.is_null(), "ViewOf data");
+  FUZZ_CHECK(view.headers.size() == e.headers.size(), "ViewOf headers");
+  for (size_t i = 0; i < e.headers.size(); ++i) {
+    FUZZ_CHECK(
+        view.headers[i].name == e.headers[i].first && view.headers[i].value == e.headers[i].second,
+        "ViewOf header " + std::to_string(i));
+  }
+  for (const matching::ConditionPtr& condition : Conditions()) {
+    const bool matched = matching::Evaluate(*condition, view);
+    const matching::Explanation explanation = matching::Explain(*condition, view);
+    FUZZ_CHECK(explanation.matched == matched, "Explain disagrees with Evaluate at " +
+                                                   condition->path() + ": " +
+                                                   explanation.ToJson().dump());
+    FUZZ_CHECK(Serializable(explanation.ToJson(), &error), "explanation: " + error);
+  }
+}
+
+void DecodeAndCheck(const RawRecord& record, const DecoderConfig& config) {
+  const DecodeResult result = consumers::DecodeRecord(record, config);
+  FUZZ_CHECK(result.ok() == (result.reason == DeadLetterReason::kNone),
+             std::string(ToString(result.reason)));
+  FUZZ_CHECK(result.reason != DeadLetterReason::kInternal,
+             "DecodeRecord hit an unexpected exception: " + result.detail);
+  if (result.ok()) {
+    CheckEnvelope(*result.envelope, config);
+  } else {
+    CheckFailure(record, result);
+  }
+}
+
+// One libFuzzer input.
+int FuzzOne(const uint8_t* data, size_t size) {
+  if (size == 0) return 0;
+  const unsigned options = data[0];
+  const std::vector<std::string_view> parts =
+      Split(std::string_view(reinterpret_cast<const char*>(data) + 1, size - 1));
+
+  RawRecord record;
+  record.topic = "events";
+  record.partition = static_cast<int32_t>(options);
+  record.offset = static_cast<int64_t>(size);
+  record.timestamp_ms = 1769763600000;  // 2026-01-30T09:00:00Z
+  if (!parts[0].empty() || (options & 4u) == 0) record.value = parts[0];
+  if (parts.size() > 1 && (options & 8u) != 0) record.key = parts[1];
+  for (size_t i = 2; i < parts.size(); ++i) {
+    const std::string_view header = parts[i];
+    const size_t eq = header.find('=');
+    if (eq == std::string_view::npos) {
+      record.headers.push_back(RawHeader{header, std::nullopt});
+    } else {
+      record.headers.push_back(RawHeader{header.substr(0, eq), header.substr(eq + 1)});
+    }
+  }
+
+  DecoderConfig config = ConfigVariant(options & 3u);
+  for (const DecoderConfig::Mode mode :
+       {DecoderConfig::Mode::kAuto, DecoderConfig::Mode::kCloudEvents,
+        DecoderConfig::Mode::kFlat}) {
+    config.mode = mode;
+    DecodeAndCheck(record, config);
+  }
+  return 0;
+}
+
+}  // namespace
+}  // namespace workflowd::fuzz
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  return workflowd::fuzz::FuzzOne(data, size);
+}
