@@ -1,5 +1,8 @@
 #include "workflowd/store/lifecycle_repository.hpp"
 
+#include <algorithm>
+#include <unordered_map>
+
 #include "database_impl.hpp"
 #include "workflowd/common/timefmt.hpp"
 
@@ -86,17 +89,32 @@ std::vector<ExecutionRecord> LifecycleRepository::LeasePending(const std::string
                                                                size_t limit,
                                                                size_t per_scope_limit) {
   return db_.impl().Transact("lease pending executions", [&](pqxx::work& w) {
-    // Candidates ranked within their tenant x environment, then taken round-robin by rank;
-    // SKIP LOCKED lets replicas lease disjoint rows concurrently.
+    // Fair share without ranking every pending row: `scopes` walks the dispatch index (tenant,
+    // environment, next_attempt_at, created_at) WHERE pending, one probe per tenant x environment
+    // that has pending rows (a loose index scan); `cand` reads each scope's oldest due rows from
+    // the same index, at most min(per_scope_limit, limit) each; `picked` takes them round-robin by
+    // their rank within the scope, oldest first, and locks them (SKIP LOCKED lets replicas lease
+    // disjoint rows concurrently). Cost: O(scopes + batch), whatever the backlog.
     std::string sql =
-        "WITH due AS (SELECT id, next_attempt_at, created_at, row_number() OVER (PARTITION BY "
-        "tenant_id, environment_id ORDER BY next_attempt_at, created_at) AS rank "
-        "FROM workflow_executions WHERE status = 'pending' AND next_attempt_at <= $1::timestamptz "
-        "AND (lease_expires_at IS NULL OR lease_expires_at <= $1::timestamptz)), "
-        "picked AS (SELECT e.id FROM workflow_executions e JOIN due ON due.id = e.id "
-        "WHERE due.rank <= $3 AND e.status = 'pending' "
+        "WITH RECURSIVE scopes AS ("
+        "(SELECT tenant_id, environment_id FROM workflow_executions WHERE status = 'pending' "
+        "ORDER BY tenant_id, environment_id LIMIT 1) "
+        "UNION ALL "
+        "SELECT n.tenant_id, n.environment_id FROM scopes s CROSS JOIN LATERAL ("
+        "SELECT tenant_id, environment_id FROM workflow_executions WHERE status = 'pending' "
+        "AND (tenant_id, environment_id) > (s.tenant_id, s.environment_id) "
+        "ORDER BY tenant_id, environment_id LIMIT 1) n), "
+        "cand AS (SELECT c.id, c.next_attempt_at, c.created_at, row_number() OVER (PARTITION BY "
+        "s.tenant_id, s.environment_id ORDER BY c.next_attempt_at, c.created_at) AS rank "
+        "FROM scopes s CROSS JOIN LATERAL (SELECT id, next_attempt_at, created_at "
+        "FROM workflow_executions WHERE status = 'pending' AND tenant_id = s.tenant_id "
+        "AND environment_id = s.environment_id AND next_attempt_at <= $1::timestamptz "
+        "AND (lease_expires_at IS NULL OR lease_expires_at <= $1::timestamptz) "
+        "ORDER BY next_attempt_at, created_at LIMIT least($3::bigint, $4::bigint)) c), "
+        "picked AS (SELECT e.id FROM workflow_executions e JOIN (SELECT id FROM cand "
+        "ORDER BY rank, next_attempt_at, created_at LIMIT $4::bigint) p ON p.id = e.id "
+        "WHERE e.status = 'pending' "
         "AND (e.lease_expires_at IS NULL OR e.lease_expires_at <= $1::timestamptz) "
-        "ORDER BY due.rank, due.next_attempt_at, due.created_at LIMIT $4 "
         "FOR UPDATE OF e SKIP LOCKED) "
         "UPDATE workflow_executions e SET lease_owner = $2, lease_expires_at = $1::timestamptz + " +
         IntervalMs(lease) +
@@ -135,39 +153,44 @@ size_t LifecycleRepository::RecordDispatch(const std::string& owner,
                                            const std::vector<DispatchOutcome>& outcomes) {
   if (outcomes.empty()) return 0;
   return db_.impl().Transact("record dispatch", [&](pqxx::work& w) {
-    size_t changed = 0;
+    // One statement for the whole round (one round trip, one plan) instead of one UPDATE per
+    // execution: the outcomes travel as a VALUES list and each row takes the columns of its kind.
+    std::string values;
+    values.reserve(outcomes.size() * 200);
     for (const auto& o : outcomes) {
-      pqxx::result r;
-      switch (o.kind) {
-        case DispatchOutcome::Kind::kStarted:
-          r = w.exec_params(
-              "UPDATE workflow_executions SET status = 'running', provider_execution_id = $3, "
-              "started_at = $4::timestamptz, next_poll_at = $5::timestamptz, deadline_at = "
-              "$6::timestamptz, error = NULL, next_attempt_at = NULL, lease_owner = NULL, "
-              "lease_expires_at = NULL, updated_at = $4::timestamptz "
-              "WHERE id = $1 AND lease_owner = $2 AND status = 'pending'",
-              o.id, owner, o.provider_execution_id, Ts(o.at), Ts(o.next_at),
-              o.deadline_at ? std::optional<std::string>(Ts(*o.deadline_at)) : std::nullopt);
-          break;
-        case DispatchOutcome::Kind::kRetry:
-          r = w.exec_params(
-              "UPDATE workflow_executions SET next_attempt_at = $3::timestamptz, error = "
-              "$4::jsonb, lease_owner = NULL, lease_expires_at = NULL, updated_at = "
-              "$5::timestamptz WHERE id = $1 AND lease_owner = $2 AND status = 'pending'",
-              o.id, owner, Ts(o.next_at), o.error.dump(), Ts(o.at));
-          break;
-        case DispatchOutcome::Kind::kFailed:
-          r = w.exec_params(
-              "UPDATE workflow_executions SET status = 'failed', error = $3::jsonb, completed_at "
-              "= $4::timestamptz, next_attempt_at = NULL, lease_owner = NULL, lease_expires_at = "
-              "NULL, updated_at = $4::timestamptz WHERE id = $1 AND lease_owner = $2 AND status "
-              "= 'pending'",
-              o.id, owner, o.error.dump(), Ts(o.at));
-          break;
-      }
-      changed += r.affected_rows();
+      const char* kind = o.kind == DispatchOutcome::Kind::kStarted ? "'started'"
+                         : o.kind == DispatchOutcome::Kind::kRetry ? "'retry'"
+                                                                   : "'failed'";
+      if (!values.empty()) values += ',';
+      values +=
+          '(' + w.quote(o.id) + ',' + kind + ',' +
+          (o.kind == DispatchOutcome::Kind::kStarted ? w.quote(o.provider_execution_id)
+                                                     : std::string("NULL")) +
+          ",'" + Ts(o.at) + "'::timestamptz,'" + Ts(o.next_at) + "'::timestamptz," +
+          OptTs(w, o.kind == DispatchOutcome::Kind::kStarted ? o.deadline_at : std::nullopt) +
+          "::timestamptz," +
+          (o.kind == DispatchOutcome::Kind::kStarted ? std::string("NULL") : OptJson(w, o.error)) +
+          "::jsonb)";
     }
-    return changed;
+    return static_cast<size_t>(
+        w.exec(
+             "UPDATE workflow_executions e SET "
+             "status = CASE v.kind WHEN 'started' THEN 'running' WHEN 'failed' THEN 'failed' "
+             "ELSE e.status END, "
+             "provider_execution_id = CASE WHEN v.kind = 'started' THEN v.pid "
+             "ELSE e.provider_execution_id END, "
+             "started_at = CASE WHEN v.kind = 'started' THEN v.at ELSE e.started_at END, "
+             "next_poll_at = CASE WHEN v.kind = 'started' THEN v.next_at ELSE e.next_poll_at END, "
+             "deadline_at = CASE WHEN v.kind = 'started' THEN v.deadline ELSE e.deadline_at END, "
+             "completed_at = CASE WHEN v.kind = 'failed' THEN v.at ELSE e.completed_at END, "
+             "next_attempt_at = CASE WHEN v.kind = 'retry' THEN v.next_at END, "
+             "error = v.error, lease_owner = NULL, lease_expires_at = NULL, updated_at = v.at "
+             "FROM (VALUES " +
+             values +
+             ") AS v(id, kind, pid, at, next_at, deadline, error) "
+             "WHERE e.id = v.id AND e.lease_owner = " +
+             w.quote(owner) + " AND e.status = 'pending'")
+            .affected_rows());
   });
 }
 
@@ -176,52 +199,80 @@ std::vector<std::pair<std::string, std::string>> LifecycleRepository::RecordPoll
   if (outcomes.empty()) return {};
   return db_.impl().Transact("record polls", [&](pqxx::work& w) {
     std::vector<std::pair<std::string, std::string>> transitions;
+    // One UPDATE for the whole round (terminal is terminal: only rows still running and still
+    // ours change), then one upsert for the steps and one INSERT for the history of exactly the
+    // rows that were updated: three round trips per round instead of several per execution.
+    std::string values;
     for (const auto& o : outcomes) {
       bool terminal = o.status == "succeeded" || o.status == "failed" || o.status == "timed_out" ||
                       o.status == "cancelled";
-      // Terminal is terminal: the row only changes while it is running and still ours.
-      auto r =
-          w.exec("UPDATE workflow_executions SET status = " + w.quote(o.status) +
-                 ", output = " + OptJson(w, o.output) + ", error = " + OptJson(w, o.error) +
-                 ", completed_at = " + OptTs(w, o.completed_at) + ", next_poll_at = " +
-                 (terminal ? std::string("NULL") : w.quote(Ts(o.next_poll_at)) + "::timestamptz") +
-                 ", poll_count = poll_count + 1, lease_owner = NULL, lease_expires_at = NULL, "
-                 "updated_at = now() WHERE id = " +
-                 w.quote(o.id) + " AND lease_owner = " + w.quote(owner) +
-                 " AND status = 'running' RETURNING tenant_id, environment_id");
-      if (r.empty()) continue;  // lost the lease or no longer running: leave it alone
-      std::string tenant = r[0][0].as<std::string>();
-      std::string env = r[0][1].as<std::string>();
+      if (!values.empty()) values += ',';
+      values += "(" + w.quote(o.id) + "," + w.quote(o.status) + "," + OptJson(w, o.output) + "," +
+                OptJson(w, o.error) + "," +
+                (o.completed_at ? w.quote(Ts(*o.completed_at)) + "::timestamptz"
+                                : std::string("NULL::timestamptz")) +
+                "," +
+                (terminal ? std::string("NULL::timestamptz")
+                          : w.quote(Ts(o.next_poll_at)) + "::timestamptz") +
+                ")";
+    }
+    auto r = w.exec(
+        "UPDATE workflow_executions e SET status = v.status, output = v.output::jsonb, error = "
+        "v.error::jsonb, completed_at = v.completed_at, next_poll_at = v.next_poll_at, "
+        "poll_count = e.poll_count + 1, lease_owner = NULL, lease_expires_at = NULL, updated_at = "
+        "now() FROM (VALUES " +
+        values +
+        ") AS v(id, status, output, error, completed_at, "
+        "next_poll_at) WHERE e.id = v.id AND e.lease_owner = " +
+        w.quote(owner) + " AND e.status = 'running' RETURNING e.id, e.tenant_id, e.environment_id");
+    std::unordered_map<std::string, std::pair<std::string, std::string>> scope;
+    for (const auto& row : r) {
+      scope[row[0].as<std::string>()] = {row[1].as<std::string>(), row[2].as<std::string>()};
+    }
+    std::string steps, history;
+    for (const auto& o : outcomes) {
+      auto it = scope.find(o.id);
+      if (it == scope.end()) continue;
+      const auto& [tenant, env] = it->second;
       if (o.status != "running") transitions.emplace_back(o.id, o.status);
-      for (const auto& s : o.steps) {
-        w.exec(
-            "INSERT INTO step_executions (execution_id, step_id, tenant_id, environment_id, "
-            "status, output, error, started_at, completed_at) VALUES (" +
-            w.quote(o.id) + "," + w.quote(s.step_id) + "," + w.quote(tenant) + "," + w.quote(env) +
-            "," + w.quote(s.status) + "," + OptJson(w, s.output) + "," + OptJson(w, s.error) + "," +
-            OptTs(w, s.started_at) + "," + OptTs(w, s.completed_at) +
-            ") ON CONFLICT (execution_id, step_id) DO UPDATE SET status = EXCLUDED.status, "
-            "output = EXCLUDED.output, error = EXCLUDED.error, started_at = "
-            "EXCLUDED.started_at, completed_at = EXCLUDED.completed_at, updated_at = now() "
-            "WHERE (step_executions.status, step_executions.output, step_executions.error, "
-            "step_executions.started_at, step_executions.completed_at) IS DISTINCT FROM "
-            "(EXCLUDED.status, EXCLUDED.output, EXCLUDED.error, EXCLUDED.started_at, "
-            "EXCLUDED.completed_at)");
+      for (size_t i = 0; i < o.steps.size(); ++i) {
+        const auto& s = o.steps[i];
+        // A step id listed twice counts once (its last entry): one multi-row upsert may not
+        // touch the same row twice.
+        bool later = std::any_of(o.steps.begin() + static_cast<long>(i) + 1, o.steps.end(),
+                                 [&](const StepRecord& x) { return x.step_id == s.step_id; });
+        if (later) continue;
+        if (!steps.empty()) steps += ',';
+        steps += "(" + w.quote(o.id) + "," + w.quote(s.step_id) + "," + w.quote(tenant) + "," +
+                 w.quote(env) + "," + w.quote(s.status) + "," + OptJson(w, s.output) + "," +
+                 OptJson(w, s.error) + "," + OptTs(w, s.started_at) + "," +
+                 OptTs(w, s.completed_at) + ")";
       }
-      if (!o.history.empty()) {
-        std::string sql =
-            "INSERT INTO execution_history (execution_id, seq, tenant_id, environment_id, "
-            "event_type, details, occurred_at) VALUES ";
-        for (size_t i = 0; i < o.history.size(); ++i) {
-          const auto& h = o.history[i];
-          if (i > 0) sql += ',';
-          sql += "(" + w.quote(o.id) + "," + std::to_string(h.seq) + "," + w.quote(tenant) + "," +
-                 w.quote(env) + "," + w.quote(h.event_type) + "," + OptJson(w, h.details) + "," +
-                 w.quote(Ts(h.occurred_at)) + "::timestamptz)";
-        }
-        sql += " ON CONFLICT (execution_id, seq) DO NOTHING";
-        w.exec(sql);
+      for (const auto& h : o.history) {
+        if (!history.empty()) history += ',';
+        history += "(" + w.quote(o.id) + "," + std::to_string(h.seq) + "," + w.quote(tenant) + "," +
+                   w.quote(env) + "," + w.quote(h.event_type) + "," + OptJson(w, h.details) + "," +
+                   w.quote(Ts(h.occurred_at)) + "::timestamptz)";
       }
+    }
+    if (!steps.empty()) {
+      w.exec(
+          "INSERT INTO step_executions (execution_id, step_id, tenant_id, environment_id, "
+          "status, output, error, started_at, completed_at) VALUES " +
+          steps +
+          " ON CONFLICT (execution_id, step_id) DO UPDATE SET status = EXCLUDED.status, "
+          "output = EXCLUDED.output, error = EXCLUDED.error, started_at = "
+          "EXCLUDED.started_at, completed_at = EXCLUDED.completed_at, updated_at = now() "
+          "WHERE (step_executions.status, step_executions.output, step_executions.error, "
+          "step_executions.started_at, step_executions.completed_at) IS DISTINCT FROM "
+          "(EXCLUDED.status, EXCLUDED.output, EXCLUDED.error, EXCLUDED.started_at, "
+          "EXCLUDED.completed_at)");
+    }
+    if (!history.empty()) {
+      w.exec(
+          "INSERT INTO execution_history (execution_id, seq, tenant_id, environment_id, "
+          "event_type, details, occurred_at) VALUES " +
+          history + " ON CONFLICT (execution_id, seq) DO NOTHING");
     }
     return transitions;
   });

@@ -340,6 +340,33 @@ TEST_F(LifecycleTest, OneTenantsFloodDoesNotStarveOthers) {
   EXPECT_EQ(metrics_.queued.WithLabels({"tenant_b", "prod"}).Value(), 0);
 }
 
+// Fair share holds even when the flood is older than everything else: the lease takes each
+// tenant x environment's oldest rows, not the oldest rows overall.
+TEST_F(LifecycleTest, AnOlderFloodDoesNotHideANewerTenant) {
+  std::vector<std::string> flood;
+  for (int i = 0; i < 300; ++i) flood.push_back("a" + std::to_string(i));
+  AddPending("onboarding", "tenant_a", flood);
+  AddPending("billing", "tenant_b", {"b1", "b2"});
+  {
+    pqxx::connection c(test_db_.dsn());
+    pqxx::work w(c);
+    w.exec(
+        "UPDATE workflow_executions SET created_at = created_at + interval '1 hour' WHERE "
+        "tenant_id = 'tenant_b'");
+    w.commit();
+  }
+  auto dispatcher = Dispatcher("r1", /*batch=*/10, /*per_scope=*/8);
+  EXPECT_EQ(dispatcher.RunOnce(), 10u);  // 8 of tenant_a, both of tenant_b
+  for (const char* id : {"ex_billing_b1", "ex_billing_b2"}) {
+    EXPECT_EQ(Get(id, "tenant_b")->status, "running") << id;
+  }
+  // per_scope_limit still caps a scope when it is the only one left.
+  EXPECT_EQ(dispatcher.RunOnce(), 8u);
+  EXPECT_EQ(dispatcher.RunOnce(), 8u);
+  dispatcher.SampleQueue();
+  EXPECT_EQ(metrics_.queued.WithLabels({"tenant_a", "prod"}).Value(), 300 - 24);
+}
+
 TEST_F(LifecycleTest, CancelStopsAtTheProviderAndIsIdempotent) {
   mock_->SetDefaultOutcome(Outcome::RunUntilStopped());
   AddPending("onboarding", "tenant_a", {"e1", "e2"});
