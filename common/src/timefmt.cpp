@@ -56,6 +56,8 @@ std::optional<TimePoint> ParseRfc3339(std::string_view s) {
     return std::nullopt;
   }
   if (h > 23 || mi > 59 || sec > 60) return std::nullopt;  // 60: leap second, folded below
+  // Outside these years the nanoseconds since the epoch overflow int64.
+  if (y < kMinRfc3339Year || y > kMaxRfc3339Year) return std::nullopt;
   year_month_day ymd{year{y}, month{static_cast<unsigned>(mo)}, day{static_cast<unsigned>(d)}};
   if (!ymd.ok()) return std::nullopt;
 

@@ -110,6 +110,27 @@ TEST(Rfc3339, ParsesOffsetsAndFractions) {
   }
 }
 
+TEST(Rfc3339, RejectsYearsOutsideTheRepresentableRangeInsteadOfWrapping) {
+  // TimePoint counts int64 nanoseconds (1677-09-21 .. 2262-04-11); 9999-12-31 used to wrap
+  // around to a date in 1816.
+  for (const char* out_of_range :
+       {"9999-12-31T23:59:59Z", "4052-01-30T08:00:00+00:30", "2262-01-01T00:00:00Z",
+        "2262-04-11T23:47:16.854775807Z", "1677-12-31T23:59:59Z", "0000-01-01T00:00:00Z",
+        "1000-06-15T12:00:00-05:00"}) {
+    EXPECT_FALSE(ParseRfc3339(out_of_range).has_value())
+        << out_of_range << " -> " << FormatRfc3339(*ParseRfc3339(out_of_range));
+  }
+  // The first and last accepted years, with the largest offsets: still exact.
+  const std::optional<TimePoint> first = ParseRfc3339("1678-01-01T00:00:00+23:59");
+  ASSERT_TRUE(first.has_value());
+  EXPECT_EQ(FormatRfc3339(*first), "1677-12-31T00:01:00Z");
+  const std::optional<TimePoint> last = ParseRfc3339("2261-12-31T23:59:59.999999999-23:59");
+  ASSERT_TRUE(last.has_value());
+  EXPECT_EQ(FormatRfc3339(*last), "2262-01-01T23:58:59.999999999Z");
+  EXPECT_LT(*first, *ParseRfc3339("1970-01-01T00:00:00Z"));
+  EXPECT_GT(*last, *ParseRfc3339("2026-01-01T00:00:00Z"));
+}
+
 TEST(ManualClock, MovesOnlyWhenTold) {
   ManualClock clock;
   auto t0 = clock.Now();
