@@ -535,11 +535,24 @@ constexpr std::array<std::pair<std::string_view, FieldKind>, 7> kAttributes = {{
 constexpr std::string_view kValidFields =
     "id, type, source, subject, tenant, environment, time, data, data.<path>, headers.<name>";
 
+// The first at most `max_bytes` bytes of `s`, cut at a UTF-8 character boundary (never inside a
+// multi-byte sequence, whose continuation bytes are 10xxxxxx), so that the result stays valid
+// UTF-8 when `s` is.
+std::string_view Utf8Prefix(std::string_view s, size_t max_bytes) {
+  if (s.size() <= max_bytes) return s;
+  size_t end = max_bytes;
+  for (int back = 0; back < 3 && end > 0 && (static_cast<unsigned char>(s[end]) & 0xC0) == 0x80;
+       ++back) {
+    --end;
+  }
+  return s.substr(0, end);
+}
+
 std::string Quote(std::string_view s) {
   constexpr size_t kMax = 64;
   std::string out = "\"";
   if (s.size() > kMax) {
-    out.append(s.substr(0, kMax));
+    out.append(Utf8Prefix(s, kMax));
     out += "...";
   } else {
     out.append(s);
@@ -868,13 +881,13 @@ json Summarize(const Actual& a) {
 
 std::string Short(const json& j) {
   std::string s = Dump(j);
-  if (s.size() > 64) s = s.substr(0, 64) + "...";
+  if (s.size() > 64) s = std::string(Utf8Prefix(s, 64)) + "...";
   return s;
 }
 
 std::string Short(const Actual& a) {
   if (a.node) return Short(*a.node);
-  return Short(json(std::string(a.text.substr(0, 128))));
+  return Short(json(std::string(Utf8Prefix(a.text, 128))));
 }
 
 const char* OpSymbol(Op op) {

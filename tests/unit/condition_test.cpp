@@ -613,6 +613,59 @@ TEST(ConditionEval, TimestampsOutsideTheRepresentableYearsStayOrdered) {
   EXPECT_FALSE(eval(Leaf("data.t", "in", {"9999-12-31T23:59:59Z"})));
 }
 
+// ---- Timestamps outside the years TimePoint holds ----
+
+TEST(ConditionEval, TimestampsOutsideTheRepresentableYearsStayOrdered) {
+  // 9999-12-31 ("never expires") must not wrap around to an instant in the past.
+  const json data = {{"expires_at", "9999-12-31T23:59:59Z"}, {"t", "2024-01-01T10:00:00Z"}};
+  const auto eval = [&](const json& condition) { return Eval(condition, PayloadEvent(&data)); };
+  EXPECT_TRUE(eval(Leaf("data.expires_at", "gt", "2026-01-01T00:00:00Z")));
+  EXPECT_FALSE(eval(Leaf("data.expires_at", "lt", "2026-01-01T00:00:00Z")));
+  EXPECT_TRUE(eval(Leaf("data.expires_at", "eq", "9999-12-31T23:59:59Z")));
+  EXPECT_FALSE(eval(Leaf("data.expires_at", "eq", "2026-01-01T00:00:00Z")));
+  EXPECT_TRUE(
+      eval(Leaf("data.expires_at", "in", {"2026-01-01T00:00:00Z", "9999-12-31T23:59:59Z"})));
+  // The same as operand values, against in-range times.
+  EXPECT_TRUE(eval(Leaf("data.t", "lt", "9999-12-31T23:59:59Z")));
+  EXPECT_FALSE(eval(Leaf("data.t", "gte", "9999-12-31T23:59:59Z")));
+  EXPECT_FALSE(Eval(Leaf("time", "gt", "4052-01-30T08:00:00+00:30")));
+  EXPECT_TRUE(Eval(Leaf("time", "lt", "4052-01-30T08:00:00+00:30")));
+  EXPECT_TRUE(Eval(Leaf("time", "gt", "0001-01-01T00:00:00Z")));
+  EXPECT_FALSE(eval(Leaf("data.t", "in", {"9999-12-31T23:59:59Z"})));
+}
+
+// ---- Messages cut at a character boundary ----
+
+// Problems and explanations reach the REST API as JSON: they must stay valid UTF-8 when a long
+// name or value is shortened.
+TEST(ConditionParse, ShortenedNamesInProblemsAreValidUtf8) {
+  const std::string field = std::string(63, 'x') + "\u00e9";  // the 64-byte cut splits the é
+  const FieldErrors errors = ErrorsOf(Leaf(field, "eq", 1));
+  ASSERT_EQ(errors.size(), 1u) << errors.ToString();
+  EXPECT_NO_THROW((void)errors.ToJson().dump());
+  EXPECT_NE(errors.items()[0].message.find("\"" + std::string(63, 'x') + "...\""),
+            std::string::npos)
+      << errors.items()[0].message;
+
+  const std::string op = std::string(62, 'o') + "\u20ac";  // a 3-byte character across the cut
+  const FieldErrors op_errors = ErrorsOf(Leaf("data.s", op, 1));
+  ASSERT_EQ(op_errors.size(), 1u) << op_errors.ToString();
+  EXPECT_NO_THROW((void)op_errors.ToJson().dump());
+}
+
+TEST(ConditionExplain, ShortenedValuesInReasonsAreValidUtf8) {
+  // Dumped with its quote, the é occupies bytes 63 and 64 of the value: the cut at 64 splits it.
+  const json data = {{"s", std::string(62, 'a') + "\u00e9"}};
+  const ConditionPtr c = ParseCondition(Leaf("data.s", "gt", "z"), "c");
+  const Explanation x = Explain(*c, PayloadEvent(&data));
+  EXPECT_FALSE(x.matched);
+  EXPECT_NO_THROW((void)x.ToJson().dump());
+  EXPECT_EQ(x.reason, "\"" + std::string(62, 'a') + "... is not > \"z\"");
+
+  const json emoji = {{"s", std::string(61, 'a') + "\U0001F600"}};  // 4 bytes across the cut
+  EXPECT_NO_THROW((void)Explain(*c, PayloadEvent(&emoji)).ToJson().dump());
+}
+
 TEST(Ops, NamesRoundTrip) {
   for (const char* name : {"eq", "ne", "gt", "gte", "lt", "lte", "in", "not_in", "exists",
                            "not_exists", "contains", "starts_with", "ends_with", "regex"}) {
