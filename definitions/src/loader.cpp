@@ -4,6 +4,7 @@
 // must be the JSON a tenant would have written: plain scalars follow the YAML 1.2 core schema
 // (so `conversion_rate: 1.0` is a number and `country: US`, `answer: yes` are strings), quoted
 // scalars are always strings.
+#include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
@@ -11,6 +12,9 @@
 #include <cmath>
 #include <limits>
 #include <map>
+#include <optional>
+#include <sstream>
+#include <string>
 #include <tuple>
 #include <utility>
 
@@ -42,6 +46,88 @@ bool LooksLikeJson(std::string_view text, std::string_view source_name) {
   return first != std::string_view::npos && (text[first] == '{' || text[first] == '[');
 }
 
+// Length of the well-formed UTF-8 sequence at s[i] (RFC 3629: no overlongs, no surrogates, at most
+// U+10FFFF), or 0 when it is ill-formed.
+size_t Utf8SequenceLength(std::string_view s, size_t i) {
+  const auto byte = [&](size_t k) { return static_cast<unsigned char>(s[k]); };
+  const unsigned char b0 = byte(i);
+  if (b0 < 0x80) return 1;
+  size_t len;
+  unsigned char lo = 0x80, hi = 0xBF;  // allowed range of the second byte
+  if (b0 >= 0xC2 && b0 <= 0xDF) {
+    len = 2;
+  } else if (b0 >= 0xE0 && b0 <= 0xEF) {
+    len = 3;
+    if (b0 == 0xE0) lo = 0xA0;
+    if (b0 == 0xED) hi = 0x9F;
+  } else if (b0 >= 0xF0 && b0 <= 0xF4) {
+    len = 4;
+    if (b0 == 0xF0) lo = 0x90;
+    if (b0 == 0xF4) hi = 0x8F;
+  } else {
+    return 0;
+  }
+  if (i + len > s.size()) return 0;
+  if (byte(i + 1) < lo || byte(i + 1) > hi) return 0;
+  for (size_t k = 2; k < len; ++k) {
+    if (byte(i + k) < 0x80 || byte(i + k) > 0xBF) return 0;
+  }
+  return len;
+}
+
+// Definitions are stored and served as JSON text, which must be UTF-8; a file in another encoding
+// (Latin-1, UTF-16) is a problem at its first ill-formed byte. The problem gives the position
+// only: the bytes themselves would make the report invalid UTF-8 too.
+bool CheckUtf8(std::string_view text, FieldErrors& errors) {
+  size_t line = 1;
+  size_t column = 1;  // in characters
+  for (size_t i = 0; i < text.size();) {
+    const size_t len = Utf8SequenceLength(text, i);
+    if (len == 0) {
+      errors.Add("", "not valid UTF-8 at line " + std::to_string(line) + ", column " +
+                         std::to_string(column) + " (byte offset " + std::to_string(i) +
+                         "); the file must be UTF-8");
+      return false;
+    }
+    if (text[i] == '\n') {
+      ++line;
+      column = 1;
+    } else {
+      ++column;
+    }
+    i += len;
+  }
+  return true;
+}
+
+// Parser messages may quote the input; only printable ASCII text of the parser's own goes into a
+// problem, anything else is replaced by `fallback`.
+std::string FixedText(std::string_view text, std::string_view fallback) {
+  const bool printable = !text.empty() && std::all_of(text.begin(), text.end(),
+                                                      [](char c) { return c >= 0x20 && c < 0x7f; });
+  return std::string(printable ? text : fallback);
+}
+
+// "parse error at line 2, column 13: syntax error while parsing value - invalid literal" from
+// nlohmann's message, without the input it quotes ("; last read: '...'", "number overflow
+// parsing '...'").
+std::string JsonErrorDescription(const json::exception& e) {
+  if (dynamic_cast<const json::parse_error*>(&e) == nullptr) {
+    return e.id == 406 ? "a number is out of range" : "cannot be parsed";
+  }
+  std::string_view message = e.what();
+  // "[json.exception.parse_error.101] parse error at line 3, column 5: ..." -> drop the tag.
+  if (const size_t end = message.find("] "); end != std::string_view::npos) {
+    message.remove_prefix(end + 2);
+  }
+  const size_t colon = message.find(": ");
+  const std::string location = FixedText(message.substr(0, colon), "parse error");
+  if (colon == std::string_view::npos) return location;
+  std::string_view description = message.substr(colon + 2);
+  description = description.substr(0, description.find("; last read: "));
+  return location + ": " + FixedText(description, "syntax error");
+}
+
 json ParseJsonText(std::string_view text, FieldErrors& errors) {
   const json::parser_callback_t limit_depth = [](int depth, json::parse_event_t, json&) {
     if (depth > kMaxDocumentDepth) throw DocumentTooDeep{};
@@ -53,13 +139,7 @@ json ParseJsonText(std::string_view text, FieldErrors& errors) {
   } catch (const DocumentTooDeep&) {
     errors.Add("", "JSON nested deeper than " + std::to_string(kMaxDocumentDepth) + " levels");
   } catch (const json::exception& e) {
-    std::string message = e.what();
-    // "[json.exception.parse_error.101] parse error at line 3, column 5: ..." -> drop the tag.
-    if (const size_t end = message.find("] ");
-        message.starts_with("[json.") && end != std::string::npos) {
-      message = message.substr(end + 2);
-    }
-    errors.Add("", "invalid JSON: " + message);
+    errors.Add("", "invalid JSON: " + JsonErrorDescription(e));
   }
   return json(json::value_t::discarded);
 }
@@ -246,28 +326,75 @@ class YamlConverter {
   bool too_many_reported_ = false;
 };
 
+// Counts the documents of a YAML stream, up to kMaxYamlDocuments. Nothing is built.
+class YamlDocumentCounter : public YAML::EventHandler {
+ public:
+  void OnDocumentStart(const YAML::Mark& mark) override { start = mark; }
+  void OnDocumentEnd() override {}
+  void OnNull(const YAML::Mark&, YAML::anchor_t) override {}
+  void OnAlias(const YAML::Mark&, YAML::anchor_t) override {}
+  void OnScalar(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                const std::string&) override {}
+  void OnSequenceStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                       YAML::EmitterStyle::value) override {}
+  void OnSequenceEnd() override {}
+  void OnMapStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                  YAML::EmitterStyle::value) override {}
+  void OnMapEnd() override {}
+
+  YAML::Mark start;
+};
+
+// More documents than this are "several" without looking further.
+constexpr int kMaxYamlDocuments = 8;
+
+std::string YamlPosition(const YAML::Mark& mark) {
+  if (mark.is_null()) return "";
+  return "line " + std::to_string(mark.line + 1) + ", column " + std::to_string(mark.column + 1) +
+         ": ";
+}
+
+// yaml-cpp's message without the input some of them quote ("unknown escape character: <c>",
+// "invalid unicode: <hex>", "bad YAML version: <v>"): its own text ends before ": ".
+std::string YamlErrorDescription(const YAML::Exception& e) {
+  const std::string_view message = e.msg;
+  return FixedText(message.substr(0, message.find(": ")), "syntax error");
+}
+
 json ParseYamlText(std::string_view text, FieldErrors& errors) {
-  std::vector<YAML::Node> documents;
+  const std::string input(text);
+  YAML::Node document;
   try {
-    documents = YAML::LoadAll(std::string(text));
-  } catch (const YAML::Exception& e) {
-    std::string where;
-    if (!e.mark.is_null()) {
-      where = "line " + std::to_string(e.mark.line + 1) + ", column " +
-              std::to_string(e.mark.column + 1) + ": ";
+    // The documents are counted with a bounded loop: yaml-cpp's parser does not advance past a
+    // stray flow indicator (",\n" at the top level) and reports an empty document there again and
+    // again, so YAML::LoadAll never ends on such input.
+    std::istringstream stream(input);
+    YAML::Parser parser(stream);
+    YamlDocumentCounter counter;
+    int documents = 0;
+    std::optional<YAML::Mark> previous_start;
+    while (documents < kMaxYamlDocuments && parser.HandleNextDocument(counter)) {
+      if (previous_start && previous_start->pos == counter.start.pos) {
+        errors.Add("", "invalid YAML: " + YamlPosition(counter.start) + "unexpected character");
+        return json(json::value_t::discarded);
+      }
+      previous_start = counter.start;
+      ++documents;
     }
-    errors.Add("", "invalid YAML: " + where + e.msg);
-    return json(json::value_t::discarded);
-  }
-  if (documents.size() != 1) {
-    errors.Add("", documents.empty()
-                       ? "empty document"
-                       : "several YAML documents; put the definitions in one list instead");
+    if (documents != 1) {
+      errors.Add("", documents == 0
+                         ? "empty document"
+                         : "several YAML documents; put the definitions in one list instead");
+      return json(json::value_t::discarded);
+    }
+    document = YAML::Load(input);  // the one document
+  } catch (const YAML::Exception& e) {
+    errors.Add("", "invalid YAML: " + YamlPosition(e.mark) + YamlErrorDescription(e));
     return json(json::value_t::discarded);
   }
   YamlConverter converter(errors);
   const size_t before = errors.size();
-  json out = converter.Convert(documents.front(), "", 1);
+  json out = converter.Convert(document, "", 1);
   if (errors.size() != before) return json(json::value_t::discarded);
   return out;
 }
@@ -277,6 +404,7 @@ json ParseYamlText(std::string_view text, FieldErrors& errors) {
 std::vector<WorkflowDefinition> DefinitionsFromYamlOrJson(std::string_view text,
                                                           std::string_view source_name) {
   FieldErrors errors;
+  if (!CheckUtf8(text, errors)) throw ValidationError(std::move(errors), source_name);
   const json document =
       LooksLikeJson(text, source_name) ? ParseJsonText(text, errors) : ParseYamlText(text, errors);
   if (!errors.empty()) throw ValidationError(std::move(errors), source_name);

@@ -216,6 +216,92 @@ TEST(DefinitionFiles, SyntaxErrors) {
   EXPECT_NE(LoadError(deep_json, "deep.json").find("nested deeper than 64"), std::string::npos);
 }
 
+// The problems of loading `text` (from the ValidationError), checked to serialize as JSON: they
+// reach the CLI and the REST API as JSON, so they must be valid UTF-8.
+FieldErrors LoadProblems(const std::string& text, const std::string& source) {
+  try {
+    DefinitionsFromYamlOrJson(text, source);
+  } catch (const ValidationError& e) {
+    EXPECT_NO_THROW((void)e.errors().ToJson().dump()) << e.errors().ToString();
+    EXPECT_NO_THROW((void)json(e.what()).dump());
+    return e.errors();
+  }
+  ADD_FAILURE() << source << " loaded";
+  return {};
+}
+
+TEST(DefinitionFiles, ParserMessagesGivePositionsNotInputBytes) {
+  // nlohmann quotes the bytes it last read ("last read: '\xC3'"): half a character here.
+  const FieldErrors json_problems = LoadProblems("{\"name\": \xC3\xA9t\xC3\xA9}", "bad.json");
+  ASSERT_EQ(json_problems.size(), 1u);
+  const std::string json_message = json_problems.items()[0].message;
+  EXPECT_TRUE(json_message.starts_with("invalid JSON: parse error at line 1, column "))
+      << json_message;
+  EXPECT_NE(json_message.find("syntax error while parsing value"), std::string::npos)
+      << json_message;
+  EXPECT_EQ(json_message.find("last read"), std::string::npos) << json_message;
+  EXPECT_EQ(json_message.find('\xC3'), std::string::npos) << json_message;
+
+  // yaml-cpp appends the offending character's first byte ("unknown escape character: \xC3").
+  const FieldErrors yaml_problems = LoadProblems("a: \"\\\xC3\xA9\"\n", "bad.yaml");
+  ASSERT_EQ(yaml_problems.size(), 1u);
+  const std::string yaml_message = yaml_problems.items()[0].message;
+  EXPECT_TRUE(yaml_message.starts_with("invalid YAML: line 1, column ")) << yaml_message;
+  EXPECT_TRUE(yaml_message.ends_with(": unknown escape character")) << yaml_message;
+
+  const FieldErrors number = LoadProblems("{\"a\": 1e999}", "big.json");
+  ASSERT_EQ(number.size(), 1u);
+  EXPECT_EQ(number.items()[0].message, "invalid JSON: a number is out of range");
+}
+
+TEST(DefinitionFiles, FilesMustBeUtf8) {
+  // A Latin-1 "Café" used to pass validation and fail only when the definition was stored.
+  const std::string latin1 = std::string(kMinimalYaml) + "description: Caf\xE9 (Latin-1)\n";
+  const std::string error = LoadError(latin1, "latin1.yaml");
+  EXPECT_EQ(error, "latin1.yaml: 1 problem: not valid UTF-8 at line 8, column 17 (byte offset " +
+                       std::to_string(latin1.find('\xE9')) + "); the file must be UTF-8");
+  LoadProblems(latin1, "latin1.yaml");
+
+  const std::string json_error = LoadError("{\"name\": \"caf\xE9\"}", "latin1.json");
+  EXPECT_EQ(json_error,
+            "latin1.json: 1 problem: not valid UTF-8 at line 1, column 14 (byte offset 13); the "
+            "file must be UTF-8");
+  // Characters, not bytes, before the ill-formed one count as columns.
+  EXPECT_NE(LoadError("name: \xC3\xA9\xE2\x82\xAC\xED\xA0\x80\n", "s.yaml")
+                .find("at line 1, column 9 (byte offset 11)"),
+            std::string::npos);
+  // UTF-16 (with its byte order mark), overlong forms and a cut-off sequence are not UTF-8.
+  for (const std::string& bad : {std::string("\xFF\xFEn\0a\0", 6), std::string("a: \xC0\xAF\n"),
+                                 std::string("a: b\xF0\x9F\x98")}) {
+    EXPECT_NE(LoadError(bad, "bad.yaml").find("the file must be UTF-8"), std::string::npos)
+        << LoadError(bad, "bad.yaml");
+  }
+  // Valid UTF-8, with or without a byte order mark, loads.
+  EXPECT_EQ(LoadError(std::string(kMinimalYaml) + "description: Caf\xC3\xA9 \xF0\x9F\x98\x80\n",
+                      "utf8.yaml"),
+            "");
+  EXPECT_EQ(LoadError("\xEF\xBB\xBF" + std::string(kMinimalYaml), "bom.yaml"), "");
+}
+
+TEST(DefinitionFiles, YamlDocumentsAreCountedWithABound) {
+  // yaml-cpp's parser does not move past a stray ',' at the top level: YAML::LoadAll never ended.
+  EXPECT_EQ(LoadError(",\n", "comma.yaml"),
+            "comma.yaml: 1 problem: invalid YAML: line 1, column 1: unexpected character");
+  EXPECT_EQ(LoadError("- a\n,\n", "comma.yaml"),
+            "comma.yaml: 1 problem: invalid YAML: line 2, column 1: unexpected character");
+  // One document, with explicit start and end markers, is fine; more are not.
+  EXPECT_EQ(LoadError("---\n" + std::string(kMinimalYaml) + "...\n", "one.yaml"), "");
+  EXPECT_NE(LoadError(std::string(kMinimalYaml) + "---\n", "two.yaml").find("several YAML"),
+            std::string::npos);
+  std::string many;
+  for (int i = 0; i < 100; ++i) many += "---\na: " + std::to_string(i) + "\n";
+  EXPECT_NE(LoadError(many, "many.yaml").find("several YAML documents"), std::string::npos);
+  EXPECT_NE(LoadError("---\n", "empty.yaml").find("expected a workflow definition"),
+            std::string::npos);
+  EXPECT_NE(LoadError("# only a comment\n", "empty.yaml").find("empty document"),
+            std::string::npos);
+}
+
 TEST(DefinitionFiles, AliasExpansionIsBounded) {
   // Each level multiplies by ten: 10^6 nodes from a few hundred bytes.
   std::string yaml = "l0: &l0 [x, x, x, x, x, x, x, x, x, x]\n";
