@@ -9,6 +9,8 @@
 #include <cstdint>
 #include <functional>
 #include <limits>
+#include <mutex>
+#include <unordered_map>
 #include <unordered_set>
 #include <utility>
 
@@ -311,8 +313,8 @@ struct Node {
   std::vector<PathSegment> segments;  // kData: the path below `data`
   std::string header_name;            // kHeader
   Op op = Op::kEq;
-  std::optional<Operand> operand;  // absent for exists / not_exists
-  std::unique_ptr<const RE2> regex;
+  std::optional<Operand> operand;    // absent for exists / not_exists
+  std::shared_ptr<const RE2> regex;  // shared by every leaf with the same pattern (SharedRegex)
   std::unique_ptr<MemberSet> members;
 };
 
@@ -573,6 +575,70 @@ bool ParseIndex(std::string_view s, size_t& out) {
   }
   const auto [ptr, ec] = std::from_chars(s.data(), s.data() + s.size(), out);
   return ec == std::errc() && ptr == s.data() + s.size();
+}
+
+// A process-wide table of immutable compiled objects by key, holding them weakly: whoever asks
+// for a key that is still alive somewhere gets the same object, and an object is freed as soon as
+// its last user drops it. Compiled conditions and regular expressions are immutable and safe to
+// share between threads, and tenants' definitions repeat the same ones over and over (cloned
+// definitions, the same e-mail pattern in many tenants), so sharing them keeps the memory of the
+// matching index proportional to the distinct conditions rather than to the definitions, and the
+// evaluation of many definitions touches the same few hot objects.
+template <typename T>
+class Interner {
+ public:
+  std::shared_ptr<const T> Find(const std::string& key) {
+    std::lock_guard lock(mu_);
+    const auto it = map_.find(key);
+    return it == map_.end() ? nullptr : it->second.lock();
+  }
+
+  // Stores `value` under `key` unless a live object is already there; returns the one to use.
+  std::shared_ptr<const T> Insert(std::string key, std::shared_ptr<const T> value) {
+    std::lock_guard lock(mu_);
+    auto [it, inserted] = map_.try_emplace(std::move(key));
+    if (!inserted) {
+      if (auto existing = it->second.lock()) return existing;
+    }
+    it->second = value;
+    if (map_.size() >= sweep_at_) {
+      std::erase_if(map_, [](const auto& kv) { return kv.second.expired(); });
+      sweep_at_ = std::max(kMinSweep, 2 * map_.size());
+    }
+    return value;
+  }
+
+  size_t LiveCount() {
+    std::lock_guard lock(mu_);
+    return static_cast<size_t>(std::count_if(map_.begin(), map_.end(),
+                                             [](const auto& kv) { return !kv.second.expired(); }));
+  }
+
+ private:
+  static constexpr size_t kMinSweep = 1024;
+  std::mutex mu_;
+  std::unordered_map<std::string, std::weak_ptr<const T>> map_;
+  size_t sweep_at_ = kMinSweep;
+};
+
+Interner<RE2>& RegexInterner() {
+  static auto* const interner = new Interner<RE2>;  // never destroyed: used until exit
+  return *interner;
+}
+
+// The compiled RE2 for `pattern`, shared with every other leaf using the same pattern (one RE2
+// holds its program and a lazily built DFA, kilobytes each). nullptr and `error` set when the
+// pattern is invalid.
+std::shared_ptr<const RE2> SharedRegex(const std::string& pattern, std::string& error) {
+  if (auto re = RegexInterner().Find(pattern)) return re;
+  RE2::Options options;
+  options.set_log_errors(false);
+  auto re = std::make_shared<const RE2>(pattern, options);
+  if (!re->ok()) {
+    error = re->error();
+    return nullptr;
+  }
+  return RegexInterner().Insert(pattern, std::move(re));
 }
 
 class Compiler {
@@ -844,14 +910,12 @@ class Compiler {
       node.members->Finish();
     }
     if (node.op == Op::kRegex) {
-      RE2::Options options;
-      options.set_log_errors(false);
-      auto re = std::make_unique<RE2>(value->get_ref<const std::string&>(), options);
-      if (!re->ok()) {
-        errors_.Add(value_path, "invalid regular expression (RE2 syntax): " + re->error());
+      std::string error;
+      node.regex = SharedRegex(value->get_ref<const std::string&>(), error);
+      if (!node.regex) {
+        errors_.Add(value_path, "invalid regular expression (RE2 syntax): " + error);
         return;
       }
-      node.regex = std::move(re);
     }
     Operand operand;
     operand.value = *value;
@@ -1006,7 +1070,12 @@ using condition_internal::Compiler;
 using condition_internal::Node;
 
 struct Condition::Impl {
-  nlohmann::json source;
+  // The source, serialized (compact: a parsed JSON tree is several times larger). source() parses
+  // it back on first use; only explanations of the source, tests and tools ask for it. Empty when
+  // the source could not be serialized faithfully; `source` is then set from the start.
+  std::string source_text;
+  mutable std::once_flag source_once;
+  mutable nlohmann::json source;
   std::string path;
   size_t leaf_count = 0;
   std::unique_ptr<const Node> root;
@@ -1015,7 +1084,12 @@ struct Condition::Impl {
 Condition::Condition(std::unique_ptr<const Impl> impl) : impl_(std::move(impl)) {}
 Condition::~Condition() = default;
 
-const nlohmann::json& Condition::source() const { return impl_->source; }
+const nlohmann::json& Condition::source() const {
+  std::call_once(impl_->source_once, [this] {
+    if (!impl_->source_text.empty()) impl_->source = nlohmann::json::parse(impl_->source_text);
+  });
+  return impl_->source;
+}
 const std::string& Condition::path() const { return impl_->path; }
 size_t Condition::leaf_count() const { return impl_->leaf_count; }
 
@@ -1047,28 +1121,88 @@ const std::string& ValidOpNames() {
 
 namespace {
 
-ConditionPtr Finish(const nlohmann::json& source, std::string path, size_t errors_before,
-                    FieldErrors& errors, Compiler& compiler, std::unique_ptr<Node> root) {
+condition_internal::Interner<Condition>& ConditionInterner() {
+  static auto* const interner = new condition_internal::Interner<Condition>;  // never destroyed
+  return *interner;
+}
+
+// Whether serializing `j` loses information (non-finite numbers serialize as null).
+bool HasNonFinite(const nlohmann::json& j) {
+  if (j.is_number_float()) return !std::isfinite(j.get<double>());
+  if (j.is_array() || j.is_object()) {
+    for (const auto& element : j) {
+      if (HasNonFinite(element)) return true;
+    }
+  }
+  return false;
+}
+
+// The serialized source, or "" when it cannot be serialized faithfully (invalid UTF-8 in a
+// string, non-finite numbers: only possible in programmatic JSON).
+std::string SourceText(const nlohmann::json& source) {
+  if (HasNonFinite(source)) return "";
+  try {
+    return source.dump();
+  } catch (const nlohmann::json::exception&) {
+    return "";
+  }
+}
+
+// Interning key: what was compiled (a condition or a list), at which path, from which source.
+// Equal keys compile to equal conditions, so they can share one.
+std::string InternKey(char kind, const std::string& path, const std::string& source_text) {
+  std::string key;
+  key.reserve(path.size() + source_text.size() + 2);
+  key.push_back(kind);
+  key.append(path);
+  key.push_back('\0');
+  key.append(source_text);
+  return key;
+}
+
+ConditionPtr Finish(const nlohmann::json& source, std::string source_text, std::string path,
+                    size_t errors_before, FieldErrors& errors, Compiler& compiler,
+                    std::unique_ptr<Node> root) {
   if (compiler.leaves() > kMaxConditionLeaves) {
     errors.Add(path, "too many leaf conditions: " + std::to_string(compiler.leaves()) +
                          ", at most " + std::to_string(kMaxConditionLeaves));
   }
   if (!root || errors.size() != errors_before) return nullptr;
   auto impl = std::make_unique<Condition::Impl>();
-  impl->source = source;
+  if (source_text.empty()) {
+    impl->source = source;
+  } else {
+    impl->source_text = std::move(source_text);
+  }
   impl->path = std::move(path);
   impl->leaf_count = compiler.leaves();
   impl->root = std::move(root);
   return std::make_shared<const Condition>(std::move(impl));
 }
 
+// Compiles `json` (a condition, or a list when kind == 'L') or returns the live compiled
+// condition with the same kind, path and source.
+ConditionPtr CompileShared(char kind, const nlohmann::json& json, std::string path,
+                           FieldErrors& errors) {
+  std::string text = SourceText(json);
+  std::string key;
+  if (!text.empty()) {
+    key = InternKey(kind, path, text);
+    if (ConditionPtr shared = ConditionInterner().Find(key)) return shared;
+  }
+  const size_t before = errors.size();
+  Compiler compiler(errors);
+  auto root = kind == 'L' ? compiler.CompileList(json, path) : compiler.Compile(json, path, 1);
+  ConditionPtr c =
+      Finish(json, std::move(text), std::move(path), before, errors, compiler, std::move(root));
+  if (!c || key.empty()) return c;
+  return ConditionInterner().Insert(std::move(key), std::move(c));
+}
+
 }  // namespace
 
 ConditionPtr ParseCondition(const nlohmann::json& json, std::string path, FieldErrors& errors) {
-  const size_t before = errors.size();
-  Compiler compiler(errors);
-  auto root = compiler.Compile(json, path, 1);
-  return Finish(json, std::move(path), before, errors, compiler, std::move(root));
+  return CompileShared('C', json, std::move(path), errors);
 }
 
 ConditionPtr ParseCondition(const nlohmann::json& json, std::string path) {
@@ -1079,10 +1213,7 @@ ConditionPtr ParseCondition(const nlohmann::json& json, std::string path) {
 }
 
 ConditionPtr ParseConditionList(const nlohmann::json& list, std::string path, FieldErrors& errors) {
-  const size_t before = errors.size();
-  Compiler compiler(errors);
-  auto root = compiler.CompileList(list, path);
-  return Finish(list, std::move(path), before, errors, compiler, std::move(root));
+  return CompileShared('L', list, std::move(path), errors);
 }
 
 ConditionPtr ParseConditionList(const nlohmann::json& list, std::string path) {
@@ -1090,6 +1221,10 @@ ConditionPtr ParseConditionList(const nlohmann::json& list, std::string path) {
   ConditionPtr c = ParseConditionList(list, std::move(path), errors);
   if (!c) throw ConditionError(std::move(errors), "invalid conditions");
   return c;
+}
+
+CompiledConditionCounts LiveCompiledConditions() {
+  return {ConditionInterner().LiveCount(), condition_internal::RegexInterner().LiveCount()};
 }
 
 bool Evaluate(const Condition& condition, const EventView& event) noexcept {

@@ -676,5 +676,89 @@ TEST(Ops, NamesRoundTrip) {
   EXPECT_FALSE(OpFromString("EQ").has_value());
 }
 
+TEST(ConditionSharing, IdenticalConditionsCompileOnce) {
+  const json list =
+      json::array({Leaf("data.customer.country", "eq", "US"),
+                   Leaf("data.customer.tier", "in", json::array({"gold", "silver"}))});
+  const ConditionPtr a = ParseConditionList(list, "trigger.conditions");
+  const ConditionPtr b = ParseConditionList(list, "trigger.conditions");
+  EXPECT_EQ(a.get(), b.get());
+  EXPECT_EQ(b->source(), list);
+  // Another path or another form (a single condition, not a list) is another condition.
+  const ConditionPtr at_other_path = ParseConditionList(list, "steps[0].condition");
+  EXPECT_NE(at_other_path.get(), a.get());
+  EXPECT_EQ(at_other_path->path(), "steps[0].condition");
+  const ConditionPtr single = ParseCondition(list[0], "trigger.conditions");
+  EXPECT_NE(single.get(), a.get());
+  EXPECT_EQ(single->source(), list[0]);
+  // 1 and 1.0 are equal JSON but serialize differently: each keeps its own source.
+  const ConditionPtr one = ParseCondition(Leaf("data.n", "eq", 1), "c");
+  const ConditionPtr one_float = ParseCondition(Leaf("data.n", "eq", 1.0), "c");
+  EXPECT_NE(one.get(), one_float.get());
+  EXPECT_TRUE(one_float->source()["value"].is_number_float());
+}
+
+TEST(ConditionSharing, OneCompiledRegexPerPatternAndBothStillMatch) {
+  const std::string pattern = R"(^[^@]+@sharing-test\.example$)";
+  const CompiledConditionCounts before = LiveCompiledConditions();
+  const ConditionPtr by_email =
+      ParseConditionList(json::array({Leaf("data.email", "regex", pattern)}), "trigger.conditions");
+  const ConditionPtr by_email_and_country = ParseConditionList(
+      json::array({Leaf("data.email", "regex", pattern), Leaf("data.country", "eq", "US")}),
+      "trigger.conditions");
+  const ConditionPtr by_header = ParseCondition(Leaf("headers.from", "regex", pattern), "c");
+  const CompiledConditionCounts after = LiveCompiledConditions();
+  EXPECT_EQ(after.conditions, before.conditions + 3);
+  EXPECT_EQ(after.regexes, before.regexes + 1);  // three leaves, one RE2
+
+  json data = {{"email", "ann@sharing-test.example"}, {"country", "US"}};
+  EXPECT_TRUE(Evaluate(*by_email, PayloadEvent(&data)));
+  EXPECT_TRUE(Evaluate(*by_email_and_country, PayloadEvent(&data)));
+  data["country"] = "FR";
+  EXPECT_TRUE(Evaluate(*by_email, PayloadEvent(&data)));
+  EXPECT_FALSE(Evaluate(*by_email_and_country, PayloadEvent(&data)));
+  data["email"] = "ann@other.example";
+  EXPECT_FALSE(Evaluate(*by_email, PayloadEvent(&data)));
+  const Header headers[] = {{"from", "bob@sharing-test.example"}};
+  EventView event;
+  event.headers = headers;
+  EXPECT_TRUE(Evaluate(*by_header, event));
+
+  // An invalid pattern is still reported, and not shared.
+  FieldErrors errors;
+  EXPECT_EQ(ParseCondition(Leaf("data.email", "regex", "(unclosed"), "c", errors), nullptr);
+  ASSERT_EQ(errors.size(), 1u);
+  EXPECT_EQ(LiveCompiledConditions().regexes, after.regexes);
+}
+
+TEST(ConditionSharing, SharedObjectsAreFreedWithTheirLastUser) {
+  const std::string pattern = "^freed-with-last-user-[0-9]+$";
+  const json list = json::array({Leaf("data.s", "regex", pattern)});
+  const CompiledConditionCounts before = LiveCompiledConditions();
+  {
+    const ConditionPtr a = ParseConditionList(list, "trigger.conditions");
+    const ConditionPtr b = ParseConditionList(list, "trigger.conditions");
+    EXPECT_EQ(a.get(), b.get());
+    EXPECT_EQ(LiveCompiledConditions().conditions, before.conditions + 1);
+    EXPECT_EQ(LiveCompiledConditions().regexes, before.regexes + 1);
+  }
+  EXPECT_EQ(LiveCompiledConditions().conditions, before.conditions);
+  EXPECT_EQ(LiveCompiledConditions().regexes, before.regexes);
+  // Compiled anew, and correct.
+  const ConditionPtr again = ParseConditionList(list, "trigger.conditions");
+  const json data = {{"s", "freed-with-last-user-42"}};
+  EXPECT_TRUE(Evaluate(*again, PayloadEvent(&data)));
+  EXPECT_EQ(again->source(), list);
+}
+
+TEST(ConditionSharing, SourceThatCannotBeSerializedIsKeptAsIs) {
+  // Invalid UTF-8 (only possible in programmatic JSON) cannot be a sharing key.
+  const json invalid = Leaf("data.s", "eq", std::string("\xff"));
+  const ConditionPtr a = ParseCondition(invalid, "c");
+  const ConditionPtr b = ParseCondition(invalid, "c");
+  EXPECT_NE(a.get(), b.get());
+  EXPECT_EQ(a->source(), invalid);
+}
+
 }  // namespace
 }  // namespace workflowd::matching

@@ -75,6 +75,107 @@ TEST(DefinitionIndex, ConditionsFilterCandidates) {
   EXPECT_EQ(MatchIds(index, event), (std::vector<std::string>{"wf_all", "wf_us"}));
 }
 
+TEST(DefinitionIndex, ManyKeysEachFindExactlyTheirEntriesInIdOrder) {
+  // Enough keys for many probe collisions in the open-addressing table; ids are given out of
+  // order and several definitions share a key.
+  std::vector<IndexEntry> entries;
+  const char* events[] = {"customer.created", "order.placed", "x"};
+  for (int t = 2999; t >= 0; --t) {
+    const std::string tenant = "t" + std::to_string(t);
+    for (const char* env : {"prod", "staging"}) {
+      for (const char* event : events) {
+        for (int k = 2; k >= 0; --k) {
+          if (k > t % 3) continue;
+          entries.push_back(
+              Entry("wf_" + tenant + "_" + env + "_" + event + "_" + std::to_string(k), tenant, env,
+                    event));
+        }
+      }
+    }
+  }
+  const size_t total = entries.size();
+  const DefinitionIndex index(std::move(entries));
+  EXPECT_EQ(index.size(), total);
+  size_t seen = 0;
+  for (int t = 0; t < 3000; ++t) {
+    const std::string tenant = "t" + std::to_string(t);
+    for (const char* env : {"prod", "staging"}) {
+      for (const char* event : events) {
+        const auto candidates = index.Candidates(tenant, env, event);
+        ASSERT_EQ(candidates.size(), static_cast<size_t>(t % 3 + 1)) << tenant << env << event;
+        for (size_t k = 0; k < candidates.size(); ++k) {
+          EXPECT_EQ(candidates[k].definition_id,
+                    "wf_" + tenant + "_" + env + "_" + event + "_" + std::to_string(k));
+          EXPECT_EQ(candidates[k].tenant_id, tenant);
+        }
+        seen += candidates.size();
+      }
+    }
+    EXPECT_TRUE(index.Candidates(tenant, "dev", "x").empty());
+    EXPECT_TRUE(index.Candidates(tenant, "prod", "order").empty());
+    EXPECT_TRUE(index.Candidates(tenant, "prod", "x.y").empty());
+  }
+  EXPECT_EQ(seen, total);
+  EXPECT_TRUE(index.Candidates("t3000", "prod", "x").empty());
+  EXPECT_TRUE(index.Candidates("", "", "").empty());
+}
+
+TEST(DefinitionIndex, EmptyIndexHasNoCandidates) {
+  const DefinitionIndex index;
+  EXPECT_TRUE(index.Candidates("A", "prod", "x").empty());
+  const DefinitionIndex from_nothing(std::vector<IndexEntry>{});
+  EXPECT_TRUE(from_nothing.Candidates("A", "prod", "x").empty());
+  EventView event;
+  event.type = "x";
+  event.tenant = "A";
+  event.environment = "prod";
+  EXPECT_TRUE(MatchIds(from_nothing, event).empty());
+}
+
+TEST(DefinitionIndex, DefinitionsSharingOneCompiledConditionMatchIndependently) {
+  // Conditions compiled per definition from the same source are one shared object.
+  const Json list = Json::array(
+      {Json{{"field", "data.email"}, {"op", "regex"}, {"value", "^[^@]+@index-test\\.example$"}}});
+  std::vector<IndexEntry> entries;
+  for (const char* tenant : {"A", "B", "C"}) {
+    entries.push_back(Entry(std::string("wf_") + tenant, tenant, "prod", "invoice.paid",
+                            ParseConditionList(list, "trigger.conditions")));
+  }
+  EXPECT_EQ(entries[0].condition.get(), entries[2].condition.get());
+  const DefinitionIndex index(std::move(entries));
+  Json data = {{"email", "ann@index-test.example"}};
+  EventView event;
+  event.type = "invoice.paid";
+  event.environment = "prod";
+  event.data = &data;
+  event.tenant = "B";
+  EXPECT_EQ(MatchIds(index, event), (std::vector<std::string>{"wf_B"}));
+  event.tenant = "C";
+  EXPECT_EQ(MatchIds(index, event), (std::vector<std::string>{"wf_C"}));
+  data["email"] = "ann@elsewhere.example";
+  EXPECT_TRUE(MatchIds(index, event).empty());
+}
+
+TEST(DefinitionIndex, CopiesAndMovesKeepWorking) {
+  auto us_only = ParseConditionList(
+      Json::array({Json{{"field", "data.country"}, {"op", "eq"}, {"value", "US"}}}),
+      "trigger.conditions");
+  DefinitionIndex original(
+      {Entry("wf_us", "A", "prod", "e", us_only), Entry("wf_b", "B", "prod", "e")});
+  const DefinitionIndex copy = original;
+  const DefinitionIndex moved = std::move(original);
+  Json data = {{"country", "US"}};
+  EventView event;
+  event.type = "e";
+  event.tenant = "A";
+  event.environment = "prod";
+  event.data = &data;
+  EXPECT_EQ(MatchIds(copy, event), (std::vector<std::string>{"wf_us"}));
+  EXPECT_EQ(MatchIds(moved, event), (std::vector<std::string>{"wf_us"}));
+  ASSERT_EQ(copy.Candidates("A", "prod", "e").size(), 1u);
+  EXPECT_EQ(copy.Candidates("A", "prod", "e").data(), copy.entries().data());  // its own entries
+}
+
 TEST(DefinitionIndexHolder, SwapsSnapshots) {
   DefinitionIndexHolder holder;
   EXPECT_EQ(holder.Get()->size(), 0u);

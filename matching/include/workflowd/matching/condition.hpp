@@ -16,7 +16,8 @@
 // Why compile: a definition is checked once when it is stored and then evaluated against every
 // event of its tenant x environment. Compiling splits paths, builds RE2 programs and `in` lookup
 // sets once, so that evaluation is a walk over prepared nodes that never throws and does not
-// allocate. A compiled Condition is immutable and safe to share between threads.
+// allocate. A compiled Condition is immutable and safe to share between threads; identical
+// conditions and regular expressions are compiled once and shared (see LiveCompiledConditions).
 //
 // Typed semantics (no implicit conversions, never an exception):
 //   - Values are compared only within the same type: null, boolean, number, string. A string "5"
@@ -141,6 +142,17 @@ ConditionPtr ParseCondition(const nlohmann::json& json, std::string path, FieldE
 // reported as "<path>[i]". An empty list compiles to a condition that always holds.
 ConditionPtr ParseConditionList(const nlohmann::json& list, std::string path);
 ConditionPtr ParseConditionList(const nlohmann::json& list, std::string path, FieldErrors& errors);
+
+// Compiled conditions are shared: compiling the same source (equal serialized JSON) at the same
+// path while an earlier compilation of it is still alive returns that same Condition, and every
+// regex leaf with the same pattern uses one compiled RE2, across all conditions. Definitions
+// cloned over many tenants thus cost one compiled condition, however many tenants have them.
+// How many distinct compiled conditions and regular expressions are alive (tests, diagnostics).
+struct CompiledConditionCounts {
+  size_t conditions = 0;
+  size_t regexes = 0;
+};
+CompiledConditionCounts LiveCompiledConditions();
 
 // True when the event satisfies the condition. Never throws, does not allocate.
 bool Evaluate(const Condition& condition, const EventView& event) noexcept;

@@ -8,6 +8,7 @@
 #pragma once
 
 #include <atomic>
+#include <cstdint>
 #include <memory>
 #include <span>
 #include <string>
@@ -47,12 +48,21 @@ class DefinitionIndex {
   const std::vector<IndexEntry>& entries() const { return entries_; }
 
  private:
-  struct Range {
-    size_t begin;
-    size_t end;
+  // Open addressing over the distinct keys (linear probing, at most half full): the slots are
+  // one contiguous array of 16-byte records, so a lookup costs about one cache miss for the slot,
+  // one for the key text in keys_ and one for the candidates' conditions in conditions_, however
+  // many definitions the index holds (instead of a chain of hash nodes, heap strings and entries).
+  struct Slot {
+    uint32_t hash = 0;  // high bits of the key's hash (skips most key comparisons)
+    uint32_t begin = 0;
+    uint32_t end = 0;         // 0: empty slot (a key has at least one entry)
+    uint32_t key_offset = 0;  // into keys_: uint32 length, then the key's bytes
   };
-  std::vector<IndexEntry> entries_;  // grouped by key
-  std::unordered_map<std::string, Range> ranges_;
+
+  std::vector<IndexEntry> entries_;           // grouped by key, ordered by definition id within
+  std::vector<const Condition*> conditions_;  // entries_[i].condition.get(), contiguous for Match
+  std::vector<Slot> slots_;                   // size a power of two
+  std::string keys_;
 };
 
 // Holds the current snapshot; readers and the refresher may run on different threads.
