@@ -23,7 +23,9 @@
 // envelope has id, type, tenant and environment, matches its mode, serializes as JSON (valid
 // UTF-8 everywhere), has a time that round-trips through its time_text, data no deeper than
 // max_json_depth, no tenant/environment among the extensions, and ViewOf shows exactly the
-// envelope to conditions, which evaluate it and explain the same result.
+// envelope to conditions, which evaluate it and explain the same result. The decoder agrees with
+// nlohmann's parser (its reference) on what is JSON and on a structured event's data, and decoding
+// without data (DecodeRecord's wants_data) gives the same outcome and attributes.
 #include <cstddef>
 #include <cstdint>
 #include <optional>
@@ -190,6 +192,29 @@ void CheckEnvelope(const Envelope& e, const DecoderConfig& config) {
   }
 }
 
+std::string_view WithoutBom(std::string_view s) {
+  if (s.starts_with("\xEF\xBB\xBF")) s.remove_prefix(3);
+  return s;
+}
+
+// The decoder parses with simdjson and falls back to nlohmann's parser only when simdjson rejects
+// a document; nlohmann's parser (which it used alone before) is the reference for what is JSON
+// and what the data is.
+void CheckAgainstNlohmann(const RawRecord& record, const DecodeResult& result) {
+  const std::string_view value = WithoutBom(record.value.value_or(""));
+  if (result.reason == DeadLetterReason::kNotJson) {
+    FUZZ_CHECK(!json::accept(value), "not_json, but nlohmann's parser accepts the value");
+  }
+  if (!result.ok() || result.envelope->format != EnvelopeFormat::kCloudEventsStructured) return;
+  FUZZ_CHECK(json::accept(value), "decoded a value nlohmann's parser rejects");
+  const json document = json::parse(value);
+  const auto data = document.find("data");
+  if (data == document.end() || data->is_null()) return;
+  FUZZ_CHECK(result.envelope->data == *data && result.envelope->data.dump() == data->dump(),
+             "data differs from nlohmann's parse: " + Printable(result.envelope->data.dump()) +
+                 " vs " + Printable(data->dump()));
+}
+
 void DecodeAndCheck(const RawRecord& record, const DecoderConfig& config) {
   const DecodeResult result = consumers::DecodeRecord(record, config);
   FUZZ_CHECK(result.ok() == (result.reason == DeadLetterReason::kNone),
@@ -200,6 +225,28 @@ void DecodeAndCheck(const RawRecord& record, const DecoderConfig& config) {
     CheckEnvelope(*result.envelope, config);
   } else {
     CheckFailure(record, result);
+  }
+  CheckAgainstNlohmann(record, result);
+
+  // Without data (an event no definition triggers on): the same outcome, data left null.
+  const DecodeResult lazy = consumers::DecodeRecord(
+      record, config, [](const Envelope& e) { return e.id.size() % 2 == 0; });
+  FUZZ_CHECK(lazy.reason == result.reason && lazy.detail == result.detail,
+             "without data: " + std::string(ToString(lazy.reason)) + " vs " +
+                 std::string(ToString(result.reason)));
+  if (lazy.ok()) {
+    const Envelope& e = *lazy.envelope;
+    const Envelope& full = *result.envelope;
+    FUZZ_CHECK(e.id == full.id && e.type == full.type && e.tenant == full.tenant &&
+                   e.environment == full.environment && e.time_text == full.time_text &&
+                   e.extensions == full.extensions,
+               "without data: attributes differ");
+    if (e.id.size() % 2 == 0) {
+      FUZZ_CHECK(e.data == full.data && e.data_is_base64 == full.data_is_base64,
+                 "wanted data differs");
+    } else {
+      FUZZ_CHECK(e.data.is_null() && !e.data_is_base64, "unwanted data was built");
+    }
   }
 }
 

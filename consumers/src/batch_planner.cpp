@@ -1,5 +1,9 @@
 #include "workflowd/consumers/batch_planner.hpp"
 
+#include <functional>
+#include <map>
+#include <utility>
+
 #include "workflowd/common/ids.hpp"
 #include "workflowd/common/timefmt.hpp"
 
@@ -16,22 +20,47 @@ void BatchPlan::Append(BatchPlan&& other) {
   for (size_t i = 0; i < dead_by_reason.size(); ++i) dead_by_reason[i] += other.dead_by_reason[i];
 }
 
-nlohmann::json TriggerEventJson(const Envelope& e, const RawRecord& record) {
-  nlohmann::json j = {
-      {"id", e.id},
-      {"type", e.type},
-      {"source", e.source},
-      {"tenant", e.tenant},
-      {"environment", e.environment},
-      {"format", ToString(e.format)},
-      {"data", e.data},
-      {"kafka",
-       {{"topic", record.topic}, {"partition", record.partition}, {"offset", record.offset}}}};
+namespace {
+
+// The trigger_event document with `data` and `extensions` supplied by the caller (copied or moved
+// out of the envelope). Built member by member: an initializer list would copy them again.
+nlohmann::json BuildTriggerEvent(const Envelope& e, const RawRecord& record, nlohmann::json data,
+                                 std::map<std::string, nlohmann::json> extensions) {
+  nlohmann::json j = nlohmann::json::object();
+  j["id"] = e.id;
+  j["type"] = e.type;
+  j["source"] = e.source;
+  j["tenant"] = e.tenant;
+  j["environment"] = e.environment;
+  j["format"] = ToString(e.format);
+  j["data"] = std::move(data);
+  nlohmann::json& kafka = j["kafka"];
+  kafka["topic"] = record.topic;
+  kafka["partition"] = record.partition;
+  kafka["offset"] = record.offset;
   if (!e.subject.empty()) j["subject"] = e.subject;
   if (!e.time_text.empty()) j["time"] = e.time_text;
   if (!e.data_content_type.empty()) j["datacontenttype"] = e.data_content_type;
-  if (!e.extensions.empty()) j["extensions"] = e.extensions;
+  if (!extensions.empty()) {
+    nlohmann::json& out = j["extensions"];
+    out = nlohmann::json::object();
+    for (auto& [name, value] : extensions) out[name] = std::move(value);
+  }
   return j;
+}
+
+}  // namespace
+
+nlohmann::json TriggerEventJson(const Envelope& e, const RawRecord& record) {
+  return BuildTriggerEvent(e, record, e.data, e.extensions);
+}
+
+nlohmann::json TriggerEventJson(Envelope&& e, const RawRecord& record) {
+  nlohmann::json data = std::move(e.data);
+  std::map<std::string, nlohmann::json> extensions = std::move(e.extensions);
+  e.data = nullptr;
+  e.extensions.clear();
+  return BuildTriggerEvent(e, record, std::move(data), std::move(extensions));
 }
 
 BatchPlan PlanBatch(std::span<const RawRecord* const> records, const DecoderConfig& decoder,
@@ -41,8 +70,14 @@ BatchPlan PlanBatch(std::span<const RawRecord* const> records, const DecoderConf
   plan.consumed = records.size();
   std::vector<const matching::IndexEntry*> matched;
   std::vector<matching::Header> header_storage;
+  // Only conditions and trigger_event read an event's data: building it (most of the cost of
+  // decoding) is skipped for events of a type no definition of their tenant and environment
+  // triggers on. Such a record is still validated and dead-lettered like any other.
+  const std::function<bool(const Envelope&)> wants_data = [&index](const Envelope& e) {
+    return !index.Candidates(e.tenant, e.environment, e.type).empty();
+  };
   for (const RawRecord* record : records) {
-    DecodeResult result = DecodeRecord(*record, decoder);
+    DecodeResult result = DecodeRecord(*record, decoder, wants_data);
     if (!result.ok()) {
       ++plan.dead_by_reason[static_cast<size_t>(result.reason)];
       DeadLetter letter;
@@ -60,7 +95,7 @@ BatchPlan PlanBatch(std::span<const RawRecord* const> records, const DecoderConf
       continue;
     }
     ++plan.decoded;
-    const Envelope& envelope = *result.envelope;
+    Envelope& envelope = *result.envelope;
     matched.clear();
     index.Match(ViewOf(envelope, header_storage), matched);
     if (matched.empty()) {
@@ -68,8 +103,10 @@ BatchPlan PlanBatch(std::span<const RawRecord* const> records, const DecoderConf
       continue;
     }
     ++plan.matched_events;
-    nlohmann::json trigger_event = TriggerEventJson(envelope, *record);
-    for (const auto* entry : matched) {
+    // The data moves into the document; the rows below use only the envelope's attributes.
+    nlohmann::json trigger_event = TriggerEventJson(std::move(envelope), *record);
+    for (size_t i = 0; i < matched.size(); ++i) {
+      const matching::IndexEntry* entry = matched[i];
       store::NewExecution e;
       e.id = NewId("ex_", now);
       e.tenant_id = envelope.tenant;
@@ -80,7 +117,11 @@ BatchPlan PlanBatch(std::span<const RawRecord* const> records, const DecoderConf
       e.provider = entry->provider;
       e.trigger_type = "event";
       e.trigger_event_id = envelope.id;
-      e.trigger_event = trigger_event;
+      if (i + 1 == matched.size()) {
+        e.trigger_event = std::move(trigger_event);
+      } else {
+        e.trigger_event = trigger_event;
+      }
       plan.matches.push_back({envelope.tenant, envelope.environment, envelope.id, envelope.type,
                               entry->definition_id, e.id});
       plan.executions.push_back(std::move(e));

@@ -1,8 +1,12 @@
 #include "workflowd/consumers/envelope.hpp"
 
+#include <simdjson.h>
+
+#include <algorithm>
 #include <array>
 #include <chrono>
 #include <exception>
+#include <functional>
 #include <new>
 #include <string>
 #include <utility>
@@ -269,6 +273,15 @@ std::string EncodeBase64(std::string_view bytes) {
 
 // ---------------------------------------------------------------------------------------------
 // JSON
+//
+// Records are parsed with simdjson's DOM parser (validates the whole document, UTF-8 included,
+// about 20x faster than building an nlohmann::json), attributes are read from its elements, and
+// an nlohmann::json is built only for the data of events somebody wants (conditions and
+// trigger_event need it). When simdjson rejects a document, nlohmann's parser decides instead:
+// it gives the reason and detail records always got, and it accepts the few documents simdjson
+// does not (integers beyond 64 bits, which nlohmann keeps as floating point).
+
+namespace dom = simdjson::dom;
 
 // Maximum nesting of arrays/objects, by a scan that skips strings. Stops counting past `limit`.
 size_t JsonDepth(std::string_view text, size_t limit) {
@@ -302,11 +315,11 @@ struct Failure {
   std::string detail;
 };
 
-// Parses `text` (BOM already stripped). `what` names it in details ("value", "data_base64").
-// nlohmann's parser validates UTF-8 inside strings; its messages quote input, so only the
-// position goes into the detail.
-std::optional<Failure> ParseJson(std::string_view text, size_t max_depth, std::string_view what,
-                                 json& out) {
+// Parses `text` (BOM already stripped) with nlohmann's parser. `what` names it in details
+// ("value", "data_base64"). nlohmann's parser validates UTF-8 inside strings; its messages quote
+// input, so only the position goes into the detail.
+std::optional<Failure> ParseJsonWithNlohmann(std::string_view text, size_t max_depth,
+                                             std::string_view what, json& out) {
   if (JsonDepth(text, max_depth) > max_depth) {
     return Failure{DeadLetterReason::kTooDeep, std::string(what) + ": JSON nested deeper than " +
                                                    std::to_string(max_depth) + " levels"};
@@ -339,61 +352,162 @@ std::optional<Failure> ParseJson(std::string_view text, size_t max_depth, std::s
   }
 }
 
-const char* JsonTypeName(const json& j) {
-  switch (j.type()) {
-    case json::value_t::null:
+// One per thread and per kind of document, reused so that their buffers are allocated once, not
+// per record: the record's value, and a document inside it (decoded data_base64).
+struct Parsers {
+  dom::parser value;
+  dom::parser inner;
+  std::string reparse_buffer;
+};
+
+Parsers& ThreadParsers() {
+  thread_local Parsers parsers;
+  return parsers;
+}
+
+// Parses `text` (BOM already stripped) into `out`, valid until the next parse with `parser`. Fails
+// with the reason and detail of ParseJsonWithNlohmann, so too_deep beyond `max_depth` levels.
+//
+// simdjson's depth limit d admits non-empty containers nested at most d - 1 levels (and empty ones
+// d levels): with d = max_depth everything it accepts is within max_depth, and a document at
+// exactly max_depth levels fails with DEPTH_ERROR and goes the slow way (rare: 64 levels by
+// default).
+std::optional<Failure> ParseJson(dom::parser& parser, std::string& reparse_buffer,
+                                 std::string_view text, size_t max_depth, std::string_view what,
+                                 dom::element& out) {
+  simdjson::error_code error = simdjson::SUCCESS;
+  if (parser.max_depth() != max_depth || parser.capacity() == 0) {
+    error = parser.allocate(std::max({text.size(), parser.capacity(), size_t{4096}}), max_depth);
+  }
+  if (!error) {
+    // parse() copies the text into the parser's padded buffer (reused between records).
+    error = parser.parse(text.data(), text.size()).get(out);
+    if (!error) return std::nullopt;
+  }
+  json document;
+  if (auto failure = ParseJsonWithNlohmann(text, max_depth, what, document)) return failure;
+  // nlohmann accepts it: a document at exactly max_depth levels, or an integer beyond 64 bits
+  // (nlohmann keeps it as floating point, and so does its rendering, which simdjson reads to the
+  // same value). One more level for this document; the next parse resets the limit.
+  reparse_buffer = document.dump();
+  if (parser.allocate(std::max(reparse_buffer.size(), parser.capacity()), max_depth + 1) ||
+      parser.parse(reparse_buffer.data(), reparse_buffer.size()).get(out)) {
+    return Failure{DeadLetterReason::kInternal,
+                   std::string(what) + ": the JSON parsers disagree about this document"};
+  }
+  return std::nullopt;
+}
+
+const char* JsonTypeName(dom::element element) {
+  switch (element.type()) {
+    case dom::element_type::NULL_VALUE:
       return "null";
-    case json::value_t::object:
+    case dom::element_type::OBJECT:
       return "object";
-    case json::value_t::array:
+    case dom::element_type::ARRAY:
       return "array";
-    case json::value_t::string:
+    case dom::element_type::STRING:
       return "string";
-    case json::value_t::boolean:
+    case dom::element_type::BOOL:
       return "boolean";
-    case json::value_t::number_integer:
-    case json::value_t::number_unsigned:
+    case dom::element_type::INT64:
+    case dom::element_type::UINT64:
       return "integer";
-    case json::value_t::number_float:
+    case dom::element_type::DOUBLE:
       return "number";
-    case json::value_t::binary:
-      return "binary";
-    case json::value_t::discarded:
-      return "discarded";
   }
   return "unknown";
 }
 
-// A member of an object; nullptr when absent or null (CloudEvents: null means unset).
-json* Member(json& object, std::string_view name) {
-  const auto it = object.find(name);
-  if (it == object.end() || it->is_null()) return nullptr;
-  return &*it;
+std::string_view StringOf(dom::element element) { return element.get_string().value_unsafe(); }
+
+// The same nlohmann::json that nlohmann's parser builds from the element's text: non-negative
+// integers are unsigned, and of a repeated member name the last value wins.
+void ToJson(dom::element element, json& out) {
+  switch (element.type()) {
+    case dom::element_type::NULL_VALUE:
+      out = nullptr;
+      return;
+    case dom::element_type::OBJECT: {
+      out = json::object();
+      auto& object = out.get_ref<json::object_t&>();
+      // A named copy: value_unsafe() refers into the temporary result.
+      const dom::object fields = element.get_object().value_unsafe();
+      for (const dom::key_value_pair field : fields) {
+        ToJson(field.value, object[std::string(field.key)]);
+      }
+      return;
+    }
+    case dom::element_type::ARRAY: {
+      out = json::array();
+      auto& array = out.get_ref<json::array_t&>();
+      const dom::array items = element.get_array().value_unsafe();
+      array.reserve(items.size());
+      for (const dom::element item : items) ToJson(item, array.emplace_back());
+      return;
+    }
+    case dom::element_type::STRING:
+      out = std::string(StringOf(element));
+      return;
+    case dom::element_type::BOOL:
+      out = element.get_bool().value_unsafe();
+      return;
+    case dom::element_type::INT64: {
+      const int64_t value = element.get_int64().value_unsafe();
+      if (value >= 0) {
+        out = static_cast<uint64_t>(value);
+      } else {
+        out = value;
+      }
+      return;
+    }
+    case dom::element_type::UINT64:
+      out = element.get_uint64().value_unsafe();
+      return;
+    case dom::element_type::DOUBLE:
+      out = element.get_double().value_unsafe();
+      return;
+  }
 }
 
-// Walks a dotted path ("meta.tenant", "items.0.sku"); nullptr when absent. An empty path is the
+// A member of an object; nullopt when absent. Of a repeated name the last value counts, as in
+// nlohmann::json (which the decoder used before).
+std::optional<dom::element> FindMember(dom::object object, std::string_view name) {
+  std::optional<dom::element> found;
+  for (const dom::key_value_pair field : object) {
+    if (field.key == name) found = field.value;
+  }
+  return found;
+}
+
+// A present, non-null value (CloudEvents: null means unset).
+const dom::element* NonNull(const std::optional<dom::element>& value) {
+  return value && !value->is_null() ? &*value : nullptr;
+}
+
+// Walks a dotted path ("meta.tenant", "items.0.sku"); nullopt when absent. An empty path is the
 // root. A numeric segment indexes an array; on an object it is an ordinary key.
-json* Lookup(json& root, std::string_view path) {
-  json* node = &root;
+std::optional<dom::element> Lookup(dom::element root, std::string_view path) {
+  dom::element node = root;
   if (path.empty()) return node;
   while (true) {
     const size_t dot = path.find('.');
     const std::string_view segment = path.substr(0, dot);
-    if (node->is_object()) {
-      const auto it = node->find(segment);
-      if (it == node->end()) return nullptr;
-      node = &*it;
-    } else if (node->is_array()) {
-      if (segment.empty() || segment.size() > 9) return nullptr;
+    if (node.is_object()) {
+      const std::optional<dom::element> member =
+          FindMember(node.get_object().value_unsafe(), segment);
+      if (!member) return std::nullopt;
+      node = *member;
+    } else if (node.is_array()) {
+      if (segment.empty() || segment.size() > 9) return std::nullopt;
       size_t index = 0;
       for (char c : segment) {
-        if (c < '0' || c > '9') return nullptr;
+        if (c < '0' || c > '9') return std::nullopt;
         index = index * 10 + static_cast<size_t>(c - '0');
       }
-      if (index >= node->size()) return nullptr;
-      node = &(*node)[index];
+      if (node.at(index).get(node)) return std::nullopt;  // INDEX_OUT_OF_BOUNDS
     } else {
-      return nullptr;
+      return std::nullopt;
     }
     if (dot == std::string_view::npos) return node;
     path.remove_prefix(dot + 1);
@@ -418,10 +532,21 @@ std::optional<TimePoint> ParseEventTime(std::string_view text) {
 // ---------------------------------------------------------------------------------------------
 // The decoder
 
+// The members of a structured CloudEvent, from one pass over the object. Of a repeated name the
+// last value counts (see FindMember).
+struct StructuredMembers {
+  std::optional<dom::element> specversion, id, source, type, subject, time, datacontenttype, data,
+      data_base64, tenant, environment;
+  // The other members by name, in nlohmann::json's order (bytewise), which decides which of
+  // several bad extension attributes the detail names.
+  std::map<std::string_view, dom::element> others;
+};
+
 class RecordDecoder {
  public:
-  RecordDecoder(const RawRecord& record, const DecoderConfig& config)
-      : record_(record), config_(config) {}
+  RecordDecoder(const RawRecord& record, const DecoderConfig& config,
+                const std::function<bool(const Envelope&)>* wants_data)
+      : record_(record), config_(config), wants_data_(wants_data), parsers_(ThreadParsers()) {}
 
   DecodeResult Run() {
     DecodeResult result;
@@ -444,6 +569,9 @@ class RecordDecoder {
     return false;
   }
 
+  // Asked once everything but the data is decoded and validated.
+  bool WantsData() const { return wants_data_ == nullptr || (*wants_data_)(envelope_); }
+
   bool Decode() {
     if (!CheckSize()) return false;
     const bool cloud_events_allowed = config_.mode != DecoderConfig::Mode::kFlat;
@@ -459,8 +587,9 @@ class RecordDecoder {
       return Fail(DeadLetterReason::kEmptyValue,
                   record_.value ? "value is empty" : "value is null (tombstone)");
     }
-    json document;
-    if (auto failure = ParseJson(value, config_.max_json_depth, "value", document)) {
+    dom::element document;
+    if (auto failure = ParseJson(parsers_.value, parsers_.reparse_buffer, value,
+                                 config_.max_json_depth, "value", document)) {
       return Fail(std::move(*failure));
     }
     if (!document.is_object()) {
@@ -469,10 +598,16 @@ class RecordDecoder {
       if (document.is_array()) detail += " (batches are not supported)";
       return Fail(DeadLetterReason::kNotObject, std::move(detail));
     }
+    const dom::object object = document.get_object().value_unsafe();
 
     const bool marked_structured =
         cloud_events_allowed && MediaType(content_type_) == "application/cloudevents+json";
-    const bool has_specversion = document.contains("specversion");
+    bool has_specversion = false;
+    if (config_.mode != DecoderConfig::Mode::kFlat) {
+      for (const dom::key_value_pair field : object) {
+        has_specversion = has_specversion || field.key == "specversion";
+      }
+    }
     switch (config_.mode) {
       case DecoderConfig::Mode::kFlat:
         return DecodeFlat(document);
@@ -481,11 +616,11 @@ class RecordDecoder {
           return Fail(DeadLetterReason::kUnknownFormat,
                       "not a CloudEvent: no specversion member and no ce_specversion header");
         }
-        return DecodeStructured(document);
+        return DecodeStructured(object);
       case DecoderConfig::Mode::kAuto:
         break;
     }
-    if (has_specversion || marked_structured) return DecodeStructured(document);
+    if (has_specversion || marked_structured) return DecodeStructured(object);
     return DecodeFlat(document);
   }
 
@@ -501,7 +636,6 @@ class RecordDecoder {
     }
     return true;
   }
-
   // Collects ce_* attributes and the content type; rejects conflicting repeats.
   bool ScanHeaders() {
     for (const RawHeader& h : record_.headers) {
@@ -602,12 +736,10 @@ class RecordDecoder {
     if (value.empty()) return true;  // an event without data
     const bool has_type = !envelope_.data_content_type.empty();
     if (!has_type || IsJsonContentType(envelope_.data_content_type)) {
-      const std::string_view text = StripBom(value);
-      if (!has_type && JsonDepth(text, config_.max_json_depth) > config_.max_json_depth) {
-        return SetBytesAsData(value, nullptr);  // not declared JSON: keep it as text
-      }
-      auto failure = ParseJson(text, config_.max_json_depth, "value", envelope_.data);
-      if (!failure) return true;
+      dom::element data;
+      auto failure = ParseJson(parsers_.value, parsers_.reparse_buffer, StripBom(value),
+                               config_.max_json_depth, "value", data);
+      if (!failure) return SetJsonData(data);
       if (has_type) {
         if (failure->reason == DeadLetterReason::kNotJson) {
           failure->reason = DeadLetterReason::kInvalidData;
@@ -615,7 +747,7 @@ class RecordDecoder {
         }
         return Fail(std::move(*failure));
       }
-      envelope_.data = nullptr;
+      // Not declared JSON and not JSON (or nested too deep): keep it as text.
     }
     return SetBytesAsData(value, nullptr);
   }
@@ -629,34 +761,76 @@ class RecordDecoder {
            name == config_.environment_extension;
   }
 
-  bool RequiredMember(json& event, std::string_view name, DeadLetterReason missing,
-                      std::string& out) {
-    const json* member = Member(event, name);
+  static StructuredMembers CollectMembers(dom::object event, const DecoderConfig& config) {
+    StructuredMembers m;
+    for (const dom::key_value_pair field : event) {
+      const std::string_view name = field.key;
+      bool core = true;
+      if (name == "specversion") {
+        m.specversion = field.value;
+      } else if (name == "id") {
+        m.id = field.value;
+      } else if (name == "source") {
+        m.source = field.value;
+      } else if (name == "type") {
+        m.type = field.value;
+      } else if (name == "subject") {
+        m.subject = field.value;
+      } else if (name == "time") {
+        m.time = field.value;
+      } else if (name == "datacontenttype") {
+        m.datacontenttype = field.value;
+      } else if (name == "data") {
+        m.data = field.value;
+      } else if (name == "data_base64") {
+        m.data_base64 = field.value;
+      } else {
+        core = false;
+      }
+      // Not exclusive: an unvalidated config may name a core attribute as the tenant.
+      if (name == config.tenant_extension) {
+        m.tenant = field.value;
+        core = true;
+      }
+      if (name == config.environment_extension) {
+        m.environment = field.value;
+        core = true;
+      }
+      if (!core) m.others.insert_or_assign(name, field.value);
+    }
+    return m;
+  }
+
+  bool RequiredMember(const std::optional<dom::element>& value, std::string_view name,
+                      DeadLetterReason missing, std::string& out) {
+    const dom::element* member = NonNull(value);
     if (member == nullptr) return Fail(missing, std::string(name) + ": missing");
     if (!member->is_string()) {
       return Fail(DeadLetterReason::kWrongType,
                   std::string(name) + ": expected a string, got " + JsonTypeName(*member));
     }
-    const auto& text = member->get_ref<const std::string&>();
+    const std::string_view text = StringOf(*member);
     if (text.empty()) return Fail(missing, std::string(name) + ": empty");
-    out = text;
+    out.assign(text);
     return true;
   }
 
-  bool OptionalStringMember(json& event, std::string_view name, std::string& out) {
-    const json* member = Member(event, name);
+  bool OptionalStringMember(const std::optional<dom::element>& value, std::string_view name,
+                            std::string& out) {
+    const dom::element* member = NonNull(value);
     if (member == nullptr) return true;
     if (!member->is_string()) {
       return Fail(DeadLetterReason::kWrongType,
                   std::string(name) + ": expected a string, got " + JsonTypeName(*member));
     }
-    out = member->get_ref<const std::string&>();
+    out.assign(StringOf(*member));
     return true;
   }
 
-  bool DecodeStructured(json& event) {
+  bool DecodeStructured(dom::object event) {
     envelope_.format = EnvelopeFormat::kCloudEventsStructured;
-    const json* specversion = Member(event, "specversion");
+    const StructuredMembers m = CollectMembers(event, config_);
+    const dom::element* specversion = NonNull(m.specversion);
     if (specversion == nullptr) {
       return Fail(DeadLetterReason::kUnsupportedSpecversion, "specversion: missing");
     }
@@ -664,87 +838,92 @@ class RecordDecoder {
       return Fail(DeadLetterReason::kWrongType,
                   std::string("specversion: expected a string, got ") + JsonTypeName(*specversion));
     }
-    if (specversion->get_ref<const std::string&>() != "1.0") {
+    if (StringOf(*specversion) != "1.0") {
       return Fail(DeadLetterReason::kUnsupportedSpecversion,
                   "specversion: only \"1.0\" is supported");
     }
-    if (!RequiredMember(event, "id", DeadLetterReason::kMissingId, envelope_.id) ||
-        !RequiredMember(event, "source", DeadLetterReason::kMissingSource, envelope_.source) ||
-        !RequiredMember(event, "type", DeadLetterReason::kMissingType, envelope_.type) ||
-        !RequiredMember(event, config_.tenant_extension, DeadLetterReason::kMissingTenant,
+    if (!RequiredMember(m.id, "id", DeadLetterReason::kMissingId, envelope_.id) ||
+        !RequiredMember(m.source, "source", DeadLetterReason::kMissingSource, envelope_.source) ||
+        !RequiredMember(m.type, "type", DeadLetterReason::kMissingType, envelope_.type) ||
+        !RequiredMember(m.tenant, config_.tenant_extension, DeadLetterReason::kMissingTenant,
                         envelope_.tenant) ||
-        !RequiredMember(event, config_.environment_extension, DeadLetterReason::kMissingEnvironment,
-                        envelope_.environment) ||
-        !ValidateCommon("") || !OptionalStringMember(event, "subject", envelope_.subject) ||
-        !OptionalStringMember(event, "datacontenttype", envelope_.data_content_type)) {
+        !RequiredMember(m.environment, config_.environment_extension,
+                        DeadLetterReason::kMissingEnvironment, envelope_.environment) ||
+        !ValidateCommon("") || !OptionalStringMember(m.subject, "subject", envelope_.subject) ||
+        !OptionalStringMember(m.datacontenttype, "datacontenttype", envelope_.data_content_type)) {
       return false;
     }
-    if (const json* time = Member(event, "time")) {
+    if (const dom::element* time = NonNull(m.time)) {
       if (!time->is_string()) {
         return Fail(DeadLetterReason::kInvalidTime,
                     std::string("time: expected an RFC 3339 string, got ") + JsonTypeName(*time));
       }
-      if (!SetTime(time->get_ref<const std::string&>(), "time")) return false;
+      if (!SetTime(StringOf(*time), "time")) return false;
     }
-    for (auto it = event.begin(); it != event.end(); ++it) {
-      const std::string& name = it.key();
-      if (IsCoreAttribute(name) || it->is_null()) continue;
+    for (const auto& [name, value] : m.others) {
+      if (value.is_null()) continue;
       if (!IsValidAttributeName(name)) {
         return Fail(
             DeadLetterReason::kInvalidAttribute,
             QuoteName(name) + ": not a valid CloudEvents attribute name (lowercase a-z, 0-9)");
       }
-      if (!it->is_string() && !it->is_number() && !it->is_boolean()) {
-        return Fail(DeadLetterReason::kWrongType, name +
+      if (!value.is_string() && !value.is_number() && !value.is_bool()) {
+        return Fail(DeadLetterReason::kWrongType, std::string(name) +
                                                       ": extension attribute must be a string, "
                                                       "number or boolean, got " +
-                                                      JsonTypeName(*it));
+                                                      JsonTypeName(value));
       }
-      envelope_.extensions.emplace(name, *it);
+      ToJson(value, envelope_.extensions[std::string(name)]);
     }
-    return SetStructuredData(event);
+    return SetStructuredData(m);
   }
 
-  bool SetStructuredData(json& event) {
-    json* data = Member(event, "data");
-    json* data_base64 = Member(event, "data_base64");
+  bool SetStructuredData(const StructuredMembers& m) {
+    const dom::element* data = NonNull(m.data);
+    const dom::element* data_base64 = NonNull(m.data_base64);
     if (data != nullptr && data_base64 != nullptr) {
       return Fail(DeadLetterReason::kInvalidData, "data, data_base64: only one may be present");
     }
-    if (data != nullptr) {
-      envelope_.data = std::move(*data);
-      return true;
-    }
+    if (data != nullptr) return SetJsonData(*data);
     if (data_base64 == nullptr) return true;
     if (!data_base64->is_string()) {
       return Fail(
           DeadLetterReason::kInvalidData,
           std::string("data_base64: expected a base64 string, got ") + JsonTypeName(*data_base64));
     }
-    const auto& text = data_base64->get_ref<const std::string&>();
+    const std::string_view text = StringOf(*data_base64);
     const std::optional<std::string> bytes = DecodeBase64(text);
     if (!bytes) return Fail(DeadLetterReason::kInvalidData, "data_base64: not valid base64");
     if (IsJsonContentType(envelope_.data_content_type)) {
-      if (auto failure =
-              ParseJson(StripBom(*bytes), config_.max_json_depth, "data_base64", envelope_.data)) {
+      // The inner parser: `text` still points into the value's document.
+      dom::element decoded;
+      if (auto failure = ParseJson(parsers_.inner, parsers_.reparse_buffer, StripBom(*bytes),
+                                   config_.max_json_depth, "data_base64", decoded)) {
         if (failure->reason == DeadLetterReason::kNotJson) {
           failure->reason = DeadLetterReason::kInvalidData;
           failure->detail += " although datacontenttype is JSON";
         }
         return Fail(std::move(*failure));
       }
-      return true;
+      return SetJsonData(decoded);
     }
     return SetBytesAsData(*bytes, &text);
   }
 
+  // JSON data (already validated by its parse); built only when wanted.
+  bool SetJsonData(dom::element data) {
+    if (WantsData()) ToJson(data, envelope_.data);
+    return true;
+  }
+
   // Non-JSON data: a JSON string of the bytes when they are UTF-8, else their base64 (reusing
-  // `base64` when the caller has it).
-  bool SetBytesAsData(std::string_view bytes, const std::string* base64) {
+  // `base64` when the caller has it). Built only when wanted.
+  bool SetBytesAsData(std::string_view bytes, const std::string_view* base64) {
+    if (!WantsData()) return true;
     if (IsValidUtf8(bytes)) {
       envelope_.data = std::string(bytes);
     } else {
-      envelope_.data = base64 != nullptr ? *base64 : EncodeBase64(bytes);
+      envelope_.data = base64 != nullptr ? std::string(*base64) : EncodeBase64(bytes);
       envelope_.data_is_base64 = true;
     }
     return true;
@@ -753,16 +932,17 @@ class RecordDecoder {
   // --- Flat envelope --------------------------------------------------------------------------
 
   // A required string field; a null value counts as missing.
-  bool RequiredFlatString(json& document, const std::string& path, DeadLetterReason missing,
+  bool RequiredFlatString(dom::element document, const std::string& path, DeadLetterReason missing,
                           std::string& out, bool allow_integer = false) {
-    const json* field = Lookup(document, path);
-    if (field == nullptr || field->is_null()) return Fail(missing, path + ": missing");
-    if (allow_integer && field->is_number_unsigned()) {
-      out = std::to_string(field->get<uint64_t>());
+    const std::optional<dom::element> found = Lookup(document, path);
+    const dom::element* field = NonNull(found);
+    if (field == nullptr) return Fail(missing, path + ": missing");
+    if (allow_integer && field->is_uint64()) {
+      out = std::to_string(field->get_uint64().value_unsafe());
       return true;
     }
-    if (allow_integer && field->is_number_integer()) {
-      out = std::to_string(field->get<int64_t>());
+    if (allow_integer && field->is_int64()) {
+      out = std::to_string(field->get_int64().value_unsafe());
       return true;
     }
     if (!field->is_string()) {
@@ -772,13 +952,13 @@ class RecordDecoder {
                                      : ": expected a string, got ") +
                       JsonTypeName(*field));
     }
-    const auto& text = field->get_ref<const std::string&>();
+    const std::string_view text = StringOf(*field);
     if (text.empty()) return Fail(missing, path + ": empty");
-    out = text;
+    out.assign(text);
     return true;
   }
 
-  bool DecodeFlat(json& document) {
+  bool DecodeFlat(dom::element document) {
     envelope_.format = EnvelopeFormat::kFlat;
     const FlatMapping& m = config_.flat;
     if (!RequiredFlatString(document, m.id, DeadLetterReason::kMissingId, envelope_.id,
@@ -792,12 +972,13 @@ class RecordDecoder {
       return false;
     }
     if (!m.source.empty()) {
-      if (const json* source = Lookup(document, m.source); source && !source->is_null()) {
+      const std::optional<dom::element> found = Lookup(document, m.source);
+      if (const dom::element* source = NonNull(found)) {
         if (!source->is_string()) {
           return Fail(DeadLetterReason::kWrongType,
                       m.source + ": expected a string, got " + JsonTypeName(*source));
         }
-        envelope_.source = source->get_ref<const std::string&>();
+        envelope_.source.assign(StringOf(*source));
         if (HasControlCharacters(envelope_.source)) {
           return Fail(DeadLetterReason::kInvalidAttribute,
                       m.source + ": contains control characters");
@@ -805,28 +986,32 @@ class RecordDecoder {
       }
     }
     if (!m.time.empty()) {
-      if (const json* time = Lookup(document, m.time); time && !time->is_null()) {
+      const std::optional<dom::element> found = Lookup(document, m.time);
+      if (const dom::element* time = NonNull(found)) {
         if (!SetFlatTime(*time, m.time)) return false;
       }
     }
     // Last: the data may contain (or be) the fields read above.
-    if (json* data = Lookup(document, m.data)) envelope_.data = std::move(*data);
+    if (const std::optional<dom::element> data = Lookup(document, m.data)) {
+      return SetJsonData(*data);
+    }
     return true;
   }
 
-  bool SetFlatTime(const json& time, const std::string& path) {
-    if (time.is_string()) return SetTime(time.get_ref<const std::string&>(), path);
-    if (time.is_number_integer() || time.is_number_unsigned()) {
+  bool SetFlatTime(dom::element time, const std::string& path) {
+    if (time.is_string()) return SetTime(StringOf(time), path);
+    if (time.is_int64() || time.is_uint64()) {
       const bool in_range =
-          time.is_number_unsigned()
-              ? time.get<uint64_t>() <= static_cast<uint64_t>(kMaxAbsEpochMs)
-              : time.get<int64_t>() >= -kMaxAbsEpochMs && time.get<int64_t>() <= kMaxAbsEpochMs;
+          time.is_uint64()
+              ? time.get_uint64().value_unsafe() <= static_cast<uint64_t>(kMaxAbsEpochMs)
+              : time.get_int64().value_unsafe() >= -kMaxAbsEpochMs &&
+                    time.get_int64().value_unsafe() <= kMaxAbsEpochMs;
       if (!in_range) {
         return Fail(DeadLetterReason::kInvalidTime,
                     path + ": epoch milliseconds out of the supported range");
       }
-      const int64_t ms = time.is_number_unsigned() ? static_cast<int64_t>(time.get<uint64_t>())
-                                                   : time.get<int64_t>();
+      const int64_t ms = time.is_uint64() ? static_cast<int64_t>(time.get_uint64().value_unsafe())
+                                          : time.get_int64().value_unsafe();
       envelope_.time = TimePoint{std::chrono::milliseconds{ms}};
       envelope_.time_text = FormatRfc3339(*envelope_.time);
       return true;
@@ -889,6 +1074,8 @@ class RecordDecoder {
 
   const RawRecord& record_;
   const DecoderConfig& config_;
+  const std::function<bool(const Envelope&)>* wants_data_;  // null: always
+  Parsers& parsers_;
   Envelope envelope_;
   Failure failure_;
 
@@ -1011,9 +1198,12 @@ std::vector<std::string> ValidateDecoderConfig(const DecoderConfig& config) {
   return problems;
 }
 
-DecodeResult DecodeRecord(const RawRecord& record, const DecoderConfig& config) noexcept {
+namespace {
+
+DecodeResult GuardedDecode(const RawRecord& record, const DecoderConfig& config,
+                           const std::function<bool(const Envelope&)>* wants_data) noexcept {
   try {
-    return RecordDecoder(record, config).Run();
+    return RecordDecoder(record, config, wants_data).Run();
   } catch (const std::bad_alloc&) {
     DecodeResult result;
     result.reason = DeadLetterReason::kInternal;
@@ -1031,6 +1221,17 @@ DecodeResult DecodeRecord(const RawRecord& record, const DecoderConfig& config) 
     result.detail = "unexpected exception while decoding";
     return result;
   }
+}
+
+}  // namespace
+
+DecodeResult DecodeRecord(const RawRecord& record, const DecoderConfig& config) noexcept {
+  return GuardedDecode(record, config, nullptr);
+}
+
+DecodeResult DecodeRecord(const RawRecord& record, const DecoderConfig& config,
+                          const std::function<bool(const Envelope&)>& wants_data) noexcept {
+  return GuardedDecode(record, config, &wants_data);
 }
 
 std::vector<std::pair<std::string, std::string>> DeadLetterHeaders(const RawRecord& record,

@@ -432,5 +432,86 @@ TEST(TriggerEventJson, OmitsAbsentOptionalAttributes) {
       << j.dump();
 }
 
+// Events without candidate definitions skip building their data, yet bad ones are dead-lettered
+// exactly as before; events with candidates get their data for conditions and trigger_event.
+TEST_F(PlanBatchTest, DataIsBuiltOnlyForEventsWithCandidatesAndValidatedForAll) {
+  const std::string no_candidates_bad_data =
+      R"({"specversion":"1.0","id":"evt-bad","source":"crm","type":"page.viewed",)"
+      R"("tenantid":"acme","environmentid":"prod","data":{"customer":})";
+  const std::string no_candidates_bad_utf8 =
+      R"({"specversion":"1.0","id":"evt-utf8","source":"crm","type":"page.viewed",)"
+      R"("tenantid":"acme","environmentid":"prod","data":{"customer":")"
+      "\xC3\x28"
+      R"("}})";
+  const std::string no_candidates_bad_base64 =
+      R"({"specversion":"1.0","id":"evt-b64","source":"crm","type":"page.viewed",)"
+      R"("tenantid":"acme","environmentid":"prod","datacontenttype":"application/json",)"
+      R"("data_base64":"e30x"})";
+  Add(no_candidates_bad_data);
+  Add(no_candidates_bad_utf8);
+  Add(no_candidates_bad_base64);
+  // No candidates, fine: decoded, unmatched.
+  Add(CloudEvent("evt-other", "acme", "prod", {{"country", "US"}}, "customer.deleted"));
+  // Candidates: both conditions read the data; one holds.
+  Add(CloudEvent("evt-gold", "acme", "prod", {{"country", "FR"}, {"tier", "gold"}, {"n", 18}}));
+  // Candidates whose conditions fail on the data.
+  Add(CloudEvent("evt-fr", "acme", "prod", {{"country", "FR"}, {"tier", "silver"}}));
+  BatchPlan plan = Plan();
+
+  EXPECT_EQ(plan.consumed, 6u);
+  EXPECT_EQ(plan.decoded, 3u);
+  EXPECT_EQ(plan.matched_events, 1u);
+  EXPECT_EQ(plan.unmatched_events, 2u);
+  EXPECT_EQ(Dead(plan, DeadLetterReason::kNotJson), 2u);
+  EXPECT_EQ(Dead(plan, DeadLetterReason::kInvalidData), 1u);
+  ASSERT_EQ(plan.dead_letters.size(), 3u);
+  // The same reasons and details as decoding each record on its own.
+  for (size_t i = 0; i < 3; ++i) {
+    const DecodeResult alone = DecodeRecord(records_[i]->raw, {});
+    const auto headers = Headers(plan.dead_letters[i]);
+    EXPECT_EQ(headers.at("workflowd_dlq_reason"), std::string(ToString(alone.reason)));
+    EXPECT_EQ(headers.at("workflowd_dlq_detail"), alone.detail);
+    EXPECT_EQ(plan.dead_letters[i].value, records_[i]->value);
+  }
+
+  ASSERT_EQ(plan.executions.size(), 1u);
+  const store::NewExecution& e = plan.executions[0];
+  EXPECT_EQ(e.workflow_id, "wf-vip");
+  EXPECT_EQ(e.trigger_event_id, "evt-gold");
+  EXPECT_EQ(e.trigger_event.at("data"),
+            (Json{{"customer", {{"country", "FR"}, {"tier", "gold"}, {"n", 18}}}}));
+  EXPECT_TRUE(e.trigger_event.at("data")["customer"]["n"].is_number_unsigned());
+  EXPECT_EQ(e.trigger_event.at("extensions"),
+            (Json{{"traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}}));
+}
+
+TEST(TriggerEventJson, MovingTheEnvelopeGivesTheSameDocument) {
+  Envelope e;
+  e.id = "evt-1";
+  e.type = "t";
+  e.source = "s";
+  e.subject = "sub";
+  e.tenant = "acme";
+  e.environment = "prod";
+  e.time_text = "2026-01-30T10:00:00Z";
+  e.data_content_type = "application/json";
+  e.data = Json::parse(R"({"a":[1,{"b":"c"}],"n":null})");
+  e.extensions["traceparent"] = "tp";
+  e.extensions["priority"] = 3;
+  RawRecord r;
+  r.topic = "events";
+  r.partition = 7;
+  r.offset = 9;
+  const Json copied = TriggerEventJson(e, r);
+  EXPECT_EQ(copied.at("data"), e.data);
+  EXPECT_EQ(copied.at("extensions"), (Json{{"traceparent", "tp"}, {"priority", 3}}));
+  Envelope moved_from = e;
+  const Json moved = TriggerEventJson(std::move(moved_from), r);
+  EXPECT_EQ(moved, copied) << moved.dump();
+  // The attributes stay for the rows built after the document.
+  EXPECT_EQ(moved_from.id, "evt-1");
+  EXPECT_EQ(moved_from.tenant, "acme");
+}
+
 }  // namespace
 }  // namespace workflowd::consumers

@@ -7,10 +7,13 @@
 
 #include <chrono>
 #include <fstream>
+#include <functional>
+#include <limits>
 #include <random>
 #include <set>
 #include <sstream>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "workflowd/common/timefmt.hpp"
@@ -1034,6 +1037,182 @@ TEST(RobustnessTest, RandomAndMutatedRecords) {
   }
   // The mutations must leave some records valid, or the test only exercises the first checks.
   EXPECT_GT(ok_count, 500);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Data built only when wanted (DecodeRecord with wants_data)
+
+const std::function<bool(const Envelope&)> kNeverData = [](const Envelope&) { return false; };
+const std::function<bool(const Envelope&)> kAlwaysData = [](const Envelope&) { return true; };
+
+std::string StructuredWith(const std::string& data_member) {
+  return R"({"specversion":"1.0","id":"1","source":"s","type":"t","tenantid":"a",)"
+         R"("environmentid":"b",)" +
+         data_member + "}";
+}
+
+TEST(LazyDataTest, WantsDataSeesTheDecodedAttributesAndDataStaysNullWhenUnwanted) {
+  int calls = 0;
+  const std::function<bool(const Envelope&)> wants = [&](const Envelope& e) {
+    ++calls;
+    EXPECT_EQ(e.id, "9f3c1a52-6f1e-4d7b-9d0e-2b8f5c1e7a10");
+    EXPECT_EQ(e.type, "customer.created");
+    EXPECT_EQ(e.tenant, "acme");
+    EXPECT_EQ(e.environment, "prod");
+    EXPECT_EQ(e.data_content_type, "application/json");
+    EXPECT_TRUE(e.data.is_null());
+    return false;
+  };
+  const TestRecord record{Structured().dump(), {}};
+  const DecodeResult lazy = DecodeRecord(record.Raw(), {}, wants);
+  ASSERT_TRUE(lazy.ok()) << lazy.detail;
+  EXPECT_EQ(calls, 1);
+  EXPECT_TRUE(lazy.envelope->data.is_null());
+  EXPECT_FALSE(lazy.envelope->data_is_base64);
+  // Everything else is what the full decode gives.
+  const DecodeResult full = Decode(record);
+  ASSERT_TRUE(full.ok());
+  EXPECT_FALSE(full.envelope->data.is_null());
+  EXPECT_EQ(lazy.envelope->time_text, full.envelope->time_text);
+  EXPECT_EQ(lazy.envelope->extensions, full.envelope->extensions);
+  EXPECT_EQ(lazy.envelope->subject, full.envelope->subject);
+}
+
+TEST(LazyDataTest, WantedDataIsTheFullDecodesDataInEveryFormat) {
+  DecoderConfig flat_config;
+  flat_config.mode = Mode::kFlat;
+  const std::vector<std::pair<TestRecord, DecoderConfig>> cases = {
+      {TestRecord{Structured().dump(), {}}, {}},
+      {TestRecord{R"({"invoice":{"total":12.5,"lines":[1,2,3]}})", BinaryHeaders()}, {}},
+      {TestRecord{"plain text", WithHeader(BinaryHeaders(), "content-type", "text/plain")}, {}},
+      {TestRecord{std::string("\xff\xfe", 2),
+                  WithHeader(BinaryHeaders(), "content-type", "application/octet-stream")},
+       {}},
+      {TestRecord{StructuredWith(
+                      R"("datacontenttype":"application/json","data_base64":"eyJhIjpbMSwyXX0=")"),
+                  {}},
+       {}},
+      {TestRecord{Flat().dump(), {}}, flat_config},
+  };
+  for (const auto& [record, config] : cases) {
+    const DecodeResult full = DecodeRecord(record.Raw(), config);
+    const DecodeResult wanted = DecodeRecord(record.Raw(), config, kAlwaysData);
+    const DecodeResult unwanted = DecodeRecord(record.Raw(), config, kNeverData);
+    ASSERT_TRUE(full.ok() && wanted.ok() && unwanted.ok()) << full.detail;
+    EXPECT_FALSE(full.envelope->data.is_null()) << *record.value;
+    EXPECT_EQ(wanted.envelope->data, full.envelope->data) << *record.value;
+    EXPECT_EQ(wanted.envelope->data.dump(), full.envelope->data.dump()) << *record.value;
+    EXPECT_EQ(wanted.envelope->data_is_base64, full.envelope->data_is_base64);
+    EXPECT_TRUE(unwanted.envelope->data.is_null()) << *record.value;
+    EXPECT_EQ(unwanted.envelope->id, full.envelope->id);
+  }
+}
+
+TEST(LazyDataTest, BadRecordsAreDeadLetteredTheSameWhetherOrNotDataIsWanted) {
+  DecoderConfig shallow;
+  shallow.max_json_depth = 3;
+  const auto json_headers = BinaryHeaders();
+  const std::vector<std::tuple<TestRecord, DecoderConfig, DeadLetterReason>> cases = {
+      {TestRecord{StructuredWith(R"("data":{"a":})"), {}}, {}, DeadLetterReason::kNotJson},
+      {TestRecord{StructuredWith("\"data\":{\"a\":\"\xC3\x28\"}"), {}},
+       {},
+       DeadLetterReason::kNotJson},
+      {TestRecord{StructuredWith(R"("data":"\ud800")"), {}}, {}, DeadLetterReason::kNotJson},
+      {TestRecord{StructuredWith(R"("data":1e400)"), {}}, {}, DeadLetterReason::kNotJson},
+      {TestRecord{StructuredWith(R"("data":{"a":[{"b":1}]})"), {}}, shallow,
+       DeadLetterReason::kTooDeep},
+      {TestRecord{StructuredWith(R"("data":1,"data_base64":"AA==")"), {}},
+       {},
+       DeadLetterReason::kInvalidData},
+      {TestRecord{StructuredWith(R"("data_base64":"not base64!")"), {}},
+       {},
+       DeadLetterReason::kInvalidData},
+      {TestRecord{StructuredWith(R"("datacontenttype":"application/json","data_base64":"e30x")"),
+                  {}},
+       {},
+       DeadLetterReason::kInvalidData},
+      {TestRecord{R"({"a":)", json_headers}, {}, DeadLetterReason::kInvalidData},
+      {TestRecord{R"({"a":[[[1]]]})", json_headers}, shallow, DeadLetterReason::kTooDeep},
+  };
+  for (const auto& [record, config, reason] : cases) {
+    int calls = 0;
+    const std::function<bool(const Envelope&)> never = [&](const Envelope&) {
+      ++calls;
+      return false;
+    };
+    const DecodeResult full = DecodeRecord(record.Raw(), config);
+    const DecodeResult lazy = DecodeRecord(record.Raw(), config, never);
+    EXPECT_EQ(full.reason, reason) << *record.value << ": " << full.detail;
+    EXPECT_EQ(lazy.reason, reason) << *record.value << ": " << lazy.detail;
+    EXPECT_EQ(lazy.detail, full.detail);
+    EXPECT_FALSE(lazy.ok());
+    EXPECT_EQ(calls, 0) << "asked about the data of a record that is dead-lettered";
+  }
+}
+
+// The decoder behaves as with nlohmann's parser, which it used to build the whole document with.
+TEST(LazyDataTest, JsonSemanticsAreNlohmanns) {
+  // Of a repeated member name the last value counts: attributes, extensions and data.
+  DecodeResult r =
+      DecodeValue(R"({"specversion":"1.0","id":"first","id":"last","source":"s","type":"t",)"
+                  R"("tenantid":"a","environmentid":"b","ext":"x","ext":{"bad":1},"ext":7,)"
+                  R"("data":{"n":1,"n":2},"data":{"k":[1,2],"k":"v"}})");
+  ASSERT_TRUE(r.ok()) << r.detail;
+  EXPECT_EQ(r.envelope->id, "last");
+  EXPECT_EQ(r.envelope->extensions.at("ext"), 7);
+  EXPECT_EQ(r.envelope->data, json::parse(R"({"k":"v"})"));
+  // A repeated attribute whose last value is null is absent.
+  r = DecodeValue(
+      R"({"specversion":"1.0","id":"1","source":"s","type":"t","tenantid":"a","tenantid":null,)"
+      R"("environmentid":"b"})");
+  EXPECT_EQ(r.reason, DeadLetterReason::kMissingTenant);
+  // Integers: non-negative ones unsigned, beyond 64 bits floating point; fractions double.
+  const std::string numbers =
+      R"({"u":18446744073709551615,"i":-9223372036854775808,"z":0,"neg":-1,)"
+      R"("big":18446744073709551616,"small":-9223372036854775809,"f":0.5,"e":1E2})";
+  r = DecodeValue(StructuredWith(R"("data":)" + numbers));
+  ASSERT_TRUE(r.ok()) << r.detail;
+  const json& data = r.envelope->data;
+  EXPECT_EQ(data, json::parse(numbers));
+  EXPECT_TRUE(data["u"].is_number_unsigned());
+  EXPECT_EQ(data["u"].get<uint64_t>(), 18446744073709551615ull);
+  EXPECT_TRUE(data["z"].is_number_unsigned());
+  EXPECT_TRUE(data["neg"].is_number_integer() && !data["neg"].is_number_unsigned());
+  EXPECT_EQ(data["i"].get<int64_t>(), std::numeric_limits<int64_t>::min());
+  EXPECT_TRUE(data["big"].is_number_float());
+  EXPECT_DOUBLE_EQ(data["big"].get<double>(), 18446744073709551616.0);
+  EXPECT_TRUE(data["small"].is_number_float());
+  EXPECT_TRUE(data["f"].is_number_float());
+  EXPECT_TRUE(data["e"].is_number_float());
+  // A flat id beyond 64 bits is a floating-point number, so wrong_type, as before.
+  DecoderConfig flat;
+  flat.mode = Mode::kFlat;
+  r = DecodeValue(
+      R"({"id":18446744073709551616,"event_name":"t","tenant_id":"a","environment_id":"b"})", flat);
+  EXPECT_EQ(r.reason, DeadLetterReason::kWrongType) << r.detail;
+  // Escaped NUL and astral characters survive (a lone surrogate is not_json, above).
+  r = DecodeValue(StructuredWith(R"("data":"a\u0000b\ud83d\ude00")"));
+  ASSERT_TRUE(r.ok()) << r.detail;
+  EXPECT_EQ(r.envelope->data.get<std::string>(), std::string("a\0b\xF0\x9F\x98\x80", 7));
+}
+
+TEST(LazyDataTest, TheThreadsParserFollowsEachRecordsDepthLimitAndSize) {
+  DecoderConfig shallow;
+  shallow.max_json_depth = 3;
+  const std::string nested = StructuredWith(R"("data":{"a":[1]})");    // depth 3
+  const std::string deeper = StructuredWith(R"("data":{"a":[[1]]})");  // depth 4
+  const std::string large = StructuredWith(R"("data":")" + std::string(200000, 'x') + "\"");
+  for (int round = 0; round < 2; ++round) {
+    const DecodeResult within = DecodeValue(nested, shallow);
+    EXPECT_TRUE(within.ok()) << ToString(within.reason) << ": " << within.detail;
+    EXPECT_EQ(DecodeValue(deeper, shallow).reason, DeadLetterReason::kTooDeep);
+    EXPECT_TRUE(DecodeValue(deeper).ok());
+    const DecodeResult big = DecodeValue(large);
+    ASSERT_TRUE(big.ok()) << big.detail;
+    EXPECT_EQ(big.envelope->data.get_ref<const std::string&>().size(), 200000u);
+    EXPECT_EQ(DecodeValue(deeper, shallow).reason, DeadLetterReason::kTooDeep);
+    EXPECT_TRUE(DecodeValue(nested).ok());
+  }
 }
 
 }  // namespace

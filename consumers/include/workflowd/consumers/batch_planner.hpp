@@ -43,6 +43,9 @@ struct BatchPlan {
 
 // The execution's trigger_event document: the envelope's attributes, data and Kafka coordinates.
 nlohmann::json TriggerEventJson(const Envelope& envelope, const RawRecord& record);
+// The same, moving the envelope's data and extensions into the document instead of copying them
+// (they are left null / empty; the other attributes are kept).
+nlohmann::json TriggerEventJson(Envelope&& envelope, const RawRecord& record);
 
 BatchPlan PlanBatch(std::span<const RawRecord* const> records, const DecoderConfig& decoder,
                     const matching::DefinitionIndex& index, std::string_view consumer_group,

@@ -37,6 +37,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -169,6 +170,15 @@ std::vector<std::string> ValidateDecoderConfig(const DecoderConfig& config);
 
 // Decodes one record. Never throws and never crashes, whatever the bytes.
 DecodeResult DecodeRecord(const RawRecord& record, const DecoderConfig& config) noexcept;
+
+// The same, but Envelope::data is built only when `wants_data`, called with the envelope once
+// everything else is decoded and the whole record validated, returns true; otherwise data stays
+// null (and data_is_base64 false). A record is dead-lettered for exactly the same reasons either
+// way: only building the JSON document (most of the cost of decoding) is skipped, e.g. for events
+// that no definition triggers on. `wants_data` must not call DecodeRecord (the thread's parser
+// holds the record's document meanwhile).
+DecodeResult DecodeRecord(const RawRecord& record, const DecoderConfig& config,
+                          const std::function<bool(const Envelope&)>& wants_data) noexcept;
 
 // The headers a dead-letter record gets in addition to the original ones: workflowd_dlq_reason,
 // workflowd_dlq_detail, workflowd_source_topic, workflowd_source_partition,
