@@ -6,7 +6,9 @@
 #   4. starts the real PostgreSQL and Kafka on 127.0.0.1 (scripts/services.sh) in a throwaway folder;
 #   5. runs every test: unit, integration (real services) and end to end (the built binary), then
 #      the unit tests again under ThreadSanitizer;
-#   6. stops the services, whatever happened.
+#   6. runs the short fuzzing run (scripts/fuzz.sh --ci: replays the saved reproducers of
+#      fuzz/crashes/, then 20 s per libFuzzer target); each target counts as one test;
+#   7. stops the services, whatever happened.
 # Ends with one line "N passed, M failed" and exits non-zero when anything failed.
 #
 # Usage: scripts/test.sh [ctest -R regex]
@@ -82,6 +84,21 @@ run_ctest "${BUILD_DIR}" -j "${JOBS}" "${FILTER[@]}"
 
 step "running the unit tests under ThreadSanitizer"
 TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" run_ctest "${TSAN_DIR}" -L unit "${FILTER[@]}"
+
+step "fuzzing (short run)"
+# scripts/fuzz.sh prints one line "fuzz: <target>: passed|FAILED ..." per target.
+fuzz_log="$(mktemp)"
+set +e
+scripts/fuzz.sh --ci 2>&1 | tee "${fuzz_log}"
+fuzz_rc=${PIPESTATUS[0]}
+set -e
+fuzz_passed="$(grep -cE '^fuzz: [a-z_]+: passed' "${fuzz_log}" || true)"
+fuzz_failed="$(grep -cE '^fuzz: [a-z_]+: FAILED' "${fuzz_log}" || true)"
+# A failure before any target ran (clang missing, bad arguments) still counts.
+if [[ ${fuzz_rc} -ne 0 && ${fuzz_failed} -eq 0 ]]; then fuzz_failed=1; fi
+passed=$((passed + fuzz_passed))
+failed=$((failed + fuzz_failed))
+rm -f "${fuzz_log}"
 
 echo
 echo "${passed} passed, ${failed} failed"
