@@ -10,3 +10,7 @@ CREATE INDEX workflow_executions_dispatch_idx
 -- Room on each page for HOT updates: leasing a row for dispatch or a poll changes no indexed
 -- column, so with free space on the page PostgreSQL updates it without touching the five indexes.
 ALTER TABLE workflow_executions SET (fillfactor = 80);
+
+-- A new execution is due for dispatch at once: the event pipeline COPYs new rows and lets the
+-- table fill in status ('pending'), next_attempt_at and the timestamps.
+ALTER TABLE workflow_executions ALTER COLUMN next_attempt_at SET DEFAULT now();

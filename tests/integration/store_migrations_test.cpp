@@ -6,6 +6,7 @@
 #include <thread>
 
 #include "test_database.hpp"
+#include "workflowd/store/execution_repository.hpp"
 #include "workflowd/store/migrations.hpp"
 
 namespace workflowd::store {
@@ -182,6 +183,45 @@ TEST_F(SchemaTest, OneExecutionPerDefinitionAndEvent) {
                       "trigger_event_id) VALUES ('exec_5', 't1', 'prod', 'wf_1', 'Onboarding', 1, "
                       "'mock', 'event', 'evt-2')"),
                pqxx::unique_violation);
+}
+
+// The event pipeline's write: COPY of the batch, and when a row exists already (a redelivered
+// event) the whole batch again with ON CONFLICT DO NOTHING: only the new rows are added, nothing
+// is doubled, nothing dropped; text needing COPY escapes arrives unchanged.
+TEST_F(SchemaTest, InsertPendingCopiesAndSkipsExistingRows) {
+  Database db(db_.dsn());
+  ExecutionRepository repo(db);
+  auto row = [](const std::string& id, const std::string& event_id) {
+    NewExecution e;
+    e.id = id;
+    e.tenant_id = "t1";
+    e.environment_id = "prod";
+    e.workflow_id = "wf_1";
+    e.workflow_name = "Onboarding\t\"tab\" \\ back\nslash";
+    e.definition_version = 1;
+    e.provider = "mock";
+    e.trigger_event_id = event_id;
+    e.trigger_event = {{"id", event_id}, {"data", {{"note", "line\nbreak\ttab \\ \u00e9"}}}};
+    return e;
+  };
+  EXPECT_EQ(repo.InsertPending({row("ex_1", "evt-1"), row("ex_2", "evt-2")}), 2u);
+  // evt-2 again (redelivered) between two new events.
+  EXPECT_EQ(repo.InsertPending({row("ex_3", "evt-3"), row("ex_4", "evt-2"), row("ex_5", "evt-4")}),
+            2u);
+  EXPECT_EQ(CountRows(db_.dsn(), "SELECT count(*) FROM workflow_executions"), 4);
+  EXPECT_EQ(CountRows(db_.dsn(), "SELECT count(*) FROM workflow_executions WHERE id = 'ex_4'"), 0);
+  // Defaults: pending and due now.
+  EXPECT_EQ(CountRows(db_.dsn(),
+                      "SELECT count(*) FROM workflow_executions WHERE status = 'pending' AND "
+                      "next_attempt_at <= now() AND next_attempt_at > now() - interval '1 hour'"),
+            4);
+  pqxx::work w(*conn_);
+  auto r = w.exec(
+      "SELECT workflow_name, trigger_event->'data'->>'note' FROM workflow_executions WHERE id = "
+      "'ex_5'");
+  ASSERT_EQ(r.size(), 1u);
+  EXPECT_EQ(r[0][0].as<std::string>(), "Onboarding\t\"tab\" \\ back\nslash");
+  EXPECT_EQ(r[0][1].as<std::string>(), "line\nbreak\ttab \\ \u00e9");
 }
 
 TEST_F(SchemaTest, ChecksRejectImpossibleRows) {
