@@ -76,8 +76,9 @@ BatchPlan PlanBatch(std::span<const RawRecord* const> records, const DecoderConf
   const std::function<bool(const Envelope&)> wants_data = [&index](const Envelope& e) {
     return !index.Candidates(e.tenant, e.environment, e.type).empty();
   };
+  DecodeResult result;  // its envelope's buffers are reused from record to record
   for (const RawRecord* record : records) {
-    DecodeResult result = DecodeRecord(*record, decoder, wants_data);
+    DecodeRecord(*record, decoder, wants_data, result);
     if (!result.ok()) {
       ++plan.dead_by_reason[static_cast<size_t>(result.reason)];
       DeadLetter letter;

@@ -542,22 +542,37 @@ struct StructuredMembers {
   std::map<std::string_view, dom::element> others;
 };
 
+// An envelope emptied for the next record, keeping the buffers of its strings (each would be an
+// allocation per record otherwise).
+void ResetForReuse(Envelope& e) {
+  std::array<std::string*, 7> kept = {&e.id,     &e.type,        &e.source,   &e.subject,
+                                      &e.tenant, &e.environment, &e.time_text};
+  std::array<std::string, 7> buffers;
+  for (size_t i = 0; i < kept.size(); ++i) buffers[i] = std::move(*kept[i]);
+  std::string content_type = std::move(e.data_content_type);
+  e = Envelope{};  // every other field as new
+  for (size_t i = 0; i < kept.size(); ++i) {
+    buffers[i].clear();
+    *kept[i] = std::move(buffers[i]);
+  }
+  content_type.clear();
+  e.data_content_type = std::move(content_type);
+}
+
 class RecordDecoder {
  public:
+  // Decodes into `envelope`, which must be empty (new or ResetForReuse).
   RecordDecoder(const RawRecord& record, const DecoderConfig& config,
-                const std::function<bool(const Envelope&)>* wants_data)
-      : record_(record), config_(config), wants_data_(wants_data), parsers_(ThreadParsers()) {}
+                const std::function<bool(const Envelope&)>* wants_data, Envelope& envelope)
+      : record_(record),
+        config_(config),
+        wants_data_(wants_data),
+        parsers_(ThreadParsers()),
+        envelope_(envelope) {}
 
-  DecodeResult Run() {
-    DecodeResult result;
-    if (!Decode()) {
-      result.reason = failure_.reason;
-      result.detail = std::move(failure_.detail);
-      return result;
-    }
-    result.envelope.emplace(std::move(envelope_));
-    return result;
-  }
+  // False with failure() set when the record is a dead letter.
+  bool Run() { return Decode(); }
+  Failure& failure() { return failure_; }
 
  private:
   bool Fail(DeadLetterReason reason, std::string detail) {
@@ -605,7 +620,10 @@ class RecordDecoder {
     bool has_specversion = false;
     if (config_.mode != DecoderConfig::Mode::kFlat) {
       for (const dom::key_value_pair field : object) {
-        has_specversion = has_specversion || field.key == "specversion";
+        if (field.key == "specversion") {
+          has_specversion = true;
+          break;
+        }
       }
     }
     switch (config_.mode) {
@@ -636,6 +654,7 @@ class RecordDecoder {
     }
     return true;
   }
+
   // Collects ce_* attributes and the content type; rejects conflicting repeats.
   bool ScanHeaders() {
     for (const RawHeader& h : record_.headers) {
@@ -1076,7 +1095,7 @@ class RecordDecoder {
   const DecoderConfig& config_;
   const std::function<bool(const Envelope&)>* wants_data_;  // null: always
   Parsers& parsers_;
-  Envelope envelope_;
+  Envelope& envelope_;
   Failure failure_;
 
   bool has_content_type_ = false;
@@ -1200,38 +1219,54 @@ std::vector<std::string> ValidateDecoderConfig(const DecoderConfig& config) {
 
 namespace {
 
-DecodeResult GuardedDecode(const RawRecord& record, const DecoderConfig& config,
-                           const std::function<bool(const Envelope&)>* wants_data) noexcept {
+void GuardedDecode(const RawRecord& record, const DecoderConfig& config,
+                   const std::function<bool(const Envelope&)>* wants_data,
+                   DecodeResult& result) noexcept {
+  const auto fail = [&result](DeadLetterReason reason, std::string detail) {
+    result.envelope.reset();
+    result.reason = reason;
+    result.detail = std::move(detail);
+  };
   try {
-    return RecordDecoder(record, config, wants_data).Run();
+    if (result.envelope) {
+      ResetForReuse(*result.envelope);
+    } else {
+      result.envelope.emplace();
+    }
+    result.reason = DeadLetterReason::kNone;
+    result.detail.clear();
+    RecordDecoder decoder(record, config, wants_data, *result.envelope);
+    if (!decoder.Run()) fail(decoder.failure().reason, std::move(decoder.failure().detail));
   } catch (const std::bad_alloc&) {
-    DecodeResult result;
-    result.reason = DeadLetterReason::kInternal;
-    result.detail = "out of memory while decoding";
-    return result;
+    fail(DeadLetterReason::kInternal, "out of memory while decoding");
   } catch (const json::exception& e) {
     // Never e.what(): nlohmann quotes input in its messages.
-    DecodeResult result;
-    result.reason = DeadLetterReason::kInternal;
-    result.detail = "unexpected JSON error " + std::to_string(e.id) + " while decoding";
-    return result;
+    fail(DeadLetterReason::kInternal,
+         "unexpected JSON error " + std::to_string(e.id) + " while decoding");
   } catch (...) {
-    DecodeResult result;
-    result.reason = DeadLetterReason::kInternal;
-    result.detail = "unexpected exception while decoding";
-    return result;
+    fail(DeadLetterReason::kInternal, "unexpected exception while decoding");
   }
 }
 
 }  // namespace
 
 DecodeResult DecodeRecord(const RawRecord& record, const DecoderConfig& config) noexcept {
-  return GuardedDecode(record, config, nullptr);
+  DecodeResult result;
+  GuardedDecode(record, config, nullptr, result);
+  return result;
 }
 
 DecodeResult DecodeRecord(const RawRecord& record, const DecoderConfig& config,
                           const std::function<bool(const Envelope&)>& wants_data) noexcept {
-  return GuardedDecode(record, config, &wants_data);
+  DecodeResult result;
+  GuardedDecode(record, config, &wants_data, result);
+  return result;
+}
+
+void DecodeRecord(const RawRecord& record, const DecoderConfig& config,
+                  const std::function<bool(const Envelope&)>& wants_data,
+                  DecodeResult& result) noexcept {
+  GuardedDecode(record, config, &wants_data, result);
 }
 
 std::vector<std::pair<std::string, std::string>> DeadLetterHeaders(const RawRecord& record,

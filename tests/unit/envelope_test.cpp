@@ -1215,5 +1215,51 @@ TEST(LazyDataTest, TheThreadsParserFollowsEachRecordsDepthLimitAndSize) {
   }
 }
 
+TEST(LazyDataTest, DecodingIntoAReusedResultLeavesNothingOfThePreviousRecord) {
+  const TestRecord full{Structured().dump(), {{"x-request-id", "r-1"}}};
+  const TestRecord minimal{
+      R"({"specversion":"1.0","id":"2","source":"s","type":"t","tenantid":"a","environmentid":"b"})",
+      {}};
+  const TestRecord binary{"plain", WithHeader(BinaryHeaders(), "content-type", "text/plain")};
+  const TestRecord bad{"{", {}};
+  DecodeResult result;
+  for (int round = 0; round < 2; ++round) {
+    DecodeRecord(full.Raw(), {}, kAlwaysData, result);
+    ASSERT_TRUE(result.ok()) << result.detail;
+    EXPECT_EQ(result.envelope->extensions, Decode(full).envelope->extensions);
+    EXPECT_EQ(result.envelope->headers.size(), 1u);
+
+    DecodeRecord(minimal.Raw(), {}, kAlwaysData, result);
+    ASSERT_TRUE(result.ok()) << result.detail;
+    const Envelope& e = *result.envelope;
+    EXPECT_EQ(e.id, "2");
+    EXPECT_EQ(e.source, "s");
+    EXPECT_TRUE(e.subject.empty());
+    EXPECT_FALSE(e.time.has_value());
+    EXPECT_TRUE(e.time_text.empty());
+    EXPECT_TRUE(e.data.is_null());
+    EXPECT_TRUE(e.data_content_type.empty());
+    EXPECT_TRUE(e.extensions.empty());
+    EXPECT_TRUE(e.headers.empty());
+    EXPECT_EQ(e.format, EnvelopeFormat::kCloudEventsStructured);
+
+    DecodeRecord(binary.Raw(), {}, kAlwaysData, result);
+    ASSERT_TRUE(result.ok()) << result.detail;
+    EXPECT_EQ(result.envelope->format, EnvelopeFormat::kCloudEventsBinary);
+    EXPECT_EQ(result.envelope->data, "plain");
+
+    DecodeRecord(bad.Raw(), {}, kAlwaysData, result);
+    EXPECT_FALSE(result.ok());
+    EXPECT_FALSE(result.envelope.has_value());
+    EXPECT_EQ(result.reason, DeadLetterReason::kNotJson);
+    EXPECT_EQ(result.detail, Decode(bad).detail);
+
+    DecodeRecord(minimal.Raw(), {}, kNeverData, result);
+    ASSERT_TRUE(result.ok());
+    EXPECT_EQ(result.reason, DeadLetterReason::kNone);
+    EXPECT_TRUE(result.detail.empty());
+  }
+}
+
 }  // namespace
 }  // namespace workflowd::consumers
