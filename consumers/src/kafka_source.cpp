@@ -144,6 +144,12 @@ KafkaEventSource::KafkaEventSource(const KafkaSourceConfig& config)
   if (!config.properties.contains("auto.offset.reset")) {
     SetProperties(conf.get(), {{"auto.offset.reset", "earliest"}});
   }
+  // Prefetch at most 16 MB of records (librdkafka's default is 64 MB, which becomes resident
+  // memory as soon as a backlog is consumed); 16 MB still holds tens of thousands of events,
+  // far more than a batch, so consumption does not wait on fetches.
+  if (!config.properties.contains("queued.max.messages.kbytes")) {
+    SetProperties(conf.get(), {{"queued.max.messages.kbytes", "16384"}});
+  }
   rd_kafka_conf_set_opaque(conf.get(), state_.get());
   rd_kafka_conf_set_rebalance_cb(conf.get(), &State::Rebalance);
   rd_kafka_conf_set_error_cb(conf.get(), &State::Error);

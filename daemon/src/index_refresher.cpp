@@ -1,5 +1,6 @@
 #include "index_refresher.hpp"
 
+#include <malloc.h>
 #include <spdlog/spdlog.h>
 
 #include "workflowd/store/definition_changes.hpp"
@@ -38,13 +39,47 @@ IndexRefresher::IndexRefresher(std::string dsn, std::chrono::milliseconds connec
 
 IndexRefresher::~IndexRefresher() { Stop(); }
 
+std::shared_ptr<const matching::DefinitionIndex> LoadIndex(store::DefinitionRepository& repo) {
+  // Entries are built as the rows stream in: no full documents or definitions are held at once.
+  std::vector<matching::IndexEntry> entries;
+  repo.ForEachMatchable([&](store::MatchableDefinition&& d) {
+    matching::IndexEntry e;
+    e.definition_id = std::move(d.id);
+    e.version = d.version;
+    e.name = std::move(d.name);
+    e.provider = std::move(d.provider);
+    e.tenant_id = std::move(d.tenant_id);
+    e.environment_id = std::move(d.environment_id);
+    e.event_name = std::move(d.event_name);
+    e.condition = std::move(d.conditions);
+    entries.push_back(std::move(e));
+  });
+  return std::make_shared<const matching::DefinitionIndex>(std::move(entries));
+}
+
 void IndexRefresher::LoadNow(const char* cause) {
   try {
+    if (!thread_.joinable() && !listener_) {
+      // Before the first load, so that a change committed while it runs is notified to the
+      // loop, which then does not need to reload right after startup to be sure not to have
+      // missed one. Without a connection now the loop connects later and reloads then.
+      auto listener = std::make_unique<store::DefinitionChangeListener>(dsn_);
+      try {
+        listener->Wait(std::chrono::milliseconds(0));  // connects and issues the LISTEN
+        listener_ = std::move(listener);
+      } catch (const store::StoreError& e) {
+        spdlog::warn("definition change listener: {}", e.what());
+      }
+    }
     store::DefinitionRepository repo(db_);
     auto started = std::chrono::steady_clock::now();
-    auto index = BuildIndex(repo.LoadMatchable());
+    auto index = LoadIndex(repo);
     size_t before = holder_.Get()->size();
     holder_.Set(index);
+    // The load's transient allocations (row batches, parsed conditions, the previous index once
+    // its last reader lets go) are free again: give the pages back instead of keeping them as
+    // the process's high-water mark.
+    malloc_trim(0);
     metrics_.definitions_loaded.Set(static_cast<double>(index->size()));
     metrics_.definition_refreshes.WithLabels({cause}).Inc();
     healthy_ = true;
@@ -71,9 +106,14 @@ void IndexRefresher::Stop() noexcept {
 }
 
 void IndexRefresher::Loop() {
-  store::DefinitionChangeListener listener(dsn_);
+  // The listener LoadNow opened before the startup load has been listening since; without one
+  // the first connection counts as a reconnect.
+  const bool listening_since_load = listener_ != nullptr;
+  std::unique_ptr<store::DefinitionChangeListener> owned = std::move(listener_);
+  if (!owned) owned = std::make_unique<store::DefinitionChangeListener>(dsn_);
+  store::DefinitionChangeListener& listener = *owned;
   auto next_resync = std::chrono::steady_clock::now() + resync_interval_;
-  bool listening = false;
+  bool listening = listening_since_load;
   bool dirty = false;
   while (!stop_) {
     try {

@@ -4,6 +4,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <memory>
 #include <string>
 #include <thread>
 
@@ -11,12 +12,17 @@
 #include "workflowd/definitions/definition.hpp"
 #include "workflowd/matching/definition_index.hpp"
 #include "workflowd/store/database.hpp"
+#include "workflowd/store/definition_changes.hpp"
+#include "workflowd/store/definition_repository.hpp"
 
 namespace workflowd::daemon {
 
 // Converts stored definitions into index entries (only enabled event triggers).
 std::shared_ptr<const matching::DefinitionIndex> BuildIndex(
     const std::vector<definitions::WorkflowDefinition>& defs);
+
+// Builds the index from the repository's matchable definitions, streamed (what LoadNow uses).
+std::shared_ptr<const matching::DefinitionIndex> LoadIndex(store::DefinitionRepository& repo);
 
 class IndexRefresher {
  public:
@@ -25,7 +31,9 @@ class IndexRefresher {
                  PipelineMetrics& metrics);
   ~IndexRefresher();
 
-  // Loads the index once; throws StoreError when the database is unreachable.
+  // Loads the index once; throws StoreError when the database is unreachable. The first call
+  // (before Start) also starts listening for definition changes, so the loop needs no reload of
+  // its own right after startup.
   void LoadNow(const char* cause);
   void Start();
   void Stop() noexcept;
@@ -42,6 +50,8 @@ class IndexRefresher {
   PipelineMetrics& metrics_;
   std::atomic<bool> stop_{false};
   std::atomic<bool> healthy_{true};
+  // Listening since before the startup load; the loop takes it over.
+  std::unique_ptr<store::DefinitionChangeListener> listener_;
   std::thread thread_;  // last: destroyed (joined in Stop) before the members it uses
 };
 

@@ -147,6 +147,50 @@ std::vector<WorkflowDefinition> DefinitionRepository::LoadMatchable() {
   });
 }
 
+void DefinitionRepository::ForEachMatchable(const std::function<void(MatchableDefinition&&)>& fn) {
+  db_.impl().Transact("load definitions", [&](pqxx::work& w) {
+    // The fields of the current version's document (what LoadMatchable parses), with the
+    // defaults DefinitionFromJson applies to absent ones. Rows whose document is disabled, not
+    // event-triggered or without an id are skipped, as BuildIndex skips them.
+    w.exec(
+        "DECLARE matchable_definitions NO SCROLL CURSOR FOR "
+        "SELECT v.document->>'id', coalesce((v.document->>'version')::bigint, 0), "
+        "coalesce(v.document->>'name', ''), coalesce(v.document->>'provider', 'mock'), "
+        "coalesce(v.document->>'tenant_id', ''), coalesce(v.document->>'environment_id', ''), "
+        "coalesce(v.document->'trigger'->>'event_name', ''), "
+        "(v.document->'trigger'->'conditions')::text "
+        "FROM workflow_definitions d JOIN workflow_definition_versions v "
+        "ON v.definition_id = d.id AND v.version = d.version "
+        "WHERE d.enabled AND d.status = 'published' AND d.trigger_type = 'event' "
+        "AND v.document->>'id' IS NOT NULL "
+        "AND coalesce((v.document->>'enabled')::boolean, true) "
+        "AND coalesce(v.document->'trigger'->>'type', 'event') = 'event'");
+    while (true) {
+      auto rows = w.exec("FETCH 2000 FROM matchable_definitions");
+      if (rows.empty()) break;
+      for (const auto& row : rows) {
+        MatchableDefinition m;
+        m.id = row[0].as<std::string>();
+        m.version = row[1].as<int64_t>();
+        m.name = row[2].as<std::string>();
+        m.provider = row[3].as<std::string>();
+        m.tenant_id = row[4].as<std::string>();
+        m.environment_id = row[5].as<std::string>();
+        m.event_name = row[6].as<std::string>();
+        if (!row[7].is_null()) {
+          // As DefinitionFromJson compiles them: an empty list means no conditions.
+          const Json conditions = Json::parse(row[7].c_str());
+          if (!conditions.is_array() || !conditions.empty()) {
+            m.conditions = matching::ParseConditionList(conditions, "trigger.conditions");
+          }
+        }
+        fn(std::move(m));
+      }
+    }
+    w.exec("CLOSE matchable_definitions");
+  });
+}
+
 std::optional<WorkflowDefinition> DefinitionRepository::Get(const std::string& tenant_id,
                                                             const std::string& environment_id,
                                                             const std::string& id) {

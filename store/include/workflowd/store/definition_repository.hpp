@@ -1,12 +1,14 @@
 // Tenant workflow definitions in PostgreSQL: apply (upsert with versioning), load for matching.
 #pragma once
 
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "workflowd/common/clock.hpp"
 #include "workflowd/definitions/definition.hpp"
+#include "workflowd/matching/condition.hpp"
 #include "workflowd/store/database.hpp"
 
 namespace workflowd::store {
@@ -23,6 +25,19 @@ struct ApplyOutcome {
 
 const char* ToString(ApplyOutcome::Action action);
 
+// What the matching index needs of a definition: the fields an index entry keeps and the compiled
+// trigger conditions (null when there are none), without the rest of the document.
+struct MatchableDefinition {
+  std::string id;
+  int64_t version = 0;
+  std::string name;
+  std::string provider;
+  std::string tenant_id;
+  std::string environment_id;
+  std::string event_name;
+  matching::ConditionPtr conditions;
+};
+
 class DefinitionRepository {
  public:
   explicit DefinitionRepository(Database& db, const Clock& clock = SystemClock::Instance());
@@ -37,6 +52,13 @@ class DefinitionRepository {
   // Current versions of the enabled, published, event-triggered definitions: what the matching
   // index holds.
   std::vector<definitions::WorkflowDefinition> LoadMatchable();
+
+  // The same definitions as LoadMatchable, one at a time and reduced to what matching needs: rows
+  // are fetched in batches through a cursor (one snapshot) and only the needed fields of each
+  // document are selected, so memory does not grow with the size of whole documents or with the
+  // number of definitions beyond what `fn` keeps. Throws StoreError, or ConditionError when a
+  // stored document's conditions do not compile.
+  void ForEachMatchable(const std::function<void(MatchableDefinition&&)>& fn);
 
   // One definition's current version within its tenant x environment.
   std::optional<definitions::WorkflowDefinition> Get(const std::string& tenant_id,

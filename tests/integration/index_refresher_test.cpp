@@ -1,0 +1,174 @@
+// Loading the matching index from PostgreSQL: the streamed load (DefinitionRepository::
+// ForEachMatchable) gives the index exactly what the full documents (LoadMatchable) give, and the
+// refresher loads once at startup and applies later definition changes (LISTEN/NOTIFY).
+#include "index_refresher.hpp"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <chrono>
+#include <stdexcept>
+#include <thread>
+
+#include "pipeline_metrics.hpp"
+#include "test_database.hpp"
+#include "workflowd/definitions/definition.hpp"
+#include "workflowd/metrics/registry.hpp"
+#include "workflowd/store/definition_repository.hpp"
+#include "workflowd/store/migrations.hpp"
+
+namespace workflowd::daemon {
+namespace {
+
+using namespace std::chrono_literals;
+
+constexpr const char* kDefinitions = R"(
+definitions:
+  - id: with-conditions
+    tenant_id: tenant_a
+    environment_id: prod
+    name: With conditions
+    trigger:
+      type: event
+      event_name: customer.created
+      conditions:
+        - {field: data.country, op: eq, value: US}
+        - {field: data.email, op: regex, value: "^[^@]+@example\\.com$"}
+    steps: [{id: s, order: 1, type: assign_plan, config: {}}]
+  - id: no-conditions
+    tenant_id: tenant_a
+    environment_id: prod
+    name: No conditions
+    provider: temporal
+    trigger: {type: event, event_name: customer.created, conditions: []}
+    steps: [{id: s, order: 1, type: assign_plan, config: {}}]
+  - id: other-tenant
+    tenant_id: tenant_b
+    environment_id: staging
+    name: Other tenant
+    trigger:
+      type: event
+      event_name: invoice.paid
+      conditions: [{field: data.email, op: regex, value: "^[^@]+@example\\.com$"}]
+    steps: [{id: s, order: 1, type: assign_plan, config: {}}]
+  - id: disabled
+    tenant_id: tenant_a
+    environment_id: prod
+    name: Disabled
+    enabled: false
+    trigger: {type: event, event_name: customer.created}
+    steps: [{id: s, order: 1, type: assign_plan, config: {}}]
+  - id: scheduled
+    tenant_id: tenant_a
+    environment_id: prod
+    name: Scheduled
+    trigger: {type: scheduled, schedule: {cron: "0 * * * *"}}
+    steps: [{id: s, order: 1, type: assign_plan, config: {}}]
+)";
+
+class IndexLoadTest : public ::testing::Test {
+ protected:
+  IndexLoadTest() : db_(test_db_.dsn()) {
+    store::Migrate(test_db_.dsn(), store::BundledMigrations());
+    store::DefinitionRepository(db_).Apply(
+        definitions::DefinitionsFromYamlOrJson(kDefinitions, "test"), "test");
+  }
+
+  static std::vector<std::string> Ids(const matching::DefinitionIndex& index) {
+    std::vector<std::string> ids;
+    for (const auto& e : index.entries()) ids.push_back(e.definition_id);
+    std::sort(ids.begin(), ids.end());
+    return ids;
+  }
+
+  testing::TestDatabase test_db_;
+  store::Database db_;
+};
+
+TEST_F(IndexLoadTest, StreamedLoadGivesTheIndexOfTheFullDocuments) {
+  store::DefinitionRepository repo(db_);
+  const auto from_documents = BuildIndex(repo.LoadMatchable());
+  const auto streamed = LoadIndex(repo);
+  EXPECT_EQ(Ids(*streamed),
+            (std::vector<std::string>{"no-conditions", "other-tenant", "with-conditions"}));
+  ASSERT_EQ(streamed->size(), from_documents->size());
+  for (size_t i = 0; i < streamed->size(); ++i) {
+    const matching::IndexEntry& a = streamed->entries()[i];
+    const matching::IndexEntry& b = from_documents->entries()[i];
+    EXPECT_EQ(a.definition_id, b.definition_id);
+    EXPECT_EQ(a.version, b.version);
+    EXPECT_EQ(a.name, b.name);
+    EXPECT_EQ(a.provider, b.provider);
+    EXPECT_EQ(a.tenant_id, b.tenant_id);
+    EXPECT_EQ(a.environment_id, b.environment_id);
+    EXPECT_EQ(a.event_name, b.event_name);
+    ASSERT_EQ(a.condition == nullptr, b.condition == nullptr) << a.definition_id;
+    if (a.condition) {
+      EXPECT_EQ(a.condition->source(), b.condition->source());
+      EXPECT_EQ(a.condition->path(), b.condition->path());
+      // Compiled from the same source at the same path: one shared compiled condition.
+      EXPECT_EQ(a.condition.get(), b.condition.get());
+    }
+  }
+  const auto& by_id = [&](const std::string& id) -> const matching::IndexEntry& {
+    for (const auto& e : streamed->entries()) {
+      if (e.definition_id == id) return e;
+    }
+    throw std::runtime_error("missing " + id);
+  };
+  EXPECT_EQ(by_id("no-conditions").condition, nullptr);  // an empty list: no conditions
+  EXPECT_EQ(by_id("no-conditions").provider, "temporal");
+  EXPECT_EQ(by_id("with-conditions").provider, "mock");
+
+  nlohmann::json data = {{"country", "US"}, {"email", "ann@example.com"}};
+  matching::EventView event;
+  event.type = "customer.created";
+  event.tenant = "tenant_a";
+  event.environment = "prod";
+  event.data = &data;
+  std::vector<const matching::IndexEntry*> matched;
+  streamed->Match(event, matched);
+  ASSERT_EQ(matched.size(), 2u);
+  EXPECT_EQ(matched[0]->definition_id, "no-conditions");  // ordered by definition id
+  EXPECT_EQ(matched[1]->definition_id, "with-conditions");
+}
+
+TEST_F(IndexLoadTest, LoadsOnceAtStartupThenAppliesChanges) {
+  metrics::Registry registry;
+  PipelineMetrics metrics(registry);
+  matching::DefinitionIndexHolder holder;
+  IndexRefresher refresher(test_db_.dsn(), 5s, 1h, holder, metrics);
+  refresher.LoadNow("startup");
+  const auto loaded = holder.Get();
+  EXPECT_EQ(loaded->size(), 3u);
+  refresher.Start();
+  // The loop listens since before the startup load: it has no reason to load again.
+  std::this_thread::sleep_for(1500ms);
+  EXPECT_EQ(holder.Get(), loaded);
+  EXPECT_EQ(metrics.definition_refreshes.WithLabels({"notify"}).Value(), 0);
+
+  // A change is announced and applied.
+  auto changed = definitions::DefinitionsFromYamlOrJson(kDefinitions, "test");
+  changed[0].trigger.event_name = "customer.updated";
+  changed[3].enabled = true;
+  store::DefinitionRepository(db_).Apply(changed, "test");
+  const auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (holder.Get() == loaded && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(50ms);
+  }
+  const auto refreshed = holder.Get();
+  ASSERT_NE(refreshed, loaded) << "no refresh after a definition change";
+  EXPECT_EQ(Ids(*refreshed), (std::vector<std::string>{"disabled", "no-conditions", "other-tenant",
+                                                       "with-conditions"}));
+  EXPECT_TRUE(refreshed->Candidates("tenant_a", "prod", "customer.created").size() == 2);
+  const auto updated = refreshed->Candidates("tenant_a", "prod", "customer.updated");
+  ASSERT_EQ(updated.size(), 1u);
+  EXPECT_EQ(updated[0].definition_id, "with-conditions");
+  EXPECT_EQ(updated[0].version, 2);
+  EXPECT_NE(updated[0].condition, nullptr);
+  EXPECT_GE(metrics.definition_refreshes.WithLabels({"notify"}).Value(), 1);
+  refresher.Stop();
+}
+
+}  // namespace
+}  // namespace workflowd::daemon
