@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <future>
 #include <thread>
 
 namespace workflowd::daemon {
@@ -56,41 +57,56 @@ void EventPipeline::Account(const consumers::BatchPlan& plan, size_t inserted) {
   }
 }
 
+size_t EventPipeline::WriteOnce(consumers::BatchPlan& plan, size_t& dlq_sent) {
+  if (dlq_sent < plan.dead_letters.size()) {
+    std::vector<consumers::DeadLetter> pending(
+        plan.dead_letters.begin() + static_cast<long>(dlq_sent), plan.dead_letters.end());
+    dead_letters_.ProduceAll(pending, options_.dead_letter_timeout);
+    dlq_sent = plan.dead_letters.size();
+    dlq_ok_ = true;
+  }
+  size_t inserted = executions_.InsertPending(plan.executions);
+  db_ok_ = true;
+  return inserted;
+}
+
+bool EventPipeline::Retryable(const std::exception_ptr& error) {
+  try {
+    std::rethrow_exception(error);
+  } catch (const store::StoreError& e) {
+    if (!e.Retryable()) throw;
+    if (db_ok_.exchange(false)) spdlog::error("PostgreSQL unavailable, pausing: {}", e.what());
+    metrics_.database_errors.WithLabels({"record_batch"}).Inc();
+  } catch (const consumers::KafkaError& e) {
+    if (!e.Retryable()) throw;
+    if (dlq_ok_.exchange(false))
+      spdlog::error("dead-letter topic unavailable, pausing: {}", e.what());
+    metrics_.dead_letter_errors.Inc();
+  }
+  return true;
+}
+
 bool EventPipeline::MakeDurable(consumers::BatchPlan& plan,
                                 std::vector<consumers::ConsumedRecord>& batch,
-                                const std::atomic<bool>& stop) {
+                                const std::atomic<bool>& stop, size_t& dlq_sent, bool failed_once) {
   std::chrono::milliseconds backoff{100};
-  size_t dlq_sent = 0;  // dead letters already acknowledged: never produced twice by a retry
   bool paused_here = false;
   while (true) {
-    try {
-      if (dlq_sent < plan.dead_letters.size()) {
-        std::vector<consumers::DeadLetter> pending(
-            plan.dead_letters.begin() + static_cast<long>(dlq_sent), plan.dead_letters.end());
-        dead_letters_.ProduceAll(pending, options_.dead_letter_timeout);
-        dlq_sent = plan.dead_letters.size();
-        dlq_ok_ = true;
+    if (!failed_once) {
+      try {
+        size_t inserted = WriteOnce(plan, dlq_sent);
+        if (paused_here) {
+          source_.Resume();
+          metrics_.paused.Set(0);
+          spdlog::info("dependencies are back; consumption resumed");
+        }
+        Account(plan, inserted);
+        return true;
+      } catch (...) {
+        Retryable(std::current_exception());  // rethrows what is not retryable
       }
-      size_t inserted = executions_.InsertPending(plan.executions);
-      db_ok_ = true;
-      if (paused_here) {
-        source_.Resume();
-        metrics_.paused.Set(0);
-        spdlog::info("dependencies are back; consumption resumed");
-      }
-      Account(plan, inserted);
-      return true;
-    } catch (const store::StoreError& e) {
-      if (!e.Retryable()) throw;
-      if (db_ok_.exchange(false)) spdlog::error("PostgreSQL unavailable, pausing: {}", e.what());
-      metrics_.database_errors.WithLabels({"record_batch"}).Inc();
-    } catch (const consumers::KafkaError& e) {
-      if (!e.Retryable()) throw;
-      if (dlq_ok_.exchange(false)) {
-        spdlog::error("dead-letter topic unavailable, pausing: {}", e.what());
-      }
-      metrics_.dead_letter_errors.Inc();
     }
+    failed_once = false;
     if (!paused_here) {
       source_.Pause();
       metrics_.paused.Set(1);
@@ -111,23 +127,72 @@ bool EventPipeline::MakeDurable(consumers::BatchPlan& plan,
   }
 }
 
+void EventPipeline::Done(const std::vector<consumers::ConsumedRecord>& batch,
+                         std::chrono::steady_clock::time_point started) {
+  source_.MarkProcessed(batch);
+  metrics_.batch_records.Observe(static_cast<double>(batch.size()));
+  metrics_.batch_duration.Observe(
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
+}
+
+bool EventPipeline::Complete(InFlight& write, std::vector<consumers::ConsumedRecord>* next_batch,
+                             consumers::BatchPlan* next_plan, const std::atomic<bool>& stop) {
+  try {
+    size_t inserted = write.result.get();
+    Account(write.plan, inserted);
+    Done(write.batch, write.started);
+    return true;
+  } catch (...) {
+    Retryable(std::current_exception());  // rethrows what is not retryable
+  }
+  // The write failed (a dependency is down). The batch polled meanwhile holds later offsets:
+  // it joins this one, so that offsets are stored in order and only once both are durable.
+  if (next_batch != nullptr) {
+    for (auto& r : *next_batch) write.batch.push_back(std::move(r));
+    next_batch->clear();
+    write.plan.Append(std::move(*next_plan));
+  }
+  if (!MakeDurable(write.plan, write.batch, stop, write.dlq_sent, /*failed_once=*/true)) {
+    spdlog::warn("shutting down with an undelivered batch of {} records; it will be redelivered",
+                 write.batch.size());
+    return false;
+  }
+  Done(write.batch, write.started);
+  return true;
+}
+
 void EventPipeline::Run(const std::atomic<bool>& stop) {
+  // Two stages overlap: while one batch is written to PostgreSQL (on a writer thread, with the
+  // pipeline's own connection), the next one is polled and planned. Offsets are stored strictly in
+  // order, each batch's only after its rows are committed; at most one write is in flight.
+  std::unique_ptr<InFlight> in_flight;
   while (!stop) {
     last_progress_ = std::chrono::steady_clock::now();
-    auto batch = source_.PollBatch(options_.batch_size, options_.batch_timeout);
-    if (batch.empty()) continue;
+    auto batch = source_.PollBatch(
+        options_.batch_size, in_flight ? std::chrono::milliseconds(0) : options_.batch_timeout);
+    if (batch.empty()) {
+      if (in_flight) {
+        if (!Complete(*in_flight, nullptr, nullptr, stop)) return;
+        in_flight.reset();
+      }
+      continue;
+    }
     auto started = std::chrono::steady_clock::now();
     auto plan = Plan(batch, 0);
-    if (!MakeDurable(plan, batch, stop)) {
-      spdlog::warn("shutting down with an undelivered batch of {} records; it will be redelivered",
-                   batch.size());
-      return;
+    if (in_flight) {
+      if (!Complete(*in_flight, &batch, &plan, stop)) return;
+      in_flight.reset();
+      if (batch.empty()) continue;  // joined the previous batch, durable with it
     }
-    source_.MarkProcessed(batch);
-    metrics_.batch_records.Observe(static_cast<double>(batch.size()));
-    metrics_.batch_duration.Observe(
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
+    in_flight = std::make_unique<InFlight>();
+    in_flight->batch = std::move(batch);
+    in_flight->plan = std::move(plan);
+    in_flight->started = started;
+    InFlight* write = in_flight.get();
+    in_flight->result = std::async(
+        std::launch::async, [this, write] { return WriteOnce(write->plan, write->dlq_sent); });
   }
+  if (in_flight && !Complete(*in_flight, nullptr, nullptr, stop)) return;
 }
 
 }  // namespace workflowd::daemon

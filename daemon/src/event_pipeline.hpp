@@ -1,11 +1,15 @@
 // The event pipeline's loop: poll a batch, plan it, make the plan durable (dead letters
 // acknowledged by the broker, execution rows committed in one transaction), then store the
-// batch's offsets for commit. While PostgreSQL or the dead-letter topic is unavailable it pauses
-// the partitions, retries with backoff and resumes by itself; nothing is committed meanwhile.
+// batch's offsets for commit. Writing a batch overlaps with polling and planning the next one.
+// While PostgreSQL or the dead-letter topic is unavailable it pauses the partitions, retries with
+// backoff and resumes by itself; nothing is committed meanwhile.
 #pragma once
 
 #include <atomic>
 #include <chrono>
+#include <exception>
+#include <future>
+#include <memory>
 #include <string>
 
 #include "pipeline_metrics.hpp"
@@ -44,9 +48,29 @@ class EventPipeline {
   std::chrono::steady_clock::time_point LastProgress() const { return last_progress_.load(); }
 
  private:
-  // Returns true when the plan is durable; false when `stop` was set before it could be.
+  // A batch whose plan is being written on the writer thread.
+  struct InFlight {
+    std::vector<consumers::ConsumedRecord> batch;
+    consumers::BatchPlan plan;
+    size_t dlq_sent = 0;  // dead letters already acknowledged: never produced twice by a retry
+    std::chrono::steady_clock::time_point started;
+    std::future<size_t> result;
+  };
+
+  // One attempt: the dead letters not yet acknowledged, then the rows. Returns the rows inserted.
+  size_t WriteOnce(consumers::BatchPlan& plan, size_t& dlq_sent);
+  // Logs and counts a failed write; returns true when it is worth retrying, rethrows otherwise.
+  bool Retryable(const std::exception_ptr& error);
+  // Retries until the plan is durable (pausing consumption meanwhile); returns false when `stop`
+  // was set before it could be. `failed_once`: the first attempt already failed, start waiting.
   bool MakeDurable(consumers::BatchPlan& plan, std::vector<consumers::ConsumedRecord>& batch,
-                   const std::atomic<bool>& stop);
+                   const std::atomic<bool>& stop, size_t& dlq_sent, bool failed_once);
+  // Waits for the in-flight write and stores its offsets; on failure the next batch (if any)
+  // joins it and both are retried until durable. False when stopped before that.
+  bool Complete(InFlight& write, std::vector<consumers::ConsumedRecord>* next_batch,
+                consumers::BatchPlan* next_plan, const std::atomic<bool>& stop);
+  void Done(const std::vector<consumers::ConsumedRecord>& batch,
+            std::chrono::steady_clock::time_point started);
   consumers::BatchPlan Plan(const std::vector<consumers::ConsumedRecord>& records, size_t from);
   void Account(const consumers::BatchPlan& plan, size_t inserted);
 

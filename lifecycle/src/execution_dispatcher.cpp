@@ -133,7 +133,11 @@ void ExecutionDispatcher::SampleQueue() {
     if (!seen.contains(scope)) metrics_.queued.WithLabels({scope.first, scope.second}).Set(0);
   }
   previous_scopes_ = std::move(seen);
-  for (const auto& [state, count] : executions_.CountByStatus()) {
+  // Terminal states are counted with a scan of the whole table: once a minute, not every sample.
+  auto now = std::chrono::steady_clock::now();
+  bool terminal = now >= next_terminal_count_;
+  if (terminal) next_terminal_count_ = now + std::chrono::seconds(60);
+  for (const auto& [state, count] : executions_.CountByStatus(terminal)) {
     metrics_.by_state.WithLabels({state}).Set(static_cast<double>(count));
   }
 }

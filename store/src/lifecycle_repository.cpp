@@ -416,11 +416,18 @@ std::vector<std::tuple<std::string, std::string, size_t>> LifecycleRepository::P
   });
 }
 
-std::vector<std::pair<std::string, size_t>> LifecycleRepository::CountByStatus() {
+std::vector<std::pair<std::string, size_t>> LifecycleRepository::CountByStatus(
+    bool include_terminal) {
   return db_.impl().Transact("count by status", [&](pqxx::work& w) {
     std::vector<std::pair<std::string, size_t>> out;
-    for (const auto& r :
-         w.exec("SELECT status, count(*) FROM workflow_executions GROUP BY status")) {
+    // Pending and running rows are counted along their partial indexes (cost: the live rows);
+    // the terminal states need the whole table, so callers ask for them less often.
+    std::string sql = include_terminal
+                          ? "SELECT status, count(*) FROM workflow_executions GROUP BY status"
+                          : "SELECT 'pending', count(*) FROM workflow_executions WHERE status = "
+                            "'pending' UNION ALL SELECT 'running', count(*) FROM "
+                            "workflow_executions WHERE status = 'running'";
+    for (const auto& r : w.exec(sql)) {
       out.emplace_back(r[0].as<std::string>(), r[1].as<size_t>());
     }
     return out;

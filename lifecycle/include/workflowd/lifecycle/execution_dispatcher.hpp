@@ -62,6 +62,7 @@ class ExecutionDispatcher {
   std::function<double()> jitter_;
   std::mutex jitter_mu_;
   std::set<std::pair<std::string, std::string>> previous_scopes_;  // for SampleQueue
+  std::chrono::steady_clock::time_point next_terminal_count_{};    // for SampleQueue
   WorkerPool pool_;
 };
 

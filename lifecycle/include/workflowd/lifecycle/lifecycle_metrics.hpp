@@ -33,7 +33,9 @@ struct LifecycleMetrics {
                              "Provider starts in progress in this replica, per tenant x "
                              "environment",
                              {"tenant", "environment"})),
-        by_state(r.AddGauge("workflowd_executions", "Executions in the database by state (sampled)",
+        by_state(r.AddGauge("workflowd_executions",
+                            "Executions in the database by state (sampled: pending and running "
+                            "every 5 s, terminal states every minute)",
                             {"state"})),
         timeouts(r.AddCounter("workflowd_execution_timeouts_total",
                               "Executions stopped because their definition's timeout passed")) {

@@ -143,8 +143,9 @@ class LifecycleRepository {
 
   // Pending executions due now per tenant x environment (for the queued gauge).
   std::vector<std::tuple<std::string, std::string, size_t>> PendingByScope(TimePoint now);
-  // Executions per status (for the by-state gauge).
-  std::vector<std::pair<std::string, size_t>> CountByStatus();
+  // Executions per status (for the by-state gauge): pending and running always (cheap: partial
+  // indexes), the terminal states only with include_terminal (a scan of the whole table).
+  std::vector<std::pair<std::string, size_t>> CountByStatus(bool include_terminal = true);
 
  private:
   Database& db_;
