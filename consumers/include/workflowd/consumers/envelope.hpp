@@ -33,6 +33,11 @@
 //   - An attribute whose JSON value is null is treated as absent (CloudEvents JSON format).
 //   - Kafka headers that are not `ce_*` are kept in Envelope::headers in record order (null value
 //     -> empty string; invalid UTF-8 replaced by U+FFFD so they are always valid JSON strings).
+//   - JSON means what nlohmann's parser accepts (RFC 8259, UTF-8 validated, no lone surrogates),
+//     with its meaning of a repeated member name (the last value counts) and of numbers
+//     (non-negative integers unsigned, integers beyond 64 bits floating point). The decoder parses
+//     with simdjson, which agrees on everything else, and leaves rejected or disputed documents to
+//     nlohmann's parser, which also words the detail.
 #pragma once
 
 #include <cstddef>
@@ -90,7 +95,9 @@ struct Envelope {
   // The time as sent (RFC 3339). For a flat envelope's epoch-milliseconds time it is the RFC 3339
   // rendering (UTC, "Z"), so that conditions on `time` compare instants either way.
   std::string time_text;
-  nlohmann::json data;  // object/array/scalar; null when absent (a JSON null payload too)
+  // object/array/scalar; null when absent (a JSON null payload too), or when the caller did not
+  // want it (DecodeRecord's wants_data).
+  nlohmann::json data;
   // True when `data` is a string holding the base64 of non-UTF-8, non-JSON bytes.
   bool data_is_base64 = false;
   std::string data_content_type;  // empty when absent
