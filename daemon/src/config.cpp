@@ -171,6 +171,8 @@ const std::vector<Setting>& Settings() {
            SizeSetterOf([](Config & c) -> auto& { return c.dispatch.per_scope_limit; }));
     scalar("dispatch.max_in_flight", Kind::kSize,
            SizeSetterOf([](Config & c) -> auto& { return c.dispatch.max_in_flight; }));
+    scalar("dispatch.workers", Kind::kSize,
+           SizeSetterOf([](Config & c) -> auto& { return c.dispatch.workers; }));
     scalar("dispatch.lease", Kind::kDuration,
            DurationSetterOf([](Config & c) -> auto& { return c.dispatch.lease; }));
     scalar("dispatch.idle_interval", Kind::kDuration,
@@ -181,6 +183,8 @@ const std::vector<Setting>& Settings() {
            SizeSetterOf([](Config & c) -> auto& { return c.poll.batch_size; }));
     scalar("poll.max_in_flight", Kind::kSize,
            SizeSetterOf([](Config & c) -> auto& { return c.poll.max_in_flight; }));
+    scalar("poll.workers", Kind::kSize,
+           SizeSetterOf([](Config & c) -> auto& { return c.poll.workers; }));
     scalar("poll.min_interval", Kind::kDuration,
            DurationSetterOf([](Config & c) -> auto& { return c.poll.min_interval; }));
     scalar("poll.max_interval", Kind::kDuration,
@@ -417,6 +421,15 @@ void Validate(Config& config, Problems& problems) {
     problems.push_back("dispatch.max_in_flight: at most 1024");
   }
   if (config.poll.max_in_flight > 1024) problems.push_back("poll.max_in_flight: at most 1024");
+  for (const auto& [name, n] :
+       {std::pair<const char*, size_t>{"dispatch.workers", config.dispatch.workers},
+        {"poll.workers", config.poll.workers}}) {
+    if (n < 1 || n > 16) {
+      problems.push_back(std::string(name) +
+                         ": between 1 and 16 (each is a loop with its own "
+                         "PostgreSQL connection)");
+    }
+  }
   if (config.poll.min_interval > config.poll.max_interval) {
     problems.push_back("poll.min_interval: must not exceed poll.max_interval");
   }
@@ -557,6 +570,7 @@ std::string DescribeConfig(const Config& c) {
   out << YAML::Key << "batch_size" << YAML::Value << c.dispatch.batch_size;
   out << YAML::Key << "per_scope_limit" << YAML::Value << c.dispatch.per_scope_limit;
   out << YAML::Key << "max_in_flight" << YAML::Value << c.dispatch.max_in_flight;
+  out << YAML::Key << "workers" << YAML::Value << c.dispatch.workers;
   out << YAML::Key << "lease" << YAML::Value << ms(c.dispatch.lease);
   out << YAML::Key << "idle_interval" << YAML::Value << ms(c.dispatch.idle_interval);
   out << YAML::Key << "call_timeout" << YAML::Value << ms(c.dispatch.call_timeout);
@@ -564,6 +578,7 @@ std::string DescribeConfig(const Config& c) {
   out << YAML::Key << "poll" << YAML::Value << YAML::BeginMap;
   out << YAML::Key << "batch_size" << YAML::Value << c.poll.batch_size;
   out << YAML::Key << "max_in_flight" << YAML::Value << c.poll.max_in_flight;
+  out << YAML::Key << "workers" << YAML::Value << c.poll.workers;
   out << YAML::Key << "min_interval" << YAML::Value << ms(c.poll.min_interval);
   out << YAML::Key << "max_interval" << YAML::Value << ms(c.poll.max_interval);
   out << YAML::EndMap;

@@ -174,45 +174,89 @@ int RunDaemon(const Config& config) {
   spdlog::info("workflow providers: {}", fmt::join(manager.ListProviders(), ", "));
   lifecycle::LifecycleMetrics lm(registry);
   lifecycle::WorkflowCatalog catalog(manager);
-  store::Database dispatch_db(config.database.url, config.database.connect_timeout);
-  store::Database poll_db(config.database.url, config.database.connect_timeout);
-  lifecycle::DispatcherOptions dopts;
-  dopts.owner = config.instance_id;
-  dopts.lease = config.dispatch.lease;
-  dopts.batch_size = config.dispatch.batch_size;
-  dopts.per_scope_limit = config.dispatch.per_scope_limit;
-  dopts.max_in_flight = config.dispatch.max_in_flight;
-  dopts.call_timeout = config.dispatch.call_timeout;
-  dopts.first_poll = config.poll.min_interval;
-  std::mt19937_64 rng{std::random_device{}()};
-  lifecycle::ExecutionDispatcher dispatcher(
-      dopts, dispatch_db, manager, catalog, lm, SystemClock::Instance(),
-      [&rng] { return std::uniform_real_distribution<double>(0.0, 1.0)(rng); });
-  lifecycle::PollerOptions popts;
-  popts.owner = config.instance_id;
-  popts.lease = config.dispatch.lease;
-  popts.batch_size = config.poll.batch_size;
-  popts.max_in_flight = config.poll.max_in_flight;
-  popts.call_timeout = config.dispatch.call_timeout;
-  popts.min_interval = config.poll.min_interval;
-  popts.max_interval = config.poll.max_interval;
-  lifecycle::StatusPoller poller(popts, poll_db, manager, catalog, lm, SystemClock::Instance());
+  // dispatch.workers dispatcher loops and poll.workers poller loops, each with its own
+  // connection: one loop waits on PostgreSQL most of the time, so several overlap their rounds.
+  // SKIP LOCKED keeps them apart like separate replicas; each has its own lease owner
+  // (instance_id, then instance_id/dispatch-2, instance_id/poll-2, ...), so the fencing by owner
+  // holds between them too.
+  struct DispatchLoop {
+    explicit DispatchLoop(const Config& c) : db(c.database.url, c.database.connect_timeout) {}
+    store::Database db;
+    std::mt19937_64 rng{std::random_device{}()};
+    std::unique_ptr<lifecycle::ExecutionDispatcher> dispatcher;
+    std::unique_ptr<BackgroundWorker> worker;
+  };
+  struct PollLoop {
+    explicit PollLoop(const Config& c) : db(c.database.url, c.database.connect_timeout) {}
+    store::Database db;
+    std::unique_ptr<lifecycle::StatusPoller> poller;
+    std::unique_ptr<BackgroundWorker> worker;
+  };
+  auto owner_of = [&](const char* kind, size_t i) {
+    return i == 0 ? config.instance_id
+                  : config.instance_id + "/" + kind + "-" + std::to_string(i + 1);
+  };
+  std::vector<std::unique_ptr<DispatchLoop>> dispatch_loops;
+  std::vector<std::unique_ptr<PollLoop>> poll_loops;
   auto next_sample = std::chrono::steady_clock::now();
-  BackgroundWorker dispatch_worker(
-      "dispatcher",
-      [&] {
-        if (std::chrono::steady_clock::now() >= next_sample) {
-          dispatcher.SampleQueue();
-          next_sample = std::chrono::steady_clock::now() + std::chrono::seconds(5);
-        }
-        return dispatcher.RunOnce();
-      },
-      config.dispatch.idle_interval);
-  BackgroundWorker poll_worker(
-      "poller", [&] { return poller.RunOnce(); }, config.dispatch.idle_interval);
+  for (size_t i = 0; i < std::max<size_t>(1, config.dispatch.workers); ++i) {
+    auto loop = std::make_unique<DispatchLoop>(config);
+    lifecycle::DispatcherOptions dopts;
+    dopts.owner = owner_of("dispatch", i);
+    dopts.lease = config.dispatch.lease;
+    dopts.batch_size = config.dispatch.batch_size;
+    dopts.per_scope_limit = config.dispatch.per_scope_limit;
+    dopts.max_in_flight = config.dispatch.max_in_flight;
+    dopts.call_timeout = config.dispatch.call_timeout;
+    dopts.first_poll = config.poll.min_interval;
+    auto* rng = &loop->rng;
+    loop->dispatcher = std::make_unique<lifecycle::ExecutionDispatcher>(
+        dopts, loop->db, manager, catalog, lm, SystemClock::Instance(),
+        [rng] { return std::uniform_real_distribution<double>(0.0, 1.0)(*rng); });
+    auto* dispatcher = loop->dispatcher.get();
+    bool samples = i == 0;  // the database-wide gauges: one loop samples them
+    loop->worker = std::make_unique<BackgroundWorker>(
+        i == 0 ? "dispatcher" : "dispatcher-" + std::to_string(i + 1),
+        [dispatcher, samples, &next_sample] {
+          if (samples && std::chrono::steady_clock::now() >= next_sample) {
+            dispatcher->SampleQueue();
+            next_sample = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+          }
+          return dispatcher->RunOnce();
+        },
+        config.dispatch.idle_interval);
+    dispatch_loops.push_back(std::move(loop));
+  }
+  for (size_t i = 0; i < std::max<size_t>(1, config.poll.workers); ++i) {
+    auto loop = std::make_unique<PollLoop>(config);
+    lifecycle::PollerOptions popts;
+    popts.owner = owner_of("poll", i);
+    popts.lease = config.dispatch.lease;
+    popts.batch_size = config.poll.batch_size;
+    popts.max_in_flight = config.poll.max_in_flight;
+    popts.call_timeout = config.dispatch.call_timeout;
+    popts.min_interval = config.poll.min_interval;
+    popts.max_interval = config.poll.max_interval;
+    loop->poller = std::make_unique<lifecycle::StatusPoller>(popts, loop->db, manager, catalog, lm,
+                                                             SystemClock::Instance());
+    auto* poller = loop->poller.get();
+    loop->worker = std::make_unique<BackgroundWorker>(
+        i == 0 ? "poller" : "poller-" + std::to_string(i + 1),
+        [poller] { return poller->RunOnce(); }, config.dispatch.idle_interval);
+    poll_loops.push_back(std::move(loop));
+  }
+  auto lifecycle_healthy = [&] {
+    for (const auto& l : dispatch_loops) {
+      if (!l->worker->Healthy()) return false;
+    }
+    for (const auto& l : poll_loops) {
+      if (!l->worker->Healthy()) return false;
+    }
+    return true;
+  };
   if (config.dispatch.enabled) {
-    dispatch_worker.Start();
-    poll_worker.Start();
+    for (auto& l : dispatch_loops) l->worker->Start();
+    for (auto& l : poll_loops) l->worker->Start();
   } else {
     spdlog::warn("dispatch.enabled is false: executions are recorded but not started or polled");
   }
@@ -238,8 +282,7 @@ int RunDaemon(const Config& config) {
   auto readiness = [&] {
     metrics::HealthReport r;
     r.checks.push_back({"kafka", source.Healthy(), source.HealthDetail()});
-    bool db_ok = pipeline.DatabaseHealthy() && refresher.Healthy() && dispatch_worker.Healthy() &&
-                 poll_worker.Healthy();
+    bool db_ok = pipeline.DatabaseHealthy() && refresher.Healthy() && lifecycle_healthy();
     r.checks.push_back({"database", db_ok, db_ok ? "reachable" : "unreachable"});
     r.checks.push_back({"dead_letter_topic", pipeline.DeadLetterHealthy(),
                         pipeline.DeadLetterHealthy() ? "writable" : "unavailable"});
@@ -313,11 +356,14 @@ int RunDaemon(const Config& config) {
     }
   });
   worker.join();
-  dispatch_worker.Stop();
-  poll_worker.Stop();
+  for (auto& l : dispatch_loops) l->worker->Stop();
+  for (auto& l : poll_loops) l->worker->Stop();
   try {
     // Hand our leases back so another replica can take over at once.
-    store::LifecycleRepository(dispatch_db).ReleaseLeases(config.instance_id);
+    store::LifecycleRepository leases(dispatch_loops.front()->db);
+    for (size_t i = 0; i < dispatch_loops.size(); ++i)
+      leases.ReleaseLeases(owner_of("dispatch", i));
+    for (size_t i = 1; i < poll_loops.size(); ++i) leases.ReleaseLeases(owner_of("poll", i));
   } catch (const store::StoreError& e) {
     spdlog::warn("could not release leases (they expire by themselves): {}", e.what());
   }

@@ -62,6 +62,7 @@ struct DispatchConfig {
   size_t batch_size = 200;
   size_t per_scope_limit = 50;  // per tenant x environment and batch
   size_t max_in_flight = 16;    // concurrent provider starts
+  size_t workers = 2;           // dispatch loops (each its own connection)
   std::chrono::milliseconds lease{30000};
   std::chrono::milliseconds idle_interval{100};
   std::chrono::milliseconds call_timeout{10000};
@@ -70,6 +71,7 @@ struct DispatchConfig {
 struct PollConfig {
   size_t batch_size = 200;
   size_t max_in_flight = 16;
+  size_t workers = 2;  // poll loops (each its own connection)
   std::chrono::milliseconds min_interval{200};
   std::chrono::milliseconds max_interval{30000};
 };
