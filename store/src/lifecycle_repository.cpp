@@ -91,10 +91,12 @@ std::vector<ExecutionRecord> LifecycleRepository::LeasePending(const std::string
   return db_.impl().Transact("lease pending executions", [&](pqxx::work& w) {
     // Fair share without ranking every pending row: `scopes` walks the dispatch index (tenant,
     // environment, next_attempt_at, created_at) WHERE pending, one probe per tenant x environment
-    // that has pending rows (a loose index scan); `cand` reads each scope's oldest due rows from
-    // the same index, at most min(per_scope_limit, limit) each; `picked` takes them round-robin by
-    // their rank within the scope, oldest first, and locks them (SKIP LOCKED lets replicas lease
-    // disjoint rows concurrently). Cost: O(scopes + batch), whatever the backlog.
+    // that has pending rows (a loose index scan); `cand` takes and locks each scope's oldest due
+    // rows from the same index, an equal share of the batch each (ceil(limit / scopes), at most
+    // per_scope_limit), skipping rows other dispatchers hold (SKIP LOCKED: replicas and loops
+    // lease disjoint rows concurrently); `picked` orders them round-robin by rank within their
+    // scope, oldest first. A round may lease fewer than `limit` rows when scopes are uneven; the
+    // dispatcher then runs the next round at once. Cost: O(scopes + batch), whatever the backlog.
     std::string sql =
         "WITH RECURSIVE scopes AS ("
         "(SELECT tenant_id, environment_id FROM workflow_executions WHERE status = 'pending' "
@@ -104,18 +106,18 @@ std::vector<ExecutionRecord> LifecycleRepository::LeasePending(const std::string
         "SELECT tenant_id, environment_id FROM workflow_executions WHERE status = 'pending' "
         "AND (tenant_id, environment_id) > (s.tenant_id, s.environment_id) "
         "ORDER BY tenant_id, environment_id LIMIT 1) n), "
+        "share AS (SELECT least($3::bigint, ($4::bigint + count(*) - 1) / greatest(count(*), 1)) "
+        "AS n FROM scopes), "
         "cand AS (SELECT c.id, c.next_attempt_at, c.created_at, row_number() OVER (PARTITION BY "
         "s.tenant_id, s.environment_id ORDER BY c.next_attempt_at, c.created_at) AS rank "
         "FROM scopes s CROSS JOIN LATERAL (SELECT id, next_attempt_at, created_at "
         "FROM workflow_executions WHERE status = 'pending' AND tenant_id = s.tenant_id "
         "AND environment_id = s.environment_id AND next_attempt_at <= $1::timestamptz "
         "AND (lease_expires_at IS NULL OR lease_expires_at <= $1::timestamptz) "
-        "ORDER BY next_attempt_at, created_at LIMIT least($3::bigint, $4::bigint)) c), "
-        "picked AS (SELECT e.id FROM workflow_executions e JOIN (SELECT id FROM cand "
-        "ORDER BY rank, next_attempt_at, created_at LIMIT $4::bigint) p ON p.id = e.id "
-        "WHERE e.status = 'pending' "
-        "AND (e.lease_expires_at IS NULL OR e.lease_expires_at <= $1::timestamptz) "
-        "FOR UPDATE OF e SKIP LOCKED) "
+        "ORDER BY next_attempt_at, created_at LIMIT (SELECT n FROM share) "
+        "FOR UPDATE SKIP LOCKED) c), "
+        "picked AS (SELECT id FROM cand ORDER BY rank, next_attempt_at, created_at "
+        "LIMIT $4::bigint) "
         "UPDATE workflow_executions e SET lease_owner = $2, lease_expires_at = $1::timestamptz + " +
         IntervalMs(lease) +
         ", start_attempts = e.start_attempts + 1, updated_at = $1::timestamptz "

@@ -353,18 +353,29 @@ TEST_F(LifecycleTest, AnOlderFloodDoesNotHideANewerTenant) {
     w.exec(
         "UPDATE workflow_executions SET created_at = created_at + interval '1 hour' WHERE "
         "tenant_id = 'tenant_b'");
+    // tenant_a's rows in event order: a0 oldest.
+    w.exec(
+        "UPDATE workflow_executions SET created_at = created_at + substr(trigger_event_id, 2)::int "
+        "* interval '1 second' WHERE tenant_id = 'tenant_a'");
     w.commit();
   }
   auto dispatcher = Dispatcher("r1", /*batch=*/10, /*per_scope=*/8);
-  EXPECT_EQ(dispatcher.RunOnce(), 10u);  // 8 of tenant_a, both of tenant_b
+  EXPECT_EQ(dispatcher.RunOnce(), 7u);  // an equal share (5) of tenant_a, both of tenant_b
   for (const char* id : {"ex_billing_b1", "ex_billing_b2"}) {
     EXPECT_EQ(Get(id, "tenant_b")->status, "running") << id;
+  }
+  // The oldest of tenant_a went first.
+  for (int i = 0; i < 300; ++i) {
+    std::string id = "ex_onboarding_a" + std::to_string(i);
+    if (Get(id)->status == "running") {
+      EXPECT_LT(i, 5) << id;
+    }
   }
   // per_scope_limit still caps a scope when it is the only one left.
   EXPECT_EQ(dispatcher.RunOnce(), 8u);
   EXPECT_EQ(dispatcher.RunOnce(), 8u);
   dispatcher.SampleQueue();
-  EXPECT_EQ(metrics_.queued.WithLabels({"tenant_a", "prod"}).Value(), 300 - 24);
+  EXPECT_EQ(metrics_.queued.WithLabels({"tenant_a", "prod"}).Value(), 300 - 21);
 }
 
 TEST_F(LifecycleTest, CancelStopsAtTheProviderAndIsIdempotent) {
