@@ -16,6 +16,7 @@
 
 #include "workflowd/common/clock.hpp"
 #include "workflowd/common/timefmt.hpp"
+#include "workflowd/common/utf8.hpp"
 
 namespace workflowd::matching {
 namespace condition_internal {
@@ -536,19 +537,6 @@ constexpr std::array<std::pair<std::string_view, FieldKind>, 7> kAttributes = {{
 
 constexpr std::string_view kValidFields =
     "id, type, source, subject, tenant, environment, time, data, data.<path>, headers.<name>";
-
-// The first at most `max_bytes` bytes of `s`, cut at a UTF-8 character boundary (never inside a
-// multi-byte sequence, whose continuation bytes are 10xxxxxx), so that the result stays valid
-// UTF-8 when `s` is.
-std::string_view Utf8Prefix(std::string_view s, size_t max_bytes) {
-  if (s.size() <= max_bytes) return s;
-  size_t end = max_bytes;
-  for (int back = 0; back < 3 && end > 0 && (static_cast<unsigned char>(s[end]) & 0xC0) == 0x80;
-       ++back) {
-    --end;
-  }
-  return s.substr(0, end);
-}
 
 std::string Quote(std::string_view s) {
   constexpr size_t kMax = 64;

@@ -6,6 +6,7 @@
 #include "workflowd/common/context.hpp"
 #include "workflowd/common/duration.hpp"
 #include "workflowd/common/timefmt.hpp"
+#include "workflowd/common/utf8.hpp"
 
 namespace workflowd {
 namespace {
@@ -107,6 +108,49 @@ TEST(Rfc3339, ParsesOffsetsAndFractions) {
         "2026-01-30T10:00:00.Z", "2026-01-30T10:00Z", "2026-01-30T10:00:00+0200",
         "2026-01-30T10:00:00Zjunk", "26-01-30T10:00:00Z"}) {
     EXPECT_FALSE(ParseRfc3339(bad).has_value()) << bad;
+  }
+}
+
+// The hand-written validator against an outside reference: Python 3.11's strict UTF-8 codec
+// (`bytes.decode("utf-8")`), which follows RFC 3629 / Unicode's well-formedness table. Counts of
+// valid strings, computed with it over every 1-, 2- and 3-byte string and over every 4-byte
+// string ending in 80 BF:
+//   sum(valid(bytes([a])) ...) = 128, two bytes 18,304, three bytes 2,650,112, four 2,176.
+TEST(Utf8, AgreesWithPythonsCodecOnEveryShortString) {
+  auto count = [](size_t len, std::string tail) {
+    size_t valid = 0;
+    std::string s(len, '\0');
+    const size_t free_bytes = len - tail.size();
+    for (size_t n = 0; n < (size_t{1} << (8 * free_bytes)); ++n) {
+      for (size_t k = 0; k < free_bytes; ++k) s[k] = static_cast<char>((n >> (8 * k)) & 0xFF);
+      for (size_t k = 0; k < tail.size(); ++k) s[free_bytes + k] = tail[k];
+      if (IsValidUtf8(s)) ++valid;
+    }
+    return valid;
+  };
+  EXPECT_EQ(count(1, ""), 128u);
+  EXPECT_EQ(count(2, ""), 18304u);
+  EXPECT_EQ(count(3, ""), 2650112u);
+  EXPECT_EQ(count(4, "\x80\xBF"), 2176u);
+  // Classic stress cases: overlong '/', surrogate halves, above U+10FFFF, lone continuation.
+  for (const char* bad : {"\xC0\xAF", "\xE0\x80\xAF", "\xED\xA0\x80", "\xF4\x90\x80\x80", "\x80",
+                          "\xFE", "\xE2\x82"}) {
+    EXPECT_FALSE(IsValidUtf8(bad)) << bad;
+  }
+  EXPECT_TRUE(IsValidUtf8("\xF4\x8F\xBF\xBF caf\xC3\xA9 \xE2\x82\xAC"));
+  EXPECT_EQ(SanitizeUtf8("a\xFF"
+                         "b\xC3\xA9"),
+            "a\xEF\xBF\xBD"
+            "b\xC3\xA9");
+}
+
+TEST(Utf8, PrefixNeverSplitsACharacter) {
+  const std::string s = "a\xC3\xA9\xE2\x82\xAC\xF0\x9F\x98\x80z";  // a é € 😀 z
+  for (size_t n = 0; n <= s.size() + 1; ++n) {
+    auto p = Utf8Prefix(s, n);
+    EXPECT_LE(p.size(), n);
+    EXPECT_TRUE(IsValidUtf8(p)) << n;
+    EXPECT_GE(p.size() + 3, std::min(n, s.size())) << n;  // drops at most a partial character
   }
 }
 
