@@ -61,6 +61,8 @@ struct KafkaEventSource::State {
   // True once a broker answered (a metadata request, or the group assigned us partitions).
   std::atomic<bool> joined{false};
   std::chrono::steady_clock::time_point next_probe{};
+  std::chrono::steady_clock::time_point next_wake{};  // WakeFetcherIfStalled
+  int wake_cursor = 0;
   mutable std::mutex mu;  // guards the fields below
   bool paused = false;
   std::string last_error;
@@ -217,7 +219,47 @@ std::vector<ConsumedRecord> KafkaEventSource::PollBatch(size_t max,
     ssize_t n = rd_kafka_consume_batch_queue(state_->queue.get(), 0, more.data(), more.size());
     for (ssize_t i = 0; i < n; ++i) take(more[static_cast<size_t>(i)]);
   }
+  if (batch.size() < max) WakeFetcherIfStalled();
   return batch;
+}
+
+// librdkafka before 2.1 stops fetching a partition while its prefetch queue is above
+// queued.max.messages.kbytes and only looks again when its broker thread wakes up, at the latest
+// after one second (fixed upstream by fetch.queue.backoff.ms in 2.1; Debian 12 ships 2.0.2). A
+// consumer faster than one prefetch queue per second therefore drains the queue and then waits
+// up to a second with the broker holding more records: a backlog is consumed at about one queue
+// per second whatever the daemon's speed. When the local queue ran dry while the broker has more
+// records for an assigned partition (cached high watermark beyond our position), a
+// watermark query for that partition (a ListOffsets request to its leader) wakes the leader's
+// broker thread, which then decides to fetch again at once. At most one query every 10 ms; an idle
+// topic (no records beyond our position) causes none.
+void KafkaEventSource::WakeFetcherIfStalled() {
+  auto now = std::chrono::steady_clock::now();
+  if (now < state_->next_wake) return;
+  {
+    std::lock_guard lock(state_->mu);
+    if (state_->paused) return;
+  }
+  rd_kafka_topic_partition_list_t* assigned = nullptr;
+  if (rd_kafka_assignment(state_->rk.get(), &assigned) != RD_KAFKA_RESP_ERR_NO_ERROR) return;
+  PartitionListHandle list(assigned);
+  if (list->cnt == 0) return;
+  rd_kafka_position(state_->rk.get(), list.get());
+  for (int k = 0; k < list->cnt; ++k) {
+    // Round-robin over the partitions, so that with several leaders each gets woken in turn.
+    const auto& e = list->elems[(state_->wake_cursor + k) % list->cnt];
+    int64_t low = -1, high = -1;
+    if (e.offset < 0 ||
+        rd_kafka_get_watermark_offsets(state_->rk.get(), e.topic, e.partition, &low, &high) !=
+            RD_KAFKA_RESP_ERR_NO_ERROR ||
+        high <= e.offset) {
+      continue;
+    }
+    state_->wake_cursor = (state_->wake_cursor + k + 1) % list->cnt;
+    state_->next_wake = now + std::chrono::milliseconds(10);
+    rd_kafka_query_watermark_offsets(state_->rk.get(), e.topic, e.partition, &low, &high, 100);
+    return;
+  }
 }
 
 void KafkaEventSource::MarkProcessed(const std::vector<ConsumedRecord>& batch) {

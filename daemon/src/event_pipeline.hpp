@@ -24,7 +24,7 @@ namespace workflowd::daemon {
 struct EventPipelineOptions {
   consumers::DecoderConfig decoder;
   std::string consumer_group;
-  size_t batch_size = 500;
+  size_t batch_size = 2000;
   std::chrono::milliseconds batch_timeout{100};
   std::chrono::milliseconds dead_letter_timeout{10000};
   std::chrono::milliseconds max_backoff{5000};

@@ -32,7 +32,9 @@ TEST(Config, DefaultsNeedOnlyTheDatabase) {
   auto c = ParseConfig("", "defaults", kDbEnv);
   EXPECT_EQ(c.database.url, "postgresql://u:s3cret@127.0.0.1:5432/db");
   EXPECT_EQ(c.kafka.group_id, "workflowd");
-  EXPECT_EQ(c.kafka.batch_size, 500u);
+  EXPECT_EQ(c.kafka.batch_size, 2000u);
+  EXPECT_EQ(c.dispatch.workers, 2u);
+  EXPECT_EQ(c.poll.workers, 2u);
   EXPECT_EQ(c.kafka.batch_timeout, 100ms);
   EXPECT_EQ(c.shutdown_timeout, 30s);
   EXPECT_FALSE(c.instance_id.empty());

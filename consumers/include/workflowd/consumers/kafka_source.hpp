@@ -103,6 +103,8 @@ class KafkaEventSource {
   struct State;
 
  private:
+  void WakeFetcherIfStalled();
+
   std::unique_ptr<State> state_;
 };
 

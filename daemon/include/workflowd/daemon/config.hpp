@@ -42,7 +42,7 @@ struct KafkaConfig {
   std::string format = "auto";  // auto | cloudevents | flat
   FlatEnvelopeConfig flat;
   size_t max_record_bytes = 1 << 20;
-  size_t batch_size = 500;
+  size_t batch_size = 2000;
   std::chrono::milliseconds batch_timeout{100};
   std::chrono::milliseconds commit_interval{1000};
   std::map<std::string, std::string> properties;  // passed to librdkafka as they are
