@@ -25,12 +25,44 @@ consumers::BatchPlan EventPipeline::Plan(const std::vector<consumers::ConsumedRe
                                          size_t from) {
   std::vector<const consumers::RawRecord*> raw;
   raw.reserve(records.size() - from);
+  // Counted per run of records of the same topic: one labelled-counter lookup per run, not per
+  // record.
+  std::string_view run_topic;
+  size_t run = 0;
+  auto count_run = [&] {
+    if (run > 0)
+      metrics_.consumed.WithLabels({std::string(run_topic)}).Inc(static_cast<double>(run));
+  };
   for (size_t i = from; i < records.size(); ++i) {
-    raw.push_back(&records[i].raw());
-    metrics_.consumed.WithLabels({std::string(records[i].raw().topic)}).Inc();
+    const auto& r = records[i].raw();
+    raw.push_back(&r);
+    if (r.topic != run_topic) {
+      count_run();
+      run_topic = r.topic;
+      run = 0;
+    }
+    ++run;
   }
+  count_run();
   auto index = index_.Get();
-  return consumers::PlanBatch(raw, options_.decoder, *index, options_.consumer_group, clock_.Now());
+  auto now = clock_.Now();
+  // Decoding and matching are per record and pure (no shared mutable state: the index is an
+  // immutable snapshot, decoders keep per-thread buffers), so a large batch is planned in two
+  // halves, the second on a helper thread, and the halves joined in record order: the plan is the
+  // same as planning it whole, in about half the time when the second core is free.
+  constexpr size_t kSplitAbove = 256;
+  if (raw.size() <= kSplitAbove) {
+    return consumers::PlanBatch(raw, options_.decoder, *index, options_.consumer_group, now);
+  }
+  std::span<const consumers::RawRecord* const> all(raw);
+  auto first = all.first(raw.size() / 2);
+  auto second = all.subspan(raw.size() / 2);
+  auto later = std::async(std::launch::async, [&] {
+    return consumers::PlanBatch(second, options_.decoder, *index, options_.consumer_group, now);
+  });
+  auto plan = consumers::PlanBatch(first, options_.decoder, *index, options_.consumer_group, now);
+  plan.Append(later.get());
+  return plan;
 }
 
 void EventPipeline::Account(const consumers::BatchPlan& plan, size_t inserted) {
@@ -57,7 +89,8 @@ void EventPipeline::Account(const consumers::BatchPlan& plan, size_t inserted) {
   }
 }
 
-size_t EventPipeline::WriteOnce(consumers::BatchPlan& plan, size_t& dlq_sent) {
+size_t EventPipeline::WriteOnce(consumers::BatchPlan& plan, size_t& dlq_sent,
+                                const std::string* copy_text) {
   if (dlq_sent < plan.dead_letters.size()) {
     std::vector<consumers::DeadLetter> pending(
         plan.dead_letters.begin() + static_cast<long>(dlq_sent), plan.dead_letters.end());
@@ -65,7 +98,7 @@ size_t EventPipeline::WriteOnce(consumers::BatchPlan& plan, size_t& dlq_sent) {
     dlq_sent = plan.dead_letters.size();
     dlq_ok_ = true;
   }
-  size_t inserted = executions_.InsertPending(plan.executions);
+  size_t inserted = executions_.InsertPending(plan.executions, copy_text);
   db_ok_ = true;
   return inserted;
 }
@@ -94,7 +127,7 @@ bool EventPipeline::MakeDurable(consumers::BatchPlan& plan,
   while (true) {
     if (!failed_once) {
       try {
-        size_t inserted = WriteOnce(plan, dlq_sent);
+        size_t inserted = WriteOnce(plan, dlq_sent, nullptr);
         if (paused_here) {
           source_.Resume();
           metrics_.paused.Set(0);
@@ -188,9 +221,13 @@ void EventPipeline::Run(const std::atomic<bool>& stop) {
     in_flight->batch = std::move(batch);
     in_flight->plan = std::move(plan);
     in_flight->started = started;
+    // Rendered here, while the previous batch may still be written, so that the writer only
+    // streams it.
+    in_flight->copy_text = store::ExecutionRepository::CopyText(in_flight->plan.executions);
     InFlight* write = in_flight.get();
-    in_flight->result = std::async(
-        std::launch::async, [this, write] { return WriteOnce(write->plan, write->dlq_sent); });
+    in_flight->result = std::async(std::launch::async, [this, write] {
+      return WriteOnce(write->plan, write->dlq_sent, &write->copy_text);
+    });
   }
   if (in_flight && !Complete(*in_flight, nullptr, nullptr, stop)) return;
 }

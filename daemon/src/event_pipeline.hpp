@@ -54,11 +54,13 @@ class EventPipeline {
     consumers::BatchPlan plan;
     size_t dlq_sent = 0;  // dead letters already acknowledged: never produced twice by a retry
     std::chrono::steady_clock::time_point started;
+    std::string copy_text;  // the rows in COPY format (ExecutionRepository::CopyText)
     std::future<size_t> result;
   };
 
   // One attempt: the dead letters not yet acknowledged, then the rows. Returns the rows inserted.
-  size_t WriteOnce(consumers::BatchPlan& plan, size_t& dlq_sent);
+  // `copy_text`: the plan's rows rendered ahead, or null.
+  size_t WriteOnce(consumers::BatchPlan& plan, size_t& dlq_sent, const std::string* copy_text);
   // Logs and counts a failed write; returns true when it is worth retrying, rethrows otherwise.
   bool Retryable(const std::exception_ptr& error);
   // Retries until the plan is durable (pausing consumption meanwhile); returns false when `stop`

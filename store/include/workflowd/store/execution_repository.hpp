@@ -31,7 +31,13 @@ class ExecutionRepository {
   // Inserts pending executions in one transaction, skipping any whose (definition, event, attempt)
   // already exists. Returns how many rows were new. Throws StoreError (retryable when the database
   // is unreachable: nothing was written).
-  size_t InsertPending(const std::vector<NewExecution>& executions);
+  // `copy_text`: CopyText(executions) when the caller rendered it ahead (e.g. while the previous
+  // batch was being written); computed here when null.
+  size_t InsertPending(const std::vector<NewExecution>& executions,
+                       const std::string* copy_text = nullptr);
+
+  // The rows in PostgreSQL COPY text format, one line each, ready for InsertPending.
+  static std::string CopyText(const std::vector<NewExecution>& executions);
 
  private:
   Database& db_;
