@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <atomic>
 #include <mutex>
 #include <set>
@@ -219,7 +220,7 @@ std::vector<ConsumedRecord> KafkaEventSource::PollBatch(size_t max,
     ssize_t n = rd_kafka_consume_batch_queue(state_->queue.get(), 0, more.data(), more.size());
     for (ssize_t i = 0; i < n; ++i) take(more[static_cast<size_t>(i)]);
   }
-  if (batch.size() < max) WakeFetcherIfStalled();
+  if (batch.size() < max) WakeFetcherIfStalled(max);
   return batch;
 }
 
@@ -229,11 +230,12 @@ std::vector<ConsumedRecord> KafkaEventSource::PollBatch(size_t max,
 // consumer faster than one prefetch queue per second therefore drains the queue and then waits
 // up to a second with the broker holding more records: a backlog is consumed at about one queue
 // per second whatever the daemon's speed. When the local queue ran dry while the broker has more
-// records for an assigned partition (cached high watermark beyond our position), a
-// watermark query for that partition (a ListOffsets request to its leader) wakes the leader's
-// broker thread, which then decides to fetch again at once. At most one query every 10 ms; an idle
-// topic (no records beyond our position) causes none.
-void KafkaEventSource::WakeFetcherIfStalled() {
+// records for an assigned partition (cached high watermark well beyond our position: more than
+// two batches, so a steady stream's records in flight do not count), a watermark query for that
+// partition (a ListOffsets request to its leader) wakes the leader's broker thread, which then
+// decides to fetch again at once. At most one query every 10 ms; an idle topic or a steady
+// stream causes none.
+void KafkaEventSource::WakeFetcherIfStalled(size_t batch_size) {
   auto now = std::chrono::steady_clock::now();
   if (now < state_->next_wake) return;
   {
@@ -252,12 +254,12 @@ void KafkaEventSource::WakeFetcherIfStalled() {
     if (e.offset < 0 ||
         rd_kafka_get_watermark_offsets(state_->rk.get(), e.topic, e.partition, &low, &high) !=
             RD_KAFKA_RESP_ERR_NO_ERROR ||
-        high <= e.offset) {
-      continue;
+        high - e.offset <= static_cast<int64_t>(std::max<size_t>(batch_size, 1000) * 2)) {
+      continue;  // nothing, or no more than a steady stream has in flight: not a stalled backlog
     }
     state_->wake_cursor = (state_->wake_cursor + k + 1) % list->cnt;
     state_->next_wake = now + std::chrono::milliseconds(10);
-    rd_kafka_query_watermark_offsets(state_->rk.get(), e.topic, e.partition, &low, &high, 100);
+    rd_kafka_query_watermark_offsets(state_->rk.get(), e.topic, e.partition, &low, &high, 50);
     return;
   }
 }

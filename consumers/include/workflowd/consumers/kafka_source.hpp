@@ -103,7 +103,7 @@ class KafkaEventSource {
   struct State;
 
  private:
-  void WakeFetcherIfStalled();
+  void WakeFetcherIfStalled(size_t batch_size);
 
   std::unique_ptr<State> state_;
 };
