@@ -28,6 +28,7 @@
 // without data (DecodeRecord's wants_data) gives the same outcome and attributes.
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -246,6 +247,39 @@ void DecodeAndCheck(const RawRecord& record, const DecoderConfig& config) {
                  "wanted data differs");
     } else {
       FUZZ_CHECK(e.data.is_null() && !e.data_is_base64, "unwanted data was built");
+    }
+  }
+
+  // Only some members (what matching asks for): the same outcome; an object payload holds exactly
+  // those of its members, any other payload is whole.
+  std::vector<std::string> members;
+  if (result.ok() && result.envelope->data.is_object()) {
+    size_t i = 0;
+    for (const auto& [key, value] : result.envelope->data.items()) {
+      if (i++ % 2 == 0) members.push_back(key);
+    }
+  }
+  members.push_back("absent-member");
+  DecodeResult some;
+  consumers::DecodeRecord(
+      record, config, std::function<consumers::DataNeed(const Envelope&)>([&](const Envelope&) {
+        return consumers::DataNeed{consumers::DataNeed::Kind::kMembers, members};
+      }),
+      some);
+  FUZZ_CHECK(some.reason == result.reason && some.detail == result.detail,
+             "some members: " + std::string(ToString(some.reason)) + " vs " +
+                 std::string(ToString(result.reason)));
+  if (some.ok()) {
+    const nlohmann::json& full = result.envelope->data;
+    if (some.envelope->data_partial) {
+      FUZZ_CHECK(full.is_object(), "partial data of a payload that is not an object");
+      nlohmann::json expected = nlohmann::json::object();
+      for (const auto& m : members) {
+        if (full.contains(m)) expected[m] = full[m];
+      }
+      FUZZ_CHECK(some.envelope->data == expected, "partial data is not the asked-for members");
+    } else {
+      FUZZ_CHECK(some.envelope->data == full, "data not partial but differs");
     }
   }
 }

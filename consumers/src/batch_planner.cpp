@@ -73,26 +73,46 @@ BatchPlan PlanBatch(std::span<const RawRecord* const> records, const DecoderConf
   // Only conditions and trigger_event read an event's data: building it (most of the cost of
   // decoding) is skipped for events of a type no definition of their tenant and environment
   // triggers on. Such a record is still validated and dead-lettered like any other.
-  const std::function<bool(const Envelope&)> wants_data = [&index](const Envelope& e) {
-    return !index.Candidates(e.tenant, e.environment, e.type).empty();
+  // For events with candidates, conditions read only some top-level members of the payload:
+  // those are built for matching, and the whole payload only for an event that matched (decoded
+  // again below; its document is needed for trigger_event).
+  std::vector<std::string> members;
+  const std::function<DataNeed(const Envelope&)> need = [&index, &members](const Envelope& e) {
+    const auto candidates = index.Candidates(e.tenant, e.environment, e.type);
+    if (candidates.empty()) return DataNeed{DataNeed::Kind::kNone, {}};
+    members.clear();
+    for (const auto& c : candidates) {
+      // No condition: the event matches, its whole data is needed anyway.
+      const std::vector<std::string>* keys = c.condition ? c.condition->data_keys() : nullptr;
+      if (keys == nullptr) return DataNeed{};
+      members.insert(members.end(), keys->begin(), keys->end());
+    }
+    return DataNeed{DataNeed::Kind::kMembers, members};
+  };
+  const std::function<DataNeed(const Envelope&)> need_all = [](const Envelope&) {
+    return DataNeed{};
   };
   DecodeResult result;  // its envelope's buffers are reused from record to record
+  const auto add_dead_letter = [&](const RawRecord& r) {
+    const RawRecord* record = &r;
+    ++plan.dead_by_reason[static_cast<size_t>(result.reason)];
+    DeadLetter letter;
+    if (record->key) letter.key = std::string(*record->key);
+    if (record->value) letter.value = std::string(*record->value);
+    for (const auto& h : record->headers) {
+      letter.headers.emplace_back(
+          std::string(h.key),
+          h.value ? std::optional<std::string>(std::string(*h.value)) : std::nullopt);
+    }
+    for (auto& [k, v] : DeadLetterHeaders(*record, result, consumer_group, now)) {
+      letter.headers.emplace_back(std::move(k), std::move(v));
+    }
+    plan.dead_letters.push_back(std::move(letter));
+  };
   for (const RawRecord* record : records) {
-    DecodeRecord(*record, decoder, wants_data, result);
+    DecodeRecord(*record, decoder, need, result);
     if (!result.ok()) {
-      ++plan.dead_by_reason[static_cast<size_t>(result.reason)];
-      DeadLetter letter;
-      if (record->key) letter.key = std::string(*record->key);
-      if (record->value) letter.value = std::string(*record->value);
-      for (const auto& h : record->headers) {
-        letter.headers.emplace_back(
-            std::string(h.key),
-            h.value ? std::optional<std::string>(std::string(*h.value)) : std::nullopt);
-      }
-      for (auto& [k, v] : DeadLetterHeaders(*record, result, consumer_group, now)) {
-        letter.headers.emplace_back(std::move(k), std::move(v));
-      }
-      plan.dead_letters.push_back(std::move(letter));
+      add_dead_letter(*record);
       continue;
     }
     ++plan.decoded;
@@ -104,27 +124,40 @@ BatchPlan PlanBatch(std::span<const RawRecord* const> records, const DecoderConf
       continue;
     }
     ++plan.matched_events;
+    if (envelope.data_partial) {
+      // The same record decodes the same way: this time with the whole payload.
+      DecodeRecord(*record, decoder, need_all, result);
+      if (!result.ok()) {  // cannot happen (same bytes, same rules); never drop the event
+        --plan.matched_events;
+        --plan.decoded;
+        result.reason = DeadLetterReason::kInternal;
+        result.detail = "the second decoding of a matched event failed";
+        add_dead_letter(*record);
+        continue;
+      }
+    }
+    Envelope& full = *result.envelope;
     // The data moves into the document; the rows below use only the envelope's attributes.
-    nlohmann::json trigger_event = TriggerEventJson(std::move(envelope), *record);
+    nlohmann::json trigger_event = TriggerEventJson(std::move(full), *record);
     for (size_t i = 0; i < matched.size(); ++i) {
       const matching::IndexEntry* entry = matched[i];
       store::NewExecution e;
       e.id = NewId("ex_", now);
-      e.tenant_id = envelope.tenant;
-      e.environment_id = envelope.environment;
+      e.tenant_id = full.tenant;
+      e.environment_id = full.environment;
       e.workflow_id = entry->definition_id;
       e.workflow_name = entry->name;
       e.definition_version = entry->version;
       e.provider = entry->provider;
       e.trigger_type = "event";
-      e.trigger_event_id = envelope.id;
+      e.trigger_event_id = full.id;
       if (i + 1 == matched.size()) {
         e.trigger_event = std::move(trigger_event);
       } else {
         e.trigger_event = trigger_event;
       }
-      plan.matches.push_back({envelope.tenant, envelope.environment, envelope.id, envelope.type,
-                              entry->definition_id, e.id});
+      plan.matches.push_back(
+          {full.tenant, full.environment, full.id, full.type, entry->definition_id, e.id});
       plan.executions.push_back(std::move(e));
     }
   }

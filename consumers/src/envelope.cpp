@@ -509,7 +509,7 @@ class RecordDecoder {
  public:
   // Decodes into `envelope`, which must be empty (new or ResetForReuse).
   RecordDecoder(const RawRecord& record, const DecoderConfig& config,
-                const std::function<bool(const Envelope&)>* wants_data, Envelope& envelope)
+                const std::function<DataNeed(const Envelope&)>* wants_data, Envelope& envelope)
       : record_(record),
         config_(config),
         wants_data_(wants_data),
@@ -531,7 +531,9 @@ class RecordDecoder {
   }
 
   // Asked once everything but the data is decoded and validated.
-  bool WantsData() const { return wants_data_ == nullptr || (*wants_data_)(envelope_); }
+  DataNeed WantsData() const {
+    return wants_data_ == nullptr ? DataNeed{} : (*wants_data_)(envelope_);
+  }
 
   bool Decode() {
     if (!CheckSize()) return false;
@@ -877,14 +879,30 @@ class RecordDecoder {
 
   // JSON data (already validated by its parse); built only when wanted.
   bool SetJsonData(dom::element data) {
-    if (WantsData()) ToJson(data, envelope_.data);
+    const DataNeed need = WantsData();
+    if (need.kind == DataNeed::Kind::kNone) return true;
+    if (need.kind == DataNeed::Kind::kMembers && data.type() == dom::element_type::OBJECT) {
+      // Only the asked-for members, with the same rules as ToJson (the last of a repeated name
+      // wins).
+      envelope_.data = json::object();
+      auto& object = envelope_.data.get_ref<json::object_t&>();
+      const dom::object fields = data.get_object().value_unsafe();
+      for (const dom::key_value_pair field : fields) {
+        if (std::find(need.members.begin(), need.members.end(), field.key) != need.members.end()) {
+          ToJson(field.value, object[std::string(field.key)]);
+        }
+      }
+      envelope_.data_partial = true;
+      return true;
+    }
+    ToJson(data, envelope_.data);
     return true;
   }
 
   // Non-JSON data: a JSON string of the bytes when they are UTF-8, else their base64 (reusing
   // `base64` when the caller has it). Built only when wanted.
   bool SetBytesAsData(std::string_view bytes, const std::string_view* base64) {
-    if (!WantsData()) return true;
+    if (WantsData().kind == DataNeed::Kind::kNone) return true;
     if (IsValidUtf8(bytes)) {
       envelope_.data = std::string(bytes);
     } else {
@@ -1039,7 +1057,7 @@ class RecordDecoder {
 
   const RawRecord& record_;
   const DecoderConfig& config_;
-  const std::function<bool(const Envelope&)>* wants_data_;  // null: always
+  const std::function<DataNeed(const Envelope&)>* wants_data_;  // null: all, always
   Parsers& parsers_;
   Envelope& envelope_;
   Failure failure_;
@@ -1166,7 +1184,7 @@ std::vector<std::string> ValidateDecoderConfig(const DecoderConfig& config) {
 namespace {
 
 void GuardedDecode(const RawRecord& record, const DecoderConfig& config,
-                   const std::function<bool(const Envelope&)>* wants_data,
+                   const std::function<DataNeed(const Envelope&)>* wants_data,
                    DecodeResult& result) noexcept {
   const auto fail = [&result](DeadLetterReason reason, std::string detail) {
     result.envelope.reset();
@@ -1202,17 +1220,36 @@ DecodeResult DecodeRecord(const RawRecord& record, const DecoderConfig& config) 
   return result;
 }
 
+namespace {
+
+std::function<DataNeed(const Envelope&)> AllOrNothing(
+    const std::function<bool(const Envelope&)>& wants_data) {
+  return [&wants_data](const Envelope& e) {
+    return wants_data(e) ? DataNeed{} : DataNeed{DataNeed::Kind::kNone, {}};
+  };
+}
+
+}  // namespace
+
 DecodeResult DecodeRecord(const RawRecord& record, const DecoderConfig& config,
                           const std::function<bool(const Envelope&)>& wants_data) noexcept {
   DecodeResult result;
-  GuardedDecode(record, config, &wants_data, result);
+  const auto need = AllOrNothing(wants_data);
+  GuardedDecode(record, config, &need, result);
   return result;
 }
 
 void DecodeRecord(const RawRecord& record, const DecoderConfig& config,
                   const std::function<bool(const Envelope&)>& wants_data,
                   DecodeResult& result) noexcept {
-  GuardedDecode(record, config, &wants_data, result);
+  const auto need = AllOrNothing(wants_data);
+  GuardedDecode(record, config, &need, result);
+}
+
+void DecodeRecord(const RawRecord& record, const DecoderConfig& config,
+                  const std::function<DataNeed(const Envelope&)>& need,
+                  DecodeResult& result) noexcept {
+  GuardedDecode(record, config, &need, result);
 }
 
 std::vector<std::pair<std::string, std::string>> DeadLetterHeaders(const RawRecord& record,

@@ -1067,6 +1067,8 @@ struct Condition::Impl {
   std::string path;
   size_t leaf_count = 0;
   std::unique_ptr<const Node> root;
+  bool reads_whole_data = false;
+  std::vector<std::string> data_keys;  // see Condition::data_keys()
 };
 
 Condition::Condition(std::unique_ptr<const Impl> impl) : impl_(std::move(impl)) {}
@@ -1079,6 +1081,9 @@ const nlohmann::json& Condition::source() const {
   return impl_->source;
 }
 const std::string& Condition::path() const { return impl_->path; }
+const std::vector<std::string>* Condition::data_keys() const {
+  return impl_->reads_whole_data ? nullptr : &impl_->data_keys;
+}
 size_t Condition::leaf_count() const { return impl_->leaf_count; }
 
 const char* ToString(Op op) {
@@ -1165,6 +1170,24 @@ ConditionPtr Finish(const nlohmann::json& source, std::string source_text, std::
   impl->path = std::move(path);
   impl->leaf_count = compiler.leaves();
   impl->root = std::move(root);
+  // Which top-level members of `data` the leaves read (the first segment of each data path).
+  std::vector<const Node*> todo = {impl->root.get()};
+  while (!todo.empty()) {
+    const Node* n = todo.back();
+    todo.pop_back();
+    for (const auto& child : n->children) todo.push_back(child.get());
+    if (n->kind != Explanation::Kind::kLeaf ||
+        n->field_kind != condition_internal::FieldKind::kData)
+      continue;
+    if (n->segments.empty()) {
+      impl->reads_whole_data = true;
+    } else {
+      impl->data_keys.push_back(n->segments.front().key);
+    }
+  }
+  std::sort(impl->data_keys.begin(), impl->data_keys.end());
+  impl->data_keys.erase(std::unique(impl->data_keys.begin(), impl->data_keys.end()),
+                        impl->data_keys.end());
   return std::make_shared<const Condition>(std::move(impl));
 }
 

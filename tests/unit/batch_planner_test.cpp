@@ -485,6 +485,58 @@ TEST_F(PlanBatchTest, DataIsBuiltOnlyForEventsWithCandidatesAndValidatedForAll) 
             (Json{{"traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}}));
 }
 
+// Conditions read only some top-level members of the payload: matching builds just those, and a
+// matched event's trigger_event still holds the whole payload, exactly as sent.
+TEST_F(PlanBatchTest, MatchingBuildsOnlyTheMembersConditionsReadTriggerEventGetsAll) {
+  auto event = [](const std::string& id, const std::string& tier) {
+    return Json{{"specversion", "1.0"},
+                {"id", id},
+                {"source", "crm"},
+                {"type", "customer.created"},
+                {"tenantid", "acme"},
+                {"environmentid", "prod"},
+                {"data",
+                 {{"customer", {{"tier", tier}, {"country", "FR"}}},
+                  {"order", {{"lines", {1, 2, 3}}, {"total", 12.5}}},
+                  {"note", "line\nbreak"}}}}
+        .dump();
+  };
+  Add(event("evt-gold", "gold"));
+  Add(event("evt-silver", "silver"));
+  BatchPlan plan = Plan();
+  EXPECT_EQ(plan.matched_events, 1u);
+  EXPECT_EQ(plan.unmatched_events, 1u);
+  ASSERT_EQ(plan.executions.size(), 1u);
+  EXPECT_EQ(plan.executions[0].workflow_id, "wf-vip");
+  EXPECT_EQ(plan.executions[0].trigger_event.at("data"),
+            Json::parse(event("evt-gold", "gold")).at("data"));
+
+  // The decoder itself: members asked for, of an object payload only.
+  const std::vector<std::string> members = {"customer", "absent"};
+  const std::function<DataNeed(const Envelope&)> need = [&](const Envelope&) {
+    return DataNeed{DataNeed::Kind::kMembers, members};
+  };
+  DecodeResult partial;
+  DecodeRecord(records_[0]->raw, {}, need, partial);
+  ASSERT_TRUE(partial.ok()) << partial.detail;
+  EXPECT_TRUE(partial.envelope->data_partial);
+  EXPECT_EQ(partial.envelope->data, (Json{{"customer", {{"tier", "gold"}, {"country", "FR"}}}}));
+  // Another record decoded into the same result starts clean.
+  DecodeRecord(records_[1]->raw, {}, need, partial);
+  EXPECT_EQ(partial.envelope->data, (Json{{"customer", {{"tier", "silver"}, {"country", "FR"}}}}));
+  const std::string array_payload =
+      R"({"specversion":"1.0","id":"a","source":"s","type":"customer.created",)"
+      R"("tenantid":"acme","environmentid":"prod","data":[1,{"customer":2}]})";
+  RawRecord raw;
+  raw.topic = kTopic;
+  raw.value = array_payload;
+  DecodeResult whole;
+  DecodeRecord(raw, {}, need, whole);
+  ASSERT_TRUE(whole.ok()) << whole.detail;
+  EXPECT_FALSE(whole.envelope->data_partial);
+  EXPECT_EQ(whole.envelope->data, Json::parse(R"([1,{"customer":2}])"));
+}
+
 TEST(TriggerEventJson, MovingTheEnvelopeGivesTheSameDocument) {
   Envelope e;
   e.id = "evt-1";

@@ -100,6 +100,8 @@ struct Envelope {
   nlohmann::json data;
   // True when `data` is a string holding the base64 of non-UTF-8, non-JSON bytes.
   bool data_is_base64 = false;
+  // True when `data` holds only the members of the payload object a DataNeed asked for.
+  bool data_partial = false;
   std::string data_content_type;  // empty when absent
   // Kafka headers other than ce_*, in record order, for conditions on `headers.<name>`.
   std::vector<std::pair<std::string, std::string>> headers;
@@ -191,6 +193,21 @@ DecodeResult DecodeRecord(const RawRecord& record, const DecoderConfig& config,
 // strings): for decoding loops, saving allocations per record.
 void DecodeRecord(const RawRecord& record, const DecoderConfig& config,
                   const std::function<bool(const Envelope&)>& wants_data,
+                  DecodeResult& result) noexcept;
+
+// How much of an event's data a caller needs, decided when the rest of the record is decoded.
+struct DataNeed {
+  enum class Kind { kNone, kMembers, kAll };
+  Kind kind = Kind::kAll;
+  // kMembers: only these top-level members of an object payload (any other payload is built
+  // whole); Envelope::data_partial tells which happened. Must outlive the DecodeRecord call.
+  std::span<const std::string> members;
+};
+
+// The same with a finer choice than all or nothing: e.g. only the members the candidate
+// definitions' conditions read (matching::Condition::data_keys()). Dead letters are the same.
+void DecodeRecord(const RawRecord& record, const DecoderConfig& config,
+                  const std::function<DataNeed(const Envelope&)>& need,
                   DecodeResult& result) noexcept;
 
 // The headers a dead-letter record gets in addition to the original ones: workflowd_dlq_reason,

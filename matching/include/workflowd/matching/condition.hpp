@@ -121,6 +121,10 @@ class Condition {
   // The path it was compiled at, e.g. "trigger.conditions"; explanations use it.
   const std::string& path() const;
   size_t leaf_count() const;
+  // The top-level members of the event's `data` the condition reads (sorted, unique; empty when it
+  // reads no data), or nullptr when it reads `data` as a whole. An event decoder may then build
+  // only these members of an object payload: the condition's result is the same.
+  const std::vector<std::string>* data_keys() const;
 
  private:
   friend bool Evaluate(const Condition& condition, const EventView& event) noexcept;
