@@ -211,19 +211,20 @@ void EventPipeline::Run(const std::atomic<bool>& stop) {
       continue;
     }
     auto started = std::chrono::steady_clock::now();
-    auto plan = Plan(batch, 0);
+    // Planned and rendered (the rows in COPY format) while the previous batch may still be
+    // written, so that PostgreSQL waits as little as possible between two writes.
+    auto next = std::make_unique<InFlight>();
+    next->plan = Plan(batch, 0);
+    next->copy_text = store::ExecutionRepository::CopyText(next->plan.executions);
+    next->started = started;
+    std::unique_ptr<InFlight> done;  // destroyed once the next write is under way
     if (in_flight) {
-      if (!Complete(*in_flight, &batch, &plan, stop)) return;
-      in_flight.reset();
+      if (!Complete(*in_flight, &batch, &next->plan, stop)) return;
+      done = std::move(in_flight);
       if (batch.empty()) continue;  // joined the previous batch, durable with it
     }
-    in_flight = std::make_unique<InFlight>();
+    in_flight = std::move(next);
     in_flight->batch = std::move(batch);
-    in_flight->plan = std::move(plan);
-    in_flight->started = started;
-    // Rendered here, while the previous batch may still be written, so that the writer only
-    // streams it.
-    in_flight->copy_text = store::ExecutionRepository::CopyText(in_flight->plan.executions);
     InFlight* write = in_flight.get();
     in_flight->result = std::async(std::launch::async, [this, write] {
       return WriteOnce(write->plan, write->dlq_sent, &write->copy_text);
