@@ -238,6 +238,9 @@ std::vector<ConsumedRecord> KafkaEventSource::PollBatch(size_t max,
 void KafkaEventSource::WakeFetcherIfStalled(size_t batch_size) {
   auto now = std::chrono::steady_clock::now();
   if (now < state_->next_wake) return;
+  // Looked at most every 10 ms, whether or not a query is sent: the check itself (assignment,
+  // positions) is not free, and a steady stream polls small batches often.
+  state_->next_wake = now + std::chrono::milliseconds(10);
   {
     std::lock_guard lock(state_->mu);
     if (state_->paused) return;
@@ -258,7 +261,6 @@ void KafkaEventSource::WakeFetcherIfStalled(size_t batch_size) {
       continue;  // nothing, or no more than a steady stream has in flight: not a stalled backlog
     }
     state_->wake_cursor = (state_->wake_cursor + k + 1) % list->cnt;
-    state_->next_wake = now + std::chrono::milliseconds(10);
     rd_kafka_query_watermark_offsets(state_->rk.get(), e.topic, e.partition, &low, &high, 50);
     return;
   }

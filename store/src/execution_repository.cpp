@@ -9,19 +9,23 @@
 namespace workflowd::store {
 namespace {
 
-// The trigger_event document of each row, serialized once per event: the executions of one event
-// (one per matched definition) follow each other in a batch and share the same document.
+// True when row i carries the same trigger_event as row i - 1: the executions of one event (one
+// per matched definition) follow each other in a batch, and their document is serialized once.
+bool SameDocumentAsPrevious(const std::vector<NewExecution>& executions, size_t i) {
+  return i > 0 && executions[i].trigger_event_id == executions[i - 1].trigger_event_id &&
+         executions[i].trigger_event == executions[i - 1].trigger_event;
+}
+
+std::string Serialize(const nlohmann::json& document) {
+  return document.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
 std::vector<std::string> TriggerEventTexts(const std::vector<NewExecution>& executions) {
   std::vector<std::string> out;
   out.reserve(executions.size());
   for (size_t i = 0; i < executions.size(); ++i) {
-    const auto& e = executions[i];
-    if (i > 0 && e.trigger_event_id == executions[i - 1].trigger_event_id &&
-        e.trigger_event == executions[i - 1].trigger_event) {
-      out.push_back(out.back());
-    } else {
-      out.push_back(e.trigger_event.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
-    }
+    out.push_back(SameDocumentAsPrevious(executions, i) ? out.back()
+                                                        : Serialize(executions[i].trigger_event));
   }
   return out;
 }
@@ -116,12 +120,7 @@ std::string ExecutionRepository::CopyText(const std::vector<NewExecution>& execu
   std::string document;
   for (size_t i = 0; i < executions.size(); ++i) {
     const auto& e = executions[i];
-    // The executions of one event (one per matched definition) follow each other and share
-    // the document: serialized once.
-    if (i == 0 || e.trigger_event_id != executions[i - 1].trigger_event_id ||
-        e.trigger_event != executions[i - 1].trigger_event) {
-      document = e.trigger_event.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-    }
+    if (!SameDocumentAsPrevious(executions, i)) document = Serialize(e.trigger_event);
     for (std::string_view field :
          {std::string_view(e.id), std::string_view(e.tenant_id), std::string_view(e.environment_id),
           std::string_view(e.workflow_id), std::string_view(e.workflow_name)}) {
