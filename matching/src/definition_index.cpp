@@ -2,11 +2,17 @@
 
 #include <algorithm>
 #include <bit>
+#include <cstdlib>
 #include <cstring>
-#include <functional>
 #include <limits>
+#include <new>
 #include <stdexcept>
 #include <tuple>
+#include <utility>
+
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
 
 namespace workflowd::matching {
 namespace {
@@ -14,21 +20,119 @@ namespace {
 // Unit separator: cannot occur in tenant or environment ids (validated) nor in event names.
 constexpr char kSep = '\x1f';
 
-void BuildKey(std::string& key, std::string_view tenant, std::string_view environment,
-              std::string_view event_name) {
-  key.clear();
-  key.append(tenant).push_back(kSep);
-  key.append(environment).push_back(kSep);
-  key.append(event_name);
+constexpr size_t kLine = 64;
+constexpr size_t kHugePage = size_t{2} << 20;
+
+}  // namespace
+
+// One cache line. `payload` holds the candidates' condition pointers followed by the key text
+// (tenant, kSep, environment, kSep, event name) when they fit (Inline), else the offset (from the
+// table's start, so that a copy of the table is valid as is) of the same in the overflow area.
+struct alignas(kLine) DefinitionIndex::Bucket {
+  uint32_t tag;    // high bits of the key's hash
+  uint32_t begin;  // first entry of the key in entries_
+  uint32_t count;  // 0: empty bucket (a key has at least one entry)
+  uint32_t key_length;
+  std::byte payload[kLine - 4 * sizeof(uint32_t)];
+
+  static bool Inline(size_t count, size_t key_length) {
+    return count * sizeof(const Condition*) + key_length <= sizeof payload;
+  }
+  // Where the condition pointers are (followed by the key text).
+  const std::byte* place(const std::byte* table) const {
+    if (Inline(count, key_length)) return payload;
+    uint64_t offset;
+    std::memcpy(&offset, payload, sizeof offset);
+    return table + offset;
+  }
+};
+
+namespace {
+
+size_t RoundUp(size_t n, size_t to) { return (n + to - 1) / to * to; }
+
+size_t KeyLength(std::string_view tenant, std::string_view environment,
+                 std::string_view event_name) {
+  return tenant.size() + environment.size() + event_name.size() + 2;
 }
 
-uint64_t HashKey(std::string_view key) { return std::hash<std::string_view>{}(key); }
+// A fast 64-bit hash of the three key parts without building the key (each part's length is mixed
+// in, so "A" + "Bprod" and "AB" + "prod" differ). Not for untrusted collision resistance: a
+// collision only costs a key comparison.
+constexpr uint64_t kMul = 0x9E3779B97F4A7C15ULL;
+
+uint64_t MixPart(uint64_t h, std::string_view part) {
+  const char* p = part.data();
+  size_t n = part.size();
+  while (n >= 8) {
+    uint64_t w;
+    std::memcpy(&w, p, 8);
+    h = (h ^ w) * kMul;
+    h ^= h >> 29;
+    p += 8;
+    n -= 8;
+  }
+  // The last 0-7 bytes without a variable-length copy: two overlapping 4-byte reads, or three
+  // single bytes (as wyhash does).
+  uint64_t w = 0;
+  if (n >= 4) {
+    uint32_t lo, hi;
+    std::memcpy(&lo, p, 4);
+    std::memcpy(&hi, p + n - 4, 4);
+    w = (uint64_t{lo} << 32) | hi;
+  } else if (n > 0) {
+    w = (uint64_t{static_cast<unsigned char>(p[0])} << 16) |
+        (uint64_t{static_cast<unsigned char>(p[n / 2])} << 8) |
+        static_cast<unsigned char>(p[n - 1]);
+  }
+  h = (h ^ w ^ (static_cast<uint64_t>(part.size()) << 56)) * kMul;
+  return h ^ (h >> 31);
+}
+
+uint64_t HashKey(std::string_view tenant, std::string_view environment,
+                 std::string_view event_name) {
+  uint64_t h = MixPart(0x243F6A8885A308D3ULL, tenant);
+  h = MixPart(h, environment);
+  h = MixPart(h, event_name);
+  h ^= h >> 32;
+  h *= 0xD6E8FEB86659FD93ULL;
+  return h ^ (h >> 32);
+}
 
 uint32_t Tag(uint64_t hash) { return static_cast<uint32_t>(hash >> 32); }
+
+// Whether `key` starts with `part` (a view may be empty with a null data pointer).
+bool StartsWith(const char* key, std::string_view part) {
+  return part.empty() || std::memcmp(key, part.data(), part.size()) == 0;
+}
+
+bool KeyEquals(const char* key, size_t key_length, std::string_view tenant,
+               std::string_view environment, std::string_view event_name) {
+  if (key_length != KeyLength(tenant, environment, event_name)) return false;
+  if (!StartsWith(key, tenant) || key[tenant.size()] != kSep) return false;
+  key += tenant.size() + 1;
+  if (!StartsWith(key, environment) || key[environment.size()] != kSep) return false;
+  return StartsWith(key + environment.size() + 1, event_name);
+}
+
+std::byte* AllocateTable(size_t bytes, size_t align) {
+  auto* table = static_cast<std::byte*>(::operator new (bytes, std::align_val_t{align}));
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+  // Advice only: failure is harmless.
+  if (align == kHugePage) madvise(table, bytes, MADV_HUGEPAGE);
+#endif
+  return table;
+}
+
+bool SameKey(const IndexEntry& a, const IndexEntry& b) {
+  return a.tenant_id == b.tenant_id && a.environment_id == b.environment_id &&
+         a.event_name == b.event_name;
+}
 
 }  // namespace
 
 DefinitionIndex::DefinitionIndex(std::vector<IndexEntry> entries) : entries_(std::move(entries)) {
+  static_assert(sizeof(Bucket) == kLine);
   if (entries_.size() >= std::numeric_limits<uint32_t>::max()) {
     throw std::length_error("matching index: too many definitions");
   }
@@ -36,75 +140,114 @@ DefinitionIndex::DefinitionIndex(std::vector<IndexEntry> entries) : entries_(std
     return std::tie(a.tenant_id, a.environment_id, a.event_name, a.definition_id) <
            std::tie(b.tenant_id, b.environment_id, b.event_name, b.definition_id);
   });
-  conditions_.reserve(entries_.size());
-  for (const IndexEntry& e : entries_) conditions_.push_back(e.condition.get());
 
-  // Group boundaries first, to size the table.
+  // Group boundaries and the overflow area's size first, to size the table.
   std::vector<std::pair<uint32_t, uint32_t>> groups;
-  size_t i = 0;
-  while (i < entries_.size()) {
+  size_t overflow_bytes = 0;
+  for (size_t i = 0; i < entries_.size();) {
     size_t j = i + 1;
-    while (j < entries_.size() && entries_[j].tenant_id == entries_[i].tenant_id &&
-           entries_[j].environment_id == entries_[i].environment_id &&
-           entries_[j].event_name == entries_[i].event_name) {
-      ++j;
+    while (j < entries_.size() && SameKey(entries_[j], entries_[i])) ++j;
+    const IndexEntry& first = entries_[i];
+    const size_t key_length = KeyLength(first.tenant_id, first.environment_id, first.event_name);
+    if (key_length >= std::numeric_limits<uint32_t>::max()) {
+      throw std::length_error("matching index: key too large");
+    }
+    if (!Bucket::Inline(j - i, key_length)) {
+      overflow_bytes += RoundUp((j - i) * sizeof(const Condition*) + key_length, 8);
     }
     groups.emplace_back(static_cast<uint32_t>(i), static_cast<uint32_t>(j));
     i = j;
   }
   if (groups.empty()) return;
-  slots_.resize(std::bit_ceil(std::max<size_t>(8, groups.size() * 2)));
-  const size_t mask = slots_.size() - 1;
-  std::string key;
+  const size_t bucket_count = std::bit_ceil(std::max<size_t>(8, groups.size() * 2));
+  const size_t buckets_bytes = bucket_count * sizeof(Bucket);
+  table_align_ = buckets_bytes + overflow_bytes >= kHugePage ? kHugePage : kLine;
+  table_bytes_ = RoundUp(buckets_bytes + overflow_bytes, table_align_);
+  table_ = AllocateTable(table_bytes_, table_align_);
+  std::memset(table_, 0, table_bytes_);
+  mask_ = bucket_count - 1;
+
+  auto* buckets = reinterpret_cast<Bucket*>(table_);
+  std::byte* overflow = table_ + buckets_bytes;
   for (const auto& [begin, end] : groups) {
     const IndexEntry& first = entries_[begin];
-    BuildKey(key, first.tenant_id, first.environment_id, first.event_name);
-    if (keys_.size() + sizeof(uint32_t) + key.size() >= std::numeric_limits<uint32_t>::max()) {
-      throw std::length_error("matching index: keys too large");
+    const std::string_view tenant = first.tenant_id, environment = first.environment_id,
+                           event_name = first.event_name;
+    const uint64_t hash = HashKey(tenant, environment, event_name);
+    size_t s = hash & mask_;
+    while (buckets[s].count != 0) s = (s + 1) & mask_;
+    Bucket& bucket = buckets[s];
+    bucket.tag = Tag(hash);
+    bucket.begin = begin;
+    bucket.count = end - begin;
+    bucket.key_length = static_cast<uint32_t>(KeyLength(tenant, environment, event_name));
+    const size_t conditions_bytes = bucket.count * sizeof(const Condition*);
+    std::byte* place = bucket.payload;
+    if (!Bucket::Inline(bucket.count, bucket.key_length)) {
+      place = overflow;
+      overflow += RoundUp(conditions_bytes + bucket.key_length, 8);
+      const auto offset = static_cast<uint64_t>(place - table_);
+      std::memcpy(bucket.payload, &offset, sizeof offset);
     }
-    const uint64_t hash = HashKey(key);
-    size_t s = hash & mask;
-    while (slots_[s].end != 0) s = (s + 1) & mask;
-    Slot& slot = slots_[s];
-    slot.hash = Tag(hash);
-    slot.begin = begin;
-    slot.end = end;
-    slot.key_offset = static_cast<uint32_t>(keys_.size());
-    const auto length = static_cast<uint32_t>(key.size());
-    keys_.append(reinterpret_cast<const char*>(&length), sizeof length);
-    keys_.append(key);
+    auto* conditions = reinterpret_cast<const Condition**>(place);
+    for (uint32_t i = begin; i < end; ++i) conditions[i - begin] = entries_[i].condition.get();
+    char* key = reinterpret_cast<char*>(place + conditions_bytes);
+    std::memcpy(key, tenant.data(), tenant.size());
+    key[tenant.size()] = kSep;
+    std::memcpy(key + tenant.size() + 1, environment.data(), environment.size());
+    key[tenant.size() + 1 + environment.size()] = kSep;
+    std::memcpy(key + tenant.size() + environment.size() + 2, event_name.data(), event_name.size());
   }
 }
 
-std::span<const IndexEntry> DefinitionIndex::Candidates(std::string_view tenant,
-                                                        std::string_view environment,
-                                                        std::string_view event_name) const {
-  if (slots_.empty()) return {};
-  thread_local std::string key;
-  BuildKey(key, tenant, environment, event_name);
-  const uint64_t hash = HashKey(key);
+DefinitionIndex::~DefinitionIndex() {
+  if (table_ != nullptr) ::operator delete (table_, std::align_val_t{table_align_});
+}
+
+DefinitionIndex::DefinitionIndex(const DefinitionIndex& other)
+    : entries_(other.entries_),
+      table_bytes_(other.table_bytes_),
+      table_align_(other.table_align_),
+      mask_(other.mask_) {
+  if (other.table_ == nullptr) return;
+  // The table holds no pointer into itself, and its condition pointers stay valid: the copied
+  // entries share the same compiled conditions.
+  table_ = AllocateTable(table_bytes_, table_align_);
+  std::memcpy(table_, other.table_, table_bytes_);
+}
+
+DefinitionIndex::DefinitionIndex(DefinitionIndex&& other) noexcept { Swap(other); }
+
+DefinitionIndex& DefinitionIndex::operator=(DefinitionIndex other) noexcept {
+  Swap(other);
+  return *this;
+}
+
+void DefinitionIndex::Swap(DefinitionIndex& other) noexcept {
+  std::swap(entries_, other.entries_);
+  std::swap(table_, other.table_);
+  std::swap(table_bytes_, other.table_bytes_);
+  std::swap(table_align_, other.table_align_);
+  std::swap(mask_, other.mask_);
+}
+
+CandidateSet DefinitionIndex::Find(std::string_view tenant, std::string_view environment,
+                                   std::string_view event_name) const {
+  if (table_ == nullptr) return {};
+  const uint64_t hash = HashKey(tenant, environment, event_name);
   const uint32_t tag = Tag(hash);
-  const size_t mask = slots_.size() - 1;
-  for (size_t s = hash & mask;; s = (s + 1) & mask) {
-    const Slot& slot = slots_[s];
-    if (slot.end == 0) return {};
-    if (slot.hash != tag) continue;
-    uint32_t length;
-    std::memcpy(&length, keys_.data() + slot.key_offset, sizeof length);
-    if (length == key.size() &&
-        std::memcmp(keys_.data() + slot.key_offset + sizeof length, key.data(), length) == 0) {
-      return std::span<const IndexEntry>(entries_.data() + slot.begin, slot.end - slot.begin);
+  const auto* buckets = reinterpret_cast<const Bucket*>(table_);
+  for (size_t s = hash & mask_;; s = (s + 1) & mask_) {
+    const Bucket& bucket = buckets[s];
+    if (bucket.count == 0) return {};
+    if (bucket.tag != tag) continue;
+    const std::byte* place = bucket.place(table_);
+    const std::byte* key = place + bucket.count * sizeof(const Condition*);
+    if (KeyEquals(reinterpret_cast<const char*>(key), bucket.key_length, tenant, environment,
+                  event_name)) {
+      return CandidateSet{entries_.data() + bucket.begin,
+                          reinterpret_cast<const Condition* const*>(place), bucket.count};
     }
-  }
-}
-
-void DefinitionIndex::Match(const EventView& event, std::vector<const IndexEntry*>& out) const {
-  const std::span<const IndexEntry> candidates =
-      Candidates(event.tenant, event.environment, event.type);
-  if (candidates.empty()) return;
-  const size_t begin = static_cast<size_t>(candidates.data() - entries_.data());
-  for (size_t i = begin; i < begin + candidates.size(); ++i) {
-    if (Matches(conditions_[i], event)) out.push_back(&entries_[i]);
   }
 }
 

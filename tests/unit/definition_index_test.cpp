@@ -176,6 +176,69 @@ TEST(DefinitionIndex, CopiesAndMovesKeepWorking) {
   EXPECT_EQ(copy.Candidates("A", "prod", "e").data(), copy.entries().data());  // its own entries
 }
 
+TEST(DefinitionIndex, LongKeysAndManyCandidatesAreFoundWithTheirConditions) {
+  // Keys and candidate lists of every size around what fits in one bucket (the rest goes to the
+  // overflow area), among short ones, in a table large enough for huge-page allocation; a copy
+  // and a moved-to index answer the same.
+  auto us_only = ParseConditionList(
+      Json::array({Json{{"field", "data.country"}, {"op", "eq"}, {"value", "US"}}}),
+      "trigger.conditions");
+  std::vector<IndexEntry> entries;
+  for (int t = 0; t < 20000; ++t) {
+    entries.push_back(Entry("wf_s" + std::to_string(t), "s" + std::to_string(t), "prod", "e"));
+  }
+  for (size_t length = 1; length <= 80; ++length) {
+    const std::string tenant(length, 'a' + static_cast<char>(length % 26));
+    for (size_t k = 0; k < length % 7 + 1; ++k) {
+      entries.push_back(Entry("wf_" + std::to_string(length) + "_" + std::to_string(k), tenant,
+                              "staging", "customer.created", k % 2 ? us_only : nullptr));
+    }
+  }
+  const DefinitionIndex built(std::move(entries));
+  const DefinitionIndex copy = built;
+  DefinitionIndex moved_from = built;
+  const DefinitionIndex moved = std::move(moved_from);
+  for (const DefinitionIndex* index : {&built, &copy, &moved}) {
+    for (size_t length = 1; length <= 80; ++length) {
+      const std::string tenant(length, 'a' + static_cast<char>(length % 26));
+      const CandidateSet found = index->Find(tenant, "staging", "customer.created");
+      ASSERT_EQ(found.size, length % 7 + 1) << length;
+      for (size_t k = 0; k < found.size; ++k) {
+        EXPECT_EQ(found.entries[k].definition_id,
+                  "wf_" + std::to_string(length) + "_" + std::to_string(k));
+        EXPECT_EQ(found.conditions[k], found.entries[k].condition.get());
+      }
+      EXPECT_TRUE(index->Find(tenant, "staging", "customer.create").empty());
+      EXPECT_TRUE(index->Find(tenant + "a", "staging", "customer.created").empty());
+      EXPECT_TRUE(index->Find(tenant, "prod", "customer.created").empty());
+    }
+    for (int t = 0; t < 20000; t += 7) {
+      ASSERT_EQ(index->Find("s" + std::to_string(t), "prod", "e").size, 1u);
+      EXPECT_EQ(index->Find("s" + std::to_string(t), "prod", "e").entries->definition_id,
+                "wf_s" + std::to_string(t));
+    }
+  }
+  // The moved-to index answers with its own entries.
+  const IndexEntry* s1 = moved.Find("s1", "prod", "e").entries;
+  EXPECT_TRUE(s1 >= moved.entries().data() && s1 < moved.entries().data() + moved.size());
+
+  // Match over given candidates is Match with its own lookup.
+  Json data = {{"country", "US"}};
+  EventView event;
+  event.type = "customer.created";
+  event.tenant = std::string(13, 'a' + 13);
+  event.environment = "staging";
+  event.data = &data;
+  std::vector<const IndexEntry*> out;
+  DefinitionIndex::Match(copy.Find(event.tenant, event.environment, event.type), event, out);
+  EXPECT_EQ(out.size(), 13u % 7 + 1);
+  EXPECT_EQ(MatchIds(copy, event).size(), out.size());
+  data["country"] = "FR";
+  out.clear();
+  DefinitionIndex::Match(copy.Find(event.tenant, event.environment, event.type), event, out);
+  EXPECT_EQ(out.size(), 4u);  // 13 % 7 + 1 = 7 candidates, the 3 with the condition fail
+}
+
 TEST(DefinitionIndexHolder, SwapsSnapshots) {
   DefinitionIndexHolder holder;
   EXPECT_EQ(holder.Get()->size(), 0u);

@@ -13,7 +13,6 @@
 #include <span>
 #include <string>
 #include <string_view>
-#include <unordered_map>
 #include <vector>
 
 #include "workflowd/matching/condition.hpp"
@@ -31,38 +30,73 @@ struct IndexEntry {
   ConditionPtr condition;  // null: no conditions, every event of that name matches
 };
 
+// The candidates of one tenant x environment x event name, as DefinitionIndex::Find returns them:
+// the entries (ordered by definition id) and their compiled conditions side by side (conditions[i]
+// is entries[i].condition.get(), stored next to the key in the index so that matching reads them
+// from the cache line the lookup already brought in). Valid while the index lives.
+struct CandidateSet {
+  const IndexEntry* entries = nullptr;
+  const Condition* const* conditions = nullptr;
+  size_t size = 0;
+
+  bool empty() const { return size == 0; }
+  std::span<const IndexEntry> span() const { return {entries, size}; }
+};
+
 class DefinitionIndex {
  public:
   DefinitionIndex() = default;
   explicit DefinitionIndex(std::vector<IndexEntry> entries);
+  ~DefinitionIndex();
+  DefinitionIndex(const DefinitionIndex& other);
+  DefinitionIndex(DefinitionIndex&& other) noexcept;
+  DefinitionIndex& operator=(DefinitionIndex other) noexcept;
 
   // The entries of exactly this tenant x environment x event name, ordered by definition id.
   std::span<const IndexEntry> Candidates(std::string_view tenant, std::string_view environment,
-                                         std::string_view event_name) const;
+                                         std::string_view event_name) const {
+    return Find(tenant, environment, event_name).span();
+  }
+
+  // The same with their conditions (for a caller that looks at the candidates before matching).
+  CandidateSet Find(std::string_view tenant, std::string_view environment,
+                    std::string_view event_name) const;
 
   // Appends the candidates whose conditions hold for `event` (its tenant, environment and type
   // select the candidates).
-  void Match(const EventView& event, std::vector<const IndexEntry*>& out) const;
+  void Match(const EventView& event, std::vector<const IndexEntry*>& out) const {
+    Match(Find(event.tenant, event.environment, event.type), event, out);
+  }
+
+  // The same over candidates found before (Find with the event's tenant, environment and type):
+  // saves the second lookup.
+  static void Match(const CandidateSet& candidates, const EventView& event,
+                    std::vector<const IndexEntry*>& out) {
+    for (size_t i = 0; i < candidates.size; ++i) {
+      if (Matches(candidates.conditions[i], event)) out.push_back(&candidates.entries[i]);
+    }
+  }
 
   size_t size() const { return entries_.size(); }
   const std::vector<IndexEntry>& entries() const { return entries_; }
 
  private:
-  // Open addressing over the distinct keys (linear probing, at most half full): the slots are
-  // one contiguous array of 16-byte records, so a lookup costs about one cache miss for the slot,
-  // one for the key text in keys_ and one for the candidates' conditions in conditions_, however
-  // many definitions the index holds (instead of a chain of hash nodes, heap strings and entries).
-  struct Slot {
-    uint32_t hash = 0;  // high bits of the key's hash (skips most key comparisons)
-    uint32_t begin = 0;
-    uint32_t end = 0;         // 0: empty slot (a key has at least one entry)
-    uint32_t key_offset = 0;  // into keys_: uint32 length, then the key's bytes
-  };
+  // Open addressing over the distinct keys (linear probing, at most half full) in one allocation
+  // of 64-byte buckets, one cache line each. A bucket holds a fingerprint of its key's hash, where
+  // its entries begin, and, when they fit in the line (keys up to 40 bytes with one candidate, up
+  // to 32 with two), the key's text and its candidates' condition pointers; larger keys and
+  // candidate lists live in an overflow area the bucket points to. A lookup thus touches one cache
+  // line (two for large keys), however many definitions the index holds, and a mismatching
+  // fingerprint skips the key comparison. Large tables ask for transparent huge pages (fewer TLB
+  // misses).
+  struct Bucket;
+  void Swap(DefinitionIndex& other) noexcept;
 
-  std::vector<IndexEntry> entries_;           // grouped by key, ordered by definition id within
-  std::vector<const Condition*> conditions_;  // entries_[i].condition.get(), contiguous for Match
-  std::vector<Slot> slots_;                   // size a power of two
-  std::string keys_;
+  std::vector<IndexEntry> entries_;  // grouped by key, ordered by definition id within
+  std::byte* table_ = nullptr;       // buckets, then the overflow area
+  size_t table_bytes_ = 0;
+  size_t table_align_ = 0;
+  size_t mask_ = 0;  // bucket count - 1 (a power of two); no buckets when table_ is null
 };
 
 // Holds the current snapshot; readers and the refresher may run on different threads.
