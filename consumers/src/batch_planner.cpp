@@ -76,14 +76,20 @@ BatchPlan PlanBatch(std::span<const RawRecord* const> records, const DecoderConf
   // For events with candidates, conditions read only some top-level members of the payload:
   // those are built for matching, and the whole payload only for an event that matched (decoded
   // again below; its document is needed for trigger_event).
+  // The candidates are looked up once per record, when the decoder asks what data it needs (not
+  // asked when the event has no data: then below).
   std::vector<std::string> members;
-  const std::function<DataNeed(const Envelope&)> need = [&index, &members](const Envelope& e) {
-    const auto candidates = index.Candidates(e.tenant, e.environment, e.type);
+  matching::CandidateSet candidates;
+  bool looked_up = false;
+  const std::function<DataNeed(const Envelope&)> need = [&](const Envelope& e) {
+    candidates = index.Find(e.tenant, e.environment, e.type);
+    looked_up = true;
     if (candidates.empty()) return DataNeed{DataNeed::Kind::kNone, {}};
     members.clear();
-    for (const auto& c : candidates) {
+    for (size_t i = 0; i < candidates.size; ++i) {
       // No condition: the event matches, its whole data is needed anyway.
-      const std::vector<std::string>* keys = c.condition ? c.condition->data_keys() : nullptr;
+      const matching::Condition* condition = candidates.conditions[i];
+      const std::vector<std::string>* keys = condition ? condition->data_keys() : nullptr;
       if (keys == nullptr) return DataNeed{};
       members.insert(members.end(), keys->begin(), keys->end());
     }
@@ -110,6 +116,7 @@ BatchPlan PlanBatch(std::span<const RawRecord* const> records, const DecoderConf
     plan.dead_letters.push_back(std::move(letter));
   };
   for (const RawRecord* record : records) {
+    looked_up = false;
     DecodeRecord(*record, decoder, need, result);
     if (!result.ok()) {
       add_dead_letter(*record);
@@ -117,8 +124,11 @@ BatchPlan PlanBatch(std::span<const RawRecord* const> records, const DecoderConf
     }
     ++plan.decoded;
     Envelope& envelope = *result.envelope;
+    if (!looked_up) candidates = index.Find(envelope.tenant, envelope.environment, envelope.type);
     matched.clear();
-    index.Match(ViewOf(envelope, header_storage), matched);
+    if (!candidates.empty()) {
+      matching::DefinitionIndex::Match(candidates, ViewOf(envelope, header_storage), matched);
+    }
     if (matched.empty()) {
       ++plan.unmatched_events;
       continue;

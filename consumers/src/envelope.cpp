@@ -488,21 +488,25 @@ struct StructuredMembers {
   std::map<std::string_view, dom::element> others;
 };
 
-// An envelope emptied for the next record, keeping the buffers of its strings (each would be an
-// allocation per record otherwise).
+// An envelope emptied for the next record in place, keeping the buffers of its strings and of its
+// headers vector (each would be an allocation per record otherwise). Every field ends up as in a
+// new Envelope.
 void ResetForReuse(Envelope& e) {
-  std::array<std::string*, 7> kept = {&e.id,     &e.type,        &e.source,   &e.subject,
-                                      &e.tenant, &e.environment, &e.time_text};
-  std::array<std::string, 7> buffers;
-  for (size_t i = 0; i < kept.size(); ++i) buffers[i] = std::move(*kept[i]);
-  std::string content_type = std::move(e.data_content_type);
-  e = Envelope{};  // every other field as new
-  for (size_t i = 0; i < kept.size(); ++i) {
-    buffers[i].clear();
-    *kept[i] = std::move(buffers[i]);
-  }
-  content_type.clear();
-  e.data_content_type = std::move(content_type);
+  e.id.clear();
+  e.type.clear();
+  e.source.clear();
+  e.subject.clear();
+  e.tenant.clear();
+  e.environment.clear();
+  e.time.reset();
+  e.time_text.clear();
+  e.data = nullptr;
+  e.data_is_base64 = false;
+  e.data_partial = false;
+  e.data_content_type.clear();
+  e.headers.clear();
+  e.format = EnvelopeFormat::kCloudEventsStructured;  // Envelope's default
+  e.extensions.clear();
 }
 
 class RecordDecoder {
