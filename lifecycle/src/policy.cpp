@@ -153,9 +153,10 @@ std::vector<store::StepRecord> DeriveSteps(const std::vector<std::string>& step_
   return out;
 }
 
-std::vector<store::HistoryRecord> HistoryRows(const providers::ExecutionStatus& status) {
+std::vector<store::HistoryRecord> HistoryRows(const providers::ExecutionStatus& status,
+                                              int from_seq) {
   std::vector<store::HistoryRecord> out;
-  for (size_t i = 0; i < status.history.size(); ++i) {
+  for (size_t i = static_cast<size_t>(std::max(from_seq, 0)); i < status.history.size(); ++i) {
     const auto& e = status.history[i];
     out.push_back({static_cast<int>(i), e.type, e.details, e.timestamp});
   }

@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <map>
 
 #include "workflowd/lifecycle/policy.hpp"
@@ -64,7 +65,9 @@ std::optional<store::PollOutcome> StatusPoller::Poll(const store::ExecutionRecor
     if (status.error) out.error = providers::ToJson(*status.error);
     if (terminal) out.completed_at = status.stop_time.value_or(now);
     out.steps = DeriveSteps(steps, status, state);
-    out.history = HistoryRows(status);
+    // Only the entries not stored yet: the row counts what earlier polls stored.
+    out.history = HistoryRows(status, e.history_count);
+    out.history_count = std::max(e.history_count, static_cast<int>(status.history.size()));
     return out;
   } catch (const providers::ProviderError& err) {
     metrics_.provider_errors.WithLabels({e.provider, operation, providers::ToString(err.code())})
@@ -79,6 +82,7 @@ std::optional<store::PollOutcome> StatusPoller::Poll(const store::ExecutionRecor
         err.what());
     // Keep it running and poll again later; its deadline still applies.
     out.status = "running";
+    out.history_count = e.history_count;
     out.output = e.output;
     out.error = e.error;
     return out;

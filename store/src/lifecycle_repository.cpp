@@ -29,14 +29,28 @@ Json JsonOf(const pqxx::field& f) {
   return Json::parse(f.c_str());
 }
 
+std::string ColumnList(const char* trigger_event) {
+  return std::string(
+             "e.id, e.tenant_id, e.environment_id, e.workflow_id, e.workflow_name, "
+             "e.definition_version, e.provider, coalesce(e.provider_execution_id, ''), "
+             "e.trigger_type, e.trigger_event_id, ") +
+         trigger_event +
+         ", e.status, e.attempt, coalesce(e.retry_of, ''), e.start_attempts, e.poll_count, "
+         "e.output, e.error, " +
+         Us("e.created_at") + ", " + Us("e.started_at") + ", " + Us("e.completed_at") + ", " +
+         Us("e.deadline_at") + ", " + Us("e.next_attempt_at") + ", " + Us("e.next_poll_at") +
+         ", e.history_count";
+}
+
 const std::string& Columns() {
-  static const std::string kColumns =
-      "e.id, e.tenant_id, e.environment_id, e.workflow_id, e.workflow_name, "
-      "e.definition_version, e.provider, coalesce(e.provider_execution_id, ''), e.trigger_type, "
-      "e.trigger_event_id, e.trigger_event, e.status, e.attempt, coalesce(e.retry_of, ''), "
-      "e.start_attempts, e.poll_count, e.output, e.error, " +
-      Us("e.created_at") + ", " + Us("e.started_at") + ", " + Us("e.completed_at") + ", " +
-      Us("e.deadline_at") + ", " + Us("e.next_attempt_at") + ", " + Us("e.next_poll_at");
+  static const std::string kColumns = ColumnList("e.trigger_event");
+  return kColumns;
+}
+
+// What a status poll needs: everything but the trigger event (~1 KB of JSON per row that
+// PostgreSQL would render and the poller parse, only to ignore it); trigger_event reads null.
+const std::string& PollColumns() {
+  static const std::string kColumns = ColumnList("NULL");
   return kColumns;
 }
 
@@ -66,6 +80,7 @@ ExecutionRecord RecordOf(const pqxx::row& r) {
   e.deadline_at = TimeOf(r[21]);
   e.next_attempt_at = TimeOf(r[22]);
   e.next_poll_at = TimeOf(r[23]);
+  e.history_count = r[24].as<int>();
   return e;
 }
 
@@ -79,6 +94,16 @@ std::string OptTs(pqxx::work& w, const std::optional<TimePoint>& t) {
 
 std::string OptJson(pqxx::work& w, const Json& j) {
   return j.is_null() ? "NULL" : w.quote(j.dump()) + "::jsonb";
+}
+
+// The status fence of the outcome UPDATEs, written so that the planner cannot use it to pick the
+// partial dispatch or poll index. With `e.status = 'pending'` it may scan the whole partial index
+// (every pending row) and hash-join it with the outcomes: statistics gathered while no row was
+// leased estimate `lease_owner = <owner>` at one row, so that plan looks cheap, and it cost
+// O(backlog) per round (20,000 buffer hits for 200 rows with a 30,000-row backlog). Opaque, the
+// condition leaves one plan: a primary-key probe per outcome.
+std::string StatusIs(const char* status) {
+  return std::string("CASE e.status WHEN '") + status + "' THEN true ELSE false END";
 }
 
 }  // namespace
@@ -142,7 +167,7 @@ std::vector<ExecutionRecord> LifecycleRepository::LeaseDuePolls(const std::strin
         "next_poll_at <= $1::timestamptz AND (lease_expires_at IS NULL OR lease_expires_at <= "
         "$1::timestamptz) ORDER BY next_poll_at LIMIT $3 FOR UPDATE SKIP LOCKED) "
         "UPDATE workflow_executions e SET lease_owner = $2, lease_expires_at = $1::timestamptz + " +
-        IntervalMs(lease) + " FROM picked WHERE e.id = picked.id RETURNING " + Columns();
+        IntervalMs(lease) + " FROM picked WHERE e.id = picked.id RETURNING " + PollColumns();
     std::vector<ExecutionRecord> out;
     for (const auto& row : w.exec_params(sql, Ts(now), owner, static_cast<int64_t>(limit))) {
       out.push_back(RecordOf(row));
@@ -191,7 +216,7 @@ size_t LifecycleRepository::RecordDispatch(const std::string& owner,
              values +
              ") AS v(id, kind, pid, at, next_at, deadline, error) "
              "WHERE e.id = v.id AND e.lease_owner = " +
-             w.quote(owner) + " AND e.status = 'pending'")
+             w.quote(owner) + " AND " + StatusIs("pending"))
             .affected_rows());
   });
 }
@@ -202,8 +227,8 @@ std::vector<std::pair<std::string, std::string>> LifecycleRepository::RecordPoll
   return db_.impl().Transact("record polls", [&](pqxx::work& w) {
     std::vector<std::pair<std::string, std::string>> transitions;
     // One UPDATE for the whole round (terminal is terminal: only rows still running and still
-    // ours change), then one upsert for the steps and one INSERT for the history of exactly the
-    // rows that were updated: three round trips per round instead of several per execution.
+    // ours change), then one upsert for the steps and one INSERT of history chunks, for exactly
+    // the rows that were updated: three round trips per round instead of several per execution.
     std::string values;
     for (const auto& o : outcomes) {
       bool terminal = o.status == "succeeded" || o.status == "failed" || o.status == "timed_out" ||
@@ -216,22 +241,24 @@ std::vector<std::pair<std::string, std::string>> LifecycleRepository::RecordPoll
                 "," +
                 (terminal ? std::string("NULL::timestamptz")
                           : w.quote(Ts(o.next_poll_at)) + "::timestamptz") +
-                ")";
+                "," + std::to_string(o.history_count) + ")";
     }
     auto r = w.exec(
         "UPDATE workflow_executions e SET status = v.status, output = v.output::jsonb, error = "
         "v.error::jsonb, completed_at = v.completed_at, next_poll_at = v.next_poll_at, "
-        "poll_count = e.poll_count + 1, lease_owner = NULL, lease_expires_at = NULL, updated_at = "
-        "now() FROM (VALUES " +
+        "poll_count = e.poll_count + 1, history_count = greatest(e.history_count, "
+        "v.history_count), lease_owner = NULL, lease_expires_at = NULL, updated_at = now() "
+        "FROM (VALUES " +
         values +
-        ") AS v(id, status, output, error, completed_at, "
-        "next_poll_at) WHERE e.id = v.id AND e.lease_owner = " +
-        w.quote(owner) + " AND e.status = 'running' RETURNING e.id, e.tenant_id, e.environment_id");
+        ") AS v(id, status, output, error, completed_at, next_poll_at, history_count) "
+        "WHERE e.id = v.id AND e.lease_owner = " +
+        w.quote(owner) + " AND " + StatusIs("running") +
+        " RETURNING e.id, e.tenant_id, e.environment_id");
     std::unordered_map<std::string, std::pair<std::string, std::string>> scope;
     for (const auto& row : r) {
       scope[row[0].as<std::string>()] = {row[1].as<std::string>(), row[2].as<std::string>()};
     }
-    std::string steps, history;
+    std::string steps, chunks;
     for (const auto& o : outcomes) {
       auto it = scope.find(o.id);
       if (it == scope.end()) continue;
@@ -250,11 +277,17 @@ std::vector<std::pair<std::string, std::string>> LifecycleRepository::RecordPoll
                  OptJson(w, s.error) + "," + OptTs(w, s.started_at) + "," +
                  OptTs(w, s.completed_at) + ")";
       }
-      for (const auto& h : o.history) {
-        if (!history.empty()) history += ',';
-        history += "(" + w.quote(o.id) + "," + std::to_string(h.seq) + "," + w.quote(tenant) + "," +
-                   w.quote(env) + "," + w.quote(h.event_type) + "," + OptJson(w, h.details) + "," +
-                   w.quote(Ts(h.occurred_at)) + "::timestamptz)";
+      if (!o.history.empty()) {
+        Json events = Json::array();
+        for (const auto& h : o.history) {
+          events.push_back({{"seq", h.seq},
+                            {"event_type", h.event_type},
+                            {"details", h.details},
+                            {"occurred_at", Ts(h.occurred_at)}});
+        }
+        if (!chunks.empty()) chunks += ',';
+        chunks += "(" + w.quote(o.id) + "," + std::to_string(o.history.front().seq) + "," +
+                  w.quote(tenant) + "," + w.quote(env) + "," + w.quote(events.dump()) + "::jsonb)";
       }
     }
     if (!steps.empty()) {
@@ -270,11 +303,13 @@ std::vector<std::pair<std::string, std::string>> LifecycleRepository::RecordPoll
           "(EXCLUDED.status, EXCLUDED.output, EXCLUDED.error, EXCLUDED.started_at, "
           "EXCLUDED.completed_at)");
     }
-    if (!history.empty()) {
+    if (!chunks.empty()) {
+      // One chunk per execution and poll; its events are new by history_count, which this
+      // transaction advanced under the lease (the key still refuses a chunk twice).
       w.exec(
-          "INSERT INTO execution_history (execution_id, seq, tenant_id, environment_id, "
-          "event_type, details, occurred_at) VALUES " +
-          history + " ON CONFLICT (execution_id, seq) DO NOTHING");
+          "INSERT INTO execution_history_chunks (execution_id, first_seq, tenant_id, "
+          "environment_id, events) VALUES " +
+          chunks + " ON CONFLICT (execution_id, first_seq) DO NOTHING");
     }
     return transitions;
   });

@@ -98,6 +98,8 @@ TEST(LifecycleE2E, EventsRunToTheirTerminalStatesWithSteps) {
             "send_email=skipped");
   EXPECT_EQ(h.Count("SELECT count(*) FROM step_executions WHERE status = 'completed'"), 5 * 3 + 1);
   EXPECT_GT(h.Count("SELECT count(*) FROM execution_history"), 0);
+  EXPECT_EQ(h.BrokenHistories(), 0);
+  EXPECT_EQ(h.BrokenReferences(), 0);
   EXPECT_EQ(
       h.Metric("workflowd_execution_transitions_total{provider=\"mock\",state=\"succeeded\"}"), 5);
   EXPECT_EQ(

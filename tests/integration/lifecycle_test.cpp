@@ -172,6 +172,46 @@ TEST_F(LifecycleTest, PendingToSucceededWithStepsAndHistory) {
   EXPECT_EQ(metrics_.transitions.WithLabels({"mock", "succeeded"}).Value(), 3);
 }
 
+TEST_F(LifecycleTest, HistoryIsStoredOncePerEventAcrossPolls) {
+  mock_->SetDefaultOutcome(Outcome::SucceedAfter(30s));
+  AddPending("onboarding", "tenant_a", {"e1"});
+  Dispatcher("r1").RunOnce();
+  auto poller = Poller("r1");
+  clock_.Advance(1s);
+  EXPECT_EQ(poller.RunOnce(), 1u);
+  auto e = Get("ex_onboarding_e1");
+  EXPECT_EQ(e->status, "running");
+  store::LifecycleRepository repo(db_);
+  auto first = repo.History(e->id);
+  ASSERT_EQ(first.size(), 2u);  // ExecutionStarted, StateEntered of the first step
+  EXPECT_EQ(e->history_count, 2);
+  clock_.Advance(5s);
+  EXPECT_EQ(poller.RunOnce(), 1u);  // nothing new: no chunk written
+  clock_.Advance(1min);
+  EXPECT_EQ(poller.RunOnce(), 1u);
+  e = Get("ex_onboarding_e1");
+  EXPECT_EQ(e->status, "succeeded");
+  EXPECT_EQ(e->history_count, 8);
+  auto history = repo.History(e->id);
+  ASSERT_EQ(history.size(), 8u);
+  for (size_t i = 0; i < history.size(); ++i) EXPECT_EQ(history[i].seq, static_cast<int>(i));
+  EXPECT_EQ(history[0].event_type, "ExecutionStarted");
+  EXPECT_EQ(history[0].details, (nlohmann::json{{"name", "ex_onboarding_e1"}}));
+  EXPECT_EQ(history[0].occurred_at, first[0].occurred_at);
+  EXPECT_EQ(history[7].event_type, "ExecutionSucceeded");
+  // Two polls found new events: two chunks, the second starting where the first ended.
+  pqxx::connection c(test_db_.dsn());
+  pqxx::read_transaction r(c);
+  auto chunks = r.exec(
+      "SELECT first_seq, jsonb_array_length(events) FROM execution_history_chunks WHERE "
+      "execution_id = 'ex_onboarding_e1' ORDER BY first_seq");
+  ASSERT_EQ(chunks.size(), 2u);
+  EXPECT_EQ(chunks[0][0].as<int>(), 0);
+  EXPECT_EQ(chunks[0][1].as<int>(), 2);
+  EXPECT_EQ(chunks[1][0].as<int>(), 2);
+  EXPECT_EQ(chunks[1][1].as<int>(), 6);
+}
+
 TEST_F(LifecycleTest, FailureMarksCompletedFailedAndSkippedSteps) {
   mock_->SetDefaultOutcome(
       Outcome::Fail({"States.TaskFailed", "wallet down", "", "create_wallet"}));

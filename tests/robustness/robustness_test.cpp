@@ -156,6 +156,8 @@ TEST(Robustness, NothingLostNothingDoubledWhateverBreaks) {
   }
   EXPECT_EQ(wrong, 0u);
   EXPECT_EQ(actual.size(), expected.size());
+  EXPECT_EQ(h.BrokenReferences(), 0);
+  EXPECT_EQ(h.BrokenHistories(), 0);
 
   // The dead-letter topic holds exactly the bad records (at-least-once: a crash between the dead
   // letter and the offset commit may write one twice; the source coordinates identify it).

@@ -139,6 +139,25 @@ class DaemonHarness {
     return r.exec(sql);
   }
 
+  // Rows whose reference the schema no longer enforces with a foreign key (migration 0003) and
+  // that the daemon keeps by construction: steps and history chunks of an execution that does not
+  // exist, executions of a definition that does not exist. Zero after every run.
+  int BrokenReferences() {
+    return Count(
+        "SELECT (SELECT count(*) FROM step_executions s WHERE NOT EXISTS (SELECT 1 FROM "
+        "workflow_executions e WHERE e.id = s.execution_id)) + (SELECT count(*) FROM "
+        "execution_history_chunks c WHERE NOT EXISTS (SELECT 1 FROM workflow_executions e WHERE "
+        "e.id = c.execution_id)) + (SELECT count(*) FROM workflow_executions e WHERE NOT EXISTS "
+        "(SELECT 1 FROM workflow_definitions d WHERE d.id = e.workflow_id))");
+  }
+
+  // Executions whose stored history is not their events 0, 1, ... each once.
+  int BrokenHistories() {
+    return Count(
+        "SELECT count(*) FROM (SELECT execution_id FROM execution_history GROUP BY execution_id "
+        "HAVING count(*) <> max(seq) + 1 OR count(DISTINCT seq) <> count(*)) x");
+  }
+
   // Polls `sql` (a count) until it equals `want` or `timeout` passes; returns the last value.
   int WaitForCount(const std::string& sql, int want, std::chrono::milliseconds timeout) {
     auto deadline = std::chrono::steady_clock::now() + timeout;

@@ -53,7 +53,9 @@ std::vector<store::StepRecord> DeriveSteps(const std::vector<std::string>& step_
                                            const providers::ExecutionStatus& status,
                                            const std::string& final_state);
 
-// The provider's history as rows, seq = position.
-std::vector<store::HistoryRecord> HistoryRows(const providers::ExecutionStatus& status);
+// The provider's history as rows, seq = position, from position `from_seq` on (the entries
+// stored earlier are left out).
+std::vector<store::HistoryRecord> HistoryRows(const providers::ExecutionStatus& status,
+                                              int from_seq = 0);
 
 }  // namespace workflowd::lifecycle

@@ -41,6 +41,7 @@ struct ExecutionRecord {
   std::optional<TimePoint> deadline_at;
   std::optional<TimePoint> next_attempt_at;
   std::optional<TimePoint> next_poll_at;
+  int history_count = 0;  // events of the provider's history stored so far
 };
 
 struct StepRecord {
@@ -81,7 +82,10 @@ struct PollOutcome {
   std::optional<TimePoint> completed_at;
   TimePoint next_poll_at;
   std::vector<StepRecord> steps;
-  std::vector<HistoryRecord> history;  // the provider's whole history; only new entries are written
+  // The entries of the provider's history not stored yet (seq >= the leased row's history_count),
+  // and the number of entries stored once they are.
+  std::vector<HistoryRecord> history;
+  int history_count = 0;
 };
 
 struct TransitionCount {
@@ -101,7 +105,8 @@ class LifecycleRepository {
                                             std::chrono::milliseconds lease, size_t limit,
                                             size_t per_scope_limit);
 
-  // Leases up to `limit` running executions whose next poll is due at `now`.
+  // Leases up to `limit` running executions whose next poll is due at `now`. Their
+  // trigger_event is not read (null): polling does not need it.
   std::vector<ExecutionRecord> LeaseDuePolls(const std::string& owner, TimePoint now,
                                              std::chrono::milliseconds lease, size_t limit);
 
@@ -110,7 +115,7 @@ class LifecycleRepository {
   size_t RecordDispatch(const std::string& owner, const std::vector<DispatchOutcome>& outcomes);
 
   // Records poll outcomes in one transaction; only rows still leased by `owner` and not terminal
-  // change; steps are upserted when different; history entries are appended once (by seq).
+  // change; steps are upserted when different; the new history entries are appended as one chunk.
   // Returns the ids whose status changed, with their new status.
   std::vector<std::pair<std::string, std::string>> RecordPolls(
       const std::string& owner, const std::vector<PollOutcome>& outcomes);
