@@ -6,6 +6,7 @@
 #include <atomic>
 #include <mutex>
 #include <set>
+#include <utility>
 
 #include "rdkafka_handles.hpp"
 
@@ -14,12 +15,8 @@ namespace workflowd::consumers {
 // ---------------------------------------------------------------------------------------------
 // ConsumedRecord
 
-struct ConsumedRecord::Message {
-  MessageHandle msg;
-};
-
-ConsumedRecord::ConsumedRecord(std::unique_ptr<Message> message) : message_(std::move(message)) {
-  rd_kafka_message_t* m = message_->msg.get();
+ConsumedRecord::ConsumedRecord(rd_kafka_message_t* message) : message_(message) {
+  const rd_kafka_message_t* m = message_.get();
   raw_.topic = rd_kafka_topic_name(m->rkt);
   raw_.partition = m->partition;
   raw_.offset = m->offset;
@@ -45,9 +42,9 @@ ConsumedRecord::ConsumedRecord(std::unique_ptr<Message> message) : message_(std:
   }
 }
 
-ConsumedRecord::~ConsumedRecord() = default;
-ConsumedRecord::ConsumedRecord(ConsumedRecord&&) noexcept = default;
-ConsumedRecord& ConsumedRecord::operator=(ConsumedRecord&&) noexcept = default;
+void ConsumedRecord::Destroy::operator()(rd_kafka_message_t* message) const noexcept {
+  rd_kafka_message_destroy(message);
+}
 
 // ---------------------------------------------------------------------------------------------
 // KafkaEventSource
@@ -192,9 +189,8 @@ std::vector<ConsumedRecord> KafkaEventSource::PollBatch(size_t max,
       return;
     }
     state_->brokers_down = false;
-    auto owned = std::make_unique<ConsumedRecord::Message>();
-    owned->msg = std::move(msg);
-    batch.emplace_back(std::move(owned));
+    ConsumedRecord record(msg.release());
+    batch.push_back(std::move(record));
   };
   rd_kafka_message_t* first =
       rd_kafka_consume_queue(state_->queue.get(), static_cast<int>(timeout.count()));
@@ -218,6 +214,7 @@ std::vector<ConsumedRecord> KafkaEventSource::PollBatch(size_t max,
   std::vector<rd_kafka_message_t*> more(max > 1 ? max - 1 : 0);
   if (!more.empty()) {
     ssize_t n = rd_kafka_consume_batch_queue(state_->queue.get(), 0, more.data(), more.size());
+    if (n > 0) batch.reserve(batch.size() + static_cast<size_t>(n));
     for (ssize_t i = 0; i < n; ++i) take(more[static_cast<size_t>(i)]);
   }
   if (batch.size() < max) WakeFetcherIfStalled(max);

@@ -37,20 +37,27 @@ struct KafkaSourceConfig {
   std::string client_id = "workflowd";
 };
 
-// One consumed record; owns the underlying librdkafka message.
+}  // namespace workflowd::consumers
+
+struct rd_kafka_message_s;  // librdkafka's rd_kafka_message_t
+
+namespace workflowd::consumers {
+
+// One consumed record; owns the underlying librdkafka message (held directly: no allocation of
+// its own per record).
 class ConsumedRecord {
  public:
-  struct Message;
-  explicit ConsumedRecord(std::unique_ptr<Message> message);
-  ~ConsumedRecord();
-  ConsumedRecord(ConsumedRecord&&) noexcept;
-  ConsumedRecord& operator=(ConsumedRecord&&) noexcept;
+  // Takes ownership of `message`, a successfully consumed one.
+  explicit ConsumedRecord(rd_kafka_message_s* message);
 
-  // Views into the message; valid while this object lives.
+  // Views into the message; valid while this object lives (moves keep them valid).
   const RawRecord& raw() const { return raw_; }
 
  private:
-  std::unique_ptr<Message> message_;
+  struct Destroy {
+    void operator()(rd_kafka_message_s* message) const noexcept;
+  };
+  std::unique_ptr<rd_kafka_message_s, Destroy> message_;
   RawRecord raw_;
 };
 
