@@ -455,7 +455,7 @@ COMMIT;""")
         # No ANALYZE of the empty table: statistics saying "0 rows" would steer the dispatcher's
         # queries to plans that are disastrous once the run has filled the table; after TRUNCATE
         # the planner uses the table's real size until autovacuum analyzes it.
-        psql(self.dsn, "TRUNCATE workflow_executions, step_executions, execution_history_chunks")
+        psql(self.dsn, "TRUNCATE workflow_executions, execution_steps, execution_history_chunks")
 
     def produce(self, topic, count, match, rate=0, prefix=None, linger=20, tenants=None):
         cmd = [os.path.join(self.tools, "producer"), "produce", "--brokers", self.brokers,
@@ -909,7 +909,7 @@ def main():
     b.setup_database()
     base = [t for t in range(args.tenants)]
     # Start from the base set only (a previous run may have left 100,000 definitions behind).
-    psql(b.dsn, "TRUNCATE workflow_executions, step_executions, execution_history_chunks; "
+    psql(b.dsn, "TRUNCATE workflow_executions, execution_steps, execution_history_chunks; "
                 "DELETE FROM workflow_definition_versions WHERE tenant_id LIKE 'bt%'; "
                 "DELETE FROM workflow_definitions WHERE tenant_id LIKE 'bt%'")
     if b.definition_count() == 0:

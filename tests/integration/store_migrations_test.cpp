@@ -98,6 +98,70 @@ TEST(Migrate, ReplicasStartingTogetherApplyEachMigrationOnce) {
             static_cast<int>(migrations.size()));
 }
 
+TEST(Migrate, UpgradeKeepsStepsAndHistoryOfExistingExecutions) {
+  // A database at version 2 (one row per step and per history event) upgraded to the chunked
+  // layout: the old tables' rows read back the same through the views, and a running execution
+  // knows how many history events it has stored.
+  TestDatabase db;
+  auto migrations = BundledMigrations();
+  std::vector<Migration> first_two(migrations.begin(), migrations.begin() + 2);
+  Migrate(db.dsn(), first_two);
+  {
+    pqxx::connection c(db.dsn());
+    pqxx::work w(c);
+    w.exec(
+        "INSERT INTO workflow_definitions (id, tenant_id, environment_id, name, trigger_type, "
+        "event_name, trigger, steps, retry_policy) VALUES ('wf', 't1', 'prod', 'n', 'event', "
+        "'e', '{}', '[]', '{}')");
+    w.exec(
+        "INSERT INTO workflow_executions (id, tenant_id, environment_id, workflow_id, "
+        "workflow_name, definition_version, provider, trigger_type, trigger_event_id, status) "
+        "VALUES ('x1', 't1', 'prod', 'wf', 'n', 1, 'mock', 'event', 'ev1', 'running'), "
+        "('x2', 't1', 'prod', 'wf', 'n', 1, 'mock', 'event', 'ev2', 'succeeded')");
+    w.exec(
+        "INSERT INTO step_executions (execution_id, step_id, tenant_id, environment_id, status, "
+        "output, started_at) VALUES ('x1', 'a', 't1', 'prod', 'completed', '{\"k\": 1}', "
+        "'2026-01-30T10:00:00.123456Z'), ('x1', 'b', 't1', 'prod', 'pending', NULL, NULL)");
+    w.exec(
+        "INSERT INTO execution_history (execution_id, seq, tenant_id, environment_id, "
+        "event_type, details, occurred_at) VALUES ('x1', 0, 't1', 'prod', 'ExecutionStarted', "
+        "'{\"name\": \"x1\"}', '2026-01-30T10:00:00.5Z'), ('x1', 1, 't1', 'prod', "
+        "'StateEntered', NULL, '2026-01-30T10:00:01Z'), ('x2', 0, 't1', 'prod', "
+        "'ExecutionStarted', NULL, '2026-01-30T10:00:02Z')");
+    w.commit();
+  }
+  Migrate(db.dsn(), migrations);
+  pqxx::connection c(db.dsn());
+  pqxx::read_transaction r(c);
+  auto steps = r.exec(
+      "SELECT step_id, status, output::text, started_at = '2026-01-30T10:00:00.123456Z', "
+      "started_at IS NULL, attempt FROM step_executions WHERE execution_id = 'x1' "
+      "ORDER BY step_id");
+  ASSERT_EQ(steps.size(), 2u);
+  EXPECT_EQ(steps[0][0].as<std::string>() + steps[0][1].as<std::string>(), "acompleted");
+  EXPECT_EQ(steps[0][2].as<std::string>(), "{\"k\": 1}");
+  EXPECT_TRUE(steps[0][3].as<bool>());
+  EXPECT_EQ(steps[1][0].as<std::string>() + steps[1][1].as<std::string>(), "bpending");
+  EXPECT_TRUE(steps[1][2].is_null());
+  EXPECT_TRUE(steps[1][4].as<bool>());
+  EXPECT_EQ(steps[1][5].as<int>(), 1);
+  auto history = r.exec(
+      "SELECT execution_id, seq, event_type, details::text, occurred_at = "
+      "'2026-01-30T10:00:00.5Z' FROM execution_history ORDER BY execution_id, seq");
+  ASSERT_EQ(history.size(), 3u);
+  EXPECT_EQ(history[0][2].as<std::string>(), "ExecutionStarted");
+  EXPECT_EQ(history[0][3].as<std::string>(), "{\"name\": \"x1\"}");
+  EXPECT_TRUE(history[0][4].as<bool>());
+  EXPECT_EQ(history[1][1].as<int>(), 1);
+  EXPECT_TRUE(history[1][3].is_null());
+  EXPECT_EQ(history[2][0].as<std::string>(), "x2");
+  EXPECT_EQ(r.exec("SELECT history_count FROM workflow_executions WHERE id = 'x1'")[0][0].as<int>(),
+            2);
+  // Terminal executions are never polled again; their count stays 0.
+  EXPECT_EQ(r.exec("SELECT history_count FROM workflow_executions WHERE id = 'x2'")[0][0].as<int>(),
+            0);
+}
+
 TEST(Migrate, RefusesAnEditedMigration) {
   TestDatabase db;
   auto migrations = BundledMigrations();
@@ -241,11 +305,14 @@ TEST_F(SchemaTest, ChecksRejectImpossibleRows) {
   EXPECT_TRUE(fails("UPDATE workflow_executions SET status = 'completed'"));  // not a state
   EXPECT_TRUE(fails("UPDATE workflow_executions SET retry_of = 'exec_1'"));   // attempt 1
   EXPECT_TRUE(
-      fails("INSERT INTO step_executions (execution_id, step_id, tenant_id, "
-            "environment_id, status) VALUES ('exec_1', 's1', 't1', 'prod', 'done')"));
+      fails("INSERT INTO execution_steps (execution_id, tenant_id, environment_id, steps) VALUES "
+            "('exec_1', 't1', 'prod', '[{\"step_id\": \"s1\", \"status\": \"done\"}]')"));
+  EXPECT_TRUE(
+      fails("INSERT INTO execution_steps (execution_id, tenant_id, environment_id, steps) VALUES "
+            "('exec_1', 't1', 'prod', '{\"step_id\": \"s1\"}')"));  // not a list
   EXPECT_FALSE(
-      fails("INSERT INTO step_executions (execution_id, step_id, tenant_id, "
-            "environment_id, status) VALUES ('exec_1', 's1', 't1', 'prod', 'skipped')"));
+      fails("INSERT INTO execution_steps (execution_id, tenant_id, environment_id, steps) VALUES "
+            "('exec_1', 't1', 'prod', '[{\"step_id\": \"s1\", \"status\": \"skipped\"}]')"));
 }
 
 TEST_F(SchemaTest, DefinitionNamesAreUniquePerTenantEnvironment) {
