@@ -266,9 +266,16 @@ void KafkaEventSource::WakeFetcherIfStalled(size_t batch_size) {
 void KafkaEventSource::MarkProcessed(const std::vector<ConsumedRecord>& batch) {
   if (batch.empty()) return;
   std::map<std::pair<std::string, int32_t>, int64_t> next;
+  // Records of one partition come in runs: one map lookup per run, not per record.
+  const RawRecord* run = nullptr;
+  int64_t* n = nullptr;
   for (const auto& r : batch) {
-    auto& n = next[{std::string(r.raw().topic), r.raw().partition}];
-    n = std::max(n, r.raw().offset + 1);
+    const RawRecord& raw = r.raw();
+    if (run == nullptr || raw.partition != run->partition || raw.topic != run->topic) {
+      n = &next[{std::string(raw.topic), raw.partition}];
+      run = &raw;
+    }
+    *n = std::max(*n, raw.offset + 1);
   }
   PartitionListHandle list(rd_kafka_topic_partition_list_new(static_cast<int>(next.size())));
   for (const auto& [tp, offset] : next) {
