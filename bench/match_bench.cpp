@@ -15,7 +15,10 @@
 //           about cache misses)
 //   same    the identical events for both sizes (tenants of the small index): isolates the index
 //           size from the event set
-// Prints one JSON object with events/s per case and ratios.
+// Prints one JSON object with events/s per case and ratios (best-of rounds per case, and the median
+// of per-turn ratios with the cases interleaved, which a shared machine's changing load distorts
+// less).
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -155,12 +158,29 @@ struct Result {
   double matched_fraction = 0;
 };
 
-Result Run(const DefinitionIndex& index, const std::vector<Event>& events, double seconds) {
+std::vector<EventView> Views(const std::vector<Event>& events) {
   std::vector<EventView> views(events.size());
   for (size_t i = 0; i < events.size(); ++i) {
     const Event& e = events[i];
     views[i] = EventView{e.id, e.type, e.source, "", e.tenant, e.environment, e.time, &e.data, {}};
   }
+  return views;
+}
+
+// One pass of Match over `views`; returns the seconds it took (adds the matches to `sink`).
+double Pass(const DefinitionIndex& index, const std::vector<EventView>& views,
+            std::vector<const IndexEntry*>& out, size_t& sink) {
+  const auto start = std::chrono::steady_clock::now();
+  for (const auto& v : views) {
+    out.clear();
+    index.Match(v, out);
+    sink += out.size();
+  }
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+Result Run(const DefinitionIndex& index, const std::vector<Event>& events, double seconds) {
+  const std::vector<EventView> views = Views(events);
   std::vector<const IndexEntry*> out;
   out.reserve(8);
   // Warm-up pass.
@@ -174,25 +194,56 @@ Result Run(const DefinitionIndex& index, const std::vector<Event>& events, doubl
   r.matched_fraction = static_cast<double>(matched) / static_cast<double>(views.size());
   // Best of 5 rounds of `seconds`/5 each (other processes share the machine).
   double best = 0;
+  size_t sink = 0;
   for (int round = 0; round < 5; ++round) {
     auto start = std::chrono::steady_clock::now();
     auto until = start + std::chrono::duration<double>(seconds / 5);
     size_t done = 0;
-    size_t sink = 0;
     while (std::chrono::steady_clock::now() < until) {
-      for (const auto& v : views) {
-        out.clear();
-        index.Match(v, out);
-        sink += out.size();
-      }
+      Pass(index, views, out, sink);
       done += views.size();
     }
     double el = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    if (sink == 1) std::fprintf(stderr, " ");  // keep the loop observable
     best = std::max(best, static_cast<double>(done) / el);
   }
+  if (sink == 1) std::fprintf(stderr, " ");  // keep the loop observable
   r.events_per_s = best;
   return r;
+}
+
+double Median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v.empty() ? 0 : v[v.size() / 2];
+}
+
+// The ratios again with the cases interleaved: one pass of each case in turn, for `seconds`, and
+// the median of the per-turn ratios. A shared machine's load changes from second to second, so the
+// best-of rounds above can compare a quiet moment of one case with a busy one of another; passes
+// a few milliseconds apart see the same machine.
+struct Interleaved {
+  double ratio_spread = 0;
+  double ratio_same = 0;
+  size_t turns = 0;
+};
+
+Interleaved RunInterleaved(const DefinitionIndex& small, const DefinitionIndex& large,
+                           const std::vector<Event>& same_events,
+                           const std::vector<Event>& spread_events, double seconds) {
+  const std::vector<EventView> same = Views(same_events), spread = Views(spread_events);
+  std::vector<const IndexEntry*> out;
+  out.reserve(8);
+  size_t sink = 0;
+  std::vector<double> spread_ratios, same_ratios;
+  const auto until = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
+  while (std::chrono::steady_clock::now() < until) {
+    const double t_small = Pass(small, same, out, sink);
+    const double t_spread = Pass(large, spread, out, sink);
+    const double t_same = Pass(large, same, out, sink);
+    spread_ratios.push_back(t_small / t_spread);
+    same_ratios.push_back(t_small / t_same);
+  }
+  if (sink == 1) std::fprintf(stderr, " ");
+  return {Median(spread_ratios), Median(same_ratios), spread_ratios.size()};
 }
 
 }  // namespace
@@ -234,6 +285,8 @@ int main(int argc, char** argv) {
   // Interleave a second measurement of the small index to see the noise of this machine.
   Result s_same2 = Run(small_index, same_events, seconds);
   double small_rate = std::max(s_same.events_per_s, s_same2.events_per_s);
+  const Interleaved inter =
+      RunInterleaved(small_index, large_index, same_events, spread_events, seconds);
 
   Json j = {{"small_definitions", small_index.size()},
             {"large_definitions", large_index.size()},
@@ -246,6 +299,9 @@ int main(int argc, char** argv) {
             {"large_spread_events_per_s", l_spread.events_per_s},
             {"ratio_same", l_same.events_per_s / small_rate},
             {"ratio_spread", l_spread.events_per_s / small_rate},
+            {"ratio_spread_interleaved", inter.ratio_spread},
+            {"ratio_same_interleaved", inter.ratio_same},
+            {"interleaved_turns", inter.turns},
             {"index_build_seconds", build_s},
             {"index_rss_kb", rss_indexes},
             {"compiled_conditions", workflowd::matching::LiveCompiledConditions().conditions},
