@@ -17,17 +17,28 @@ void BackgroundWorker::Start() {
 }
 
 void BackgroundWorker::Stop() noexcept {
-  stop_ = true;
+  {
+    std::lock_guard lock(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
   if (thread_.joinable()) thread_.join();
 }
 
+void BackgroundWorker::Wake() {
+  {
+    std::lock_guard lock(mu_);
+    woken_ = true;
+  }
+  cv_.notify_all();
+}
+
 void BackgroundWorker::Loop() {
-  auto wait = [this](std::chrono::milliseconds d) {
-    auto until = std::chrono::steady_clock::now() + d;
-    while (!stop_ && std::chrono::steady_clock::now() < until) {
-      std::this_thread::sleep_for(
-          std::min<std::chrono::milliseconds>(d, std::chrono::milliseconds(20)));
-    }
+  // Waits `d`, or less when stopped or (idle waits only) woken.
+  auto wait = [this](std::chrono::milliseconds d, bool wakeable = false) {
+    std::unique_lock lock(mu_);
+    cv_.wait_for(lock, d, [&] { return stop_.load() || (wakeable && woken_); });
+    if (wakeable) woken_ = false;
   };
   std::chrono::milliseconds backoff{100};
   while (!stop_) {
@@ -35,7 +46,7 @@ void BackgroundWorker::Loop() {
       size_t done = round_();
       if (!healthy_.exchange(true)) spdlog::info("{}: database is back", name_);
       backoff = std::chrono::milliseconds(100);
-      if (done == 0) wait(idle_);
+      if (done == 0) wait(idle_, true);
     } catch (const store::StoreError& e) {
       if (healthy_.exchange(false))
         spdlog::error("{}: paused, database unavailable: {}", name_, e.what());

@@ -1,11 +1,13 @@
 // Runs one round function (dispatch, poll) in a loop on its own thread: again at once while there
-// was work, after `idle` when there was none, and with a growing backoff while the database is
-// unavailable (logged once per outage).
+// was work, after `idle` when there was none (sooner when Wake() says there is), and with a growing
+// backoff while the database is unavailable (logged once per outage).
 #pragma once
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <functional>
+#include <mutex>
 #include <string>
 #include <thread>
 
@@ -18,6 +20,9 @@ class BackgroundWorker {
 
   void Start();
   void Stop() noexcept;
+  // Ends the current idle wait at once (or the next one, when a round is running): there is work.
+  // Thread-safe; waits after a failed round (backoff) are not shortened.
+  void Wake();
   bool Healthy() const { return healthy_.load(); }
 
  private:
@@ -27,6 +32,9 @@ class BackgroundWorker {
   std::function<size_t()> round_;
   std::chrono::milliseconds idle_;
   std::atomic<bool> stop_{false};
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool woken_ = false;  // mu_
   std::atomic<bool> healthy_{true};
   std::thread thread_;  // last
 };

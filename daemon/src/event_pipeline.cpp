@@ -100,6 +100,7 @@ size_t EventPipeline::WriteOnce(consumers::BatchPlan& plan, size_t& dlq_sent,
   }
   size_t inserted = executions_.InsertPending(plan.executions, copy_text);
   db_ok_ = true;
+  if (inserted > 0 && options_.on_committed) options_.on_committed();
   return inserted;
 }
 

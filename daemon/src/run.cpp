@@ -160,6 +160,12 @@ int RunDaemon(const Config& config) {
   po.consumer_group = config.kafka.group_id;
   po.batch_size = config.kafka.batch_size;
   po.batch_timeout = config.kafka.batch_timeout;
+  // The dispatch loops (created below, before the pipeline runs) sleep dispatch.idle_interval
+  // when they find nothing due; new executions wake them at once.
+  std::vector<BackgroundWorker*> dispatch_workers;
+  po.on_committed = [&dispatch_workers] {
+    for (auto* w : dispatch_workers) w->Wake();
+  };
   EventPipeline pipeline(po, source, dlq, executions, index, pm, SystemClock::Instance());
 
   // Providers and the execution lifecycle (dispatch, status polling).
@@ -225,6 +231,7 @@ int RunDaemon(const Config& config) {
           return dispatcher->RunOnce();
         },
         config.dispatch.idle_interval);
+    dispatch_workers.push_back(loop->worker.get());
     dispatch_loops.push_back(std::move(loop));
   }
   for (size_t i = 0; i < std::max<size_t>(1, config.poll.workers); ++i) {

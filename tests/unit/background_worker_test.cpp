@@ -1,0 +1,71 @@
+// BackgroundWorker: idle waits end early on Wake() (new work) and on Stop().
+#include "background_worker.hpp"
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <thread>
+
+namespace workflowd::daemon {
+namespace {
+
+using namespace std::chrono_literals;
+
+// Waits (up to `limit`) until `rounds` reaches `want`.
+bool ReachesRounds(const std::atomic<int>& rounds, int want, std::chrono::milliseconds limit) {
+  auto until = std::chrono::steady_clock::now() + limit;
+  while (rounds.load() < want) {
+    if (std::chrono::steady_clock::now() > until) return false;
+    std::this_thread::sleep_for(1ms);
+  }
+  return true;
+}
+
+TEST(BackgroundWorker, WakeEndsTheIdleWait) {
+  std::atomic<int> rounds{0};
+  // An idle interval far longer than the test: only Wake() can start the next rounds.
+  BackgroundWorker worker(
+      "test",
+      [&] {
+        ++rounds;
+        return size_t{0};  // nothing done: idle
+      },
+      1h);
+  worker.Start();
+  ASSERT_TRUE(ReachesRounds(rounds, 1, 30s));
+  std::this_thread::sleep_for(50ms);
+  EXPECT_EQ(rounds.load(), 1);  // idle: no round without a wake
+  worker.Wake();
+  ASSERT_TRUE(ReachesRounds(rounds, 2, 30s));
+  worker.Wake();
+  ASSERT_TRUE(ReachesRounds(rounds, 3, 30s));
+  worker.Stop();  // returns although the idle wait has an hour left
+  EXPECT_EQ(rounds.load(), 3);
+}
+
+TEST(BackgroundWorker, AWakeDuringARoundIsNotLost) {
+  std::atomic<int> rounds{0};
+  std::atomic<bool> release{false};
+  BackgroundWorker* self = nullptr;
+  BackgroundWorker worker(
+      "test",
+      [&] {
+        if (rounds++ == 0) {
+          self->Wake();  // work arrives while the first round still runs
+          while (!release) std::this_thread::sleep_for(1ms);
+        }
+        return size_t{0};
+      },
+      1h);
+  self = &worker;
+  worker.Start();
+  release = true;
+  ASSERT_TRUE(ReachesRounds(rounds, 2, 30s));  // the next wait ended at once
+  std::this_thread::sleep_for(50ms);
+  EXPECT_EQ(rounds.load(), 2);  // and only that wait
+  worker.Stop();
+}
+
+}  // namespace
+}  // namespace workflowd::daemon
