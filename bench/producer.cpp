@@ -324,7 +324,7 @@ int CopyFile(const Options& o) {
     char id[64];
     std::snprintf(id, sizeof id, "ex_bench%018lld", i);
     // The id bench.py gives the definition of this tenant x environment x event name, so the
-    // rows also fit the real table (its foreign key to workflow_definitions).
+    // rows are those the daemon would create (existing definitions).
     std::string type_dashed = ev.type;
     for (char& c : type_dashed)
       if (c == '.') c = '-';
