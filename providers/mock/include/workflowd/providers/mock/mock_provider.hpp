@@ -10,6 +10,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "workflowd/common/clock.hpp"
@@ -120,7 +121,9 @@ class MockProvider final : public Provider {
   void Settle(ExecutionRecord& e, TimePoint now) const;
   ExecutionStatus StatusOf(const ExecutionRecord& e) const;
 
-  using ExecutionMap = std::map<std::string, std::unique_ptr<ExecutionRecord>>;
+  // Hash maps: every start and status call looks its execution up among all those of the
+  // process (tens of thousands in the lifecycle benchmark); nothing needs them ordered.
+  using ExecutionMap = std::unordered_map<std::string, std::unique_ptr<ExecutionRecord>>;
   ExecutionMap::iterator FindOrReconstruct(const std::string& execution_id);  // mu_ held
   // Precedence: per execution name, per workflow, provider_config, default. mu_ held.
   Outcome OutcomeFor(const std::string& name, const std::string& workflow_id,
@@ -134,10 +137,10 @@ class MockProvider final : public Provider {
   bool reconstruct_ = false;
   std::ofstream start_log_;
   std::map<std::string, std::unique_ptr<WorkflowState>> workflows_;
-  std::map<std::string, std::unique_ptr<ExecutionRecord>> executions_;  // by execution id
-  std::map<std::string, std::string> id_by_name_;                       // name -> execution id
-  std::map<std::string, int> start_calls_;
-  std::map<std::string, int> fault_attempts_;  // per execution name, for Faults
+  ExecutionMap executions_;                                  // by execution id
+  std::unordered_map<std::string, std::string> id_by_name_;  // name -> execution id
+  std::unordered_map<std::string, int> start_calls_;
+  std::unordered_map<std::string, int> fault_attempts_;  // per execution name, for Faults
   Outcome default_outcome_;
   std::map<std::string, Outcome> workflow_outcomes_;
   std::map<std::string, Outcome> execution_outcomes_;
