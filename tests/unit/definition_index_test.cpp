@@ -225,8 +225,9 @@ TEST(DefinitionIndex, LongKeysAndManyCandidatesAreFoundWithTheirConditions) {
   // Match over given candidates is Match with its own lookup.
   Json data = {{"country", "US"}};
   EventView event;
+  const std::string tenant(13, 'a' + 13);  // outlives the event's view of it
   event.type = "customer.created";
-  event.tenant = std::string(13, 'a' + 13);
+  event.tenant = tenant;
   event.environment = "staging";
   event.data = &data;
   std::vector<const IndexEntry*> out;
