@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <future>
+#include <limits>
 #include <thread>
 
 namespace workflowd::daemon {
@@ -195,6 +196,18 @@ bool EventPipeline::Complete(InFlight& write, std::vector<consumers::ConsumedRec
   return true;
 }
 
+void EventPipeline::ObserveAge(const std::vector<consumers::ConsumedRecord>& batch) {
+  int64_t oldest = std::numeric_limits<int64_t>::max();
+  for (const auto& r : batch) {
+    if (r.raw().timestamp_ms > 0) oldest = std::min(oldest, r.raw().timestamp_ms);
+  }
+  if (oldest == std::numeric_limits<int64_t>::max()) return;  // no timestamps (very old clients)
+  int64_t now_ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(clock_.Now().time_since_epoch())
+          .count();
+  metrics_.event_age.Observe(static_cast<double>(std::max<int64_t>(0, now_ms - oldest)) / 1000.0);
+}
+
 void EventPipeline::Run(const std::atomic<bool>& stop) {
   // Two stages overlap: while one batch is written to PostgreSQL (on a writer thread, with the
   // pipeline's own connection), the next one is polled and planned. Offsets are stored strictly in
@@ -212,6 +225,7 @@ void EventPipeline::Run(const std::atomic<bool>& stop) {
       continue;
     }
     auto started = std::chrono::steady_clock::now();
+    ObserveAge(batch);
     // Planned and rendered (the rows in COPY format) while the previous batch may still be
     // written, so that PostgreSQL waits as little as possible between two writes.
     auto next = std::make_unique<InFlight>();

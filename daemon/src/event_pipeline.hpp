@@ -80,6 +80,9 @@ class EventPipeline {
   consumers::BatchPlan Plan(const std::vector<consumers::ConsumedRecord>& records, size_t from);
   void Account(const consumers::BatchPlan& plan, size_t inserted);
 
+  // Records how old the batch's oldest record was when polled
+  // (workflowd_event_age_at_poll_seconds).
+  void ObserveAge(const std::vector<consumers::ConsumedRecord>& batch);
   EventPipelineOptions options_;
   consumers::KafkaEventSource& source_;
   consumers::DeadLetterProducer& dead_letters_;

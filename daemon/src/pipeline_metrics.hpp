@@ -29,6 +29,11 @@ struct PipelineMetrics {
             {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10})),
         batch_records(r.AddHistogram("workflowd_batch_records", "Records per processed batch",
                                      {1, 10, 50, 100, 250, 500, 1000, 5000})),
+        event_age(r.AddHistogram(
+            "workflowd_event_age_at_poll_seconds",
+            "Age of each polled batch's oldest record when the pipeline received it (now minus "
+            "the Kafka record timestamp): how far behind the stream the daemon is, in time",
+            {0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300})),
         lag(r.AddGauge("workflowd_consumer_lag",
                        "Records behind the partition's high watermark, per assigned partition",
                        {"topic", "partition"})),
@@ -62,6 +67,7 @@ struct PipelineMetrics {
   metrics::Counter& executions_duplicate;
   metrics::Histogram& batch_duration;
   metrics::Histogram& batch_records;
+  metrics::Histogram& event_age;
   metrics::GaugeFamily& lag;
   metrics::Gauge& paused;
   metrics::Gauge& definitions_loaded;

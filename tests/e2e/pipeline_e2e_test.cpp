@@ -98,6 +98,12 @@ TEST(PipelineE2E, EventsOfBothFormatsBecomeExecutionRows) {
   EXPECT_EQ(h.Metric(consumed), 9);
   EXPECT_EQ(h.Metric("workflowd_executions_created_total"), 5);
   EXPECT_EQ(h.Metric("workflowd_executions_duplicate_total"), 1);
+  // The records waited for the daemon to start: each polled batch observed a positive age,
+  // below the test's own length.
+  double batches = h.Metric("workflowd_event_age_at_poll_seconds_count");
+  EXPECT_GE(batches, 1);
+  EXPECT_GT(h.Metric("workflowd_event_age_at_poll_seconds_sum"), 0);
+  EXPECT_LT(h.Metric("workflowd_event_age_at_poll_seconds_sum"), 600 * batches);
   EXPECT_EQ(h.Metric("workflowd_events_matched_total"), 6);
   EXPECT_EQ(h.Metric("workflowd_events_unmatched_total"), 1);
   EXPECT_EQ(h.Metric("workflowd_events_dead_lettered_total{reason=\"not_json\"}"), 1);
