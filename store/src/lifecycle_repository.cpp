@@ -113,6 +113,44 @@ void AppendJsonTime(std::string& out, const std::optional<TimePoint>& t) {
   out += '"';
 }
 
+// An execution's steps as stored in execution_steps.steps; a step id listed twice counts once
+// (its last entry).
+std::string StepsDocument(const std::vector<StepRecord>& steps) {
+  std::string list = "[";
+  for (size_t i = 0; i < steps.size(); ++i) {
+    const auto& st = steps[i];
+    bool later = std::any_of(steps.begin() + static_cast<long>(i) + 1, steps.end(),
+                             [&](const StepRecord& x) { return x.step_id == st.step_id; });
+    if (later) continue;
+    if (list.size() > 1) list += ',';
+    list += "{\"step_id\":";
+    AppendJsonString(list, st.step_id);
+    list += ",\"status\":";
+    AppendJsonString(list, st.status);
+    list += ",\"attempt\":1,\"output\":" + st.output.dump() + ",\"error\":" + st.error.dump() +
+            ",\"started_at\":";
+    AppendJsonTime(list, st.started_at);
+    list += ",\"completed_at\":";
+    AppendJsonTime(list, st.completed_at);
+    list += '}';
+  }
+  return list + ']';
+}
+
+// History entries as one chunk's execution_history_chunks.events.
+std::string EventsDocument(const std::vector<HistoryRecord>& history) {
+  std::string events = "[";
+  for (const auto& h : history) {
+    if (events.size() > 1) events += ',';
+    events += "{\"seq\":" + std::to_string(h.seq) + ",\"event_type\":";
+    AppendJsonString(events, h.event_type);
+    events += ",\"details\":" + h.details.dump() + ",\"occurred_at\":";
+    AppendJsonTime(events, h.occurred_at);
+    events += '}';
+  }
+  return events + ']';
+}
+
 // The status fence of the outcome UPDATEs, written so that the planner cannot use it to pick the
 // partial dispatch or poll index. With `e.status = 'pending'` it may scan the whole partial index
 // (every pending row) and hash-join it with the outcomes: statistics gathered while no row was
@@ -287,44 +325,15 @@ std::vector<std::pair<std::string, std::string>> LifecycleRepository::RecordPoll
       const auto& [tenant, env] = it->second;
       if (o.status != "running") transitions.emplace_back(o.id, o.status);
       if (!o.steps.empty()) {
-        std::string list = "[";
-        for (size_t i = 0; i < o.steps.size(); ++i) {
-          const auto& st = o.steps[i];
-          // A step id listed twice counts once (its last entry).
-          bool later = std::any_of(o.steps.begin() + static_cast<long>(i) + 1, o.steps.end(),
-                                   [&](const StepRecord& x) { return x.step_id == st.step_id; });
-          if (later) continue;
-          if (list.size() > 1) list += ',';
-          list += "{\"step_id\":";
-          AppendJsonString(list, st.step_id);
-          list += ",\"status\":";
-          AppendJsonString(list, st.status);
-          list += ",\"attempt\":1,\"output\":" + st.output.dump() +
-                  ",\"error\":" + st.error.dump() + ",\"started_at\":";
-          AppendJsonTime(list, st.started_at);
-          list += ",\"completed_at\":";
-          AppendJsonTime(list, st.completed_at);
-          list += '}';
-        }
-        list += ']';
         if (!steps.empty()) steps += ',';
         steps += "(" + w.quote(o.id) + "," + w.quote(tenant) + "," + w.quote(env) + "," +
-                 w.quote(list) + "::jsonb)";
+                 w.quote(StepsDocument(o.steps)) + "::jsonb)";
       }
       if (!o.history.empty()) {
-        std::string events = "[";
-        for (const auto& h : o.history) {
-          if (events.size() > 1) events += ',';
-          events += "{\"seq\":" + std::to_string(h.seq) + ",\"event_type\":";
-          AppendJsonString(events, h.event_type);
-          events += ",\"details\":" + h.details.dump() + ",\"occurred_at\":";
-          AppendJsonTime(events, h.occurred_at);
-          events += '}';
-        }
-        events += ']';
         if (!chunks.empty()) chunks += ',';
         chunks += "(" + w.quote(o.id) + "," + std::to_string(o.history.front().seq) + "," +
-                  w.quote(tenant) + "," + w.quote(env) + "," + w.quote(events) + "::jsonb)";
+                  w.quote(tenant) + "," + w.quote(env) + "," + w.quote(EventsDocument(o.history)) +
+                  "::jsonb)";
       }
     }
     if (!steps.empty()) {
