@@ -2,6 +2,8 @@
 
 #include <utility>
 
+#include "workflowd/common/utf8.hpp"
+
 namespace workflowd::matching {
 namespace {
 
@@ -28,6 +30,12 @@ std::string JoinFieldPath(std::string_view prefix, std::string_view field) {
 }
 
 void FieldErrors::Add(std::string field, std::string message) {
+  // Keys and values of the input reach these texts, and a parser may hand back bytes that are not
+  // UTF-8 even from valid UTF-8 input (yaml-cpp returned a key holding a NUL with 0xA0 in its
+  // place). Problems are printed, logged and serialized as JSON: they are made valid here, once
+  // for every caller.
+  if (!IsValidUtf8(field)) field = SanitizeUtf8(field);
+  if (!IsValidUtf8(message)) message = SanitizeUtf8(message);
   items_.push_back(FieldError{std::move(field), std::move(message)});
 }
 

@@ -592,6 +592,22 @@ TEST(FieldErrors, JoinAndAppend) {
                "defs.yaml: 2 problems: definitions[2].name: required; definitions[2]: too large");
 }
 
+TEST(FieldErrors, ProblemsAreValidUtf8WhateverTheInputHeld) {
+  FieldErrors errors;
+  errors.Add(
+      "tenap\xA0"
+      "1",
+      "unknown key \"tenap\xA0"
+      "1\"");
+  errors.Add("caf\xC3\xA9", "fine: \xC3\xA9");  // valid UTF-8 is kept as it is
+  EXPECT_EQ(errors.ToString(),
+            "tenap\xEF\xBF\xBD"
+            "1: unknown key \"tenap\xEF\xBF\xBD"
+            "1\"; "
+            "caf\xC3\xA9: fine: \xC3\xA9");
+  EXPECT_NO_THROW(errors.ToJson().dump());
+}
+
 // ---- Timestamps outside the years TimePoint holds ----
 
 TEST(ConditionEval, TimestampsOutsideTheRepresentableYearsStayOrdered) {
