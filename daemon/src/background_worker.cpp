@@ -6,7 +6,7 @@
 
 namespace workflowd::daemon {
 
-BackgroundWorker::BackgroundWorker(std::string name, std::function<size_t()> round,
+BackgroundWorker::BackgroundWorker(std::string name, std::function<bool()> round,
                                    std::chrono::milliseconds idle)
     : name_(std::move(name)), round_(std::move(round)), idle_(idle) {}
 
@@ -43,10 +43,10 @@ void BackgroundWorker::Loop() {
   std::chrono::milliseconds backoff{100};
   while (!stop_) {
     try {
-      size_t done = round_();
+      bool more = round_();
       if (!healthy_.exchange(true)) spdlog::info("{}: database is back", name_);
       backoff = std::chrono::milliseconds(100);
-      if (done == 0) wait(idle_, true);
+      if (!more) wait(idle_, true);
     } catch (const store::StoreError& e) {
       if (healthy_.exchange(false))
         spdlog::error("{}: paused, database unavailable: {}", name_, e.what());

@@ -1,6 +1,6 @@
-// Runs one round function (dispatch, poll) in a loop on its own thread: again at once while there
-// was work, after `idle` when there was none (sooner when Wake() says there is), and with a growing
-// backoff while the database is unavailable (logged once per outage).
+// Runs one round function (dispatch, poll) in a loop on its own thread: again at once while the
+// round says more work is waiting, else after `idle` (sooner when Wake() says there is new work),
+// and with a growing backoff while the database is unavailable (logged once per outage).
 #pragma once
 
 #include <atomic>
@@ -15,7 +15,9 @@ namespace workflowd::daemon {
 
 class BackgroundWorker {
  public:
-  BackgroundWorker(std::string name, std::function<size_t()> round, std::chrono::milliseconds idle);
+  // `round` returns true when more work is waiting (a full batch: run again at once), false when
+  // it took all there was to take.
+  BackgroundWorker(std::string name, std::function<bool()> round, std::chrono::milliseconds idle);
   ~BackgroundWorker();
 
   void Start();
@@ -29,7 +31,7 @@ class BackgroundWorker {
   void Loop();
 
   std::string name_;
-  std::function<size_t()> round_;
+  std::function<bool()> round_;
   std::chrono::milliseconds idle_;
   std::atomic<bool> stop_{false};
   std::mutex mu_;

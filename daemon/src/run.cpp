@@ -161,10 +161,15 @@ int RunDaemon(const Config& config) {
   po.batch_size = config.kafka.batch_size;
   po.batch_timeout = config.kafka.batch_timeout;
   // The dispatch loops (created below, before the pipeline runs) sleep dispatch.idle_interval
-  // when they find nothing due; new executions wake them at once.
+  // when they took every due execution; new executions wake one of them at once, each in turn
+  // (waking all made every loop run a lease per committed batch, and at a steady stream of small
+  // batches those leases were PostgreSQL's largest cost). A loop busy with a round runs again
+  // right after it; under a backlog all loops run continuously anyway (full rounds).
   std::vector<BackgroundWorker*> dispatch_workers;
-  po.on_committed = [&dispatch_workers] {
-    for (auto* w : dispatch_workers) w->Wake();
+  std::atomic<size_t> next_to_wake{0};
+  po.on_committed = [&dispatch_workers, &next_to_wake] {
+    if (dispatch_workers.empty()) return;
+    dispatch_workers[next_to_wake++ % dispatch_workers.size()]->Wake();
   };
   EventPipeline pipeline(po, source, dlq, executions, index, pm, SystemClock::Instance());
 
@@ -228,7 +233,8 @@ int RunDaemon(const Config& config) {
             dispatcher->SampleQueue();
             next_sample = std::chrono::steady_clock::now() + std::chrono::seconds(5);
           }
-          return dispatcher->RunOnce();
+          dispatcher->RunOnce();
+          return dispatcher->MoreDue();
         },
         config.dispatch.idle_interval);
     dispatch_workers.push_back(loop->worker.get());
@@ -249,7 +255,11 @@ int RunDaemon(const Config& config) {
     auto* poller = loop->poller.get();
     loop->worker = std::make_unique<BackgroundWorker>(
         i == 0 ? "poller" : "poller-" + std::to_string(i + 1),
-        [poller] { return poller->RunOnce(); }, config.dispatch.idle_interval);
+        [poller] {
+          poller->RunOnce();
+          return poller->MoreDue();
+        },
+        config.dispatch.idle_interval);
     poll_loops.push_back(std::move(loop));
   }
   auto lifecycle_healthy = [&] {

@@ -82,7 +82,7 @@ store::DispatchOutcome ExecutionDispatcher::Start(const store::ExecutionRecord& 
 
 size_t ExecutionDispatcher::RunOnce() {
   auto leased = executions_.LeasePending(options_.owner, clock_.Now(), options_.lease,
-                                         options_.batch_size, options_.per_scope_limit);
+                                         options_.batch_size, options_.per_scope_limit, &more_due_);
   if (leased.empty()) return 0;
   std::vector<store::DispatchOutcome> outcomes(leased.size());
   pool_.ParallelFor(leased.size(), [&](size_t i) { outcomes[i] = Start(leased[i]); });

@@ -92,6 +92,7 @@ std::optional<store::PollOutcome> StatusPoller::Poll(const store::ExecutionRecor
 size_t StatusPoller::RunOnce() {
   auto leased =
       executions_.LeaseDuePolls(options_.owner, clock_.Now(), options_.lease, options_.batch_size);
+  more_due_ = leased.size() >= options_.batch_size;
   if (leased.empty()) return 0;
   std::vector<std::optional<store::PollOutcome>> polled(leased.size());
   pool_.ParallelFor(leased.size(), [&](size_t i) { polled[i] = Poll(leased[i]); });

@@ -166,8 +166,8 @@ std::string StatusIs(const char* status) {
 std::vector<ExecutionRecord> LifecycleRepository::LeasePending(const std::string& owner,
                                                                TimePoint now,
                                                                std::chrono::milliseconds lease,
-                                                               size_t limit,
-                                                               size_t per_scope_limit) {
+                                                               size_t limit, size_t per_scope_limit,
+                                                               bool* more) {
   return db_.impl().Transact("lease pending executions", [&](pqxx::work& w) {
     // Fair share without ranking every pending row: `scopes` walks the dispatch index (tenant,
     // environment, next_attempt_at, created_at) WHERE pending, one probe per tenant x environment
@@ -196,18 +196,21 @@ std::vector<ExecutionRecord> LifecycleRepository::LeasePending(const std::string
         "AND (lease_expires_at IS NULL OR lease_expires_at <= $1::timestamptz) "
         "ORDER BY next_attempt_at, created_at LIMIT (SELECT n FROM share) "
         "FOR UPDATE SKIP LOCKED) c), "
-        "picked AS (SELECT id FROM cand ORDER BY rank, next_attempt_at, created_at "
-        "LIMIT $4::bigint) "
+        "picked AS (SELECT id, rank >= (SELECT n FROM share) AS at_share FROM cand "
+        "ORDER BY rank, next_attempt_at, created_at LIMIT $4::bigint) "
         "UPDATE workflow_executions e SET lease_owner = $2, lease_expires_at = $1::timestamptz + " +
         IntervalMs(lease) +
         ", start_attempts = e.start_attempts + 1, updated_at = $1::timestamptz "
         "FROM picked WHERE e.id = picked.id RETURNING " +
-        Columns();
+        Columns() + ", picked.at_share";
     std::vector<ExecutionRecord> out;
+    bool at_share = false;
     for (const auto& row : w.exec_params(sql, Ts(now), owner, static_cast<int64_t>(per_scope_limit),
                                          static_cast<int64_t>(limit))) {
       out.push_back(RecordOf(row));
+      at_share = at_share || row[25].as<bool>();
     }
+    if (more != nullptr) *more = at_share || out.size() >= limit;
     return out;
   });
 }

@@ -79,9 +79,10 @@ class LifecycleTest : public ::testing::Test {
     return ExecutionDispatcher(o, db_, manager_, catalog_, metrics_, clock_, [] { return 0.5; });
   }
 
-  StatusPoller Poller(const std::string& owner) {
+  StatusPoller Poller(const std::string& owner, size_t batch = 200) {
     PollerOptions o;
     o.owner = owner;
+    o.batch_size = batch;
     o.max_in_flight = 4;
     return StatusPoller(o, db_, manager_, catalog_, metrics_, clock_);
   }
@@ -331,6 +332,33 @@ TEST_F(LifecycleTest, SlowProviderCallsHitTheirDeadlineAndAreRetried) {
   EXPECT_EQ(Get("ex_onboarding_e1")->status, "running");
 }
 
+// A round that took every due execution says so, and the dispatch loop then waits for new work
+// instead of running an empty lease at once; a full batch asks for the next round at once.
+TEST_F(LifecycleTest, ARoundSaysWhetherDueExecutionsWereLeftBehind) {
+  AddPending("onboarding", "tenant_a", {"a1", "a2"});
+  AddPending("billing", "tenant_b", {"b1"});
+  auto dispatcher = Dispatcher("r1", /*batch=*/10, /*per_scope=*/5);
+  EXPECT_EQ(dispatcher.RunOnce(), 3u);
+  EXPECT_FALSE(dispatcher.MoreDue());  // all taken: no scope reached its share of 5
+  AddPending("onboarding", "tenant_a", {"a3", "a4", "a5", "a6"});
+  auto small = Dispatcher("r1", /*batch=*/3, /*per_scope=*/5);
+  EXPECT_EQ(small.RunOnce(), 3u);
+  EXPECT_TRUE(small.MoreDue());  // the batch was full
+  EXPECT_EQ(small.RunOnce(), 1u);
+  EXPECT_FALSE(small.MoreDue());
+  EXPECT_EQ(small.RunOnce(), 0u);
+  EXPECT_FALSE(small.MoreDue());
+  // The poller: a full batch of due polls asks for the next round at once.
+  clock_.Advance(1s);
+  auto poller = Poller("r1", /*batch=*/3);
+  EXPECT_EQ(poller.RunOnce(), 3u);
+  EXPECT_TRUE(poller.MoreDue());
+  EXPECT_EQ(poller.RunOnce(), 3u);
+  EXPECT_TRUE(poller.MoreDue());
+  EXPECT_EQ(poller.RunOnce(), 1u);
+  EXPECT_FALSE(poller.MoreDue());
+}
+
 TEST_F(LifecycleTest, LeasesKeepReplicasApartAndExpireAfterACrash) {
   AddPending("onboarding", "tenant_a", {"e1", "e2"});
   store::LifecycleRepository repo(db_);
@@ -372,6 +400,7 @@ TEST_F(LifecycleTest, OneTenantsFloodDoesNotStarveOthers) {
   AddPending("billing", "tenant_b", {"b1", "b2", "b3"});
   auto dispatcher = Dispatcher("r1", /*batch=*/10, /*per_scope=*/5);
   EXPECT_EQ(dispatcher.RunOnce(), 8u);  // 5 of tenant_a, all 3 of tenant_b
+  EXPECT_TRUE(dispatcher.MoreDue());    // tenant_a gave its whole share: run again at once
   for (const char* id : {"ex_billing_b1", "ex_billing_b2", "ex_billing_b3"}) {
     EXPECT_EQ(Get(id, "tenant_b")->status, "running") << id;
   }
@@ -413,6 +442,7 @@ TEST_F(LifecycleTest, AnOlderFloodDoesNotHideANewerTenant) {
   }
   // per_scope_limit still caps a scope when it is the only one left.
   EXPECT_EQ(dispatcher.RunOnce(), 8u);
+  EXPECT_TRUE(dispatcher.MoreDue());
   EXPECT_EQ(dispatcher.RunOnce(), 8u);
   dispatcher.SampleQueue();
   EXPECT_EQ(metrics_.queued.WithLabels({"tenant_a", "prod"}).Value(), 300 - 21);

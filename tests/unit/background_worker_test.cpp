@@ -1,4 +1,5 @@
-// BackgroundWorker: idle waits end early on Wake() (new work) and on Stop().
+// BackgroundWorker: a round that leaves work runs again at once; idle waits end early on Wake()
+// (new work) and on Stop().
 #include "background_worker.hpp"
 
 #include <gtest/gtest.h>
@@ -29,7 +30,7 @@ TEST(BackgroundWorker, WakeEndsTheIdleWait) {
       "test",
       [&] {
         ++rounds;
-        return size_t{0};  // nothing done: idle
+        return false;  // nothing more waiting: idle
       },
       1h);
   worker.Start();
@@ -55,7 +56,7 @@ TEST(BackgroundWorker, AWakeDuringARoundIsNotLost) {
           self->Wake();  // work arrives while the first round still runs
           while (!release) std::this_thread::sleep_for(1ms);
         }
-        return size_t{0};
+        return false;
       },
       1h);
   self = &worker;
@@ -64,6 +65,23 @@ TEST(BackgroundWorker, AWakeDuringARoundIsNotLost) {
   ASSERT_TRUE(ReachesRounds(rounds, 2, 30s));  // the next wait ended at once
   std::this_thread::sleep_for(50ms);
   EXPECT_EQ(rounds.load(), 2);  // and only that wait
+  worker.Stop();
+}
+
+TEST(BackgroundWorker, ARoundThatLeavesWorkRunsAgainAtOnce) {
+  std::atomic<int> rounds{0};
+  BackgroundWorker worker(
+      "test",
+      [&] {
+        return ++rounds < 3;  // two full batches, then all taken
+      },
+      1h);
+  worker.Start();
+  ASSERT_TRUE(ReachesRounds(rounds, 3, 30s));  // no wake needed between them
+  std::this_thread::sleep_for(50ms);
+  EXPECT_EQ(rounds.load(), 3);  // the third took all there was: idle until woken
+  worker.Wake();
+  ASSERT_TRUE(ReachesRounds(rounds, 4, 30s));
   worker.Stop();
 }
 

@@ -43,6 +43,9 @@ class ExecutionDispatcher {
   // One lease-start-record round. Returns how many executions were leased (0: nothing due).
   // Throws StoreError when the database is unavailable.
   size_t RunOnce();
+  // Whether the last round may have left due executions behind (its batch was full, or a tenant x
+  // environment gave its whole share): then the next round should run at once.
+  bool MoreDue() const { return more_due_; }
 
   // Samples the queued gauge per tenant x environment.
   void SampleQueue();
@@ -63,6 +66,7 @@ class ExecutionDispatcher {
   std::mutex jitter_mu_;
   std::set<std::pair<std::string, std::string>> previous_scopes_;  // for SampleQueue
   std::chrono::steady_clock::time_point next_terminal_count_{};    // for SampleQueue
+  bool more_due_ = false;
   WorkerPool pool_;
 };
 

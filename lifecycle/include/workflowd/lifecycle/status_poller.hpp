@@ -35,6 +35,9 @@ class StatusPoller {
 
   // One lease-poll-record round. Returns how many executions were polled.
   size_t RunOnce();
+  // Whether the last round's batch was full (more polls may be due): then the next round should
+  // run at once.
+  bool MoreDue() const { return more_due_; }
 
  private:
   std::optional<store::PollOutcome> Poll(const store::ExecutionRecord& e);
@@ -47,6 +50,7 @@ class StatusPoller {
   WorkflowCatalog& catalog_;
   LifecycleMetrics& metrics_;
   const Clock& clock_;
+  bool more_due_ = false;
   WorkerPool pool_;
 };
 

@@ -100,10 +100,12 @@ class LifecycleRepository {
 
   // Leases up to `limit` pending executions due at `now`, at most `per_scope_limit` per tenant x
   // environment (fair share: a flood from one tenant cannot fill the batch), oldest first.
-  // Increments start_attempts.
+  // Increments start_attempts. `more` (optional) says whether due rows may have been left behind:
+  // the batch is full or a tenant x environment gave its whole share. When false, the lease took
+  // every due row it could see and the next one can wait for new work.
   std::vector<ExecutionRecord> LeasePending(const std::string& owner, TimePoint now,
                                             std::chrono::milliseconds lease, size_t limit,
-                                            size_t per_scope_limit);
+                                            size_t per_scope_limit, bool* more = nullptr);
 
   // Leases up to `limit` running executions whose next poll is due at `now`. Their
   // trigger_event is not read (null): polling does not need it.
