@@ -14,6 +14,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 
@@ -65,6 +66,25 @@ def read_metrics(port):
 
 def metric(m, name):
     return m.get(name, m.get(name + "#sum", 0.0))
+
+
+def histogram(m, name):
+    """Cumulative buckets of a Prometheus histogram as [(le, count)], +Inf last."""
+    out = []
+    for key, v in m.items():
+        if key.startswith(name + "_bucket{") and 'le="' in key:
+            le = key.split('le="', 1)[1].split('"', 1)[0]
+            out.append((float("inf") if le == "+Inf" else float(le), v))
+    return sorted(out)
+
+
+def histogram_share(buckets):
+    """{le: share of observations <= le} as text, for the buckets that hold any."""
+    total = buckets[-1][1] if buckets else 0
+    if not total:
+        return "none"
+    return ", ".join(f"<={le:g}s {c / total:.3f}" for le, c in buckets
+                     if le != float("inf") and 0 < c < total) or "all in one bucket"
 
 
 def proc_status(pid):
@@ -616,14 +636,57 @@ COMMIT;""")
 
     def phase_steady(self):
         self.results["steady"] = []
+        if self.args.steady_broker_warmup > 0:
+            self.warm_up_broker(self.args.steady_broker_warmup)
         for pct in self.args.steady_match:
             self.results["steady"].append(self.steady_run(pct))
+
+    def quiesce(self, limit_s=60.0, busy_below=25.0):
+        """Lets the machine settle before a latency run: flushes dirty pages (the earlier phases
+        wrote gigabytes to Kafka's log and PostgreSQL), checkpoints PostgreSQL, then waits until
+        the machine is mostly idle (autovacuum of the earlier phases' tables, the kernel's
+        write-back) for a whole second, at most `limit_s`. Returns (seconds waited, last busy %)."""
+        t0 = time.monotonic()
+        subprocess.run(["sync"], check=False)
+        psql(self.admin_dsn, "CHECKPOINT")
+        busy = 100.0 * (os.cpu_count() or 1)
+        while time.monotonic() - t0 < limit_s:
+            a = self.cpu.snapshot()
+            time.sleep(1.0)
+            busy = CpuSampler.diff(a, self.cpu.snapshot()).get("machine_busy", 0.0)
+            if busy < busy_below:
+                break
+        return round(time.monotonic() - t0, 1), busy
+
+    def warm_up_broker(self, secs):
+        """Runs the steady stream's traffic (small produce requests every few milliseconds, a
+        caught-up consumer's fetches) through the broker for `secs` before the latency runs, not
+        measured. A broker started minutes ago has compiled the bulk paths of the earlier phases
+        but not these: in this machine's runs a fresh broker took 85-95 % of a core for the
+        first ~15 s of a steady run (p99 several hundred ms), then 30-40 %, as a long-running
+        broker does from the start."""
+        topic = self.topic(f"bench.steadywarm.{self.run_id}")
+        rate = self.args.steady_rate
+        d = Daemon(self, "steadywarm", [topic], dispatch=True, extra=self.lifecycle_config()).start()
+        try:
+            d.wait_assigned()
+            k0 = self.cpu.snapshot()
+            self.produce(topic, int(rate * secs), 20, rate=rate, linger=5)
+            k = CpuSampler.diff(k0, self.cpu.snapshot())
+        finally:
+            d.stop()
+        self.truncate_executions()
+        log(f"steady: broker warmed up with {secs:g}s of the steady stream (kafka "
+            f"{k.get('kafka', 0):.0f}% of one core meanwhile)")
+        self.results["steady_broker_warmup"] = {"seconds": secs, "cpu": k}
 
     def steady_run(self, pct):
         rate, secs = self.args.steady_rate, self.args.steady_seconds
         n = int(rate * secs)
         topic = self.topic(f"bench.steady{int(pct)}.{self.run_id}")
         self.truncate_executions()
+        waited, busy = self.quiesce()
+        log(f"steady: machine settled after {waited}s (busy {busy:.0f}% of one core)")
         # Bench-only trigger: remembers the inserting transaction of every execution row so its
         # commit time can be read (pg_xact_commit_timestamp; track_commit_timestamp is on).
         # Statement-level with a transition table: one INSERT per batch. Dropped afterwards.
@@ -649,8 +712,29 @@ CREATE TRIGGER bench_capture_xid AFTER INSERT ON workflow_executions
             # linger.ms 5 (librdkafka's default, what a producing service typically runs with; it
             # is part of the measured latency): with 1 ms the broker served ~5,000 produce
             # requests/s and took 60-90 % of a core of this two-core machine during the run.
-            prod = self.produce(topic, n, pct, rate=rate, linger=5)
+            # CPU per second of the run, next to the latency timeline below.
+            cpu_seconds, stop = [], threading.Event()
+
+            def sample():
+                a = self.cpu.snapshot(d.pid)
+                while not stop.wait(1.0):
+                    b = self.cpu.snapshot(d.pid)
+                    c = CpuSampler.diff(a, b)
+                    cpu_seconds.append([c.get("machine_busy", 0), c.get("pg", 0),
+                                        c.get("kafka", 0), c.get("daemon", 0)])
+                    a = b
+
+            sampler = threading.Thread(target=sample, daemon=True)
+            sampler.start()
+            try:
+                prod = self.produce(topic, n, pct, rate=rate, linger=5)
+            finally:
+                stop.set()
+                sampler.join()
             cpu = CpuSampler.diff(before, self.cpu.snapshot(d.pid))
+            log("steady cpu per second (machine busy, pg, kafka, daemon; % of one core): " +
+                ", ".join(f"{i}: {c[0]:.0f} {c[1]:.0f} {c[2]:.0f} {c[3]:.0f}"
+                          for i, c in enumerate(cpu_seconds)))
             # Give the daemon a bounded time to catch up: handled everything, started every row.
             deadline = time.monotonic() + self.args.steady_drain
             while time.monotonic() < deadline:
@@ -665,6 +749,11 @@ CREATE TRIGGER bench_capture_xid AFTER INSERT ON workflow_executions
             m = d.metrics()
             handled = metric(m, "workflowd_events_matched_total") + metric(
                 m, "workflowd_events_unmatched_total")
+            # Where the time goes: the broker's share (record timestamp -> poll) and the
+            # pipeline's (poll -> committed), as the daemon's own histograms saw it.
+            age = histogram_share(histogram(m, "workflowd_event_age_at_poll_seconds"))
+            batch = histogram_share(histogram(m, "workflowd_batch_duration_seconds"))
+            log(f"steady {pct}%: event age at poll: {age}; batch duration: {batch}")
         finally:
             d.stop()
         # Rows not committed / not started when the drain time ran out count with the time of this
@@ -692,6 +781,19 @@ FROM (SELECT {expr} AS ms FROM workflow_executions e
         started_all = q(started_ms)
         not_started = int(psql_value(self.dsn, "SELECT count(*) FROM workflow_executions WHERE "
                                                "started_at IS NULL"))
+        # Per second of production: rows, p99 commit latency, p99 start latency. Shows whether a
+        # tail is spread over the run or sits in a few seconds (a stall somewhere).
+        timeline = [[int(r[0]), int(r[1]), round(float(r[2] or 0), 1), round(float(r[3] or 0), 1)]
+                    for r in psql(self.dsn, f"""
+SELECT s, count(*), percentile_cont(0.99) WITHIN GROUP (ORDER BY c),
+       percentile_cont(0.99) WITHIN GROUP (ORDER BY st)
+FROM (SELECT floor(({produced} - (SELECT min((trigger_event->'data'->>'produced_at_ns')::numeric)
+                    / 1e6 FROM workflow_executions)) / 1000) AS s, {commit_ms} AS c,
+             {started_ms} AS st
+      FROM workflow_executions e LEFT JOIN bench_row_xid x ON x.id = e.id) t
+GROUP BY s ORDER BY s""")]
+        log("steady timeline (second: rows, p99 commit ms, p99 start ms): " +
+            ", ".join(f"{t[0]}: {t[1]} {t[2]:.0f} {t[3]:.0f}" for t in timeline))
         psql(self.dsn, "DROP TRIGGER bench_capture_xid ON workflow_executions; "
                        "DROP FUNCTION bench_capture_xid(); DROP TABLE bench_row_xid")
         conv = lambda r: {"n": int(r[0]), "p50_ms": float(r[1] or 0), "p99_ms": float(r[2] or 0),
@@ -700,7 +802,9 @@ FROM (SELECT {expr} AS ms FROM workflow_executions e
                "events": n, "handled": handled, "not_started": not_started,
                "warmup_s": self.args.steady_warmup, "commit": conv(commit),
                "created": conv(created), "started": conv(started),
-               "commit_all": conv(commit_all), "started_all": conv(started_all)}
+               "commit_all": conv(commit_all), "started_all": conv(started_all),
+               "timeline": timeline, "age_at_poll": age, "batch_duration": batch,
+               "cpu_per_second": cpu_seconds, "settled_after_s": waited}
         log(f"steady {pct}%: commit {res['commit']}, started {res['started']}, "
             f"not started {not_started}, handled {handled:.0f}/{n}")
         return res
@@ -897,6 +1001,9 @@ def main():
                     help="comma-separated match rates, one steady run each")
     ap.add_argument("--steady-warmup", type=float, default=2,
                     help="seconds at the start of a steady run left out of its latency figures")
+    ap.add_argument("--steady-broker-warmup", type=float, default=20,
+                    help="seconds of the steady stream run through the broker, unmeasured, "
+                         "before the latency runs (0: none)")
     ap.add_argument("--steady-drain", type=float, default=20,
                     help="seconds the daemon gets to catch up after a steady run")
     ap.add_argument("--large-definitions", type=int, default=100000)
