@@ -7,8 +7,9 @@
 namespace workflowd::daemon {
 
 BackgroundWorker::BackgroundWorker(std::string name, std::function<bool()> round,
-                                   std::chrono::milliseconds idle)
-    : name_(std::move(name)), round_(std::move(round)), idle_(idle) {}
+                                   std::chrono::milliseconds idle,
+                                   std::chrono::milliseconds wake_gap)
+    : name_(std::move(name)), round_(std::move(round)), idle_(idle), wake_gap_(wake_gap) {}
 
 BackgroundWorker::~BackgroundWorker() { Stop(); }
 
@@ -34,19 +35,26 @@ void BackgroundWorker::Wake() {
 }
 
 void BackgroundWorker::Loop() {
-  // Waits `d`, or less when stopped or (idle waits only) woken.
-  auto wait = [this](std::chrono::milliseconds d, bool wakeable = false) {
+  // Waits `d`, or less when stopped or (idle waits only) woken; a woken wait still lasts until
+  // `not_before`.
+  using Clock = std::chrono::steady_clock;
+  auto wait = [this](std::chrono::milliseconds d, bool wakeable = false,
+                     Clock::time_point not_before = {}) {
     std::unique_lock lock(mu_);
     cv_.wait_for(lock, d, [&] { return stop_.load() || (wakeable && woken_); });
-    if (wakeable) woken_ = false;
+    if (wakeable && woken_) {
+      woken_ = false;
+      cv_.wait_until(lock, not_before, [&] { return stop_.load(); });
+    }
   };
   std::chrono::milliseconds backoff{100};
   while (!stop_) {
     try {
+      auto started = Clock::now();
       bool more = round_();
       if (!healthy_.exchange(true)) spdlog::info("{}: database is back", name_);
       backoff = std::chrono::milliseconds(100);
-      if (!more) wait(idle_, true);
+      if (!more) wait(idle_, true, started + wake_gap_);
     } catch (const store::StoreError& e) {
       if (healthy_.exchange(false))
         spdlog::error("{}: paused, database unavailable: {}", name_, e.what());

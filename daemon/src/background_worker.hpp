@@ -16,8 +16,10 @@ namespace workflowd::daemon {
 class BackgroundWorker {
  public:
   // `round` returns true when more work is waiting (a full batch: run again at once), false when
-  // it took all there was to take.
-  BackgroundWorker(std::string name, std::function<bool()> round, std::chrono::milliseconds idle);
+  // it took all there was to take. A round started by Wake() starts no sooner than `wake_gap`
+  // after the previous round started: wakes arriving faster are gathered into one round.
+  BackgroundWorker(std::string name, std::function<bool()> round, std::chrono::milliseconds idle,
+                   std::chrono::milliseconds wake_gap = std::chrono::milliseconds(0));
   ~BackgroundWorker();
 
   void Start();
@@ -33,6 +35,7 @@ class BackgroundWorker {
   std::string name_;
   std::function<bool()> round_;
   std::chrono::milliseconds idle_;
+  std::chrono::milliseconds wake_gap_;
   std::atomic<bool> stop_{false};
   std::mutex mu_;
   std::condition_variable cv_;

@@ -24,6 +24,12 @@
 namespace workflowd::daemon {
 namespace {
 
+// A dispatch loop woken by new executions starts its next lease no sooner than this after its
+// previous one: at a steady stream the event pipeline commits a small batch every few
+// milliseconds, and a lease per commit (each walking the tenant x environment scopes) was
+// PostgreSQL's largest cost; gathered, one lease takes the rows of several commits.
+constexpr std::chrono::milliseconds kDispatchWakeGap{10};
+
 consumers::DecoderConfig DecoderFrom(const KafkaConfig& k) {
   consumers::DecoderConfig d;
   d.mode = k.format == "cloudevents" ? consumers::DecoderConfig::Mode::kCloudEvents
@@ -236,7 +242,7 @@ int RunDaemon(const Config& config) {
           dispatcher->RunOnce();
           return dispatcher->MoreDue();
         },
-        config.dispatch.idle_interval);
+        config.dispatch.idle_interval, kDispatchWakeGap);
     dispatch_workers.push_back(loop->worker.get());
     dispatch_loops.push_back(std::move(loop));
   }

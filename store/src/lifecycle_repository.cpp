@@ -175,24 +175,33 @@ std::vector<ExecutionRecord> LifecycleRepository::LeasePending(const std::string
     // rows from the same index, an equal share of the batch each (ceil(limit / scopes), at most
     // per_scope_limit), skipping rows other dispatchers hold (SKIP LOCKED: replicas and loops
     // lease disjoint rows concurrently); `picked` orders them round-robin by rank within their
-    // scope, oldest first. A round may lease fewer than `limit` rows when scopes are uneven; the
-    // dispatcher then runs the next round at once. Cost: O(scopes + batch), whatever the backlog.
+    // scope, oldest first. A round may lease fewer than `limit` rows when scopes are uneven; `more`
+    // then says whether a scope gave its whole share (the dispatcher runs the next round at once).
+    // Cost: O(scopes + batch), whatever the backlog.
+    // Each walk probe returns the first entry it found alive in its scope, and `cand` starts that
+    // scope's scan there: both would otherwise step over the same entries of rows dispatched
+    // since the last vacuum (they sort first in their scope: oldest), which was most of a round's
+    // cost under a backlog.
     std::string sql =
         "WITH RECURSIVE scopes AS ("
-        "(SELECT tenant_id, environment_id FROM workflow_executions WHERE status = 'pending' "
-        "ORDER BY tenant_id, environment_id LIMIT 1) "
+        "(SELECT tenant_id, environment_id, next_attempt_at, created_at FROM workflow_executions "
+        "WHERE status = 'pending' ORDER BY tenant_id, environment_id, next_attempt_at, created_at "
+        "LIMIT 1) "
         "UNION ALL "
-        "SELECT n.tenant_id, n.environment_id FROM scopes s CROSS JOIN LATERAL ("
-        "SELECT tenant_id, environment_id FROM workflow_executions WHERE status = 'pending' "
+        "SELECT n.tenant_id, n.environment_id, n.next_attempt_at, n.created_at FROM scopes s "
+        "CROSS JOIN LATERAL (SELECT tenant_id, environment_id, next_attempt_at, created_at "
+        "FROM workflow_executions WHERE status = 'pending' "
         "AND (tenant_id, environment_id) > (s.tenant_id, s.environment_id) "
-        "ORDER BY tenant_id, environment_id LIMIT 1) n), "
+        "ORDER BY tenant_id, environment_id, next_attempt_at, created_at LIMIT 1) n), "
         "share AS (SELECT least($3::bigint, ($4::bigint + count(*) - 1) / greatest(count(*), 1)) "
         "AS n FROM scopes), "
         "cand AS (SELECT c.id, c.next_attempt_at, c.created_at, row_number() OVER (PARTITION BY "
         "s.tenant_id, s.environment_id ORDER BY c.next_attempt_at, c.created_at) AS rank "
         "FROM scopes s CROSS JOIN LATERAL (SELECT id, next_attempt_at, created_at "
         "FROM workflow_executions WHERE status = 'pending' AND tenant_id = s.tenant_id "
-        "AND environment_id = s.environment_id AND next_attempt_at <= $1::timestamptz "
+        "AND environment_id = s.environment_id AND (tenant_id, environment_id, next_attempt_at, "
+        "created_at) >= (s.tenant_id, s.environment_id, s.next_attempt_at, s.created_at) "
+        "AND next_attempt_at <= $1::timestamptz "
         "AND (lease_expires_at IS NULL OR lease_expires_at <= $1::timestamptz) "
         "ORDER BY next_attempt_at, created_at LIMIT (SELECT n FROM share) "
         "FOR UPDATE SKIP LOCKED) c), "

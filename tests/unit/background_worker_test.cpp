@@ -7,6 +7,7 @@
 #include <atomic>
 #include <chrono>
 #include <thread>
+#include <vector>
 
 namespace workflowd::daemon {
 namespace {
@@ -82,6 +83,28 @@ TEST(BackgroundWorker, ARoundThatLeavesWorkRunsAgainAtOnce) {
   EXPECT_EQ(rounds.load(), 3);  // the third took all there was: idle until woken
   worker.Wake();
   ASSERT_TRUE(ReachesRounds(rounds, 4, 30s));
+  worker.Stop();
+}
+
+TEST(BackgroundWorker, WakesFasterThanTheGapAreGatheredIntoOneRound) {
+  std::atomic<int> rounds{0};
+  std::vector<std::chrono::steady_clock::time_point> starts(3);
+  BackgroundWorker worker(
+      "test",
+      [&] {
+        int i = rounds.load();
+        if (i < 3) starts[static_cast<size_t>(i)] = std::chrono::steady_clock::now();
+        ++rounds;
+        return false;
+      },
+      1h, 200ms);
+  worker.Start();
+  ASSERT_TRUE(ReachesRounds(rounds, 1, 30s));
+  for (int i = 0; i < 5; ++i) worker.Wake();  // five wakes at once: one round
+  ASSERT_TRUE(ReachesRounds(rounds, 2, 30s));
+  EXPECT_GE(starts[1] - starts[0], 200ms);  // not before the gap
+  std::this_thread::sleep_for(50ms);
+  EXPECT_EQ(rounds.load(), 2);
   worker.Stop();
 }
 
