@@ -29,8 +29,8 @@ struct EventPipelineOptions {
   std::chrono::milliseconds batch_timeout{100};
   std::chrono::milliseconds dead_letter_timeout{10000};
   std::chrono::milliseconds max_backoff{5000};
-  // Called (on the writing thread) each time new executions were committed: the daemon wakes its
-  // idle dispatch loops, so a start does not wait for their idle interval.
+  // Called (on the writing thread) each time new executions were committed: the daemon wakes one
+  // of its dispatch loops, so a start does not wait for their idle interval.
   std::function<void()> on_committed;
 };
 
