@@ -50,15 +50,26 @@ bool LooksLikeJson(std::string_view text, std::string_view source_name) {
 // Definitions are stored and served as JSON text, which must be UTF-8; a file in another encoding
 // (Latin-1, UTF-16) is a problem at its first ill-formed byte. The problem gives the position
 // only: the bytes themselves would make the report invalid UTF-8 too.
+// A NUL character is a problem too: YAML does not allow it (it is not in YAML's printable set),
+// a JSON text cannot hold it unescaped, and yaml-cpp turned one inside a key into an ill-formed
+// byte that then reached the stored definition (found by the definition fuzzer).
 bool CheckUtf8(std::string_view text, FieldErrors& errors) {
   size_t line = 1;
   size_t column = 1;  // in characters
   for (size_t i = 0; i < text.size();) {
     const size_t len = Utf8SequenceLength(text, i);
+    const auto where = [&] {
+      return "at line " + std::to_string(line) + ", column " + std::to_string(column) +
+             " (byte offset " + std::to_string(i) + ")";
+    };
     if (len == 0) {
-      errors.Add("", "not valid UTF-8 at line " + std::to_string(line) + ", column " +
-                         std::to_string(column) + " (byte offset " + std::to_string(i) +
-                         "); the file must be UTF-8");
+      errors.Add("", "not valid UTF-8 " + where() + "; the file must be UTF-8");
+      return false;
+    }
+    if (text[i] == '\0') {
+      errors.Add("", "NUL character " + where() +
+                         "; YAML and JSON files cannot contain one (write \\u0000 in a JSON "
+                         "string)");
       return false;
     }
     if (text[i] == '\n') {
@@ -229,6 +240,10 @@ class YamlConverter {
             continue;
           }
           const std::string& name = key.Scalar();
+          if (!IsValidUtf8(name)) {  // defense in depth: the input was checked (CheckUtf8)
+            errors_.Add(path, At(key) + "a mapping key is not valid UTF-8 after YAML decoding");
+            continue;
+          }
           const std::string child_path = matching::JoinFieldPath(path, name);
           if (out.contains(name)) {
             errors_.Add(child_path, At(key) + "duplicate key " + json(name).dump());
@@ -253,6 +268,10 @@ class YamlConverter {
   json Scalar(const YAML::Node& node, const std::string& path) {
     const std::string& tag = node.Tag();
     const std::string& value = node.Scalar();
+    if (!IsValidUtf8(value)) {  // defense in depth: the input was checked (CheckUtf8)
+      errors_.Add(path, At(node) + "a value is not valid UTF-8 after YAML decoding");
+      return nullptr;
+    }
     // "!" marks a non-plain (quoted, literal or folded) scalar: always a string.
     if (tag == "!" || tag == "tag:yaml.org,2002:str") return value;
     const bool plain = tag == "?" || tag.empty();

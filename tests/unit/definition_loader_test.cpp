@@ -254,6 +254,21 @@ TEST(DefinitionFiles, ParserMessagesGivePositionsNotInputBytes) {
   EXPECT_EQ(number.items()[0].message, "invalid JSON: a number is out of range");
 }
 
+TEST(DefinitionFiles, ANulCharacterIsAProblem) {
+  // yaml-cpp turned a NUL inside a key into an ill-formed byte that reached the stored definition
+  // (found by the definition fuzzer); YAML does not allow NUL at all.
+  const std::string yaml =
+      std::string(kMinimalYaml) + "x:\n  plans" + std::string(1, '\0') + "_id: plan_starter\n";
+  const size_t at = yaml.find('\0');
+  EXPECT_EQ(LoadError(yaml, "nul.yaml"),
+            "nul.yaml: 1 problem: NUL character at line 9, column 8 (byte offset " +
+                std::to_string(at) +
+                "); YAML and JSON files cannot contain one (write \\u0000 in a JSON string)");
+  EXPECT_NE(
+      LoadError("{\"name\": \"a" + std::string(1, '\0') + "\"}", "nul.json").find("NUL character"),
+      std::string::npos);
+}
+
 TEST(DefinitionFiles, FilesMustBeUtf8) {
   // A Latin-1 "Café" used to pass validation and fail only when the definition was stored.
   const std::string latin1 = std::string(kMinimalYaml) + "description: Caf\xE9 (Latin-1)\n";
