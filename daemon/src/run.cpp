@@ -193,9 +193,8 @@ int RunDaemon(const Config& config) {
   lifecycle::WorkflowCatalog catalog(manager);
   // dispatch.workers dispatcher loops and poll.workers poller loops, each with its own
   // connection: one loop waits on PostgreSQL most of the time, so several overlap their rounds.
-  // SKIP LOCKED keeps them apart like separate replicas; each has its own lease owner
-  // (instance_id, then instance_id/dispatch-2, instance_id/poll-2, ...), so the fencing by owner
-  // holds between them too.
+  // Each round holds its rows locked (SKIP LOCKED), which keeps loops apart like separate
+  // replicas.
   struct DispatchLoop {
     explicit DispatchLoop(const Config& c) : db(c.database.url, c.database.connect_timeout) {}
     store::Database db;
@@ -209,17 +208,12 @@ int RunDaemon(const Config& config) {
     std::unique_ptr<lifecycle::StatusPoller> poller;
     std::unique_ptr<BackgroundWorker> worker;
   };
-  auto owner_of = [&](const char* kind, size_t i) {
-    return i == 0 ? config.instance_id
-                  : config.instance_id + "/" + kind + "-" + std::to_string(i + 1);
-  };
   std::vector<std::unique_ptr<DispatchLoop>> dispatch_loops;
   std::vector<std::unique_ptr<PollLoop>> poll_loops;
   auto next_sample = std::chrono::steady_clock::now();
   for (size_t i = 0; i < std::max<size_t>(1, config.dispatch.workers); ++i) {
     auto loop = std::make_unique<DispatchLoop>(config);
     lifecycle::DispatcherOptions dopts;
-    dopts.owner = owner_of("dispatch", i);
     dopts.lease = config.dispatch.lease;
     dopts.batch_size = config.dispatch.batch_size;
     dopts.per_scope_limit = config.dispatch.per_scope_limit;
@@ -249,7 +243,6 @@ int RunDaemon(const Config& config) {
   for (size_t i = 0; i < std::max<size_t>(1, config.poll.workers); ++i) {
     auto loop = std::make_unique<PollLoop>(config);
     lifecycle::PollerOptions popts;
-    popts.owner = owner_of("poll", i);
     popts.lease = config.dispatch.lease;
     popts.batch_size = config.poll.batch_size;
     popts.max_in_flight = config.poll.max_in_flight;
@@ -381,15 +374,7 @@ int RunDaemon(const Config& config) {
   worker.join();
   for (auto& l : dispatch_loops) l->worker->Stop();
   for (auto& l : poll_loops) l->worker->Stop();
-  try {
-    // Hand our leases back so another replica can take over at once.
-    store::LifecycleRepository leases(dispatch_loops.front()->db);
-    for (size_t i = 0; i < dispatch_loops.size(); ++i)
-      leases.ReleaseLeases(owner_of("dispatch", i));
-    for (size_t i = 1; i < poll_loops.size(); ++i) leases.ReleaseLeases(owner_of("poll", i));
-  } catch (const store::StoreError& e) {
-    spdlog::warn("could not release leases (they expire by themselves): {}", e.what());
-  }
+  // Stopped loops have finished their rounds: no row is held any more.
   source.Close();
   refresher.Stop();
   if (admin) admin->Stop();

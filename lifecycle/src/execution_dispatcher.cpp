@@ -17,7 +17,8 @@ ExecutionDispatcher::ExecutionDispatcher(DispatcherOptions options, store::Datab
     : options_(std::move(options)),
       db_(db),
       executions_(db),
-      definitions_(db),
+      definitions_db_(db.dsn()),
+      definitions_(definitions_db_),
       manager_(manager),
       catalog_(catalog),
       metrics_(metrics),
@@ -25,9 +26,15 @@ ExecutionDispatcher::ExecutionDispatcher(DispatcherOptions options, store::Datab
       jitter_(std::move(jitter)),
       pool_(std::max<size_t>(1, options_.max_in_flight)) {}
 
-store::DispatchOutcome ExecutionDispatcher::Start(const store::ExecutionRecord& e) {
+store::DispatchOutcome ExecutionDispatcher::Start(const store::ExecutionRecord& e,
+                                                  const Context& round) {
   store::DispatchOutcome out;
   out.id = e.id;
+  if (round.Done()) {
+    // The round's time is up: the row is left as it was, due for the next round.
+    out.kind = store::DispatchOutcome::Kind::kNotAttempted;
+    return out;
+  }
   auto& in_flight = metrics_.in_flight.WithLabels({e.tenant_id, e.environment_id});
   in_flight.Inc();
   auto ctx = Context::Background().WithTimeout(options_.call_timeout);
@@ -81,12 +88,21 @@ store::DispatchOutcome ExecutionDispatcher::Start(const store::ExecutionRecord& 
 }
 
 size_t ExecutionDispatcher::RunOnce() {
-  auto leased = executions_.LeasePending(options_.owner, clock_.Now(), options_.lease,
-                                         options_.batch_size, options_.per_scope_limit, &more_due_);
-  if (leased.empty()) return 0;
-  std::vector<store::DispatchOutcome> outcomes(leased.size());
-  pool_.ParallelFor(leased.size(), [&](size_t i) { outcomes[i] = Start(leased[i]); });
-  executions_.RecordDispatch(options_.owner, outcomes);
+  // Provider calls begin only while one begun now still ends within the round's hold (the lease):
+  // the config keeps the lease at least twice the call timeout.
+  auto round_ctx = Context::Background().WithTimeout(
+      std::max(options_.lease - options_.call_timeout, options_.lease / 2));
+  auto round = executions_.RunDispatchRound(
+      clock_.Now(), options_.lease, options_.batch_size, options_.per_scope_limit,
+      [&](const std::vector<store::ExecutionRecord>& executions) {
+        std::vector<store::DispatchOutcome> outcomes(executions.size());
+        pool_.ParallelFor(executions.size(),
+                          [&](size_t i) { outcomes[i] = Start(executions[i], round_ctx); });
+        return outcomes;
+      });
+  more_due_ = round.more;
+  const auto& leased = round.executions;
+  const auto& outcomes = round.outcomes;
   for (size_t i = 0; i < leased.size(); ++i) {
     const auto& e = leased[i];
     const auto& o = outcomes[i];
@@ -107,6 +123,9 @@ size_t ExecutionDispatcher::RunOnce() {
             "execution start will be retried: tenant={} environment={} execution_id={} "
             "attempt={} error={}",
             e.tenant_id, e.environment_id, e.id, e.start_attempts, o.error.value("message", ""));
+        break;
+      case store::DispatchOutcome::Kind::kNotAttempted:
+        more_due_ = true;  // still due: the next round takes it at once
         break;
       case store::DispatchOutcome::Kind::kFailed:
         metrics_.dispatch_attempts.WithLabels({"failed"}).Inc();

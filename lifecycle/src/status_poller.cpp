@@ -16,14 +16,17 @@ StatusPoller::StatusPoller(PollerOptions options, store::Database& db,
                            LifecycleMetrics& metrics, const Clock& clock)
     : options_(std::move(options)),
       executions_(db),
-      definitions_(db),
+      definitions_db_(db.dsn()),
+      definitions_(definitions_db_),
       manager_(manager),
       catalog_(catalog),
       metrics_(metrics),
       clock_(clock),
       pool_(std::max<size_t>(1, options_.max_in_flight)) {}
 
-std::optional<store::PollOutcome> StatusPoller::Poll(const store::ExecutionRecord& e) {
+std::optional<store::PollOutcome> StatusPoller::Poll(const store::ExecutionRecord& e,
+                                                     const Context& round) {
+  if (round.Done()) return std::nullopt;  // the round's time is up: polled in the next one
   auto ctx = Context::Background().WithTimeout(options_.call_timeout);
   TimePoint now = clock_.Now();
   TimePoint started = e.started_at.value_or(e.created_at);
@@ -90,17 +93,27 @@ std::optional<store::PollOutcome> StatusPoller::Poll(const store::ExecutionRecor
 }
 
 size_t StatusPoller::RunOnce() {
-  auto leased =
-      executions_.LeaseDuePolls(options_.owner, clock_.Now(), options_.lease, options_.batch_size);
-  more_due_ = leased.size() >= options_.batch_size;
+  // Provider calls begin only while one begun now still ends within the round's hold (the lease).
+  auto round_ctx = Context::Background().WithTimeout(
+      std::max(options_.lease - options_.call_timeout, options_.lease / 2));
+  auto round = executions_.RunPollRound(
+      clock_.Now(), options_.lease, options_.batch_size,
+      [&](const std::vector<store::ExecutionRecord>& executions) {
+        std::vector<std::optional<store::PollOutcome>> polled(executions.size());
+        pool_.ParallelFor(executions.size(),
+                          [&](size_t i) { polled[i] = Poll(executions[i], round_ctx); });
+        std::vector<store::PollOutcome> outcomes;
+        for (auto& p : polled) {
+          if (p) outcomes.push_back(std::move(*p));
+        }
+        return outcomes;
+      });
+  const auto& leased = round.executions;
+  const auto& outcomes = round.outcomes;
+  const auto& transitions = round.transitions;
+  // A full batch, or polls left for the next round when this one ran out of time.
+  more_due_ = leased.size() >= options_.batch_size || outcomes.size() < leased.size();
   if (leased.empty()) return 0;
-  std::vector<std::optional<store::PollOutcome>> polled(leased.size());
-  pool_.ParallelFor(leased.size(), [&](size_t i) { polled[i] = Poll(leased[i]); });
-  std::vector<store::PollOutcome> outcomes;
-  for (auto& p : polled) {
-    if (p) outcomes.push_back(std::move(*p));
-  }
-  auto transitions = executions_.RecordPolls(options_.owner, outcomes);
   std::map<std::string, const store::ExecutionRecord*> by_id;
   for (const auto& e : leased) by_id[e.id] = &e;
   std::map<std::string, const store::PollOutcome*> outcome_by_id;

@@ -29,21 +29,26 @@ Json JsonOf(const pqxx::field& f) {
   return Json::parse(f.c_str());
 }
 
-std::string ColumnList(const char* trigger_event) {
+std::string ColumnList(const char* trigger_event, const char* start_attempts = "e.start_attempts") {
   return std::string(
              "e.id, e.tenant_id, e.environment_id, e.workflow_id, e.workflow_name, "
              "e.definition_version, e.provider, coalesce(e.provider_execution_id, ''), "
              "e.trigger_type, e.trigger_event_id, ") +
-         trigger_event +
-         ", e.status, e.attempt, coalesce(e.retry_of, ''), e.start_attempts, e.poll_count, "
-         "e.output, e.error, " +
-         Us("e.created_at") + ", " + Us("e.started_at") + ", " + Us("e.completed_at") + ", " +
-         Us("e.deadline_at") + ", " + Us("e.next_attempt_at") + ", " + Us("e.next_poll_at") +
-         ", e.history_count";
+         trigger_event + ", e.status, e.attempt, coalesce(e.retry_of, ''), " + start_attempts +
+         ", e.poll_count, e.output, e.error, " + Us("e.created_at") + ", " + Us("e.started_at") +
+         ", " + Us("e.completed_at") + ", " + Us("e.deadline_at") + ", " + Us("e.next_attempt_at") +
+         ", " + Us("e.next_poll_at") + ", e.history_count";
 }
 
 const std::string& Columns() {
   static const std::string kColumns = ColumnList("e.trigger_event");
+  return kColumns;
+}
+
+// What a dispatch round hands to the provider starts: start_attempts counts the attempt being made
+// (the round's outcome UPDATE stores it).
+const std::string& DispatchColumns() {
+  static const std::string kColumns = ColumnList("e.trigger_event", "e.start_attempts + 1");
   return kColumns;
 }
 
@@ -82,10 +87,6 @@ ExecutionRecord RecordOf(const pqxx::row& r) {
   e.next_poll_at = TimeOf(r[23]);
   e.history_count = r[24].as<int>();
   return e;
-}
-
-std::string IntervalMs(std::chrono::milliseconds d) {
-  return "interval '" + std::to_string(d.count()) + " milliseconds'";
 }
 
 std::string OptTs(pqxx::work& w, const std::optional<TimePoint>& t) {
@@ -161,27 +162,155 @@ std::string StatusIs(const char* status) {
   return std::string("CASE e.status WHEN '") + status + "' THEN true ELSE false END";
 }
 
+// A round holds its rows with row locks for as long as its provider calls take. PostgreSQL ends a
+// session that stays idle inside its transaction for longer than `hold`, which rolls the round back
+// and frees its rows for other loops and replicas: a replica that hangs (rather than dies, which
+// closes the connection) cannot hold rows for ever.
+std::string HoldFor(std::chrono::milliseconds hold) {
+  // 0 would turn the limit off.
+  return "SET LOCAL idle_in_transaction_session_timeout = " +
+         std::to_string(std::max<int64_t>(1, hold.count()));
+}
+
+// Records a dispatch round's outcomes with one statement (one round trip, one plan): the outcomes
+// travel as a VALUES list and each row takes the columns of its kind. Only rows still pending
+// change (the round holds them locked, so this only guards against a bug); the lease columns are
+// cleared for rows an earlier version's daemon had leased.
+size_t RecordDispatch(pqxx::work& w, const std::vector<DispatchOutcome>& outcomes) {
+  std::string values;
+  values.reserve(outcomes.size() * 200);
+  for (const auto& o : outcomes) {
+    if (o.kind == DispatchOutcome::Kind::kNotAttempted) continue;
+    const char* kind = o.kind == DispatchOutcome::Kind::kStarted ? "'started'"
+                       : o.kind == DispatchOutcome::Kind::kRetry ? "'retry'"
+                                                                 : "'failed'";
+    if (!values.empty()) values += ',';
+    values +=
+        '(' + w.quote(o.id) + ',' + kind + ',' +
+        (o.kind == DispatchOutcome::Kind::kStarted ? w.quote(o.provider_execution_id)
+                                                   : std::string("NULL")) +
+        ",'" + Ts(o.at) + "'::timestamptz,'" + Ts(o.next_at) + "'::timestamptz," +
+        OptTs(w, o.kind == DispatchOutcome::Kind::kStarted ? o.deadline_at : std::nullopt) +
+        "::timestamptz," +
+        (o.kind == DispatchOutcome::Kind::kStarted ? std::string("NULL") : OptJson(w, o.error)) +
+        "::jsonb)";
+  }
+  if (values.empty()) return 0;
+  return static_cast<size_t>(
+      w.exec("UPDATE workflow_executions e SET "
+             "status = CASE v.kind WHEN 'started' THEN 'running' WHEN 'failed' THEN 'failed' "
+             "ELSE e.status END, "
+             "provider_execution_id = CASE WHEN v.kind = 'started' THEN v.pid "
+             "ELSE e.provider_execution_id END, "
+             "started_at = CASE WHEN v.kind = 'started' THEN v.at ELSE e.started_at END, "
+             "next_poll_at = CASE WHEN v.kind = 'started' THEN v.next_at ELSE e.next_poll_at END, "
+             "deadline_at = CASE WHEN v.kind = 'started' THEN v.deadline ELSE e.deadline_at END, "
+             "completed_at = CASE WHEN v.kind = 'failed' THEN v.at ELSE e.completed_at END, "
+             "next_attempt_at = CASE WHEN v.kind = 'retry' THEN v.next_at END, "
+             "start_attempts = e.start_attempts + 1, error = v.error, lease_owner = NULL, "
+             "lease_expires_at = NULL, updated_at = v.at "
+             "FROM (VALUES " +
+             values +
+             ") AS v(id, kind, pid, at, next_at, deadline, error) "
+             "WHERE e.id = v.id AND " +
+             StatusIs("pending"))
+          .affected_rows());
+}
+
+// Records a poll round's outcomes: one UPDATE for the whole round (terminal is terminal: only rows
+// still running change), then one upsert of each execution's steps and one INSERT of history
+// chunks, for exactly the rows that were updated: three round trips per round, one row each.
+// Returns the ids whose status changed, with their new status.
+std::vector<std::pair<std::string, std::string>> RecordPolls(
+    pqxx::work& w, const std::vector<PollOutcome>& outcomes) {
+  std::vector<std::pair<std::string, std::string>> transitions;
+  if (outcomes.empty()) return transitions;
+  std::string values;
+  for (const auto& o : outcomes) {
+    bool terminal = o.status == "succeeded" || o.status == "failed" || o.status == "timed_out" ||
+                    o.status == "cancelled";
+    if (!values.empty()) values += ',';
+    values += "(" + w.quote(o.id) + "," + w.quote(o.status) + "," + OptJson(w, o.output) + "," +
+              OptJson(w, o.error) + "," +
+              (o.completed_at ? w.quote(Ts(*o.completed_at)) + "::timestamptz"
+                              : std::string("NULL::timestamptz")) +
+              "," +
+              (terminal ? std::string("NULL::timestamptz")
+                        : w.quote(Ts(o.next_poll_at)) + "::timestamptz") +
+              "," + std::to_string(o.history_count) + ")";
+  }
+  auto r = w.exec(
+      "UPDATE workflow_executions e SET status = v.status, output = v.output::jsonb, error = "
+      "v.error::jsonb, completed_at = v.completed_at, next_poll_at = v.next_poll_at, "
+      "poll_count = e.poll_count + 1, history_count = greatest(e.history_count, "
+      "v.history_count), lease_owner = NULL, lease_expires_at = NULL, updated_at = now() "
+      "FROM (VALUES " +
+      values +
+      ") AS v(id, status, output, error, completed_at, next_poll_at, history_count) "
+      "WHERE e.id = v.id AND " +
+      StatusIs("running") + " RETURNING e.id, e.tenant_id, e.environment_id");
+  std::unordered_map<std::string, std::pair<std::string, std::string>> scope;
+  for (const auto& row : r) {
+    scope[row[0].as<std::string>()] = {row[1].as<std::string>(), row[2].as<std::string>()};
+  }
+  std::string steps, chunks;
+  for (const auto& o : outcomes) {
+    auto it = scope.find(o.id);
+    if (it == scope.end()) continue;
+    const auto& [tenant, env] = it->second;
+    if (o.status != "running") transitions.emplace_back(o.id, o.status);
+    if (!o.steps.empty()) {
+      if (!steps.empty()) steps += ',';
+      steps += "(" + w.quote(o.id) + "," + w.quote(tenant) + "," + w.quote(env) + "," +
+               w.quote(StepsDocument(o.steps)) + "::jsonb)";
+    }
+    if (!o.history.empty()) {
+      if (!chunks.empty()) chunks += ',';
+      chunks += "(" + w.quote(o.id) + "," + std::to_string(o.history.front().seq) + "," +
+                w.quote(tenant) + "," + w.quote(env) + "," + w.quote(EventsDocument(o.history)) +
+                "::jsonb)";
+    }
+  }
+  if (!steps.empty()) {
+    // One row per execution holding all its steps, rewritten only when they changed.
+    w.exec("INSERT INTO execution_steps (execution_id, tenant_id, environment_id, steps) VALUES " +
+           steps +
+           " ON CONFLICT (execution_id) DO UPDATE SET steps = EXCLUDED.steps, updated_at = now() "
+           "WHERE execution_steps.steps IS DISTINCT FROM EXCLUDED.steps");
+  }
+  if (!chunks.empty()) {
+    // One chunk per execution and poll; its events are new by history_count, which this
+    // transaction advanced while holding the row (the key still refuses a chunk twice).
+    w.exec(
+        "INSERT INTO execution_history_chunks (execution_id, first_seq, tenant_id, "
+        "environment_id, events) VALUES " +
+        chunks + " ON CONFLICT (execution_id, first_seq) DO NOTHING");
+  }
+  return transitions;
+}
+
 }  // namespace
 
-std::vector<ExecutionRecord> LifecycleRepository::LeasePending(const std::string& owner,
-                                                               TimePoint now,
-                                                               std::chrono::milliseconds lease,
-                                                               size_t limit, size_t per_scope_limit,
-                                                               bool* more) {
-  return db_.impl().Transact("lease pending executions", [&](pqxx::work& w) {
+DispatchRound LifecycleRepository::RunDispatchRound(TimePoint now, std::chrono::milliseconds hold,
+                                                    size_t limit, size_t per_scope_limit,
+                                                    const StartFn& start) {
+  return db_.impl().Transact("dispatch round", [&](pqxx::work& w) {
+    w.exec(HoldFor(hold));
     // Fair share without ranking every pending row: `scopes` walks the dispatch index (tenant,
     // environment, next_attempt_at, created_at) WHERE pending, one probe per tenant x environment
     // that has pending rows (a loose index scan); `cand` takes and locks each scope's oldest due
     // rows from the same index, an equal share of the batch each (ceil(limit / scopes), at most
-    // per_scope_limit), skipping rows other dispatchers hold (SKIP LOCKED: replicas and loops
-    // lease disjoint rows concurrently); `picked` orders them round-robin by rank within their
-    // scope, oldest first. A round may lease fewer than `limit` rows when scopes are uneven; `more`
-    // then says whether a scope gave its whole share (the dispatcher runs the next round at once).
+    // per_scope_limit), skipping rows other rounds hold (SKIP LOCKED: replicas and loops take
+    // disjoint rows concurrently); `picked` orders them round-robin by rank within their scope,
+    // oldest first. A round may take fewer than `limit` rows when scopes are uneven; `more` then
+    // says whether a scope gave its whole share (the dispatcher runs the next round at once).
     // Cost: O(scopes + batch), whatever the backlog.
     // Each walk probe returns the first entry it found alive in its scope, and `cand` starts that
     // scope's scan there: both would otherwise step over the same entries of rows dispatched
     // since the last vacuum (they sort first in their scope: oldest), which was most of a round's
-    // cost under a backlog.
+    // cost under a backlog. The picked rows are read back by their row address (ctid: a row this
+    // transaction holds locked cannot move), without a second index probe.
+    // Rows leased by an earlier version's daemon (lease_expires_at in the future) are skipped.
     std::string sql =
         "WITH RECURSIVE scopes AS ("
         "(SELECT tenant_id, environment_id, next_attempt_at, created_at FROM workflow_executions "
@@ -193,187 +322,65 @@ std::vector<ExecutionRecord> LifecycleRepository::LeasePending(const std::string
         "FROM workflow_executions WHERE status = 'pending' "
         "AND (tenant_id, environment_id) > (s.tenant_id, s.environment_id) "
         "ORDER BY tenant_id, environment_id, next_attempt_at, created_at LIMIT 1) n), "
-        "share AS (SELECT least($3::bigint, ($4::bigint + count(*) - 1) / greatest(count(*), 1)) "
+        "share AS (SELECT least($2::bigint, ($3::bigint + count(*) - 1) / greatest(count(*), 1)) "
         "AS n FROM scopes), "
-        "cand AS (SELECT c.id, c.next_attempt_at, c.created_at, row_number() OVER (PARTITION BY "
-        "s.tenant_id, s.environment_id ORDER BY c.next_attempt_at, c.created_at) AS rank "
-        "FROM scopes s CROSS JOIN LATERAL (SELECT id, next_attempt_at, created_at "
-        "FROM workflow_executions WHERE status = 'pending' AND tenant_id = s.tenant_id "
+        "cand AS (SELECT c.row_ctid, c.next_attempt_at, c.created_at, row_number() OVER "
+        "(PARTITION BY s.tenant_id, s.environment_id ORDER BY c.next_attempt_at, c.created_at) "
+        "AS rank FROM scopes s CROSS JOIN LATERAL (SELECT ctid AS row_ctid, next_attempt_at, "
+        "created_at FROM workflow_executions WHERE status = 'pending' AND tenant_id = s.tenant_id "
         "AND environment_id = s.environment_id AND (tenant_id, environment_id, next_attempt_at, "
         "created_at) >= (s.tenant_id, s.environment_id, s.next_attempt_at, s.created_at) "
         "AND next_attempt_at <= $1::timestamptz "
         "AND (lease_expires_at IS NULL OR lease_expires_at <= $1::timestamptz) "
         "ORDER BY next_attempt_at, created_at LIMIT (SELECT n FROM share) "
         "FOR UPDATE SKIP LOCKED) c), "
-        "picked AS (SELECT id, rank >= (SELECT n FROM share) AS at_share FROM cand "
-        "ORDER BY rank, next_attempt_at, created_at LIMIT $4::bigint) "
-        "UPDATE workflow_executions e SET lease_owner = $2, lease_expires_at = $1::timestamptz + " +
-        IntervalMs(lease) +
-        ", start_attempts = e.start_attempts + 1, updated_at = $1::timestamptz "
-        "FROM picked WHERE e.id = picked.id RETURNING " +
-        Columns() + ", picked.at_share";
-    std::vector<ExecutionRecord> out;
+        "picked AS (SELECT row_ctid, rank >= (SELECT n FROM share) AS at_share FROM cand "
+        "ORDER BY rank, next_attempt_at, created_at LIMIT $3::bigint) "
+        "SELECT " +
+        DispatchColumns() +
+        ", picked.at_share FROM picked JOIN workflow_executions e ON e.ctid = picked.row_ctid";
+    DispatchRound round;
     bool at_share = false;
-    for (const auto& row : w.exec_params(sql, Ts(now), owner, static_cast<int64_t>(per_scope_limit),
+    for (const auto& row : w.exec_params(sql, Ts(now), static_cast<int64_t>(per_scope_limit),
                                          static_cast<int64_t>(limit))) {
-      out.push_back(RecordOf(row));
+      round.executions.push_back(RecordOf(row));
       at_share = at_share || row[25].as<bool>();
     }
-    if (more != nullptr) *more = at_share || out.size() >= limit;
-    return out;
+    round.more = at_share || round.executions.size() >= limit;
+    if (round.executions.empty()) return round;
+    round.outcomes = start(round.executions);
+    if (round.outcomes.size() != round.executions.size()) {
+      throw StoreError("dispatch round: " + std::to_string(round.outcomes.size()) +
+                           " outcomes for " + std::to_string(round.executions.size()) +
+                           " executions",
+                       false);
+    }
+    RecordDispatch(w, round.outcomes);
+    return round;
   });
 }
 
-std::vector<ExecutionRecord> LifecycleRepository::LeaseDuePolls(const std::string& owner,
-                                                                TimePoint now,
-                                                                std::chrono::milliseconds lease,
-                                                                size_t limit) {
-  return db_.impl().Transact("lease due polls", [&](pqxx::work& w) {
+PollRound LifecycleRepository::RunPollRound(TimePoint now, std::chrono::milliseconds hold,
+                                            size_t limit, const PollFn& poll) {
+  return db_.impl().Transact("poll round", [&](pqxx::work& w) {
     // The due rows are taken along the poll index in next_poll_at order, stopping after `limit`.
     // Estimating few due rows (statistics from a quiet moment), the planner preferred a bitmap
     // scan of every due row and a sort: O(due rows) per round, 1,000-2,600 heap pages for 200 rows
     // in the lifecycle benchmark, and worse the larger the backlog.
-    w.exec("SET LOCAL enable_bitmapscan = off");
-    std::string sql =
-        "WITH picked AS (SELECT id FROM workflow_executions WHERE status = 'running' AND "
-        "next_poll_at <= $1::timestamptz AND (lease_expires_at IS NULL OR lease_expires_at <= "
-        "$1::timestamptz) ORDER BY next_poll_at LIMIT $3 FOR UPDATE SKIP LOCKED) "
-        "UPDATE workflow_executions e SET lease_owner = $2, lease_expires_at = $1::timestamptz + " +
-        IntervalMs(lease) + " FROM picked WHERE e.id = picked.id RETURNING " + PollColumns();
-    std::vector<ExecutionRecord> out;
-    for (const auto& row : w.exec_params(sql, Ts(now), owner, static_cast<int64_t>(limit))) {
-      out.push_back(RecordOf(row));
+    w.exec("SET LOCAL enable_bitmapscan = off; " + HoldFor(hold));
+    PollRound round;
+    for (const auto& row : w.exec_params(
+             "SELECT " + PollColumns() +
+                 " FROM workflow_executions e WHERE e.status = 'running' AND e.next_poll_at <= "
+                 "$1::timestamptz AND (e.lease_expires_at IS NULL OR e.lease_expires_at <= "
+                 "$1::timestamptz) ORDER BY e.next_poll_at LIMIT $2 FOR UPDATE SKIP LOCKED",
+             Ts(now), static_cast<int64_t>(limit))) {
+      round.executions.push_back(RecordOf(row));
     }
-    return out;
-  });
-}
-
-size_t LifecycleRepository::RecordDispatch(const std::string& owner,
-                                           const std::vector<DispatchOutcome>& outcomes) {
-  if (outcomes.empty()) return 0;
-  return db_.impl().Transact("record dispatch", [&](pqxx::work& w) {
-    // One statement for the whole round (one round trip, one plan) instead of one UPDATE per
-    // execution: the outcomes travel as a VALUES list and each row takes the columns of its kind.
-    std::string values;
-    values.reserve(outcomes.size() * 200);
-    for (const auto& o : outcomes) {
-      const char* kind = o.kind == DispatchOutcome::Kind::kStarted ? "'started'"
-                         : o.kind == DispatchOutcome::Kind::kRetry ? "'retry'"
-                                                                   : "'failed'";
-      if (!values.empty()) values += ',';
-      values +=
-          '(' + w.quote(o.id) + ',' + kind + ',' +
-          (o.kind == DispatchOutcome::Kind::kStarted ? w.quote(o.provider_execution_id)
-                                                     : std::string("NULL")) +
-          ",'" + Ts(o.at) + "'::timestamptz,'" + Ts(o.next_at) + "'::timestamptz," +
-          OptTs(w, o.kind == DispatchOutcome::Kind::kStarted ? o.deadline_at : std::nullopt) +
-          "::timestamptz," +
-          (o.kind == DispatchOutcome::Kind::kStarted ? std::string("NULL") : OptJson(w, o.error)) +
-          "::jsonb)";
-    }
-    return static_cast<size_t>(
-        w.exec(
-             "UPDATE workflow_executions e SET "
-             "status = CASE v.kind WHEN 'started' THEN 'running' WHEN 'failed' THEN 'failed' "
-             "ELSE e.status END, "
-             "provider_execution_id = CASE WHEN v.kind = 'started' THEN v.pid "
-             "ELSE e.provider_execution_id END, "
-             "started_at = CASE WHEN v.kind = 'started' THEN v.at ELSE e.started_at END, "
-             "next_poll_at = CASE WHEN v.kind = 'started' THEN v.next_at ELSE e.next_poll_at END, "
-             "deadline_at = CASE WHEN v.kind = 'started' THEN v.deadline ELSE e.deadline_at END, "
-             "completed_at = CASE WHEN v.kind = 'failed' THEN v.at ELSE e.completed_at END, "
-             "next_attempt_at = CASE WHEN v.kind = 'retry' THEN v.next_at END, "
-             "error = v.error, lease_owner = NULL, lease_expires_at = NULL, updated_at = v.at "
-             "FROM (VALUES " +
-             values +
-             ") AS v(id, kind, pid, at, next_at, deadline, error) "
-             "WHERE e.id = v.id AND e.lease_owner = " +
-             w.quote(owner) + " AND " + StatusIs("pending"))
-            .affected_rows());
-  });
-}
-
-std::vector<std::pair<std::string, std::string>> LifecycleRepository::RecordPolls(
-    const std::string& owner, const std::vector<PollOutcome>& outcomes) {
-  if (outcomes.empty()) return {};
-  return db_.impl().Transact("record polls", [&](pqxx::work& w) {
-    std::vector<std::pair<std::string, std::string>> transitions;
-    // One UPDATE for the whole round (terminal is terminal: only rows still running and still
-    // ours change), then one upsert of each execution's steps and one INSERT of history chunks,
-    // for exactly the rows that were updated: three round trips per round, one row each.
-    std::string values;
-    for (const auto& o : outcomes) {
-      bool terminal = o.status == "succeeded" || o.status == "failed" || o.status == "timed_out" ||
-                      o.status == "cancelled";
-      if (!values.empty()) values += ',';
-      values += "(" + w.quote(o.id) + "," + w.quote(o.status) + "," + OptJson(w, o.output) + "," +
-                OptJson(w, o.error) + "," +
-                (o.completed_at ? w.quote(Ts(*o.completed_at)) + "::timestamptz"
-                                : std::string("NULL::timestamptz")) +
-                "," +
-                (terminal ? std::string("NULL::timestamptz")
-                          : w.quote(Ts(o.next_poll_at)) + "::timestamptz") +
-                "," + std::to_string(o.history_count) + ")";
-    }
-    auto r = w.exec(
-        "UPDATE workflow_executions e SET status = v.status, output = v.output::jsonb, error = "
-        "v.error::jsonb, completed_at = v.completed_at, next_poll_at = v.next_poll_at, "
-        "poll_count = e.poll_count + 1, history_count = greatest(e.history_count, "
-        "v.history_count), lease_owner = NULL, lease_expires_at = NULL, updated_at = now() "
-        "FROM (VALUES " +
-        values +
-        ") AS v(id, status, output, error, completed_at, next_poll_at, history_count) "
-        "WHERE e.id = v.id AND e.lease_owner = " +
-        w.quote(owner) + " AND " + StatusIs("running") +
-        " RETURNING e.id, e.tenant_id, e.environment_id");
-    std::unordered_map<std::string, std::pair<std::string, std::string>> scope;
-    for (const auto& row : r) {
-      scope[row[0].as<std::string>()] = {row[1].as<std::string>(), row[2].as<std::string>()};
-    }
-    std::string steps, chunks;
-    for (const auto& o : outcomes) {
-      auto it = scope.find(o.id);
-      if (it == scope.end()) continue;
-      const auto& [tenant, env] = it->second;
-      if (o.status != "running") transitions.emplace_back(o.id, o.status);
-      if (!o.steps.empty()) {
-        if (!steps.empty()) steps += ',';
-        steps += "(" + w.quote(o.id) + "," + w.quote(tenant) + "," + w.quote(env) + "," +
-                 w.quote(StepsDocument(o.steps)) + "::jsonb)";
-      }
-      if (!o.history.empty()) {
-        if (!chunks.empty()) chunks += ',';
-        chunks += "(" + w.quote(o.id) + "," + std::to_string(o.history.front().seq) + "," +
-                  w.quote(tenant) + "," + w.quote(env) + "," + w.quote(EventsDocument(o.history)) +
-                  "::jsonb)";
-      }
-    }
-    if (!steps.empty()) {
-      // One row per execution holding all its steps, rewritten only when they changed.
-      w.exec(
-          "INSERT INTO execution_steps (execution_id, tenant_id, environment_id, steps) VALUES " +
-          steps +
-          " ON CONFLICT (execution_id) DO UPDATE SET steps = EXCLUDED.steps, updated_at = now() "
-          "WHERE execution_steps.steps IS DISTINCT FROM EXCLUDED.steps");
-    }
-    if (!chunks.empty()) {
-      // One chunk per execution and poll; its events are new by history_count, which this
-      // transaction advanced under the lease (the key still refuses a chunk twice).
-      w.exec(
-          "INSERT INTO execution_history_chunks (execution_id, first_seq, tenant_id, "
-          "environment_id, events) VALUES " +
-          chunks + " ON CONFLICT (execution_id, first_seq) DO NOTHING");
-    }
-    return transitions;
-  });
-}
-
-void LifecycleRepository::ReleaseLeases(const std::string& owner) {
-  db_.impl().Transact("release leases", [&](pqxx::work& w) {
-    w.exec_params(
-        "UPDATE workflow_executions SET lease_owner = NULL, lease_expires_at = NULL WHERE "
-        "lease_owner = $1 AND status IN ('pending', 'running')",
-        owner);
+    if (round.executions.empty()) return round;
+    round.outcomes = poll(round.executions);
+    round.transitions = RecordPolls(w, round.outcomes);
+    return round;
   });
 }
 

@@ -1,11 +1,14 @@
 // The execution lifecycle against the real PostgreSQL with the mock provider: dispatch, polling,
-// timeouts, retries with backoff, leases between replicas, fairness, cancel, retry, EC-2. Time is a
-// ManualClock: leases, backoff and timeouts move with it, nothing sleeps.
+// timeouts, retries with backoff, rounds between replicas, fairness, cancel, retry, EC-2. Time is a
+// ManualClock: backoff, due times and timeouts move with it; only the tests of a round's own time
+// limits (the hold, the call budget) wait on real time.
 #include <gtest/gtest.h>
 
 #include <pqxx/pqxx>
+#include <thread>
 
 #include "test_database.hpp"
+#include "workflowd/common/timefmt.hpp"
 #include "workflowd/lifecycle/execution_dispatcher.hpp"
 #include "workflowd/lifecycle/execution_operations.hpp"
 #include "workflowd/lifecycle/policy.hpp"
@@ -69,19 +72,19 @@ class LifecycleTest : public ::testing::Test {
     repo.Apply(definitions::DefinitionsFromYamlOrJson(kDefinitions, "test"), "test");
   }
 
-  ExecutionDispatcher Dispatcher(const std::string& owner, size_t batch = 50,
-                                 size_t per_scope = 50) {
+  // A dispatcher on `db` (default: the fixture's connection; another Database is another replica).
+  ExecutionDispatcher Dispatcher(size_t batch = 50, size_t per_scope = 50,
+                                 store::Database* db = nullptr) {
     DispatcherOptions o;
-    o.owner = owner;
     o.batch_size = batch;
     o.per_scope_limit = per_scope;
     o.max_in_flight = 4;
-    return ExecutionDispatcher(o, db_, manager_, catalog_, metrics_, clock_, [] { return 0.5; });
+    return ExecutionDispatcher(o, db ? *db : db_, manager_, catalog_, metrics_, clock_,
+                               [] { return 0.5; });
   }
 
-  StatusPoller Poller(const std::string& owner, size_t batch = 200) {
+  StatusPoller Poller(size_t batch = 200) {
     PollerOptions o;
-    o.owner = owner;
     o.batch_size = batch;
     o.max_in_flight = 4;
     return StatusPoller(o, db_, manager_, catalog_, metrics_, clock_);
@@ -144,7 +147,7 @@ class LifecycleTest : public ::testing::Test {
 
 TEST_F(LifecycleTest, PendingToSucceededWithStepsAndHistory) {
   AddPending("onboarding", "tenant_a", {"e1", "e2", "e3"});
-  auto dispatcher = Dispatcher("r1");
+  auto dispatcher = Dispatcher();
   EXPECT_EQ(dispatcher.RunOnce(), 3u);
   EXPECT_EQ(dispatcher.RunOnce(), 0u);  // nothing left pending
   auto e = Get("ex_onboarding_e1");
@@ -154,7 +157,7 @@ TEST_F(LifecycleTest, PendingToSucceededWithStepsAndHistory) {
   EXPECT_EQ(*e->deadline_at - *e->started_at, 60s);
   EXPECT_EQ(mock_->StartCalls("ex_onboarding_e1"), 1);  // execution name = our execution id
 
-  auto poller = Poller("r1");
+  auto poller = Poller();
   EXPECT_EQ(poller.RunOnce(), 0u);  // first poll not due yet
   clock_.Advance(200ms);
   EXPECT_EQ(poller.RunOnce(), 3u);
@@ -176,8 +179,8 @@ TEST_F(LifecycleTest, PendingToSucceededWithStepsAndHistory) {
 TEST_F(LifecycleTest, HistoryIsStoredOncePerEventAcrossPolls) {
   mock_->SetDefaultOutcome(Outcome::SucceedAfter(30s));
   AddPending("onboarding", "tenant_a", {"e1"});
-  Dispatcher("r1").RunOnce();
-  auto poller = Poller("r1");
+  Dispatcher().RunOnce();
+  auto poller = Poller();
   clock_.Advance(1s);
   EXPECT_EQ(poller.RunOnce(), 1u);
   auto e = Get("ex_onboarding_e1");
@@ -217,9 +220,9 @@ TEST_F(LifecycleTest, FailureMarksCompletedFailedAndSkippedSteps) {
   mock_->SetDefaultOutcome(
       Outcome::Fail({"States.TaskFailed", "wallet down", "", "create_wallet"}));
   AddPending("onboarding", "tenant_a", {"e1"});
-  Dispatcher("r1").RunOnce();
+  Dispatcher().RunOnce();
   clock_.Advance(1s);
-  Poller("r1").RunOnce();
+  Poller().RunOnce();
   auto e = Get("ex_onboarding_e1");
   EXPECT_EQ(e->status, "failed");
   EXPECT_EQ(e->error["code"], "States.TaskFailed");
@@ -229,8 +232,8 @@ TEST_F(LifecycleTest, FailureMarksCompletedFailedAndSkippedSteps) {
 TEST_F(LifecycleTest, HangingExecutionTimesOutAndIsStoppedAtTheProvider) {
   mock_->SetDefaultOutcome(Outcome::RunUntilStopped());
   AddPending("onboarding", "tenant_a", {"e1"});
-  Dispatcher("r1").RunOnce();
-  auto poller = Poller("r1");
+  Dispatcher().RunOnce();
+  auto poller = Poller();
   clock_.Advance(30s);
   poller.RunOnce();
   EXPECT_EQ(Get("ex_onboarding_e1")->status, "running");
@@ -251,8 +254,8 @@ TEST_F(LifecycleTest, HangingExecutionTimesOutAndIsStoppedAtTheProvider) {
 TEST_F(LifecycleTest, AdaptivePollingSlowsDownForLongRunningExecutions) {
   mock_->SetDefaultOutcome(Outcome::RunUntilStopped());
   AddPending("onboarding", "tenant_a", {"e1"});
-  Dispatcher("r1").RunOnce();
-  auto poller = Poller("r1");
+  Dispatcher().RunOnce();
+  auto poller = Poller();
   auto started = *Get("ex_onboarding_e1")->started_at;
   clock_.Advance(200ms);
   poller.RunOnce();
@@ -267,7 +270,7 @@ TEST_F(LifecycleTest, AdaptivePollingSlowsDownForLongRunningExecutions) {
 TEST_F(LifecycleTest, FlappingProviderIsRetriedWithBackoffThenStarts) {
   mock_->InjectErrors(Operation::kStartExecution, 2, ErrorCode::kUnavailable);
   AddPending("onboarding", "tenant_a", {"e1"});
-  auto dispatcher = Dispatcher("r1");
+  auto dispatcher = Dispatcher();
   EXPECT_EQ(dispatcher.RunOnce(), 1u);
   auto e = Get("ex_onboarding_e1");
   EXPECT_EQ(e->status, "pending");
@@ -290,7 +293,7 @@ TEST_F(LifecycleTest, FlappingProviderIsRetriedWithBackoffThenStarts) {
 TEST_F(LifecycleTest, RetryableErrorsStopAtMaxAttempts) {
   mock_->InjectErrors(Operation::kStartExecution, 100, ErrorCode::kThrottled);
   AddPending("onboarding", "tenant_a", {"e1"});
-  auto dispatcher = Dispatcher("r1");
+  auto dispatcher = Dispatcher();
   for (int i = 0; i < 3; ++i) {
     EXPECT_EQ(dispatcher.RunOnce(), 1u) << i;
     clock_.Advance(1min);
@@ -306,7 +309,7 @@ TEST_F(LifecycleTest, PermanentErrorsFailAtOnce) {
   AddPending("other-provider", "tenant_a", {"e1"});  // provider "temporal" is not registered
   mock_->InjectErrors(Operation::kStartExecution, 1, ErrorCode::kInvalidSpec);
   AddPending("onboarding", "tenant_a", {"e2"});
-  Dispatcher("r1").RunOnce();
+  Dispatcher().RunOnce();
   auto e1 = Get("ex_other-provider_e1");
   EXPECT_EQ(e1->status, "failed");
   EXPECT_EQ(e1->error["code"], "provider_not_found");
@@ -319,7 +322,6 @@ TEST_F(LifecycleTest, SlowProviderCallsHitTheirDeadlineAndAreRetried) {
   mock_->SetLatency(5s);
   AddPending("onboarding", "tenant_a", {"e1"});
   DispatcherOptions o;
-  o.owner = "r1";
   o.call_timeout = 20ms;
   ExecutionDispatcher dispatcher(o, db_, manager_, catalog_, metrics_, clock_, [] { return 0.0; });
   dispatcher.RunOnce();
@@ -337,11 +339,11 @@ TEST_F(LifecycleTest, SlowProviderCallsHitTheirDeadlineAndAreRetried) {
 TEST_F(LifecycleTest, ARoundSaysWhetherDueExecutionsWereLeftBehind) {
   AddPending("onboarding", "tenant_a", {"a1", "a2"});
   AddPending("billing", "tenant_b", {"b1"});
-  auto dispatcher = Dispatcher("r1", /*batch=*/10, /*per_scope=*/5);
+  auto dispatcher = Dispatcher(/*batch=*/10, /*per_scope=*/5);
   EXPECT_EQ(dispatcher.RunOnce(), 3u);
   EXPECT_FALSE(dispatcher.MoreDue());  // all taken: no scope reached its share of 5
   AddPending("onboarding", "tenant_a", {"a3", "a4", "a5", "a6"});
-  auto small = Dispatcher("r1", /*batch=*/3, /*per_scope=*/5);
+  auto small = Dispatcher(/*batch=*/3, /*per_scope=*/5);
   EXPECT_EQ(small.RunOnce(), 3u);
   EXPECT_TRUE(small.MoreDue());  // the batch was full
   EXPECT_EQ(small.RunOnce(), 1u);
@@ -350,7 +352,7 @@ TEST_F(LifecycleTest, ARoundSaysWhetherDueExecutionsWereLeftBehind) {
   EXPECT_FALSE(small.MoreDue());
   // The poller: a full batch of due polls asks for the next round at once.
   clock_.Advance(1s);
-  auto poller = Poller("r1", /*batch=*/3);
+  auto poller = Poller(/*batch=*/3);
   EXPECT_EQ(poller.RunOnce(), 3u);
   EXPECT_TRUE(poller.MoreDue());
   EXPECT_EQ(poller.RunOnce(), 3u);
@@ -359,33 +361,102 @@ TEST_F(LifecycleTest, ARoundSaysWhetherDueExecutionsWereLeftBehind) {
   EXPECT_FALSE(poller.MoreDue());
 }
 
-TEST_F(LifecycleTest, LeasesKeepReplicasApartAndExpireAfterACrash) {
+// A round holds its rows with row locks while its provider calls run: another replica skips them,
+// and a replica that dies mid-round (its transaction rolls back) leaves them due at once.
+TEST_F(LifecycleTest, RoundsKeepReplicasApartAndACrashFreesTheRows) {
   AddPending("onboarding", "tenant_a", {"e1", "e2"});
-  store::LifecycleRepository repo(db_);
-  // Replica r1 leases both and dies before doing anything.
-  ASSERT_EQ(repo.LeasePending("r1", clock_.Now(), 30s, 10, 10).size(), 2u);
-  auto r2 = Dispatcher("r2");
-  EXPECT_EQ(r2.RunOnce(), 0u);  // still leased by r1
+  store::Database replica1(test_db_.dsn());
+  auto replica2 = Dispatcher();
+  EXPECT_THROW(store::LifecycleRepository(replica1).RunDispatchRound(
+                   clock_.Now(), 30s, 10, 10,
+                   [&](const std::vector<store::ExecutionRecord>& executions)
+                       -> std::vector<store::DispatchOutcome> {
+                     EXPECT_EQ(executions.size(), 2u);
+                     EXPECT_EQ(executions[0].start_attempts, 1);  // this attempt counts
+                     EXPECT_EQ(replica2.RunOnce(), 0u);           // held by replica 1's round
+                     throw std::runtime_error("replica 1 dies before any provider call");
+                   }),
+               std::runtime_error);
+  EXPECT_EQ(replica2.RunOnce(), 2u);  // free again at once, no lease to wait for
+  for (const char* id : {"ex_onboarding_e1", "ex_onboarding_e2"}) {
+    auto e = Get(id);
+    EXPECT_EQ(e->status, "running") << id;
+    EXPECT_EQ(e->start_attempts, 1) << id;  // the lost round left nothing behind
+    EXPECT_EQ(mock_->StartCalls(id), 1) << id;
+  }
+}
+
+// During a rolling upgrade, a row leased by a daemon of an earlier version (lease columns) is left
+// alone until its lease expires.
+TEST_F(LifecycleTest, AnEarlierVersionsLeaseIsRespectedUntilItExpires) {
+  AddPending("onboarding", "tenant_a", {"e1"});
+  {
+    pqxx::connection c(test_db_.dsn());
+    pqxx::work w(c);
+    w.exec_params(
+        "UPDATE workflow_executions SET lease_owner = 'old-replica', lease_expires_at = "
+        "$1::timestamptz + interval '30 seconds'",
+        FormatRfc3339(clock_.Now()));
+    w.commit();
+  }
+  auto dispatcher = Dispatcher();
+  EXPECT_EQ(dispatcher.RunOnce(), 0u);
   clock_.Advance(29s);
-  EXPECT_EQ(r2.RunOnce(), 0u);
-  clock_.Advance(1s);  // r1's lease has expired
-  EXPECT_EQ(r2.RunOnce(), 2u);
-  EXPECT_EQ(Get("ex_onboarding_e1")->status, "running");
+  EXPECT_EQ(dispatcher.RunOnce(), 0u);
+  clock_.Advance(1s);
+  EXPECT_EQ(dispatcher.RunOnce(), 1u);
+  pqxx::connection c(test_db_.dsn());
+  pqxx::work w(c);
+  auto r = w.exec("SELECT status, lease_owner IS NULL FROM workflow_executions");
+  EXPECT_EQ(r[0][0].as<std::string>(), "running");
+  EXPECT_TRUE(r[0][1].as<bool>());  // the old lease is cleared: its owner's late write is fenced
+}
+
+// A replica that hangs inside a round (its connection stays open) loses the rows after the hold:
+// PostgreSQL ends a session idle in its transaction for longer, and the round cannot record.
+TEST_F(LifecycleTest, AHungRoundLosesItsRowsAfterTheHold) {
+  AddPending("onboarding", "tenant_a", {"e1"});
+  store::Database replica1(test_db_.dsn());
+  auto replica2 = Dispatcher();
+  size_t taken_over = 0;
+  EXPECT_THROW(store::LifecycleRepository(replica1).RunDispatchRound(
+                   clock_.Now(), 200ms, 10, 10,
+                   [&](const std::vector<store::ExecutionRecord>& executions) {
+                     std::this_thread::sleep_for(1s);  // far past the 200 ms hold
+                     taken_over = replica2.RunOnce();
+                     std::vector<store::DispatchOutcome> outcomes(executions.size());
+                     for (size_t i = 0; i < executions.size(); ++i) {
+                       outcomes[i].id = executions[i].id;
+                       outcomes[i].kind = store::DispatchOutcome::Kind::kFailed;
+                       outcomes[i].at = clock_.Now();
+                     }
+                     return outcomes;
+                   }),
+               store::StoreError);
+  EXPECT_EQ(taken_over, 1u);
+  EXPECT_EQ(Get("ex_onboarding_e1")->status, "running");  // replica 1's late "failed" is lost
   EXPECT_EQ(mock_->StartCalls("ex_onboarding_e1"), 1);
 }
 
 TEST_F(LifecycleTest, StartRepeatedAfterACrashIsANoOpAtTheEngine) {
   AddPending("onboarding", "tenant_a", {"e1"});
-  store::LifecycleRepository repo(db_);
-  auto leased = repo.LeasePending("r1", clock_.Now(), 30s, 10, 10);
-  ASSERT_EQ(leased.size(), 1u);
-  // r1 starts it at the engine, then crashes before recording that.
-  auto entry = catalog_.Ensure(
-      Context::Background(), *std::make_unique<store::DefinitionRepository>(db_), "onboarding", 1);
-  auto first = manager_.StartExecution(Context::Background(), "mock", entry->spec.workflow_id,
-                                       InputFor(leased[0]));
-  clock_.Advance(31s);
-  Dispatcher("r2").RunOnce();
+  store::Database replica1(test_db_.dsn());
+  providers::ExecutionResult first;
+  // Replica 1 starts it at the engine, then crashes before recording that.
+  EXPECT_THROW(store::LifecycleRepository(replica1).RunDispatchRound(
+                   clock_.Now(), 30s, 10, 10,
+                   [&](const std::vector<store::ExecutionRecord>& executions)
+                       -> std::vector<store::DispatchOutcome> {
+                     auto entry = catalog_.Ensure(
+                         Context::Background(), *std::make_unique<store::DefinitionRepository>(db_),
+                         "onboarding", 1);
+                     first = manager_.StartExecution(Context::Background(), "mock",
+                                                     entry->spec.workflow_id,
+                                                     InputFor(executions.at(0)));
+                     throw std::runtime_error("replica 1 crashed");
+                   }),
+               std::runtime_error);
+  Dispatcher().RunOnce();
   auto e = Get("ex_onboarding_e1");
   EXPECT_EQ(e->status, "running");
   EXPECT_EQ(e->provider_execution_id, first.execution_id);  // the same engine execution
@@ -393,12 +464,46 @@ TEST_F(LifecycleTest, StartRepeatedAfterACrashIsANoOpAtTheEngine) {
   EXPECT_EQ(mock_->ExecutionCount(), 1u);
 }
 
+// A round starts provider calls only while they can end within its hold; the rest stay due,
+// untouched, and the dispatcher asks for the next round at once.
+TEST_F(LifecycleTest, ARoundOutOfTimeLeavesTheRestDue) {
+  std::vector<std::string> events;
+  for (int i = 0; i < 30; ++i) events.push_back("e" + std::to_string(i));
+  AddPending("onboarding", "tenant_a", events);
+  mock_->SetLatency(50ms);
+  DispatcherOptions o;
+  o.lease = 1000ms;        // calls begin during the first 500 ms (lease - call_timeout)
+  o.call_timeout = 500ms;  // each call takes 50 ms: about 10 of the 30 fit
+  o.max_in_flight = 1;
+  ExecutionDispatcher dispatcher(o, db_, manager_, catalog_, metrics_, clock_, [] { return 0.0; });
+  EXPECT_EQ(dispatcher.RunOnce(), 30u);
+  EXPECT_TRUE(dispatcher.MoreDue());
+  size_t running = 0;
+  for (const auto& id : events) {
+    auto e = Get("ex_onboarding_" + id);
+    if (e->status == "running") {
+      ++running;
+      EXPECT_EQ(e->start_attempts, 1);
+    } else {
+      EXPECT_EQ(e->status, "pending");
+      EXPECT_EQ(e->start_attempts, 0);  // not attempted: nothing counted, no error
+      EXPECT_TRUE(e->error.is_null());
+      EXPECT_EQ(mock_->StartCalls("ex_onboarding_" + id), 0);
+    }
+  }
+  EXPECT_GE(running, 1u);
+  EXPECT_LT(running, 30u);
+  mock_->SetLatency(0ms);
+  while (dispatcher.MoreDue()) dispatcher.RunOnce();
+  for (const auto& id : events) EXPECT_EQ(Get("ex_onboarding_" + id)->status, "running") << id;
+}
+
 TEST_F(LifecycleTest, OneTenantsFloodDoesNotStarveOthers) {
   std::vector<std::string> flood;
   for (int i = 0; i < 100; ++i) flood.push_back("a" + std::to_string(i));
   AddPending("onboarding", "tenant_a", flood);
   AddPending("billing", "tenant_b", {"b1", "b2", "b3"});
-  auto dispatcher = Dispatcher("r1", /*batch=*/10, /*per_scope=*/5);
+  auto dispatcher = Dispatcher(/*batch=*/10, /*per_scope=*/5);
   EXPECT_EQ(dispatcher.RunOnce(), 8u);  // 5 of tenant_a, all 3 of tenant_b
   EXPECT_TRUE(dispatcher.MoreDue());    // tenant_a gave its whole share: run again at once
   for (const char* id : {"ex_billing_b1", "ex_billing_b2", "ex_billing_b3"}) {
@@ -428,7 +533,7 @@ TEST_F(LifecycleTest, AnOlderFloodDoesNotHideANewerTenant) {
         "* interval '1 second' WHERE tenant_id = 'tenant_a'");
     w.commit();
   }
-  auto dispatcher = Dispatcher("r1", /*batch=*/10, /*per_scope=*/8);
+  auto dispatcher = Dispatcher(/*batch=*/10, /*per_scope=*/8);
   EXPECT_EQ(dispatcher.RunOnce(), 7u);  // an equal share (5) of tenant_a, both of tenant_b
   for (const char* id : {"ex_billing_b1", "ex_billing_b2"}) {
     EXPECT_EQ(Get(id, "tenant_b")->status, "running") << id;
@@ -451,7 +556,7 @@ TEST_F(LifecycleTest, AnOlderFloodDoesNotHideANewerTenant) {
 TEST_F(LifecycleTest, CancelStopsAtTheProviderAndIsIdempotent) {
   mock_->SetDefaultOutcome(Outcome::RunUntilStopped());
   AddPending("onboarding", "tenant_a", {"e1", "e2"});
-  auto dispatcher = Dispatcher("r1");
+  auto dispatcher = Dispatcher();
   store::LifecycleRepository repo(db_);
   ExecutionOperations ops(db_, manager_, clock_);
   // e2 is cancelled while still pending: no provider call at all.
@@ -471,35 +576,72 @@ TEST_F(LifecycleTest, CancelStopsAtTheProviderAndIsIdempotent) {
   // Another tenant cannot cancel it, nor learn it exists.
   EXPECT_THROW(ops.Cancel("tenant_b", "prod", "ex_onboarding_e1", "x"), OperationError);
   clock_.Advance(1h);
-  EXPECT_EQ(Poller("r1").RunOnce(), 0u);
+  EXPECT_EQ(Poller().RunOnce(), 0u);
   EXPECT_EQ(Get("ex_onboarding_e1")->status, "cancelled");
 }
 
+// A cancel that arrives while a poll round holds the execution waits for the round; the terminal
+// state the round recorded stands, and the cancel reports it unchanged.
 TEST_F(LifecycleTest, TerminalStatesNeverChange) {
   mock_->SetDefaultOutcome(Outcome::RunUntilStopped());
   AddPending("onboarding", "tenant_a", {"e1"});
-  Dispatcher("r1").RunOnce();
-  store::LifecycleRepository repo(db_);
+  Dispatcher().RunOnce();
   clock_.Advance(1s);
-  auto leased = repo.LeaseDuePolls("r1", clock_.Now(), 30s, 10);
-  ASSERT_EQ(leased.size(), 1u);
-  // Cancelled by a user while r1's poll is in flight...
-  ExecutionOperations(db_, manager_, clock_).Cancel("tenant_a", "prod", "ex_onboarding_e1", "user");
-  // ...r1's late "succeeded" must not overwrite it.
-  store::PollOutcome late;
-  late.id = "ex_onboarding_e1";
-  late.status = "succeeded";
-  late.next_poll_at = clock_.Now();
-  EXPECT_TRUE(repo.RecordPolls("r1", {late}).empty());
-  EXPECT_EQ(Get("ex_onboarding_e1")->status, "cancelled");
+  store::Database replica1(test_db_.dsn());
+  std::optional<CancelResult> cancelled;
+  std::thread user;
+  auto round = store::LifecycleRepository(replica1).RunPollRound(
+      clock_.Now(), 30s, 10, [&](const std::vector<store::ExecutionRecord>& executions) {
+        EXPECT_EQ(executions.size(), 1u);
+        // Cancelled by a user while the poll is in flight...
+        user = std::thread([&] {
+          cancelled = ExecutionOperations(db_, manager_, clock_)
+                          .Cancel("tenant_a", "prod", "ex_onboarding_e1", "user");
+        });
+        // ...which waits for the round's row lock (bounded wait for it to get there).
+        pqxx::connection c(test_db_.dsn());
+        for (int i = 0; i < 500; ++i) {
+          pqxx::work w(c);
+          if (w.exec("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'")[0][0]
+                  .as<int>() > 0)
+            break;
+          std::this_thread::sleep_for(10ms);
+        }
+        // The engine had finished the execution before the stop reached it.
+        store::PollOutcome late;
+        late.id = executions.at(0).id;
+        late.status = "succeeded";
+        late.completed_at = clock_.Now();
+        late.next_poll_at = clock_.Now();
+        return std::vector<store::PollOutcome>{late};
+      });
+  user.join();
+  ASSERT_EQ(round.transitions.size(), 1u);
+  EXPECT_EQ(round.transitions[0].second, "succeeded");
+  ASSERT_TRUE(cancelled);
+  EXPECT_EQ(cancelled->status, "succeeded");
+  EXPECT_FALSE(cancelled->changed);
+  EXPECT_EQ(Get("ex_onboarding_e1")->status, "succeeded");
+  // And the other way round: once cancelled, no poll round takes it again.
+  AddPending("onboarding", "tenant_a", {"e2"});
+  Dispatcher().RunOnce();
+  ExecutionOperations(db_, manager_, clock_).Cancel("tenant_a", "prod", "ex_onboarding_e2", "user");
+  clock_.Advance(1s);
+  auto after = store::LifecycleRepository(replica1).RunPollRound(
+      clock_.Now(), 30s, 10, [&](const std::vector<store::ExecutionRecord>& executions) {
+        ADD_FAILURE() << executions.size() << " terminal executions polled";
+        return std::vector<store::PollOutcome>{};
+      });
+  EXPECT_TRUE(after.executions.empty());
+  EXPECT_EQ(Get("ex_onboarding_e2")->status, "cancelled");
 }
 
 TEST_F(LifecycleTest, RetryCreatesALinkedAttempt) {
   mock_->SetDefaultOutcome(Outcome::Fail({"E", "boom", "", ""}));
   AddPending("onboarding", "tenant_a", {"e1"});
-  Dispatcher("r1").RunOnce();
+  Dispatcher().RunOnce();
   clock_.Advance(1s);
-  Poller("r1").RunOnce();
+  Poller().RunOnce();
   ASSERT_EQ(Get("ex_onboarding_e1")->status, "failed");
   ExecutionOperations ops(db_, manager_, clock_);
   mock_->SetDefaultOutcome(Outcome::Succeed());
@@ -511,9 +653,9 @@ TEST_F(LifecycleTest, RetryCreatesALinkedAttempt) {
   EXPECT_EQ(r->retry_of, "ex_onboarding_e1");
   EXPECT_EQ(r->trigger_event_id, "e1");
   clock_.Advance(1s);
-  Dispatcher("r1").RunOnce();
+  Dispatcher().RunOnce();
   clock_.Advance(1s);
-  Poller("r1").RunOnce();
+  Poller().RunOnce();
   EXPECT_EQ(Get(retry_id)->status, "succeeded");
   EXPECT_EQ(Get("ex_onboarding_e1")->status, "failed");  // the original is kept as it was
   try {
@@ -527,7 +669,7 @@ TEST_F(LifecycleTest, RetryCreatesALinkedAttempt) {
 TEST_F(LifecycleTest, DeletingADefinitionWithRunningExecutionsNeedsForce) {
   mock_->SetDefaultOutcome(Outcome::RunUntilStopped());
   AddPending("onboarding", "tenant_a", {"e1", "e2"});
-  Dispatcher("r1").RunOnce();
+  Dispatcher().RunOnce();
   ExecutionOperations ops(db_, manager_, clock_);
   try {
     ops.DeleteDefinition("tenant_a", "prod", "onboarding", false, "admin");

@@ -1,9 +1,9 @@
-// Starts pending executions on their providers. One RunOnce() leases a fair batch of due pending
-// executions (at most per_scope_limit per tenant x environment), makes sure each one's provider
-// workflow exists, starts it with the execution id as the execution name (so a repeated start after
-// a crash is a no-op at the engine), and records the outcomes in one transaction: running, a retry
-// later with exponential backoff and jitter (retryable errors, up to the definition's
-// max_attempts), or failed (permanent errors).
+// Starts pending executions on their providers. One RunOnce() is one dispatch round: it locks a
+// fair batch of due pending executions (at most per_scope_limit per tenant x environment), makes
+// sure each one's provider workflow exists, starts it with the execution id as the execution name
+// (so a repeated start after a crash is a no-op at the engine), and records the outcomes in the
+// same transaction: running, a retry later with exponential backoff and jitter (retryable errors,
+// up to the definition's max_attempts), or failed (permanent errors).
 #pragma once
 
 #include <chrono>
@@ -14,6 +14,7 @@
 #include <string>
 
 #include "workflowd/common/clock.hpp"
+#include "workflowd/common/context.hpp"
 #include "workflowd/common/worker_pool.hpp"
 #include "workflowd/lifecycle/lifecycle_metrics.hpp"
 #include "workflowd/lifecycle/workflow_catalog.hpp"
@@ -23,9 +24,10 @@
 namespace workflowd::lifecycle {
 
 struct DispatcherOptions {
-  std::string owner;  // this replica's id, recorded as lease_owner
+  // How long one round may hold its executions: provider calls begin only while they can end in
+  // time (lease - call_timeout), and PostgreSQL frees the rows of a round that outstays it.
   std::chrono::milliseconds lease{30000};
-  size_t batch_size = 200;
+  size_t batch_size = 500;
   size_t per_scope_limit = 50;  // per tenant x environment and batch: fair share
   size_t max_in_flight = 16;    // concurrent provider starts in this replica
   std::chrono::milliseconds call_timeout{10000};
@@ -40,7 +42,7 @@ class ExecutionDispatcher {
                       LifecycleMetrics& metrics, const Clock& clock,
                       std::function<double()> jitter);
 
-  // One lease-start-record round. Returns how many executions were leased (0: nothing due).
+  // One lock-start-record round. Returns how many executions it took (0: nothing due).
   // Throws StoreError when the database is unavailable.
   size_t RunOnce();
   // Whether the last round may have left due executions behind (its batch was full, or a tenant x
@@ -51,11 +53,14 @@ class ExecutionDispatcher {
   void SampleQueue();
 
  private:
-  store::DispatchOutcome Start(const store::ExecutionRecord& e);
+  store::DispatchOutcome Start(const store::ExecutionRecord& e, const Context& round);
 
   DispatcherOptions options_;
   store::Database& db_;
   store::LifecycleRepository executions_;
+  // Definition versions are read on a connection of their own: the round's transaction holds
+  // db_'s while the starts run.
+  store::Database definitions_db_;
   store::DefinitionRepository definitions_;
   std::mutex definitions_mu_;  // the repository's connection is used by one thread at a time
   const providers::Manager& manager_;

@@ -1,9 +1,9 @@
-// Brings running executions' progress into PostgreSQL. One RunOnce() leases the running executions
-// whose next poll is due, asks each provider for its status, and merges it following seed 004's
-// rules: the spec never changes, terminal states never change, only real changes are written
-// (steps when different, history entries once). An execution past its definition's timeout is
-// stopped at the provider and becomes timed_out. Each execution is polled again after an adaptive
-// interval: fast while young, slower for long-running ones.
+// Brings running executions' progress into PostgreSQL. One RunOnce() is one poll round: it locks
+// the running executions whose next poll is due, asks each provider for its status, and merges it
+// following seed 004's rules: the spec never changes, terminal states never change, only real
+// changes are written (steps when different, history entries once). An execution past its
+// definition's timeout is stopped at the provider and becomes timed_out. Each execution is polled
+// again after an adaptive interval: fast while young, slower for long-running ones.
 #pragma once
 
 #include <chrono>
@@ -11,17 +11,19 @@
 #include <string>
 
 #include "workflowd/common/clock.hpp"
+#include "workflowd/common/context.hpp"
 #include "workflowd/common/worker_pool.hpp"
 #include "workflowd/lifecycle/lifecycle_metrics.hpp"
 #include "workflowd/lifecycle/workflow_catalog.hpp"
+#include "workflowd/store/database.hpp"
 #include "workflowd/store/lifecycle_repository.hpp"
 
 namespace workflowd::lifecycle {
 
 struct PollerOptions {
-  std::string owner;
+  // How long one round may hold its executions (as DispatcherOptions::lease).
   std::chrono::milliseconds lease{30000};
-  size_t batch_size = 200;
+  size_t batch_size = 500;
   size_t max_in_flight = 16;
   std::chrono::milliseconds call_timeout{10000};
   std::chrono::milliseconds min_interval{200};
@@ -33,17 +35,19 @@ class StatusPoller {
   StatusPoller(PollerOptions options, store::Database& db, const providers::Manager& manager,
                WorkflowCatalog& catalog, LifecycleMetrics& metrics, const Clock& clock);
 
-  // One lease-poll-record round. Returns how many executions were polled.
+  // One lock-poll-record round. Returns how many executions were polled.
   size_t RunOnce();
   // Whether the last round's batch was full (more polls may be due): then the next round should
   // run at once.
   bool MoreDue() const { return more_due_; }
 
  private:
-  std::optional<store::PollOutcome> Poll(const store::ExecutionRecord& e);
+  // nullopt when the round's time is up before the call.
+  std::optional<store::PollOutcome> Poll(const store::ExecutionRecord& e, const Context& round);
 
   PollerOptions options_;
   store::LifecycleRepository executions_;
+  store::Database definitions_db_;  // as ExecutionDispatcher's: the round holds the other one
   store::DefinitionRepository definitions_;
   std::mutex definitions_mu_;
   const providers::Manager& manager_;

@@ -1,11 +1,14 @@
-// The execution lifecycle in PostgreSQL: leasing pending executions for dispatch and running ones
-// for status polls (FOR UPDATE SKIP LOCKED + lease expiry, so replicas never work on the same row
-// and a crashed replica's rows are taken over), and recording outcomes fenced by the lease owner.
-// Every time comparison uses the caller's clock (`now`), so leases, backoff and timeouts are
-// tested by moving a manual clock.
+// The execution lifecycle in PostgreSQL: dispatch rounds over pending executions and poll rounds
+// over running ones, each one transaction that holds its rows with row locks (FOR UPDATE SKIP
+// LOCKED) while the provider calls run, so loops and replicas never work on the same row and a
+// crashed replica's rows are free again at once; outcomes are recorded in the same transaction.
+// Rows leased by a daemon of an earlier version (lease_owner, lease_expires_at) are left alone
+// until their lease expires. Every time comparison uses the caller's clock (`now`), so backoff,
+// due times and timeouts are tested by moving a manual clock.
 #pragma once
 
 #include <chrono>
+#include <functional>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
@@ -63,7 +66,8 @@ struct HistoryRecord {
 
 // Outcome of one dispatch attempt.
 struct DispatchOutcome {
-  enum class Kind { kStarted, kRetry, kFailed };
+  // kNotAttempted: no provider call was made (the round ran out of time); the row stays as it was.
+  enum class Kind { kStarted, kRetry, kFailed, kNotAttempted };
   Kind kind = Kind::kStarted;
   std::string id;
   std::string provider_execution_id;     // kStarted
@@ -94,36 +98,51 @@ struct TransitionCount {
   size_t count = 0;
 };
 
+// What a dispatch round locked and what came of it.
+struct DispatchRound {
+  std::vector<ExecutionRecord> executions;  // the rows handed to start
+  std::vector<DispatchOutcome> outcomes;    // start's outcome for each, same order
+  // Whether due rows may have been left behind: the batch was full or a tenant x environment gave
+  // its whole share. When false, the round took every due row it could see.
+  bool more = false;
+};
+
+// What a poll round locked and what came of it.
+struct PollRound {
+  std::vector<ExecutionRecord> executions;  // the rows handed to poll
+  std::vector<PollOutcome> outcomes;        // poll's outcomes
+  // The ids whose status changed, with their new status.
+  std::vector<std::pair<std::string, std::string>> transitions;
+};
+
 class LifecycleRepository {
  public:
   explicit LifecycleRepository(Database& db) : db_(db) {}
 
-  // Leases up to `limit` pending executions due at `now`, at most `per_scope_limit` per tenant x
-  // environment (fair share: a flood from one tenant cannot fill the batch), oldest first.
-  // Increments start_attempts. `more` (optional) says whether due rows may have been left behind:
-  // the batch is full or a tenant x environment gave its whole share. When false, the lease took
-  // every due row it could see and the next one can wait for new work.
-  std::vector<ExecutionRecord> LeasePending(const std::string& owner, TimePoint now,
-                                            std::chrono::milliseconds lease, size_t limit,
-                                            size_t per_scope_limit, bool* more = nullptr);
+  // One dispatch round, in one transaction: locks up to `limit` pending executions due at `now`,
+  // at most `per_scope_limit` per tenant x environment (fair share: a flood from one tenant cannot
+  // fill the batch), oldest first, skipping rows another round holds (FOR UPDATE SKIP LOCKED);
+  // hands them to `start` (their start_attempts already count this attempt), records the outcome
+  // `start` returns for each (same order; kNotAttempted leaves a row as it was) and commits.
+  // Nothing is written to lease the rows: the row locks keep other loops and replicas off them
+  // while the provider calls run, a replica that dies mid-round rolls back (its rows are due again
+  // at once, and a repeated start is a no-op at the engine), and one that stays inside a round
+  // longer than `hold` loses its session (idle_in_transaction_session_timeout), which frees them.
+  // An exception from `start` rolls the round back and propagates.
+  using StartFn =
+      std::function<std::vector<DispatchOutcome>(const std::vector<ExecutionRecord>& executions)>;
+  DispatchRound RunDispatchRound(TimePoint now, std::chrono::milliseconds hold, size_t limit,
+                                 size_t per_scope_limit, const StartFn& start);
 
-  // Leases up to `limit` running executions whose next poll is due at `now`. Their
-  // trigger_event is not read (null): polling does not need it.
-  std::vector<ExecutionRecord> LeaseDuePolls(const std::string& owner, TimePoint now,
-                                             std::chrono::milliseconds lease, size_t limit);
-
-  // Records dispatch outcomes in one transaction; only rows still leased by `owner` and still
-  // pending change. Returns the rows that changed.
-  size_t RecordDispatch(const std::string& owner, const std::vector<DispatchOutcome>& outcomes);
-
-  // Records poll outcomes in one transaction; only rows still leased by `owner` and not terminal
-  // change; steps are upserted when different; the new history entries are appended as one chunk.
-  // Returns the ids whose status changed, with their new status.
-  std::vector<std::pair<std::string, std::string>> RecordPolls(
-      const std::string& owner, const std::vector<PollOutcome>& outcomes);
-
-  // Releases leases early (e.g. on shutdown) so another replica can pick the rows up at once.
-  void ReleaseLeases(const std::string& owner);
+  // One poll round, in one transaction: locks up to `limit` running executions whose next poll is
+  // due at `now` (their trigger_event is not read: null), hands them to `poll`, records the
+  // outcomes it returns (any subset, by id: only rows still running change; steps are upserted
+  // when different; the new history entries are appended as one chunk) and commits. Row locks and
+  // `hold` as in RunDispatchRound.
+  using PollFn =
+      std::function<std::vector<PollOutcome>(const std::vector<ExecutionRecord>& executions)>;
+  PollRound RunPollRound(TimePoint now, std::chrono::milliseconds hold, size_t limit,
+                         const PollFn& poll);
 
   std::optional<ExecutionRecord> Get(const std::string& tenant_id,
                                      const std::string& environment_id, const std::string& id);
