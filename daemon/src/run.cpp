@@ -12,6 +12,7 @@
 #include "index_refresher.hpp"
 #include "systemd_notify.hpp"
 #include "workflowd/lifecycle/execution_dispatcher.hpp"
+#include "workflowd/lifecycle/execution_gauges.hpp"
 #include "workflowd/lifecycle/status_poller.hpp"
 #include "workflowd/metrics/admin_server.hpp"
 #include "workflowd/providers/mock/mock_provider.hpp"
@@ -210,7 +211,6 @@ int RunDaemon(const Config& config) {
   };
   std::vector<std::unique_ptr<DispatchLoop>> dispatch_loops;
   std::vector<std::unique_ptr<PollLoop>> poll_loops;
-  auto next_sample = std::chrono::steady_clock::now();
   for (size_t i = 0; i < std::max<size_t>(1, config.dispatch.workers); ++i) {
     auto loop = std::make_unique<DispatchLoop>(config);
     lifecycle::DispatcherOptions dopts;
@@ -225,14 +225,9 @@ int RunDaemon(const Config& config) {
         dopts, loop->db, manager, catalog, lm, SystemClock::Instance(),
         [rng] { return std::uniform_real_distribution<double>(0.0, 1.0)(*rng); });
     auto* dispatcher = loop->dispatcher.get();
-    bool samples = i == 0;  // the database-wide gauges: one loop samples them
     loop->worker = std::make_unique<BackgroundWorker>(
         i == 0 ? "dispatcher" : "dispatcher-" + std::to_string(i + 1),
-        [dispatcher, samples, &next_sample] {
-          if (samples && std::chrono::steady_clock::now() >= next_sample) {
-            dispatcher->SampleQueue();
-            next_sample = std::chrono::steady_clock::now() + std::chrono::seconds(5);
-          }
+        [dispatcher] {
           dispatcher->RunOnce();
           return dispatcher->MoreDue();
         },
@@ -261,6 +256,17 @@ int RunDaemon(const Config& config) {
         config.dispatch.idle_interval);
     poll_loops.push_back(std::move(loop));
   }
+  // The database-wide gauges, every 5 s on a connection of their own (counting terminal states
+  // scans the whole table: in a dispatch loop it held up starts for as long).
+  store::Database gauges_db(config.database.url, config.database.connect_timeout);
+  lifecycle::ExecutionGauges gauges(gauges_db, lm, SystemClock::Instance());
+  BackgroundWorker gauges_worker(
+      "gauges",
+      [&gauges] {
+        gauges.Sample();
+        return false;
+      },
+      std::chrono::seconds(5));
   auto lifecycle_healthy = [&] {
     for (const auto& l : dispatch_loops) {
       if (!l->worker->Healthy()) return false;
@@ -273,6 +279,7 @@ int RunDaemon(const Config& config) {
   if (config.dispatch.enabled) {
     for (auto& l : dispatch_loops) l->worker->Start();
     for (auto& l : poll_loops) l->worker->Start();
+    gauges_worker.Start();
   } else {
     spdlog::warn("dispatch.enabled is false: executions are recorded but not started or polled");
   }
@@ -374,6 +381,7 @@ int RunDaemon(const Config& config) {
   worker.join();
   for (auto& l : dispatch_loops) l->worker->Stop();
   for (auto& l : poll_loops) l->worker->Stop();
+  gauges_worker.Stop();
   // Stopped loops have finished their rounds: no row is held any more.
   source.Close();
   refresher.Stop();

@@ -2,8 +2,6 @@
 
 #include <spdlog/spdlog.h>
 
-#include <set>
-
 #include "workflowd/lifecycle/policy.hpp"
 
 namespace workflowd::lifecycle {
@@ -26,8 +24,7 @@ ExecutionDispatcher::ExecutionDispatcher(DispatcherOptions options, store::Datab
       jitter_(std::move(jitter)),
       pool_(std::max<size_t>(1, options_.max_in_flight)) {}
 
-store::DispatchOutcome ExecutionDispatcher::Start(const store::ExecutionRecord& e,
-                                                  const Context& round) {
+store::DispatchOutcome ExecutionDispatcher::Start(store::ExecutionRecord& e, const Context& round) {
   store::DispatchOutcome out;
   out.id = e.id;
   if (round.Done()) {
@@ -53,7 +50,9 @@ store::DispatchOutcome ExecutionDispatcher::Start(const store::ExecutionRecord& 
                                    std::to_string(e.definition_version) + " does not exist"}};
     } else {
       operation = "start_execution";
-      auto result = manager_.StartExecution(ctx, e.provider, entry->spec.workflow_id, InputFor(e));
+      // The record's trigger event moves into the input: the round needs it no more.
+      auto result = manager_.StartExecution(ctx, e.provider, entry->spec.workflow_id,
+                                            InputFor(e, std::move(e.trigger_event)));
       out.at = clock_.Now();
       out.kind = store::DispatchOutcome::Kind::kStarted;
       out.provider_execution_id = result.execution_id;
@@ -94,7 +93,7 @@ size_t ExecutionDispatcher::RunOnce() {
       std::max(options_.lease - options_.call_timeout, options_.lease / 2));
   auto round = executions_.RunDispatchRound(
       clock_.Now(), options_.lease, options_.batch_size, options_.per_scope_limit,
-      [&](const std::vector<store::ExecutionRecord>& executions) {
+      [&](std::vector<store::ExecutionRecord>& executions) {
         std::vector<store::DispatchOutcome> outcomes(executions.size());
         pool_.ParallelFor(executions.size(),
                           [&](size_t i) { outcomes[i] = Start(executions[i], round_ctx); });
@@ -138,27 +137,6 @@ size_t ExecutionDispatcher::RunOnce() {
     }
   }
   return leased.size();
-}
-
-void ExecutionDispatcher::SampleQueue() {
-  auto scopes = executions_.PendingByScope(clock_.Now());
-  std::set<std::pair<std::string, std::string>> seen;
-  for (const auto& [tenant, env, count] : scopes) {
-    metrics_.queued.WithLabels({tenant, env}).Set(static_cast<double>(count));
-    seen.insert({tenant, env});
-  }
-  // Scopes with nothing queued any more read 0 rather than a stale value.
-  for (const auto& scope : previous_scopes_) {
-    if (!seen.contains(scope)) metrics_.queued.WithLabels({scope.first, scope.second}).Set(0);
-  }
-  previous_scopes_ = std::move(seen);
-  // Terminal states are counted with a scan of the whole table: once a minute, not every sample.
-  auto now = std::chrono::steady_clock::now();
-  bool terminal = now >= next_terminal_count_;
-  if (terminal) next_terminal_count_ = now + std::chrono::seconds(60);
-  for (const auto& [state, count] : executions_.CountByStatus(terminal)) {
-    metrics_.by_state.WithLabels({state}).Set(static_cast<double>(count));
-  }
 }
 
 }  // namespace workflowd::lifecycle

@@ -66,7 +66,7 @@ providers::WorkflowSpec SpecFor(const definitions::WorkflowDefinition& d) {
   return spec;
 }
 
-providers::ExecutionInput InputFor(const store::ExecutionRecord& e) {
+providers::ExecutionInput InputFor(const store::ExecutionRecord& e, nlohmann::json event) {
   providers::ExecutionInput in;
   in.execution_name = e.id;
   in.input = {{"execution_id", e.id},
@@ -76,7 +76,7 @@ providers::ExecutionInput InputFor(const store::ExecutionRecord& e) {
               {"definition_version", e.definition_version},
               {"attempt", e.attempt},
               {"start_attempt", e.start_attempts},
-              {"event", e.trigger_event}};
+              {"event", std::move(event)}};
   in.tags = {{"tenant_id", e.tenant_id}, {"environment_id", e.environment_id}};
   return in;
 }

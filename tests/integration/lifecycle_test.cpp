@@ -10,6 +10,7 @@
 #include "test_database.hpp"
 #include "workflowd/common/timefmt.hpp"
 #include "workflowd/lifecycle/execution_dispatcher.hpp"
+#include "workflowd/lifecycle/execution_gauges.hpp"
 #include "workflowd/lifecycle/execution_operations.hpp"
 #include "workflowd/lifecycle/policy.hpp"
 #include "workflowd/lifecycle/status_poller.hpp"
@@ -369,7 +370,7 @@ TEST_F(LifecycleTest, RoundsKeepReplicasApartAndACrashFreesTheRows) {
   auto replica2 = Dispatcher();
   EXPECT_THROW(store::LifecycleRepository(replica1).RunDispatchRound(
                    clock_.Now(), 30s, 10, 10,
-                   [&](const std::vector<store::ExecutionRecord>& executions)
+                   [&](std::vector<store::ExecutionRecord>& executions)
                        -> std::vector<store::DispatchOutcome> {
                      EXPECT_EQ(executions.size(), 2u);
                      EXPECT_EQ(executions[0].start_attempts, 1);  // this attempt counts
@@ -421,7 +422,7 @@ TEST_F(LifecycleTest, AHungRoundLosesItsRowsAfterTheHold) {
   size_t taken_over = 0;
   EXPECT_THROW(store::LifecycleRepository(replica1).RunDispatchRound(
                    clock_.Now(), 200ms, 10, 10,
-                   [&](const std::vector<store::ExecutionRecord>& executions) {
+                   [&](std::vector<store::ExecutionRecord>& executions) {
                      std::this_thread::sleep_for(1s);  // far past the 200 ms hold
                      taken_over = replica2.RunOnce();
                      std::vector<store::DispatchOutcome> outcomes(executions.size());
@@ -445,14 +446,14 @@ TEST_F(LifecycleTest, StartRepeatedAfterACrashIsANoOpAtTheEngine) {
   // Replica 1 starts it at the engine, then crashes before recording that.
   EXPECT_THROW(store::LifecycleRepository(replica1).RunDispatchRound(
                    clock_.Now(), 30s, 10, 10,
-                   [&](const std::vector<store::ExecutionRecord>& executions)
+                   [&](std::vector<store::ExecutionRecord>& executions)
                        -> std::vector<store::DispatchOutcome> {
                      auto entry = catalog_.Ensure(
                          Context::Background(), *std::make_unique<store::DefinitionRepository>(db_),
                          "onboarding", 1);
-                     first = manager_.StartExecution(Context::Background(), "mock",
-                                                     entry->spec.workflow_id,
-                                                     InputFor(executions.at(0)));
+                     first = manager_.StartExecution(
+                         Context::Background(), "mock", entry->spec.workflow_id,
+                         InputFor(executions.at(0), executions.at(0).trigger_event));
                      throw std::runtime_error("replica 1 crashed");
                    }),
                std::runtime_error);
@@ -509,7 +510,7 @@ TEST_F(LifecycleTest, OneTenantsFloodDoesNotStarveOthers) {
   for (const char* id : {"ex_billing_b1", "ex_billing_b2", "ex_billing_b3"}) {
     EXPECT_EQ(Get(id, "tenant_b")->status, "running") << id;
   }
-  dispatcher.SampleQueue();
+  ExecutionGauges(db_, metrics_, clock_).Sample();
   EXPECT_EQ(metrics_.queued.WithLabels({"tenant_a", "prod"}).Value(), 95);
   EXPECT_EQ(metrics_.queued.WithLabels({"tenant_b", "prod"}).Value(), 0);
 }
@@ -549,7 +550,7 @@ TEST_F(LifecycleTest, AnOlderFloodDoesNotHideANewerTenant) {
   EXPECT_EQ(dispatcher.RunOnce(), 8u);
   EXPECT_TRUE(dispatcher.MoreDue());
   EXPECT_EQ(dispatcher.RunOnce(), 8u);
-  dispatcher.SampleQueue();
+  ExecutionGauges(db_, metrics_, clock_).Sample();
   EXPECT_EQ(metrics_.queued.WithLabels({"tenant_a", "prod"}).Value(), 300 - 21);
 }
 

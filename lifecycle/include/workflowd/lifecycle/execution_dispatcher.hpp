@@ -49,11 +49,9 @@ class ExecutionDispatcher {
   // environment gave its whole share): then the next round should run at once.
   bool MoreDue() const { return more_due_; }
 
-  // Samples the queued gauge per tenant x environment.
-  void SampleQueue();
-
  private:
-  store::DispatchOutcome Start(const store::ExecutionRecord& e, const Context& round);
+  // Gives up e.trigger_event (moved into the provider input).
+  store::DispatchOutcome Start(store::ExecutionRecord& e, const Context& round);
 
   DispatcherOptions options_;
   store::Database& db_;
@@ -69,8 +67,6 @@ class ExecutionDispatcher {
   const Clock& clock_;
   std::function<double()> jitter_;
   std::mutex jitter_mu_;
-  std::set<std::pair<std::string, std::string>> previous_scopes_;  // for SampleQueue
-  std::chrono::steady_clock::time_point next_terminal_count_{};    // for SampleQueue
   bool more_due_ = false;
   WorkerPool pool_;
 };

@@ -26,8 +26,9 @@ std::string ProviderWorkflowId(const std::string& definition_id, int64_t version
 // definition document, the definition's timeout, retry policy and provider_config.
 providers::WorkflowSpec SpecFor(const definitions::WorkflowDefinition& definition);
 
-// The input of an execution: ids, tenant x environment and the trigger event.
-providers::ExecutionInput InputFor(const store::ExecutionRecord& execution);
+// The input of an execution: ids, tenant x environment and the trigger event (`event`: the
+// execution's trigger_event, or a copy of it).
+providers::ExecutionInput InputFor(const store::ExecutionRecord& execution, nlohmann::json event);
 
 // Delay before start attempt `attempts_made + 1`: initial * coefficient^(attempts_made - 1), capped
 // at the maximum, with "equal jitter" (half fixed, half random: jitter01 in [0, 1)).

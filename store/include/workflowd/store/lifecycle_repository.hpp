@@ -100,7 +100,7 @@ struct TransitionCount {
 
 // What a dispatch round locked and what came of it.
 struct DispatchRound {
-  std::vector<ExecutionRecord> executions;  // the rows handed to start
+  std::vector<ExecutionRecord> executions;  // the rows handed to start (as start left them)
   std::vector<DispatchOutcome> outcomes;    // start's outcome for each, same order
   // Whether due rows may have been left behind: the batch was full or a tenant x environment gave
   // its whole share. When false, the round took every due row it could see.
@@ -128,9 +128,10 @@ class LifecycleRepository {
   // while the provider calls run, a replica that dies mid-round rolls back (its rows are due again
   // at once, and a repeated start is a no-op at the engine), and one that stays inside a round
   // longer than `hold` loses its session (idle_in_transaction_session_timeout), which frees them.
-  // An exception from `start` rolls the round back and propagates.
+  // An exception from `start` rolls the round back and propagates. `start` may move members out of
+  // the records (the trigger event, into a provider input); the round returns them as it left them.
   using StartFn =
-      std::function<std::vector<DispatchOutcome>(const std::vector<ExecutionRecord>& executions)>;
+      std::function<std::vector<DispatchOutcome>(std::vector<ExecutionRecord>& executions)>;
   DispatchRound RunDispatchRound(TimePoint now, std::chrono::milliseconds hold, size_t limit,
                                  size_t per_scope_limit, const StartFn& start);
 
