@@ -15,7 +15,7 @@ ExecutionDispatcher::ExecutionDispatcher(DispatcherOptions options, store::Datab
     : options_(std::move(options)),
       db_(db),
       executions_(db),
-      definitions_db_(db.dsn()),
+      definitions_db_(db.dsn(), db.connect_timeout()),
       definitions_(definitions_db_),
       manager_(manager),
       catalog_(catalog),

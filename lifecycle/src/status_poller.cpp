@@ -16,7 +16,7 @@ StatusPoller::StatusPoller(PollerOptions options, store::Database& db,
                            LifecycleMetrics& metrics, const Clock& clock)
     : options_(std::move(options)),
       executions_(db),
-      definitions_db_(db.dsn()),
+      definitions_db_(db.dsn(), db.connect_timeout()),
       definitions_(definitions_db_),
       manager_(manager),
       catalog_(catalog),

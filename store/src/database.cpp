@@ -7,6 +7,7 @@ namespace workflowd::store {
 Database::Database(std::string dsn, std::chrono::milliseconds connect_timeout)
     : impl_(std::make_unique<Impl>()) {
   impl_->dsn = std::move(dsn);
+  impl_->connect_timeout = connect_timeout;
   auto seconds = std::max<long long>(1, (connect_timeout.count() + 999) / 1000);
   const auto& d = impl_->dsn;
   if (d.find("connect_timeout") != std::string::npos) {
@@ -26,5 +27,7 @@ void Database::Ping() {
 }
 
 const std::string& Database::dsn() const { return impl_->dsn; }
+
+std::chrono::milliseconds Database::connect_timeout() const { return impl_->connect_timeout; }
 
 }  // namespace workflowd::store

@@ -11,6 +11,7 @@ namespace workflowd::store {
 struct Database::Impl {
   std::string dsn;
   std::string connect_dsn;  // dsn with connect_timeout applied
+  std::chrono::milliseconds connect_timeout{0};
   std::unique_ptr<pqxx::connection> conn;
 
   pqxx::connection& Connection() {

@@ -21,6 +21,7 @@ class Database {
   // SELECT 1; throws StoreError (retryable when unreachable).
   void Ping();
   const std::string& dsn() const;
+  std::chrono::milliseconds connect_timeout() const;
 
   struct Impl;
   Impl& impl() { return *impl_; }
