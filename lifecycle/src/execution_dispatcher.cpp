@@ -13,7 +13,6 @@ ExecutionDispatcher::ExecutionDispatcher(DispatcherOptions options, store::Datab
                                          WorkflowCatalog& catalog, LifecycleMetrics& metrics,
                                          const Clock& clock, std::function<double()> jitter)
     : options_(std::move(options)),
-      db_(db),
       executions_(db),
       definitions_db_(db.dsn(), db.connect_timeout()),
       definitions_(definitions_db_),
@@ -87,10 +86,8 @@ store::DispatchOutcome ExecutionDispatcher::Start(store::ExecutionRecord& e, con
 }
 
 size_t ExecutionDispatcher::RunOnce() {
-  // Provider calls begin only while one begun now still ends within the round's hold (the lease):
-  // the config keeps the lease at least twice the call timeout.
-  auto round_ctx = Context::Background().WithTimeout(
-      std::max(options_.lease - options_.call_timeout, options_.lease / 2));
+  auto round_ctx =
+      Context::Background().WithTimeout(RoundCallBudget(options_.lease, options_.call_timeout));
   auto round = executions_.RunDispatchRound(
       clock_.Now(), options_.lease, options_.batch_size, options_.per_scope_limit,
       [&](std::vector<store::ExecutionRecord>& executions) {

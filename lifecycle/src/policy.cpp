@@ -81,6 +81,11 @@ providers::ExecutionInput InputFor(const store::ExecutionRecord& e, nlohmann::js
   return in;
 }
 
+std::chrono::milliseconds RoundCallBudget(std::chrono::milliseconds lease,
+                                          std::chrono::milliseconds call_timeout) {
+  return std::max(lease - call_timeout, lease / 2);
+}
+
 std::chrono::milliseconds StartRetryDelay(const definitions::RetryPolicy& policy, int attempts_made,
                                           double jitter01) {
   double initial_ms = static_cast<double>(policy.initial_interval_seconds) * 1000.0;

@@ -93,9 +93,8 @@ std::optional<store::PollOutcome> StatusPoller::Poll(const store::ExecutionRecor
 }
 
 size_t StatusPoller::RunOnce() {
-  // Provider calls begin only while one begun now still ends within the round's hold (the lease).
-  auto round_ctx = Context::Background().WithTimeout(
-      std::max(options_.lease - options_.call_timeout, options_.lease / 2));
+  auto round_ctx =
+      Context::Background().WithTimeout(RoundCallBudget(options_.lease, options_.call_timeout));
   auto round = executions_.RunPollRound(
       clock_.Now(), options_.lease, options_.batch_size,
       [&](const std::vector<store::ExecutionRecord>& executions) {

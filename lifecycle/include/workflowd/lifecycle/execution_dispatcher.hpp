@@ -8,9 +8,7 @@
 
 #include <chrono>
 #include <functional>
-#include <map>
 #include <mutex>
-#include <set>
 #include <string>
 
 #include "workflowd/common/clock.hpp"
@@ -54,10 +52,9 @@ class ExecutionDispatcher {
   store::DispatchOutcome Start(store::ExecutionRecord& e, const Context& round);
 
   DispatcherOptions options_;
-  store::Database& db_;
   store::LifecycleRepository executions_;
-  // Definition versions are read on a connection of their own: the round's transaction holds
-  // db_'s while the starts run.
+  // Definition versions are read on a connection of their own: the round's transaction holds the
+  // dispatcher's while the starts run.
   store::Database definitions_db_;
   store::DefinitionRepository definitions_;
   std::mutex definitions_mu_;  // the repository's connection is used by one thread at a time

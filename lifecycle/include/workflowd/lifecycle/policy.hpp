@@ -30,6 +30,11 @@ providers::WorkflowSpec SpecFor(const definitions::WorkflowDefinition& definitio
 // execution's trigger_event, or a copy of it).
 providers::ExecutionInput InputFor(const store::ExecutionRecord& execution, nlohmann::json event);
 
+// How long into a dispatch or poll round provider calls may still begin: a call begun then ends
+// within the round's hold (`lease`; the config keeps it at least twice `call_timeout`).
+std::chrono::milliseconds RoundCallBudget(std::chrono::milliseconds lease,
+                                          std::chrono::milliseconds call_timeout);
+
 // Delay before start attempt `attempts_made + 1`: initial * coefficient^(attempts_made - 1), capped
 // at the maximum, with "equal jitter" (half fixed, half random: jitter01 in [0, 1)).
 std::chrono::milliseconds StartRetryDelay(const definitions::RetryPolicy& policy, int attempts_made,
