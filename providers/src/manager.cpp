@@ -57,11 +57,11 @@ CreateWorkflowResult Manager::CreateWorkflow(const Context& ctx, const WorkflowS
 
 ExecutionResult Manager::StartExecution(const Context& ctx, const std::string& provider_type,
                                         const std::string& workflow_id,
-                                        const ExecutionInput& input) const {
+                                        ExecutionInput input) const {
   ValidateExecutionInput(input);
   auto provider = Route(ctx, provider_type, "start execution");
   return Logged(*logger_, "start_execution", provider_type, workflow_id, [&] {
-    auto result = provider->StartExecution(ctx, workflow_id, input);
+    auto result = provider->StartExecution(ctx, workflow_id, std::move(input));
     logger_->debug("execution started: provider={} workflow_id={} execution_id={} state={}",
                    provider_type, workflow_id, result.execution_id, ToString(result.state));
     return result;

@@ -291,13 +291,18 @@ ExecutionEvent ExecutionEventFromJson(const Json& j) {
   return ExecutionEvent{r.Time("timestamp"), r.String("type"), r.Raw("details")};
 }
 
+const Json& SharedJson::Null() {
+  static const Json null;
+  return null;
+}
+
 Json ToJson(const ExecutionStatus& v) {
   Json j{{"execution_id", v.execution_id},
          {"workflow_id", v.workflow_id},
          {"provider_type", v.provider_type},
          {"state", ToString(v.state)},
          {"start_time", FormatRfc3339(v.start_time)},
-         {"input", v.input}};
+         {"input", v.input.get()}};
   if (v.stop_time) j["stop_time"] = FormatRfc3339(*v.stop_time);
   if (!v.output.is_null()) j["output"] = v.output;
   if (v.error) j["error"] = ToJson(*v.error);

@@ -35,6 +35,20 @@ void Throw(const std::vector<std::string>& problems, const std::string& what) {
   throw ProviderError(ErrorCode::kInvalidSpec, message);
 }
 
+// The length of a JSON string literal as nlohmann's serializer writes it (ensure_ascii off): two
+// quotes; \b \t \n \f \r \" \\ take two bytes, other control characters six (\u00XX).
+size_t EscapedStringSize(std::string_view s) {
+  size_t n = 2 + s.size();
+  for (const char ch : s) {
+    const auto c = static_cast<unsigned char>(ch);
+    if (c >= 0x20 && c != '"' && c != '\\') continue;
+    n += (c == '\b' || c == '\t' || c == '\n' || c == '\f' || c == '\r' || c == '"' || c == '\\')
+             ? 1
+             : 5;
+  }
+  return n;
+}
+
 }  // namespace
 
 bool IsValidWorkflowId(std::string_view id) {
@@ -85,7 +99,7 @@ std::vector<std::string> WorkflowSpecProblems(const WorkflowSpec& spec) {
               spec.definition.is_string()) &&
              spec.definition.empty()) {
     p.push_back("definition: must not be empty");
-  } else if (spec.definition.dump().size() > kMaxDefinitionBytes) {
+  } else if (SerializedSize(spec.definition, kMaxDefinitionBytes) > kMaxDefinitionBytes) {
     p.push_back("definition: larger than " + std::to_string(kMaxDefinitionBytes) + " bytes");
   }
   if (spec.timeout.count() < 0) p.push_back("timeout: must be greater than zero when set");
@@ -104,6 +118,67 @@ std::vector<std::string> WorkflowSpecProblems(const WorkflowSpec& spec) {
   return p;
 }
 
+namespace {
+
+size_t DecimalDigits(uint64_t v) {
+  size_t n = 1;
+  while (v >= 10) {
+    v /= 10;
+    ++n;
+  }
+  return n;
+}
+
+// Adds the serialized length of `j` to `total`; false once `total` exceeds `stop_above`.
+bool AddSerializedSize(const Json& j, size_t stop_above, size_t& total) {
+  switch (j.type()) {
+    case Json::value_t::null:
+    case Json::value_t::discarded:
+    case Json::value_t::binary:
+    case Json::value_t::number_float:
+      // Rare or short: the serializer's own text (floats: shortest round trip, or "null").
+      total += j.dump().size();
+      break;
+    case Json::value_t::boolean:
+      total += j.get<bool>() ? 4 : 5;
+      break;
+    case Json::value_t::number_integer: {
+      const auto v = j.get<int64_t>();
+      total += v < 0 ? 1 + DecimalDigits(0 - static_cast<uint64_t>(v))
+                     : DecimalDigits(static_cast<uint64_t>(v));
+      break;
+    }
+    case Json::value_t::number_unsigned:
+      total += DecimalDigits(j.get<uint64_t>());
+      break;
+    case Json::value_t::string:
+      total += EscapedStringSize(j.get_ref<const std::string&>());
+      break;
+    case Json::value_t::array:
+      total += j.empty() ? 2 : 1 + j.size();  // brackets and the commas between elements
+      for (const auto& element : j) {
+        if (!AddSerializedSize(element, stop_above, total)) return false;
+      }
+      break;
+    case Json::value_t::object:
+      total += j.empty() ? 2 : 1 + 2 * j.size();  // braces, a colon each, commas between
+      for (const auto& [key, value] : j.items()) {
+        total += EscapedStringSize(key);
+        if (!AddSerializedSize(value, stop_above, total)) return false;
+      }
+      break;
+  }
+  return total <= stop_above;
+}
+
+}  // namespace
+
+size_t SerializedSize(const Json& j, size_t stop_above) {
+  size_t total = 0;
+  AddSerializedSize(j, stop_above, total);
+  return total;
+}
+
 std::vector<std::string> ExecutionInputProblems(const ExecutionInput& input) {
   std::vector<std::string> p;
   if (!input.execution_name.empty() && !IsValidExecutionName(input.execution_name)) {
@@ -115,7 +190,7 @@ std::vector<std::string> ExecutionInputProblems(const ExecutionInput& input) {
   } else if (!input.input.is_object() && !input.input.is_array()) {
     p.push_back("input: must be a JSON object or array, got " +
                 std::string(input.input.type_name()));
-  } else if (input.input.dump().size() > kMaxInputBytes) {
+  } else if (SerializedSize(input.input, kMaxInputBytes) > kMaxInputBytes) {
     p.push_back("input: larger than " + std::to_string(kMaxInputBytes) + " bytes");
   }
   CheckTags(input.tags, p);

@@ -80,7 +80,7 @@ TEST_F(MockProviderTest, SucceedsAtOnceByDefaultWithStepHistory) {
   auto status = provider_.GetExecutionStatus(ctx_, started.execution_id);
   EXPECT_EQ(status.state, ExecutionState::kSucceeded);
   EXPECT_EQ(status.output, (Json{{"result", "ok"}}));
-  EXPECT_EQ(status.input, Input("exec-1").input);
+  EXPECT_EQ(status.input.get(), Input("exec-1").input);
   ASSERT_TRUE(status.stop_time.has_value());
   EXPECT_EQ(EventTypes(status),
             (std::vector<std::string>{"ExecutionStarted", "StateEntered:assign_plan",
@@ -410,6 +410,53 @@ TEST(MockProviderReconstruction, AnotherInstanceAnswersForAnExecution) {
   auto other = first.StartExecution(ctx, "onboarding", Input("exec-8"));
   second.StopExecution(ctx, other.execution_id, "stop elsewhere");
   EXPECT_EQ(second.GetExecutionStatus(ctx, other.execution_id).state, ExecutionState::kCancelled);
+}
+
+// Past the retention, finished executions are forgotten and rebuilt from their id on demand: same
+// state, steps and history, an empty input; their names stay known (a repeated start is still the
+// same execution); cancelled and unfinished executions are never forgotten.
+TEST(MockProviderRetention, ForgetsOldFinishedExecutionsAndRebuildsThem) {
+  ManualClock clock;
+  auto ctx = Context::Background();
+  MockProvider provider(clock);
+  provider.CreateWorkflow(ctx, Spec("onboarding"));
+  provider.CreateWorkflow(ctx, Spec("hanging", Json{{"mock", {{"outcome", "run_until_stopped"}}}}));
+  provider.SetRetention(3);
+  auto hanging = provider.StartExecution(ctx, "hanging", Input("hang-1"));
+  auto cancelled = provider.StartExecution(ctx, "hanging", Input("hang-2"));
+  provider.StopExecution(ctx, cancelled.execution_id, "operator");
+  auto first = provider.StartExecution(ctx, "onboarding", Input("done-1"));
+  const auto before = provider.GetExecutionStatus(ctx, first.execution_id);
+  for (int i = 2; i <= 20; ++i) {
+    provider.StartExecution(ctx, "onboarding", Input("done-" + std::to_string(i)));
+  }
+  EXPECT_EQ(provider.ExecutionCount(), 22u);
+  EXPECT_LE(provider.RetainedCount(), 5u);  // the bound, give or take what one start looks at
+
+  // The two hanging executions were kept as they were.
+  EXPECT_EQ(provider.GetExecutionStatus(ctx, hanging.execution_id).state, ExecutionState::kRunning);
+  EXPECT_EQ(provider.GetExecutionStatus(ctx, cancelled.execution_id).state,
+            ExecutionState::kCancelled);
+  // The first finished one comes back from its id.
+  const auto after = provider.GetExecutionStatus(ctx, first.execution_id);
+  EXPECT_EQ(after.state, ExecutionState::kSucceeded);
+  EXPECT_EQ(EventTypes(after), EventTypes(before));
+  EXPECT_EQ(after.output, before.output);
+  EXPECT_EQ(before.input.get(), Input("done-1").input);
+  EXPECT_EQ(after.input.get(), Json::object());
+  // A repeated start of a forgotten name is the same execution, not a second one.
+  provider.SetRetention(1);
+  for (int i = 21; i <= 30; ++i) {
+    provider.StartExecution(ctx, "onboarding", Input("done-" + std::to_string(i)));
+  }
+  auto again = provider.StartExecution(ctx, "onboarding", Input("done-2"));
+  EXPECT_EQ(again.message, "execution already started");
+  EXPECT_EQ(again.state, ExecutionState::kSucceeded);
+  EXPECT_EQ(provider.StartCalls("done-2"), 2);
+  EXPECT_EQ(provider.ExecutionCount(), 32u);
+  // Unknown ids stay unknown (reconstruction of other instances' executions is off here).
+  EXPECT_EQ(CodeOf([&] { provider.GetExecutionStatus(ctx, "mock:onboarding:done-99:1"); }),
+            ErrorCode::kExecutionNotFound);
 }
 
 TEST(MockProviderStartLog, AppendsOneLinePerStartCall) {

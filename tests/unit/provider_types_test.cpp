@@ -1,6 +1,10 @@
 // Seed 002: JSON round trips with the seed's field names, state rules, validation and size limits.
 #include <gtest/gtest.h>
 
+#include <cmath>
+#include <limits>
+#include <random>
+
 #include "workflowd/common/timefmt.hpp"
 #include "workflowd/providers/errors.hpp"
 #include "workflowd/providers/types.hpp"
@@ -244,6 +248,106 @@ TEST(Validation, ExecutionInputRules) {
   EXPECT_TRUE(ExecutionInputProblems(in).empty());
   in.input = Json{{"blob", std::string(kMaxInputBytes, 'x')}};
   EXPECT_TRUE(HasProblem(ExecutionInputProblems(in), "input"));
+}
+
+TEST(Validation, InputSizeLimitIsExact) {
+  // {"blob":"..."} is 11 bytes around the string's contents.
+  ExecutionInput in{"ok", Json{{"blob", std::string(kMaxInputBytes - 11, 'x')}}, {}};
+  ASSERT_EQ(in.input.dump().size(), kMaxInputBytes);
+  EXPECT_TRUE(ExecutionInputProblems(in).empty());
+  in.input["blob"] = std::string(kMaxInputBytes - 12, 'x') + "\n";  // escaped: one byte more
+  ASSERT_EQ(in.input.dump().size(), kMaxInputBytes + 1);
+  EXPECT_TRUE(HasProblem(ExecutionInputProblems(in), "input"));
+}
+
+// A random document of every JSON type, with strings drawn from bytes that the serializer escapes
+// (quotes, backslashes, every control character), plain ASCII and multi-byte UTF-8.
+Json RandomDocument(std::mt19937_64& rng, int depth) {
+  auto pick = [&](uint64_t n) { return rng() % n; };
+  auto random_string = [&] {
+    static const std::vector<std::string> pieces = {
+        "a", "Z", " ", "\"", "\\", "/", "\x7f", "\xc3\xa9", "\xe2\x82\xac", "\xf0\x9f\x98\x80",
+        "{", "}", ":", ","};
+    std::string s;
+    const auto n = pick(12);
+    for (uint64_t i = 0; i < n; ++i) {
+      if (pick(4) == 0) {
+        s += static_cast<char>(pick(0x20));  // a control character, NUL included
+      } else {
+        s += pieces[pick(pieces.size())];
+      }
+    }
+    return s;
+  };
+  const auto kind = depth >= 4 ? pick(7) : pick(9);
+  switch (kind) {
+    case 0:
+      return nullptr;
+    case 1:
+      return pick(2) == 0;
+    case 2: {
+      static const int64_t ints[] = {0,
+                                     -1,
+                                     9,
+                                     10,
+                                     -10,
+                                     99,
+                                     100,
+                                     std::numeric_limits<int64_t>::min(),
+                                     std::numeric_limits<int64_t>::max()};
+      return pick(2) ? Json(ints[pick(9)]) : Json(static_cast<int64_t>(rng()));
+    }
+    case 3:
+      return pick(2) ? Json(std::numeric_limits<uint64_t>::max())
+                     : Json(static_cast<uint64_t>(rng()));
+    case 4: {
+      static const double doubles[] = {0.0,     -0.0,    0.1,  1.5,           -2.25, 1e300,
+                                       -1e-300, 3.14159, 1e21, 123456789.125, NAN,   INFINITY};
+      return pick(2) ? Json(doubles[pick(12)])
+                     : Json(std::ldexp(static_cast<double>(rng() >> 11),
+                                       static_cast<int>(pick(80)) - 40));
+    }
+    case 5:
+    case 6:
+      return random_string();
+    case 7: {
+      Json a = Json::array();
+      for (auto n = pick(5); n > 0; --n) a.push_back(RandomDocument(rng, depth + 1));
+      return a;
+    }
+    default: {
+      Json o = Json::object();
+      for (auto n = pick(5); n > 0; --n) o[random_string()] = RandomDocument(rng, depth + 1);
+      return o;
+    }
+  }
+}
+
+TEST(Validation, SerializedSizeAgreesWithDump) {
+  std::mt19937_64 rng(20261206);
+  for (int i = 0; i < 20000; ++i) {
+    const Json doc = RandomDocument(rng, 0);
+    const size_t expected = doc.dump().size();
+    ASSERT_EQ(SerializedSize(doc), expected) << doc.dump();
+    // With a limit: exact up to it, and above it once the document is larger.
+    const size_t limit = rng() % (expected + 2);
+    const size_t bounded = SerializedSize(doc, limit);
+    if (expected <= limit) {
+      ASSERT_EQ(bounded, expected) << doc.dump();
+    } else {
+      ASSERT_GT(bounded, limit) << doc.dump();
+    }
+  }
+}
+
+TEST(SharedJsonType, SharesOneTreeAndComparesByValue) {
+  SharedJson a(Json{{"event", {{"id", "e1"}}}});
+  SharedJson b = a;
+  EXPECT_EQ(&a.get(), &b.get());  // a share, not a copy
+  EXPECT_EQ(a, SharedJson(Json{{"event", {{"id", "e1"}}}}));
+  EXPECT_FALSE(a == SharedJson(Json{{"event", {{"id", "e2"}}}}));
+  EXPECT_TRUE(SharedJson().get().is_null());
+  EXPECT_EQ(SharedJson(), SharedJson(nullptr));
 }
 
 TEST(Errors, RetryableClassification) {

@@ -13,8 +13,8 @@ class RecordingProvider : public Provider {
   std::string Name() const override { return name_; }
   MOCK_METHOD(CreateWorkflowResult, CreateWorkflow, (const Context&, const WorkflowSpec&),
               (override));
-  MOCK_METHOD(ExecutionResult, StartExecution,
-              (const Context&, const std::string&, const ExecutionInput&), (override));
+  MOCK_METHOD(ExecutionResult, StartExecution, (const Context&, const std::string&, ExecutionInput),
+              (override));
   MOCK_METHOD(ExecutionStatus, GetExecutionStatus, (const Context&, const std::string&),
               (override));
   MOCK_METHOD(void, StopExecution, (const Context&, const std::string&, const std::string&),

@@ -22,7 +22,7 @@ struct MockProvider::ExecutionRecord {
   std::string execution_id;
   std::string execution_name;
   std::string workflow_id;
-  ExecutionInput input;
+  SharedJson input;  // the start's input, shared with every status (never copied)
   std::vector<std::string> steps;
   Outcome outcome;
   ExecutionState state = ExecutionState::kRunning;
@@ -202,7 +202,7 @@ CreateWorkflowResult MockProvider::CreateWorkflow(const Context& ctx, const Work
 }
 
 ExecutionResult MockProvider::StartExecution(const Context& ctx, const std::string& workflow_id,
-                                             const ExecutionInput& input) {
+                                             ExecutionInput input) {
   BeforeCall(ctx, Operation::kStartExecution, "start execution");
   auto problems = ExecutionInputProblems(input);
   if (!problems.empty()) Invalid("invalid execution input: " + problems.front());
@@ -224,7 +224,14 @@ ExecutionResult MockProvider::StartExecution(const Context& ctx, const std::stri
     ++start_calls_[name];
   }
   if (auto existing = id_by_name_.find(name); existing != id_by_name_.end()) {
-    const auto& e = *executions_.at(existing->second);
+    auto it = executions_.find(existing->second);
+    if (it == executions_.end()) it = Reconstruct(existing->second);  // forgotten (retention)
+    if (it == executions_.end()) {
+      throw ProviderError(ErrorCode::kAlreadyExists, "execution name \"" + name +
+                                                         "\" is already used by a workflow that "
+                                                         "no longer exists");
+    }
+    const auto& e = *it->second;
     if (e.workflow_id != workflow_id) {
       throw ProviderError(
           ErrorCode::kAlreadyExists,
@@ -244,7 +251,7 @@ ExecutionResult MockProvider::StartExecution(const Context& ctx, const std::stri
                                        .count());
   e->execution_name = name;
   e->workflow_id = workflow_id;
-  e->input = input;
+  e->input = SharedJson(std::move(input.input));
   e->steps = wf->second->steps;
   e->outcome = OutcomeFor(name, workflow_id, *wf->second);
   e->history.push_back({e->start_time, "ExecutionStarted", Json{{"name", name}}});
@@ -255,7 +262,8 @@ ExecutionResult MockProvider::StartExecution(const Context& ctx, const std::stri
   ExecutionResult result{e->execution_id,          workflow_id,   kName,
                          ExecutionState::kRunning, e->start_time, "execution started"};
   id_by_name_[name] = e->execution_id;
-  executions_.emplace(e->execution_id, std::move(e));
+  const TimePoint now = e->start_time;
+  Retain(std::move(e), now);
   return result;
 }
 
@@ -303,7 +311,7 @@ ExecutionStatus MockProvider::StatusOf(const ExecutionRecord& e) const {
   s.state = e.state;
   s.start_time = e.start_time;
   s.stop_time = e.stop_time;
-  s.input = e.input.input;
+  s.input = e.input;
   s.output = e.output;
   s.error = e.error;
   s.history = e.history;
@@ -421,7 +429,33 @@ void MockProvider::ApplyStatusLatency(const Context& ctx, const std::string& exe
 MockProvider::ExecutionMap::iterator MockProvider::FindOrReconstruct(
     const std::string& execution_id) {
   auto it = executions_.find(execution_id);
-  if (it != executions_.end() || !reconstruct_) return it;
+  if (it != executions_.end()) return it;
+  return Reconstruct(execution_id);
+}
+
+MockProvider::ExecutionMap::iterator MockProvider::Retain(std::unique_ptr<ExecutionRecord> e,
+                                                          TimePoint now) {
+  const auto it = executions_.emplace(e->execution_id, std::move(e)).first;
+  retained_order_.push_back(it->first);
+  // At most two looked at per call, so that a start's work stays bounded; the ones kept (cancelled
+  // or unfinished) go to the back of the line.
+  for (int i = 0; i < 2 && executions_.size() > retention_ && !retained_order_.empty(); ++i) {
+    std::string oldest = std::move(retained_order_.front());
+    retained_order_.pop_front();
+    auto old = executions_.find(oldest);
+    if (old == executions_.end()) continue;
+    ExecutionRecord& r = *old->second;
+    Settle(r, now);
+    if (old != it && IsTerminal(r.state) && r.state != ExecutionState::kCancelled) {
+      executions_.erase(old);  // rebuilt from its id when asked for (its name stays known)
+    } else {
+      retained_order_.push_back(std::move(oldest));
+    }
+  }
+  return it;
+}
+
+MockProvider::ExecutionMap::iterator MockProvider::Reconstruct(const std::string& execution_id) {
   // mock:<workflow_id>:<execution_name>:<start_ms>; workflow ids and names contain no ':'.
   if (execution_id.rfind("mock:", 0) != 0) return executions_.end();
   auto first = execution_id.find(':', 5);
@@ -436,13 +470,17 @@ MockProvider::ExecutionMap::iterator MockProvider::FindOrReconstruct(
     return executions_.end();
   }
   auto wf = workflows_.find(workflow_id);
-  if (wf == workflows_.end() || id_by_name_.contains(name)) return executions_.end();
+  if (wf == workflows_.end()) return executions_.end();
+  // One this instance started and forgot (retention), or, with reconstruction enabled, one that
+  // another instance started under a name unknown here.
+  const auto known = id_by_name_.find(name);
+  const bool forgotten = known != id_by_name_.end() && known->second == execution_id;
+  if (!forgotten && (known != id_by_name_.end() || !reconstruct_)) return executions_.end();
   auto e = std::make_unique<ExecutionRecord>();
   e->execution_id = execution_id;
   e->execution_name = name;
   e->workflow_id = workflow_id;
-  e->input.execution_name = name;
-  e->input.input = Json::object();
+  e->input = SharedJson(Json::object());
   e->steps = wf->second->steps;
   e->outcome = OutcomeFor(name, workflow_id, *wf->second);
   e->start_time = TimePoint(std::chrono::milliseconds(start_ms));
@@ -451,7 +489,9 @@ MockProvider::ExecutionMap::iterator MockProvider::FindOrReconstruct(
     e->history.push_back({e->start_time, "StateEntered", StateDetails(e->steps.front())});
   }
   id_by_name_[name] = execution_id;
-  return executions_.emplace(execution_id, std::move(e)).first;
+  const TimePoint now = clock_.Now();
+  Settle(*e, now);
+  return Retain(std::move(e), now);
 }
 
 void MockProvider::EnableReconstruction(bool enabled) {
@@ -501,7 +541,17 @@ int MockProvider::StartCalls(const std::string& execution_name) const {
 
 size_t MockProvider::ExecutionCount() const {
   std::lock_guard lock(mu_);
+  return id_by_name_.size();
+}
+
+size_t MockProvider::RetainedCount() const {
+  std::lock_guard lock(mu_);
   return executions_.size();
+}
+
+void MockProvider::SetRetention(size_t executions) {
+  std::lock_guard lock(mu_);
+  retention_ = std::max<size_t>(1, executions);
 }
 
 bool MockProvider::HasWorkflow(const std::string& workflow_id) const {

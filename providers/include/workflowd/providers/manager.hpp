@@ -24,7 +24,7 @@ class Manager {
   void ValidateWorkflow(const Context& ctx, const WorkflowSpec& spec) const;
   CreateWorkflowResult CreateWorkflow(const Context& ctx, const WorkflowSpec& spec) const;
   ExecutionResult StartExecution(const Context& ctx, const std::string& provider_type,
-                                 const std::string& workflow_id, const ExecutionInput& input) const;
+                                 const std::string& workflow_id, ExecutionInput input) const;
   ExecutionStatus GetExecutionStatus(const Context& ctx, const std::string& provider_type,
                                      const std::string& execution_id) const;
   void StopExecution(const Context& ctx, const std::string& provider_type,

@@ -22,9 +22,10 @@ class Provider {
 
   // Returns at once; the execution runs asynchronously. Idempotent by execution name: starting a
   // name that already runs this workflow returns that execution instead of starting another.
-  // Throws kWorkflowNotFound for an unknown workflow, kInvalidSpec for invalid input.
+  // Throws kWorkflowNotFound for an unknown workflow, kInvalidSpec for invalid input. The input is
+  // the provider's to keep (callers move it in).
   virtual ExecutionResult StartExecution(const Context& ctx, const std::string& workflow_id,
-                                         const ExecutionInput& input) = 0;
+                                         ExecutionInput input) = 0;
 
   // Throws kExecutionNotFound. Terminal states never change.
   virtual ExecutionStatus GetExecutionStatus(const Context& ctx,

@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <map>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
@@ -55,6 +56,23 @@ struct WorkflowSpec {
   Json provider_config;  // provider-specific; null means absent
 
   bool operator==(const WorkflowSpec&) const = default;
+};
+
+// A read-only JSON document whose copies share one tree. An execution's input is reported by every
+// status call and may be large (a whole trigger event): a provider keeps it once and hands out
+// shares instead of deep copies. Compares by value; empty means null.
+class SharedJson {
+ public:
+  SharedJson() = default;
+  SharedJson(Json value)  // NOLINT(google-explicit-constructor): a document converts as is
+      : value_(value.is_null() ? nullptr : std::make_shared<const Json>(std::move(value))) {}
+
+  const Json& get() const { return value_ ? *value_ : Null(); }
+  bool operator==(const SharedJson& other) const { return get() == other.get(); }
+
+ private:
+  static const Json& Null();
+  std::shared_ptr<const Json> value_;
 };
 
 struct ExecutionInput {
@@ -110,7 +128,7 @@ struct ExecutionStatus {
   ExecutionState state = ExecutionState::kPending;
   TimePoint start_time;
   std::optional<TimePoint> stop_time;
-  Json input;
+  SharedJson input;
   Json output;  // null when absent
   std::optional<ExecutionError> error;
   std::vector<ExecutionEvent> history;

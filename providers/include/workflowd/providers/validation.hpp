@@ -28,6 +28,15 @@ bool IsValidExecutionName(std::string_view name);
 // Provider names (seed 001): lowercase alphanumeric words joined by single hyphens.
 bool IsValidProviderName(std::string_view name);
 
+// The length of `j.dump()` (compact, UTF-8 passed through), computed without building the text:
+// the size limits are checked on every start, where serializing a large input twice (the Manager
+// and the provider each validate it) cost more than the provider call itself. Stops counting as
+// soon as the length exceeds `stop_above` and then returns some value > `stop_above`. Strings
+// are counted byte by byte as nlohmann's serializer escapes them; a string that is not valid
+// UTF-8 (which dump() would refuse) is counted as if it were. Tested against dump() in
+// tests/unit/provider_types_test.cpp.
+size_t SerializedSize(const Json& j, size_t stop_above = static_cast<size_t>(-1));
+
 // Each returns every problem found, as "field: problem" (empty when valid).
 std::vector<std::string> WorkflowSpecProblems(const WorkflowSpec& spec);
 std::vector<std::string> ExecutionInputProblems(const ExecutionInput& input);

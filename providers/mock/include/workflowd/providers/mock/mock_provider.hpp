@@ -4,6 +4,7 @@
 #pragma once
 
 #include <chrono>
+#include <deque>
 #include <fstream>
 #include <map>
 #include <memory>
@@ -80,7 +81,7 @@ class MockProvider final : public Provider {
   std::string Name() const override { return kName; }
   CreateWorkflowResult CreateWorkflow(const Context& ctx, const WorkflowSpec& spec) override;
   ExecutionResult StartExecution(const Context& ctx, const std::string& workflow_id,
-                                 const ExecutionInput& input) override;
+                                 ExecutionInput input) override;
   ExecutionStatus GetExecutionStatus(const Context& ctx, const std::string& execution_id) override;
   void StopExecution(const Context& ctx, const std::string& execution_id,
                      const std::string& reason) override;
@@ -104,12 +105,21 @@ class MockProvider final : public Provider {
   // Appends each StartExecution call's execution name as a line to `path` (shared by replicas, so
   // tests can count starts across processes). Throws kInvalidSpec when it cannot be opened.
   void SetStartLog(const std::string& path);
+  // Keeps the whole record (input, history, output) of at most this many executions (default
+  // 10,000): past that, the oldest ones that succeeded or failed by their outcome are forgotten
+  // and rebuilt from their id when asked for again (as for another replica's: the input then
+  // reads {}). Their names stay known, so a repeated start is still recognised. Cancelled and
+  // unfinished executions are always kept. Without a bound, a daemon running the mock kept every
+  // execution it ever started (hundreds of MB in the lifecycle benchmark).
+  void SetRetention(size_t executions);
 
   // --- observation (thread-safe) ---
   // StartExecution calls that reached the provider for this name, including idempotent repeats.
   int StartCalls(const std::string& execution_name) const;
-  // Executions that exist (each name at most once).
+  // Executions that exist (each name at most once), forgotten ones included.
   size_t ExecutionCount() const;
+  // Executions whose whole record is held in memory.
+  size_t RetainedCount() const;
   bool HasWorkflow(const std::string& workflow_id) const;
 
  private:
@@ -125,6 +135,10 @@ class MockProvider final : public Provider {
   // process (tens of thousands in the lifecycle benchmark); nothing needs them ordered.
   using ExecutionMap = std::unordered_map<std::string, std::unique_ptr<ExecutionRecord>>;
   ExecutionMap::iterator FindOrReconstruct(const std::string& execution_id);  // mu_ held
+  // Rebuilds an execution from its id (mock:<workflow>:<name>:<start ms>), or end(). mu_ held.
+  ExecutionMap::iterator Reconstruct(const std::string& execution_id);
+  // Adds a record and forgets old finished ones beyond the retention. mu_ held.
+  ExecutionMap::iterator Retain(std::unique_ptr<ExecutionRecord> e, TimePoint now);
   // Precedence: per execution name, per workflow, provider_config, default. mu_ held.
   Outcome OutcomeFor(const std::string& name, const std::string& workflow_id,
                      const WorkflowState& workflow) const;
@@ -137,7 +151,9 @@ class MockProvider final : public Provider {
   bool reconstruct_ = false;
   std::ofstream start_log_;
   std::map<std::string, std::unique_ptr<WorkflowState>> workflows_;
-  ExecutionMap executions_;                                  // by execution id
+  ExecutionMap executions_;                 // by execution id
+  std::deque<std::string> retained_order_;  // ids in executions_, oldest first
+  size_t retention_ = 10000;
   std::unordered_map<std::string, std::string> id_by_name_;  // name -> execution id
   std::unordered_map<std::string, int> start_calls_;
   std::unordered_map<std::string, int> fault_attempts_;  // per execution name, for Faults
