@@ -756,7 +756,11 @@ CREATE TRIGGER bench_capture_xid AFTER INSERT ON workflow_executions
             # pipeline's (poll -> committed), as the daemon's own histograms saw it.
             age = histogram_share(histogram(m, "workflowd_event_age_at_poll_seconds"))
             batch = histogram_share(histogram(m, "workflowd_batch_duration_seconds"))
-            log(f"steady {pct}%: event age at poll: {age}; batch duration: {batch}")
+            start = histogram_share(histogram(m, "workflowd_execution_start_latency_seconds"))
+            rounds = {k: int(metric(m, f'workflowd_dispatch_rounds_total{{kind="{k}"}}'))
+                      for k in ("fair", "offered")}
+            log(f"steady {pct}%: event age at poll: {age}; batch duration: {batch}; "
+                f"row created -> started: {start}; dispatch rounds: {rounds}")
         finally:
             d.stop()
         # Rows not committed / not started when the drain time ran out count with the time of this

@@ -101,7 +101,12 @@ size_t EventPipeline::WriteOnce(consumers::BatchPlan& plan, size_t& dlq_sent,
   }
   size_t inserted = executions_.InsertPending(plan.executions, copy_text);
   db_ok_ = true;
-  if (inserted > 0 && options_.on_committed) options_.on_committed();
+  if (inserted > 0 && options_.on_committed) {
+    std::vector<std::string> ids;
+    ids.reserve(plan.executions.size());
+    for (const auto& e : plan.executions) ids.push_back(e.id);
+    options_.on_committed(std::move(ids));
+  }
   return inserted;
 }
 

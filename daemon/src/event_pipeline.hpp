@@ -29,9 +29,10 @@ struct EventPipelineOptions {
   std::chrono::milliseconds batch_timeout{100};
   std::chrono::milliseconds dead_letter_timeout{10000};
   std::chrono::milliseconds max_backoff{5000};
-  // Called (on the writing thread) each time new executions were committed: the daemon wakes one
-  // of its dispatch loops, so a start does not wait for their idle interval.
-  std::function<void()> on_committed;
+  // Called (on the writing thread) each time new executions were committed, with their ids: the
+  // daemon offers them to one of its dispatch loops and wakes it, so a start does not wait for
+  // the loops' idle interval nor for a walk over every tenant x environment.
+  std::function<void(std::vector<std::string> execution_ids)> on_committed;
 };
 
 class EventPipeline {

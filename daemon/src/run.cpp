@@ -168,15 +168,23 @@ int RunDaemon(const Config& config) {
   po.batch_size = config.kafka.batch_size;
   po.batch_timeout = config.kafka.batch_timeout;
   // The dispatch loops (created below, before the pipeline runs) sleep dispatch.idle_interval
-  // when they took every due execution; new executions wake one of them at once, each in turn
-  // (waking all made every loop run a lease per committed batch, and at a steady stream of small
-  // batches those leases were PostgreSQL's largest cost). A loop busy with a round runs again
-  // right after it; under a backlog all loops run continuously anyway (full rounds).
-  std::vector<BackgroundWorker*> dispatch_workers;
+  // when they took every due execution; new executions are offered to one of them, each in turn,
+  // and wake it (waking all made every loop run a round per committed batch). The woken loop takes
+  // them by id: at a steady stream of small batches, fair rounds (a walk over every tenant x
+  // environment with pending rows) for each batch were PostgreSQL's largest cost, growing with the
+  // number of tenants. A loop busy with a round runs again right after it; under a backlog all
+  // loops run fair rounds continuously anyway (full rounds).
+  struct DispatchTarget {
+    lifecycle::ExecutionDispatcher* dispatcher;
+    BackgroundWorker* worker;
+  };
+  std::vector<DispatchTarget> dispatch_targets;
   std::atomic<size_t> next_to_wake{0};
-  po.on_committed = [&dispatch_workers, &next_to_wake] {
-    if (dispatch_workers.empty()) return;
-    dispatch_workers[next_to_wake++ % dispatch_workers.size()]->Wake();
+  po.on_committed = [&dispatch_targets, &next_to_wake](std::vector<std::string> ids) {
+    if (dispatch_targets.empty()) return;
+    const DispatchTarget& target = dispatch_targets[next_to_wake++ % dispatch_targets.size()];
+    target.dispatcher->Offer(std::move(ids));
+    target.worker->Wake();
   };
   EventPipeline pipeline(po, source, dlq, executions, index, pm, SystemClock::Instance());
 
@@ -220,6 +228,7 @@ int RunDaemon(const Config& config) {
     dopts.max_in_flight = config.dispatch.max_in_flight;
     dopts.call_timeout = config.dispatch.call_timeout;
     dopts.first_poll = config.poll.min_interval;
+    dopts.fair_interval = config.dispatch.idle_interval;
     auto* rng = &loop->rng;
     loop->dispatcher = std::make_unique<lifecycle::ExecutionDispatcher>(
         dopts, loop->db, manager, catalog, lm, SystemClock::Instance(),
@@ -232,7 +241,7 @@ int RunDaemon(const Config& config) {
           return dispatcher->MoreDue();
         },
         config.dispatch.idle_interval, kDispatchWakeGap);
-    dispatch_workers.push_back(loop->worker.get());
+    dispatch_targets.push_back({dispatcher, loop->worker.get()});
     dispatch_loops.push_back(std::move(loop));
   }
   for (size_t i = 0; i < std::max<size_t>(1, config.poll.workers); ++i) {

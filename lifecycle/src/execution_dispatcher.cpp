@@ -85,17 +85,49 @@ store::DispatchOutcome ExecutionDispatcher::Start(store::ExecutionRecord& e, con
   return out;
 }
 
+void ExecutionDispatcher::Offer(std::vector<std::string> ids) {
+  std::lock_guard lock(offered_mu_);
+  // Bounded: past a few batches the fair rounds take over anyway (the dispatcher is behind).
+  if (offered_.size() >= 4 * options_.batch_size) return;
+  if (offered_.empty()) {
+    offered_ = std::move(ids);
+  } else {
+    offered_.insert(offered_.end(), std::make_move_iterator(ids.begin()),
+                    std::make_move_iterator(ids.end()));
+  }
+}
+
 size_t ExecutionDispatcher::RunOnce() {
+  std::vector<std::string> offered;
+  {
+    std::lock_guard lock(offered_mu_);
+    offered.swap(offered_);
+  }
+  const TimePoint now = clock_.Now();
+  const bool fair =
+      offered.empty() || more_due_ || now - last_fair_round_ >= options_.fair_interval;
   auto round_ctx =
       Context::Background().WithTimeout(RoundCallBudget(options_.lease, options_.call_timeout));
-  auto round = executions_.RunDispatchRound(
-      clock_.Now(), options_.lease, options_.batch_size, options_.per_scope_limit,
-      [&](std::vector<store::ExecutionRecord>& executions) {
-        std::vector<store::DispatchOutcome> outcomes(executions.size());
-        pool_.ParallelFor(executions.size(),
-                          [&](size_t i) { outcomes[i] = Start(executions[i], round_ctx); });
-        return outcomes;
-      });
+  const auto start = [&](std::vector<store::ExecutionRecord>& executions) {
+    std::vector<store::DispatchOutcome> outcomes(executions.size());
+    pool_.ParallelFor(executions.size(),
+                      [&](size_t i) { outcomes[i] = Start(executions[i], round_ctx); });
+    return outcomes;
+  };
+  store::DispatchRound round;
+  if (fair) {
+    last_fair_round_ = now;
+    metrics_.dispatch_rounds.WithLabels({"fair"}).Inc();
+    round = executions_.RunDispatchRound(now, options_.lease, options_.batch_size,
+                                         options_.per_scope_limit, start);
+  } else {
+    metrics_.dispatch_rounds.WithLabels({"offered"}).Inc();
+    // More than a batch offered: the rest is left to the next round, a fair one.
+    const bool left_over = offered.size() > options_.batch_size;
+    if (left_over) offered.resize(options_.batch_size);
+    round = executions_.RunDispatchRoundFor(offered, now, options_.lease, start);
+    round.more = left_over;
+  }
   more_due_ = round.more;
   const auto& leased = round.executions;
   const auto& outcomes = round.outcomes;

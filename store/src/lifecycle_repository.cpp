@@ -291,6 +291,40 @@ std::vector<std::pair<std::string, std::string>> RecordPolls(
 
 }  // namespace
 
+namespace {
+
+// A text[] literal: {"a","b"}, each element quoted with '"' and '\\' escaped (libpqxx 6 has no
+// array conversion).
+std::string TextArray(const std::vector<std::string>& items) {
+  std::string out = "{";
+  for (const auto& item : items) {
+    if (out.size() > 1) out += ',';
+    out += '"';
+    for (const char c : item) {
+      if (c == '"' || c == '\\') out += '\\';
+      out += c;
+    }
+    out += '"';
+  }
+  out += '}';
+  return out;
+}
+
+// The second half of a dispatch round: the provider starts, then their outcomes.
+void StartAndRecord(pqxx::work& w, DispatchRound& round,
+                    const LifecycleRepository::StartFn& start) {
+  if (round.executions.empty()) return;
+  round.outcomes = start(round.executions);
+  if (round.outcomes.size() != round.executions.size()) {
+    throw StoreError("dispatch round: " + std::to_string(round.outcomes.size()) + " outcomes for " +
+                         std::to_string(round.executions.size()) + " executions",
+                     false);
+  }
+  RecordDispatch(w, round.outcomes);
+}
+
+}  // namespace
+
 DispatchRound LifecycleRepository::RunDispatchRound(TimePoint now, std::chrono::milliseconds hold,
                                                     size_t limit, size_t per_scope_limit,
                                                     const StartFn& start) {
@@ -347,15 +381,36 @@ DispatchRound LifecycleRepository::RunDispatchRound(TimePoint now, std::chrono::
       at_share = at_share || row[25].as<bool>();
     }
     round.more = at_share || round.executions.size() >= limit;
-    if (round.executions.empty()) return round;
-    round.outcomes = start(round.executions);
-    if (round.outcomes.size() != round.executions.size()) {
-      throw StoreError("dispatch round: " + std::to_string(round.outcomes.size()) +
-                           " outcomes for " + std::to_string(round.executions.size()) +
-                           " executions",
-                       false);
+    StartAndRecord(w, round, start);
+    return round;
+  });
+}
+
+DispatchRound LifecycleRepository::RunDispatchRoundFor(const std::vector<std::string>& ids,
+                                                       TimePoint now,
+                                                       std::chrono::milliseconds hold,
+                                                       const StartFn& start) {
+  DispatchRound round;
+  if (ids.empty()) return round;
+  return db_.impl().Transact("dispatch round", [&](pqxx::work& w) {
+    w.exec(HoldFor(hold));
+    // A fresh row is due whatever the clocks say (next_attempt_at defaults to the inserting
+    // transaction's now(), which may be a little ahead of this daemon's clock); a retried one only
+    // when its backoff has passed. The status condition is opaque (StatusIs) so that the planner
+    // cannot scan the partial dispatch index (every pending row) instead of probing the primary
+    // key once per id.
+    const std::string sql =
+        "SELECT " + DispatchColumns() +
+        " FROM workflow_executions e WHERE e.id = ANY($1::text[]) AND " + StatusIs("pending") +
+        " "
+        "AND (e.start_attempts = 0 OR e.next_attempt_at <= $2::timestamptz) "
+        "AND (e.lease_expires_at IS NULL OR e.lease_expires_at <= $2::timestamptz) "
+        "ORDER BY e.created_at, e.id FOR UPDATE SKIP LOCKED";
+    DispatchRound round;
+    for (const auto& row : w.exec_params(sql, TextArray(ids), Ts(now))) {
+      round.executions.push_back(RecordOf(row));
     }
-    RecordDispatch(w, round.outcomes);
+    StartAndRecord(w, round, start);
     return round;
   });
 }

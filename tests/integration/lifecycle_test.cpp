@@ -362,6 +362,101 @@ TEST_F(LifecycleTest, ARoundSaysWhetherDueExecutionsWereLeftBehind) {
   EXPECT_FALSE(poller.MoreDue());
 }
 
+// Executions offered by the pipeline are taken by id, without the fair walk: rows not offered wait
+// for the next fair round (due at once when nothing is offered, else every fair_interval).
+TEST_F(LifecycleTest, OfferedExecutionsAreTakenByIdWithoutAWalk) {
+  AddPending("onboarding", "tenant_a", {"a1"});
+  auto dispatcher = Dispatcher();
+  EXPECT_EQ(dispatcher.RunOnce(), 1u);  // nothing offered: a fair round
+  AddPending("onboarding", "tenant_a", {"a2", "a3"});
+  AddPending("billing", "tenant_b", {"b1"});
+  dispatcher.Offer({"ex_onboarding_a2", "ex_unknown", "ex_onboarding_a1"});
+  EXPECT_EQ(dispatcher.RunOnce(), 1u);  // a2 only: a1 runs already, the unknown id is skipped
+  EXPECT_FALSE(dispatcher.MoreDue());
+  EXPECT_EQ(Get("ex_onboarding_a2")->status, "running");
+  EXPECT_EQ(Get("ex_onboarding_a3")->status, "pending");  // not offered, no walk
+  EXPECT_EQ(Get("ex_billing_b1", "tenant_b")->status, "pending");
+  EXPECT_EQ(mock_->StartCalls("ex_onboarding_a2"), 1);
+  EXPECT_EQ(mock_->StartCalls("ex_onboarding_a1"), 1);  // not started again
+  EXPECT_EQ(metrics_.dispatch_rounds.WithLabels({"fair"}).Value(), 1);
+  EXPECT_EQ(metrics_.dispatch_rounds.WithLabels({"offered"}).Value(), 1);
+  // Offers keep coming, but the last fair round is fair_interval (100 ms) old: a fair round, which
+  // takes the offered row too.
+  AddPending("onboarding", "tenant_a", {"a4"});
+  clock_.Advance(100ms);
+  dispatcher.Offer({"ex_onboarding_a4"});
+  EXPECT_EQ(dispatcher.RunOnce(), 3u);
+  EXPECT_EQ(metrics_.dispatch_rounds.WithLabels({"fair"}).Value(), 2);
+  for (const char* id : {"ex_onboarding_a3", "ex_onboarding_a4"}) {
+    EXPECT_EQ(Get(id)->status, "running") << id;
+  }
+  EXPECT_EQ(Get("ex_billing_b1", "tenant_b")->status, "running");
+}
+
+// An offered row that never started is due whatever the clocks say; one whose start is waiting for
+// its retry backoff is not. More than a batch offered: the rest is left to a fair round next.
+TEST_F(LifecycleTest, OfferedExecutionsRespectRetryBackoffAndTheBatchSize) {
+  AddPending("onboarding", "tenant_a", {"warm"});
+  auto dispatcher = Dispatcher(/*batch=*/2);
+  EXPECT_EQ(dispatcher.RunOnce(), 1u);  // the fair round of a fresh dispatcher
+  AddPending("onboarding", "tenant_a", {"fresh", "backoff", "x1", "x2", "x3"});
+  {
+    pqxx::connection c(test_db_.dsn());
+    pqxx::work w(c);
+    // The database's clock ahead of the daemon's for a fresh row; a retry an hour away.
+    w.exec_params(
+        "UPDATE workflow_executions SET next_attempt_at = $1::timestamptz + interval '1 second' "
+        "WHERE id = 'ex_onboarding_fresh'",
+        FormatRfc3339(clock_.Now()));
+    w.exec_params(
+        "UPDATE workflow_executions SET start_attempts = 1, next_attempt_at = $1::timestamptz + "
+        "interval '1 hour' WHERE id = 'ex_onboarding_backoff'",
+        FormatRfc3339(clock_.Now()));
+    w.commit();
+  }
+  dispatcher.Offer({"ex_onboarding_fresh", "ex_onboarding_backoff"});
+  EXPECT_EQ(dispatcher.RunOnce(), 1u);
+  EXPECT_EQ(Get("ex_onboarding_fresh")->status, "running");
+  EXPECT_EQ(Get("ex_onboarding_backoff")->status, "pending");
+  EXPECT_EQ(mock_->StartCalls("ex_onboarding_backoff"), 0);
+
+  dispatcher.Offer({"ex_onboarding_x1", "ex_onboarding_x2"});
+  dispatcher.Offer({"ex_onboarding_x3"});
+  EXPECT_EQ(dispatcher.RunOnce(), 2u);  // one batch of the three offered
+  EXPECT_TRUE(dispatcher.MoreDue());
+  EXPECT_EQ(dispatcher.RunOnce(), 1u);  // a fair round takes the third
+  EXPECT_EQ(metrics_.dispatch_rounds.WithLabels({"offered"}).Value(), 2);
+  EXPECT_EQ(metrics_.dispatch_rounds.WithLabels({"fair"}).Value(), 2);
+  for (const char* id : {"ex_onboarding_x1", "ex_onboarding_x2", "ex_onboarding_x3"}) {
+    EXPECT_EQ(Get(id)->status, "running") << id;
+    EXPECT_EQ(mock_->StartCalls(id), 1) << id;
+  }
+  EXPECT_EQ(Get("ex_onboarding_backoff")->status, "pending");  // still waiting for its backoff
+}
+
+// An offered row that another round holds is skipped, not waited for.
+TEST_F(LifecycleTest, OfferedExecutionsHeldByAnotherRoundAreSkipped) {
+  AddPending("onboarding", "tenant_a", {"e1", "e2"});
+  store::Database replica1(test_db_.dsn());
+  auto replica2 = Dispatcher();
+  EXPECT_EQ(replica2.RunOnce(), 2u);  // a fair round: both
+  AddPending("onboarding", "tenant_a", {"e3", "e4"});
+  clock_.Advance(1ms);
+  store::LifecycleRepository(replica1).RunDispatchRoundFor(
+      {"ex_onboarding_e3"}, clock_.Now(), 30s,
+      [&](std::vector<store::ExecutionRecord>& executions) {
+        EXPECT_EQ(executions.size(), 1u);
+        replica2.Offer({"ex_onboarding_e3", "ex_onboarding_e4"});
+        EXPECT_EQ(replica2.RunOnce(), 1u);  // e4; e3 is held by replica 1's round
+        std::vector<store::DispatchOutcome> outcomes(1);
+        outcomes[0].id = executions[0].id;
+        outcomes[0].kind = store::DispatchOutcome::Kind::kNotAttempted;
+        return outcomes;
+      });
+  EXPECT_EQ(Get("ex_onboarding_e3")->status, "pending");  // replica 1 left it as it was
+  EXPECT_EQ(Get("ex_onboarding_e4")->status, "running");
+}
+
 // A round holds its rows with row locks while its provider calls run: another replica skips them,
 // and a replica that dies mid-round (its transaction rolls back) leaves them due at once.
 TEST_F(LifecycleTest, RoundsKeepReplicasApartAndACrashFreesTheRows) {

@@ -1,9 +1,10 @@
 // Starts pending executions on their providers. One RunOnce() is one dispatch round: it locks a
-// fair batch of due pending executions (at most per_scope_limit per tenant x environment), makes
-// sure each one's provider workflow exists, starts it with the execution id as the execution name
-// (so a repeated start after a crash is a no-op at the engine), and records the outcomes in the
-// same transaction: running, a retry later with exponential backoff and jitter (retryable errors,
-// up to the definition's max_attempts), or failed (permanent errors).
+// fair batch of due pending executions (at most per_scope_limit per tenant x environment), or the
+// executions offered by this replica's event pipeline right after it created them (see Offer),
+// makes sure each one's provider workflow exists, starts it with the execution id as the execution
+// name (so a repeated start after a crash is a no-op at the engine), and records the outcomes in
+// the same transaction: running, a retry later with exponential backoff and jitter (retryable
+// errors, up to the definition's max_attempts), or failed (permanent errors).
 #pragma once
 
 #include <chrono>
@@ -30,6 +31,9 @@ struct DispatcherOptions {
   size_t max_in_flight = 16;    // concurrent provider starts in this replica
   std::chrono::milliseconds call_timeout{10000};
   std::chrono::milliseconds first_poll{200};  // first status poll after a start
+  // While executions keep being offered, the fair round still runs at least this often: it finds
+  // what no offer names (retries that came due, rows of other replicas or from before a restart).
+  std::chrono::milliseconds fair_interval{100};
 };
 
 class ExecutionDispatcher {
@@ -42,7 +46,16 @@ class ExecutionDispatcher {
 
   // One lock-start-record round. Returns how many executions it took (0: nothing due).
   // Throws StoreError when the database is unavailable.
+  // The round takes the offered executions by id (no walk over the tenants x environments, whose
+  // cost grows with their number) unless the last round may have left due executions behind,
+  // nothing was offered, or the last fair round is fair_interval old: then it is the fair round,
+  // and the offers are dropped (they are pending rows that it finds).
   size_t RunOnce();
+
+  // Thread-safe. Ids of executions just committed as pending by this replica, for the next round.
+  // Hints only: an id that is unknown, already taken or no longer due is skipped, and one that is
+  // dropped is found by a fair round; nothing depends on an offer for correctness.
+  void Offer(std::vector<std::string> ids);
   // Whether the last round may have left due executions behind (its batch was full, or a tenant x
   // environment gave its whole share): then the next round should run at once.
   bool MoreDue() const { return more_due_; }
@@ -65,6 +78,9 @@ class ExecutionDispatcher {
   std::function<double()> jitter_;
   std::mutex jitter_mu_;
   bool more_due_ = false;
+  std::mutex offered_mu_;
+  std::vector<std::string> offered_;
+  TimePoint last_fair_round_{};
   WorkerPool pool_;
 };
 

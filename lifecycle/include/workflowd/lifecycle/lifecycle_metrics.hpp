@@ -26,6 +26,11 @@ struct LifecycleMetrics {
         dispatch_attempts(r.AddCounter("workflowd_dispatch_attempts_total",
                                        "Start attempts by result (started, retry, failed)",
                                        {"result"})),
+        dispatch_rounds(r.AddCounter(
+            "workflowd_dispatch_rounds_total",
+            "Dispatch rounds by kind: fair (a walk over every tenant x environment with due "
+            "executions) or offered (the executions this replica's pipeline just created)",
+            {"kind"})),
         queued(r.AddGauge("workflowd_dispatch_queued",
                           "Pending executions due for a start, per tenant x environment",
                           {"tenant", "environment"})),
@@ -41,6 +46,7 @@ struct LifecycleMetrics {
                               "Executions stopped because their definition's timeout passed")) {
     for (const char* result : {"started", "retry", "failed"})
       dispatch_attempts.WithLabels({result});
+    for (const char* kind : {"fair", "offered"}) dispatch_rounds.WithLabels({kind});
   }
 
   metrics::CounterFamily& transitions;
@@ -49,6 +55,7 @@ struct LifecycleMetrics {
   metrics::CounterFamily& provider_errors;
   metrics::CounterFamily& poll_errors;
   metrics::CounterFamily& dispatch_attempts;
+  metrics::CounterFamily& dispatch_rounds;
   metrics::GaugeFamily& queued;
   metrics::GaugeFamily& in_flight;
   metrics::GaugeFamily& by_state;

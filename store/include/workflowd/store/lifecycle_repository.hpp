@@ -135,6 +135,15 @@ class LifecycleRepository {
   DispatchRound RunDispatchRound(TimePoint now, std::chrono::milliseconds hold, size_t limit,
                                  size_t per_scope_limit, const StartFn& start);
 
+  // The same round over given executions (the ones an event batch just created): locks those of
+  // `ids` that are still pending and due (never started yet, or their retry is due at `now`),
+  // skipping rows another round holds, in creation order, by primary key. No walk over the
+  // tenants x environments with pending rows: its cost grows with their number, this one's only
+  // with the batch. Ids that are unknown, taken or no longer pending are left out (they are
+  // hints; the fair round above finds whatever is due in any case). `more` is always false.
+  DispatchRound RunDispatchRoundFor(const std::vector<std::string>& ids, TimePoint now,
+                                    std::chrono::milliseconds hold, const StartFn& start);
+
   // One poll round, in one transaction: locks up to `limit` running executions whose next poll is
   // due at `now` (their trigger_event is not read: null), hands them to `poll`, records the
   // outcomes it returns (any subset, by id: only rows still running change; steps are upserted
