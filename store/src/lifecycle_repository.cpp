@@ -397,8 +397,8 @@ DispatchRound LifecycleRepository::RunDispatchRoundFor(const std::vector<std::st
     // A fresh row is due whatever the clocks say (next_attempt_at defaults to the inserting
     // transaction's now(), which may be a little ahead of this daemon's clock); a retried one only
     // when its backoff has passed. The status condition is opaque (StatusIs) so that the planner
-    // cannot scan the partial dispatch index (every pending row) instead of probing the primary
-    // key once per id.
+    // cannot choose to scan the partial dispatch index (every pending row; a plan it could prefer
+    // when its statistics say few rows are pending) instead of probing the primary key per id.
     const std::string sql =
         "SELECT " + DispatchColumns() +
         " FROM workflow_executions e WHERE e.id = ANY($1::text[]) AND " + StatusIs("pending") +
