@@ -125,6 +125,12 @@ TEST(LifecycleE2E, TwoReplicasShareTheWorkAndSurviveAKill) {
   int port_b = h.admin_port();
   ASSERT_NE(port_a, port_b);
   TestProducer producer(h.brokers());
+  // The topic exists and both replicas hold partitions before the first phase: a replica starts
+  // the executions of the events it consumed at once (offered rounds), so the work is shared
+  // through the partitions (the other replica's fair rounds find nothing left to start).
+  producer.Produce(h.topic(), Structured("warm-up", "tenant_a", "prod", "nobody.listens", {}));
+  producer.Flush();
+  ASSERT_TRUE(b->WaitForOutput("kafka partitions assigned", 30s)) << b->Output();
   constexpr int kFirst = 300;
   for (int i = 0; i < kFirst; ++i) {
     producer.Produce(h.topic(),
@@ -138,9 +144,10 @@ TEST(LifecycleE2E, TwoReplicasShareTheWorkAndSurviveAKill) {
   auto counts = StartCounts(start_log);
   EXPECT_EQ(counts.size(), static_cast<size_t>(kFirst));
   for (const auto& [name, count] : counts) ASSERT_EQ(count, 1) << name << " started twice";
-  // Both replicas did part of the work: starts and polls are shared through the leases. Which
-  // replica polls what depends on timing (a busy poller keeps leasing what becomes due while an
-  // idle one sleeps), so the share is asserted over starts and polls together.
+  // Both replicas did part of the work: starts follow the partitions each consumed, polls are
+  // shared through the rounds' row locks. Which replica polls what depends on timing (a busy
+  // poller keeps taking what becomes due while an idle one sleeps), so the share is asserted over
+  // starts and polls together.
   auto metric = [&](const std::string& sample, int port) {
     return std::max(0.0, h.Metric(sample, port));  // -1: no such sample yet
   };
