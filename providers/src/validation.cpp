@@ -41,10 +41,11 @@ size_t EscapedStringSize(std::string_view s) {
   size_t n = 2 + s.size();
   for (const char ch : s) {
     const auto c = static_cast<unsigned char>(ch);
-    if (c >= 0x20 && c != '"' && c != '\\') continue;
-    n += (c == '\b' || c == '\t' || c == '\n' || c == '\f' || c == '\r' || c == '"' || c == '\\')
-             ? 1
-             : 5;
+    if (c == '"' || c == '\\' || c == '\b' || c == '\t' || c == '\n' || c == '\f' || c == '\r') {
+      n += 1;
+    } else if (c < 0x20) {
+      n += 5;
+    }
   }
   return n;
 }

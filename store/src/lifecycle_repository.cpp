@@ -390,8 +390,7 @@ DispatchRound LifecycleRepository::RunDispatchRoundFor(const std::vector<std::st
                                                        TimePoint now,
                                                        std::chrono::milliseconds hold,
                                                        const StartFn& start) {
-  DispatchRound round;
-  if (ids.empty()) return round;
+  if (ids.empty()) return {};
   return db_.impl().Transact("dispatch round", [&](pqxx::work& w) {
     w.exec(HoldFor(hold));
     // A fresh row is due whatever the clocks say (next_attempt_at defaults to the inserting
@@ -399,15 +398,14 @@ DispatchRound LifecycleRepository::RunDispatchRoundFor(const std::vector<std::st
     // when its backoff has passed. The status condition is opaque (StatusIs) so that the planner
     // cannot choose to scan the partial dispatch index (every pending row; a plan it could prefer
     // when its statistics say few rows are pending) instead of probing the primary key per id.
-    const std::string sql =
+    static const std::string kSql =
         "SELECT " + DispatchColumns() +
         " FROM workflow_executions e WHERE e.id = ANY($1::text[]) AND " + StatusIs("pending") +
-        " "
-        "AND (e.start_attempts = 0 OR e.next_attempt_at <= $2::timestamptz) "
+        " AND (e.start_attempts = 0 OR e.next_attempt_at <= $2::timestamptz) "
         "AND (e.lease_expires_at IS NULL OR e.lease_expires_at <= $2::timestamptz) "
         "ORDER BY e.created_at, e.id FOR UPDATE SKIP LOCKED";
     DispatchRound round;
-    for (const auto& row : w.exec_params(sql, TextArray(ids), Ts(now))) {
+    for (const auto& row : w.exec_params(kSql, TextArray(ids), Ts(now))) {
       round.executions.push_back(RecordOf(row));
     }
     StartAndRecord(w, round, start);

@@ -118,6 +118,14 @@ class LifecycleTest : public ::testing::Test {
     w.commit();
   }
 
+  // Runs `sql` in its own transaction with $1 = the manual clock's now (RFC 3339).
+  void ExecAtNow(const std::string& sql) {
+    pqxx::connection c(test_db_.dsn());
+    pqxx::work w(c);
+    w.exec_params(sql, FormatRfc3339(clock_.Now()));
+    w.commit();
+  }
+
   std::optional<store::ExecutionRecord> Get(const std::string& id,
                                             const std::string& tenant = "tenant_a") {
     return store::LifecycleRepository(db_).Get(tenant, "prod", id);
@@ -400,20 +408,13 @@ TEST_F(LifecycleTest, OfferedExecutionsRespectRetryBackoffAndTheBatchSize) {
   auto dispatcher = Dispatcher(/*batch=*/2);
   EXPECT_EQ(dispatcher.RunOnce(), 1u);  // the fair round of a fresh dispatcher
   AddPending("onboarding", "tenant_a", {"fresh", "backoff", "x1", "x2", "x3"});
-  {
-    pqxx::connection c(test_db_.dsn());
-    pqxx::work w(c);
-    // The database's clock ahead of the daemon's for a fresh row; a retry an hour away.
-    w.exec_params(
-        "UPDATE workflow_executions SET next_attempt_at = $1::timestamptz + interval '1 second' "
-        "WHERE id = 'ex_onboarding_fresh'",
-        FormatRfc3339(clock_.Now()));
-    w.exec_params(
-        "UPDATE workflow_executions SET start_attempts = 1, next_attempt_at = $1::timestamptz + "
-        "interval '1 hour' WHERE id = 'ex_onboarding_backoff'",
-        FormatRfc3339(clock_.Now()));
-    w.commit();
-  }
+  // The database's clock ahead of the daemon's for a fresh row; a retry an hour away.
+  ExecAtNow(
+      "UPDATE workflow_executions SET next_attempt_at = $1::timestamptz + interval '1 second' "
+      "WHERE id = 'ex_onboarding_fresh'");
+  ExecAtNow(
+      "UPDATE workflow_executions SET start_attempts = 1, next_attempt_at = $1::timestamptz + "
+      "interval '1 hour' WHERE id = 'ex_onboarding_backoff'");
   dispatcher.Offer({"ex_onboarding_fresh", "ex_onboarding_backoff"});
   EXPECT_EQ(dispatcher.RunOnce(), 1u);
   EXPECT_EQ(Get("ex_onboarding_fresh")->status, "running");
@@ -486,15 +487,9 @@ TEST_F(LifecycleTest, RoundsKeepReplicasApartAndACrashFreesTheRows) {
 // alone until its lease expires.
 TEST_F(LifecycleTest, AnEarlierVersionsLeaseIsRespectedUntilItExpires) {
   AddPending("onboarding", "tenant_a", {"e1"});
-  {
-    pqxx::connection c(test_db_.dsn());
-    pqxx::work w(c);
-    w.exec_params(
-        "UPDATE workflow_executions SET lease_owner = 'old-replica', lease_expires_at = "
-        "$1::timestamptz + interval '30 seconds'",
-        FormatRfc3339(clock_.Now()));
-    w.commit();
-  }
+  ExecAtNow(
+      "UPDATE workflow_executions SET lease_owner = 'old-replica', lease_expires_at = "
+      "$1::timestamptz + interval '30 seconds'");
   auto dispatcher = Dispatcher();
   EXPECT_EQ(dispatcher.RunOnce(), 0u);
   clock_.Advance(29s);
