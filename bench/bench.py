@@ -963,11 +963,16 @@ GROUP BY s ORDER BY s""")]
                 fmt_cpu(s["cpu"]))
         if "match_bench" in R:
             mb = R["match_bench"]
-            v = mb["ratio_spread"]
+            # The ratio of passes run in turn, milliseconds apart (median over the turns): this
+            # VM's speed swings up to 3x within seconds, which the best-of rounds (each case's
+            # fastest moment, seconds apart) turn into ratios of 0.5-0.95 x for the same binary.
+            v = mb["ratio_spread_interleaved"]
             row(f"matching {mb['large_definitions']:,} vs {mb['small_definitions']} defs "
                 "(micro, events over all tenants)", v, "x", ">= 0.90", v / 0.9, v >= 0.9,
+                f"passes in turn, median of {mb['interleaved_turns']} turns; best-of rounds: "
                 f"{mb['large_spread_events_per_s']:,.0f} vs {mb['small_events_per_s']:,.0f} "
-                f"events/s; same events: {mb['ratio_same']:.2f}x")
+                f"events/s = {mb['ratio_spread']:.2f}x; same events in turn: "
+                f"{mb['ratio_same_interleaved']:.2f}x")
         if "large" in R:
             base = R["large"]["base_ingest_m20_rate"]
             v = R["large"]["ingest_m20_rate"] / base

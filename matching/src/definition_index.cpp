@@ -101,6 +101,13 @@ uint64_t HashKey(std::string_view tenant, std::string_view environment,
 
 uint32_t Tag(uint64_t hash) { return static_cast<uint32_t>(hash >> 32); }
 
+// The slot's 16-bit tag in the tag array: other hash bits than the slot number's and the bucket's
+// tag's; never 0 (an empty slot).
+uint16_t SlotTag(uint64_t hash) {
+  const auto t = static_cast<uint16_t>(hash >> 16);
+  return t == 0 ? 1 : t;
+}
+
 // Whether `key` starts with `part` (a view may be empty with a null data pointer).
 bool StartsWith(const char* key, std::string_view part) {
   return part.empty() || std::memcmp(key, part.data(), part.size()) == 0;
@@ -159,15 +166,20 @@ DefinitionIndex::DefinitionIndex(std::vector<IndexEntry> entries) : entries_(std
     i = j;
   }
   if (groups.empty()) return;
-  const size_t bucket_count = std::bit_ceil(std::max<size_t>(8, groups.size() * 2));
+  // At most 4/5 full: the probes run over the tag array, where a long run costs a few bytes of one
+  // cache line, so a fuller table (half the buckets' memory of a half-full one) costs nothing.
+  const size_t bucket_count = std::bit_ceil(std::max<size_t>(8, groups.size() + groups.size() / 4));
   const size_t buckets_bytes = bucket_count * sizeof(Bucket);
-  table_align_ = buckets_bytes + overflow_bytes >= kHugePage ? kHugePage : kLine;
-  table_bytes_ = RoundUp(buckets_bytes + overflow_bytes, table_align_);
+  tags_offset_ = RoundUp(buckets_bytes + overflow_bytes, kLine);
+  const size_t used_bytes = tags_offset_ + bucket_count * sizeof(uint16_t);
+  table_align_ = used_bytes >= kHugePage ? kHugePage : kLine;
+  table_bytes_ = RoundUp(used_bytes, table_align_);
   table_ = AllocateTable(table_bytes_, table_align_);
   std::memset(table_, 0, table_bytes_);
   mask_ = bucket_count - 1;
 
   auto* buckets = reinterpret_cast<Bucket*>(table_);
+  auto* tags = reinterpret_cast<uint16_t*>(table_ + tags_offset_);
   std::byte* overflow = table_ + buckets_bytes;
   for (const auto& [begin, end] : groups) {
     const IndexEntry& first = entries_[begin];
@@ -176,6 +188,7 @@ DefinitionIndex::DefinitionIndex(std::vector<IndexEntry> entries) : entries_(std
     const uint64_t hash = HashKey(tenant, environment, event_name);
     size_t s = hash & mask_;
     while (buckets[s].count != 0) s = (s + 1) & mask_;
+    tags[s] = SlotTag(hash);
     Bucket& bucket = buckets[s];
     bucket.tag = Tag(hash);
     bucket.begin = begin;
@@ -208,6 +221,7 @@ DefinitionIndex::DefinitionIndex(const DefinitionIndex& other)
     : entries_(other.entries_),
       table_bytes_(other.table_bytes_),
       table_align_(other.table_align_),
+      tags_offset_(other.tags_offset_),
       mask_(other.mask_) {
   if (other.table_ == nullptr) return;
   // The table holds no pointer into itself, and its condition pointers stay valid: the copied
@@ -228,6 +242,7 @@ void DefinitionIndex::Swap(DefinitionIndex& other) noexcept {
   std::swap(table_, other.table_);
   std::swap(table_bytes_, other.table_bytes_);
   std::swap(table_align_, other.table_align_);
+  std::swap(tags_offset_, other.tags_offset_);
   std::swap(mask_, other.mask_);
 }
 
@@ -236,10 +251,15 @@ CandidateSet DefinitionIndex::Find(std::string_view tenant, std::string_view env
   if (table_ == nullptr) return {};
   const uint64_t hash = HashKey(tenant, environment, event_name);
   const uint32_t tag = Tag(hash);
+  const uint16_t slot_tag = SlotTag(hash);
   const auto* buckets = reinterpret_cast<const Bucket*>(table_);
+  const auto* tags = reinterpret_cast<const uint16_t*>(table_ + tags_offset_);
   for (size_t s = hash & mask_;; s = (s + 1) & mask_) {
+    // The tag array (2 bytes a slot) answers most lookups of keys the index does not hold without
+    // reading a bucket, and tells which slot's bucket is worth a look.
+    if (tags[s] == 0) return {};
+    if (tags[s] != slot_tag) continue;
     const Bucket& bucket = buckets[s];
-    if (bucket.count == 0) return {};
     if (bucket.tag != tag) continue;
     const std::byte* place = bucket.place(table_);
     const std::byte* key = place + bucket.count * sizeof(const Condition*);

@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <set>
+
 namespace workflowd::matching {
 namespace {
 
@@ -118,6 +120,37 @@ TEST(DefinitionIndex, ManyKeysEachFindExactlyTheirEntriesInIdOrder) {
   EXPECT_EQ(seen, total);
   EXPECT_TRUE(index.Candidates("t3000", "prod", "x").empty());
   EXPECT_TRUE(index.Candidates("", "", "").empty());
+}
+
+TEST(DefinitionIndex, TablesAtEverySizeFindEachKeyAndNoOther) {
+  // The table is sized to the number of distinct keys (a power of two, at most 4/5 full): sizes on
+  // both sides of each resize point, so that the fullest tables (the longest probe runs, runs that
+  // wrap around the table's end) are among them. Checked against a plain set of the keys.
+  for (const size_t n : {size_t{1}, size_t{5}, size_t{6}, size_t{7}, size_t{13}, size_t{102},
+                         size_t{103}, size_t{204}, size_t{205}, size_t{819}, size_t{820},
+                         size_t{6553}, size_t{6554}}) {
+    std::vector<IndexEntry> entries;
+    std::set<std::string> keys;
+    for (size_t i = 0; i < n; ++i) {
+      const std::string tenant = "tenant" + std::to_string(i * 7919 % 100003);
+      entries.push_back(Entry("wf" + std::to_string(i), tenant, "prod", "order.placed"));
+      keys.insert(tenant);
+    }
+    const DefinitionIndex index(std::move(entries));
+    for (size_t i = 0; i < 3 * n + 10; ++i) {
+      const std::string tenant = "tenant" + std::to_string(i * 7919 % 100003);
+      const auto candidates = index.Candidates(tenant, "prod", "order.placed");
+      if (keys.count(tenant) != 0) {
+        ASSERT_EQ(candidates.size(), 1u) << n << " keys, " << tenant;
+        EXPECT_EQ(candidates[0].tenant_id, tenant);
+        EXPECT_EQ(candidates[0].definition_id, "wf" + std::to_string(i));
+      } else {
+        EXPECT_TRUE(candidates.empty()) << n << " keys, " << tenant;
+      }
+      EXPECT_TRUE(index.Candidates(tenant, "staging", "order.placed").empty());
+      EXPECT_TRUE(index.Candidates(tenant, "prod", "order.placed.").empty());
+    }
+  }
 }
 
 TEST(DefinitionIndex, EmptyIndexHasNoCandidates) {

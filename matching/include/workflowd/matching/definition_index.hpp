@@ -81,21 +81,24 @@ class DefinitionIndex {
   const std::vector<IndexEntry>& entries() const { return entries_; }
 
  private:
-  // Open addressing over the distinct keys (linear probing, at most half full) in one allocation
-  // of 64-byte buckets, one cache line each. A bucket holds a fingerprint of its key's hash, where
-  // its entries begin, and, when they fit in the line (keys up to 40 bytes with one candidate, up
-  // to 32 with two), the key's text and its candidates' condition pointers; larger keys and
-  // candidate lists live in an overflow area the bucket points to. A lookup thus touches one cache
-  // line (two for large keys), however many definitions the index holds, and a mismatching
-  // fingerprint skips the key comparison. Large tables ask for transparent huge pages (fewer TLB
-  // misses).
+  // Open addressing over the distinct keys (linear probing, at most 4/5 full) in one allocation:
+  // 64-byte buckets (one cache line each), the overflow area, then a 2-byte tag per bucket (16
+  // hash bits; 0: empty), which is what the probes walk. A bucket holds a 32-bit fingerprint of
+  // its key's hash, where its entries begin, and, when they fit in the line (keys up to 40 bytes
+  // with one candidate, up to 32 with two), the key's text and its candidates' condition
+  // pointers; larger keys and candidate lists live in the overflow area the bucket points to. A
+  // lookup reads the tag array (256 KB for 100,000 keys: it stays in a core's cache) and, when a
+  // tag agrees, one bucket (two cache lines for large keys), however many definitions the index
+  // holds; a key the index does not hold seldom reads a bucket at all. Large tables ask for
+  // transparent huge pages (fewer TLB misses).
   struct Bucket;
   void Swap(DefinitionIndex& other) noexcept;
 
   std::vector<IndexEntry> entries_;  // grouped by key, ordered by definition id within
-  std::byte* table_ = nullptr;       // buckets, then the overflow area
+  std::byte* table_ = nullptr;       // buckets, the overflow area, the tags
   size_t table_bytes_ = 0;
   size_t table_align_ = 0;
+  size_t tags_offset_ = 0;  // where the tag array begins in table_
   size_t mask_ = 0;  // bucket count - 1 (a power of two); no buckets when table_ is null
 };
 
