@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <cstdlib>
 #include <fstream>
 #include <iostream>
@@ -14,6 +15,7 @@
 #include "workflowd/daemon/config.hpp"
 #include "workflowd/definitions/definition.hpp"
 #include "workflowd/lifecycle/execution_operations.hpp"
+#include "workflowd/lifecycle/policy.hpp"
 #include "workflowd/providers/mock/mock_provider.hpp"
 #include "workflowd/store/definition_repository.hpp"
 #include "workflowd/store/lifecycle_repository.hpp"
@@ -63,9 +65,34 @@ std::string ReadFile(const std::string& path) {
   return ss.str();
 }
 
-// Parses and validates every file; prints each problem. Returns the definitions when all are valid.
+// What the definition's provider says of it: whether this build and configuration offer that
+// provider at all (otherwise each of its executions would fail with provider_not_found), and the
+// provider's own checks of the definition and its provider_config (otherwise each execution
+// would fail with invalid_spec).
+std::optional<matching::FieldError> ProviderProblem(
+    const definitions::WorkflowDefinition& definition, const providers::Registry& registry) {
+  const auto available = registry.List();
+  if (std::find(available.begin(), available.end(), definition.provider) == available.end()) {
+    return matching::FieldError{
+        "provider",
+        "\"" + definition.provider + "\" is not available (" +
+            (available.empty() ? std::string("no provider is enabled")
+                               : "available: " + fmt::format("{}", fmt::join(available, ", "))) +
+            "); its executions would fail"};
+  }
+  try {
+    registry.Get(definition.provider)
+        ->Validate(Context::Background(), lifecycle::SpecFor(definition));
+  } catch (const providers::ProviderError& e) {
+    return matching::FieldError{"", "provider " + definition.provider + ": " + e.what()};
+  }
+  return std::nullopt;
+}
+
+// Parses and validates every file, the definitions' providers' checks included; prints each
+// problem. Returns the definitions when all are valid.
 std::optional<std::vector<definitions::WorkflowDefinition>> LoadDefinitionFiles(
-    const std::vector<std::string>& files) {
+    const std::vector<std::string>& files, const providers::Registry& providers) {
   std::vector<definitions::WorkflowDefinition> all;
   bool ok = true;
   for (const auto& file : files) {
@@ -74,6 +101,9 @@ std::optional<std::vector<definitions::WorkflowDefinition>> LoadDefinitionFiles(
       auto defs = definitions::DefinitionsFromYamlOrJson(ReadFile(file), file);
       for (size_t i = 0; i < defs.size(); ++i) {
         auto problems = definitions::DefinitionProblems(defs[i]);
+        if (problems.empty()) {
+          if (auto p = ProviderProblem(defs[i], providers)) problems.Add(p->field, p->message);
+        }
         if (!problems.empty()) {
           ok = false;
           file_ok = false;
@@ -257,7 +287,8 @@ int RunCli(int argc, char** argv) {
     std::cout << "workflowd " << WORKFLOWD_VERSION << "\n";
     return 0;
   }
-  if (validate->parsed()) return LoadDefinitionFiles(files) ? 0 : 1;
+  // Offline: the providers of the default configuration.
+  if (validate->parsed()) return LoadDefinitionFiles(files, *ProviderRegistryFor(Config{})) ? 0 : 1;
 
   Config config;
   try {
@@ -274,7 +305,7 @@ int RunCli(int argc, char** argv) {
   }
   if (migrate->parsed()) return Migrate(config);
   if (apply->parsed()) {
-    auto loaded = LoadDefinitionFiles(files);
+    auto loaded = LoadDefinitionFiles(files, *ProviderRegistryFor(config));
     if (!loaded) return 1;
     try {
       store::Database db(config.database.url, config.database.connect_timeout);

@@ -4,6 +4,7 @@
 #include <spdlog/spdlog.h>
 
 #include <atomic>
+#include <mutex>
 #include <random>
 #include <thread>
 
@@ -90,6 +91,57 @@ bool SleepUnless(const std::atomic<bool>& stop, std::chrono::milliseconds d) {
   return true;
 }
 
+// What /healthz and /readyz answer. The admin endpoint opens first thing, before the daemon has
+// reached PostgreSQL and loaded its definitions, which takes as long as PostgreSQL is away:
+// meanwhile the daemon is alive (a restart would not bring PostgreSQL back) and not ready, and both
+// reports name the step it is in. Once the daemon runs, its own checks answer.
+class HealthSwitch {
+ public:
+  void Step(const std::string& step) {
+    // One line (libpq's messages end in a newline and continue on tab-indented lines).
+    std::string line;
+    for (const char c : step) {
+      const bool space = c == '\n' || c == '\t' || c == '\r' || c == ' ';
+      if (!space) {
+        line += c;
+      } else if (!line.empty() && line.back() != ' ') {
+        line += ' ';
+      }
+    }
+    while (!line.empty() && line.back() == ' ') line.pop_back();
+    std::lock_guard lock(mu_);
+    step_ = std::move(line);
+  }
+  void Serve(metrics::HealthProvider liveness, metrics::HealthProvider readiness) {
+    std::lock_guard lock(mu_);
+    liveness_ = std::move(liveness);
+    readiness_ = std::move(readiness);
+  }
+  // Back to the step answers; waits for a probe in progress, so that what the daemon's checks
+  // read can then go away.
+  void Stopping() {
+    std::lock_guard lock(mu_);
+    liveness_ = nullptr;
+    readiness_ = nullptr;
+    step_ = "stopping";
+  }
+  metrics::HealthReport Liveness() {
+    std::lock_guard lock(mu_);
+    if (liveness_) return liveness_();
+    return {true, {{"startup", true, step_}}};
+  }
+  metrics::HealthReport Readiness() {
+    std::lock_guard lock(mu_);
+    if (readiness_) return readiness_();
+    return {false, {{"startup", false, step_}}};
+  }
+
+ private:
+  std::mutex mu_;
+  std::string step_ = "starting";
+  metrics::HealthProvider liveness_, readiness_;
+};
+
 metrics::AdminServerOptions AdminOptions(const std::string& listen) {
   metrics::AdminServerOptions o;
   auto colon = listen.rfind(':');
@@ -100,6 +152,17 @@ metrics::AdminServerOptions AdminOptions(const std::string& listen) {
 
 }  // namespace
 
+std::shared_ptr<providers::Registry> ProviderRegistryFor(const Config& config) {
+  auto registry = std::make_shared<providers::Registry>();
+  if (config.mock_provider.enabled) {
+    auto mock = std::make_shared<providers::mock::MockProvider>(SystemClock::Instance());
+    mock->EnableReconstruction(true);  // answer for executions other replicas started
+    if (!config.mock_provider.start_log.empty()) mock->SetStartLog(config.mock_provider.start_log);
+    registry->Register(mock);
+  }
+  return registry;
+}
+
 int RunDaemon(const Config& config) {
   std::atomic<bool> stop{false};
   SignalWatcher signals(stop);
@@ -109,9 +172,23 @@ int RunDaemon(const Config& config) {
       .WithLabels({WORKFLOWD_VERSION})
       .Set(1);
   PipelineMetrics pm(registry);
+  auto& ready_gauge = registry.AddGauge("workflowd_ready", "1 while /readyz reports ready, else 0");
+  ready_gauge.Set(0);
+
+  HealthSwitch health;
+  std::unique_ptr<metrics::AdminServer> admin;
+  if (!config.admin.listen.empty()) {
+    admin = std::make_unique<metrics::AdminServer>(
+        AdminOptions(config.admin.listen), registry, [&health] { return health.Liveness(); },
+        [&health] { return health.Readiness(); });
+    admin->Start();
+    spdlog::info("admin endpoint listening on {}:{} (/metrics, /healthz, /readyz)",
+                 admin->bind_address(), admin->port());
+  }
 
   // Wait for a database with the right schema; keep trying (it may start after us).
   int expected_schema = store::BundledMigrations().back().version;
+  health.Step("connecting to PostgreSQL");
   for (bool logged = false;;) {
     try {
       int version = store::SchemaVersion(config.database.url);
@@ -130,6 +207,7 @@ int RunDaemon(const Config& config) {
       }
       if (!logged) spdlog::warn("waiting for PostgreSQL: {}", e.what());
       logged = true;
+      health.Step(std::string("waiting for PostgreSQL: ") + e.what());
       pm.database_errors.WithLabels({"load_definitions"}).Inc();
       if (!SleepUnless(stop, std::chrono::seconds(1))) return 0;
     }
@@ -138,12 +216,14 @@ int RunDaemon(const Config& config) {
   matching::DefinitionIndexHolder index;
   IndexRefresher refresher(config.database.url, config.database.connect_timeout,
                            config.matching.resync_interval, index, pm);
+  health.Step("loading workflow definitions");
   while (true) {
     try {
       refresher.LoadNow("startup");
       break;
     } catch (const store::StoreError& e) {
       spdlog::warn("cannot load definitions yet: {}", e.what());
+      health.Step(std::string("cannot load workflow definitions yet: ") + e.what());
       if (!SleepUnless(stop, std::chrono::seconds(1))) return 0;
     }
   }
@@ -189,14 +269,7 @@ int RunDaemon(const Config& config) {
   EventPipeline pipeline(po, source, dlq, executions, index, pm, SystemClock::Instance());
 
   // Providers and the execution lifecycle (dispatch, status polling).
-  auto providers_registry = std::make_shared<providers::Registry>();
-  if (config.mock_provider.enabled) {
-    auto mock = std::make_shared<providers::mock::MockProvider>(SystemClock::Instance());
-    mock->EnableReconstruction(true);  // answer for executions other replicas started
-    if (!config.mock_provider.start_log.empty()) mock->SetStartLog(config.mock_provider.start_log);
-    providers_registry->Register(mock);
-  }
-  providers::Manager manager(providers_registry);
+  providers::Manager manager(ProviderRegistryFor(config));
   spdlog::info("workflow providers: {}", fmt::join(manager.ListProviders(), ", "));
   lifecycle::LifecycleMetrics lm(registry);
   lifecycle::WorkflowCatalog catalog(manager);
@@ -325,14 +398,12 @@ int RunDaemon(const Config& config) {
     return r;
   };
 
-  std::unique_ptr<metrics::AdminServer> admin;
-  if (!config.admin.listen.empty()) {
-    admin = std::make_unique<metrics::AdminServer>(AdminOptions(config.admin.listen), registry,
-                                                   liveness, readiness);
-    admin->Start();
-    spdlog::info("admin endpoint listening on {}:{} (/metrics, /healthz, /readyz)",
-                 admin->bind_address(), admin->port());
-  }
+  health.Serve(liveness, readiness);
+  // Destroyed before what the checks read (declared above).
+  struct StopServing {
+    HealthSwitch& health;
+    ~StopServing() { health.Stopping(); }
+  } stop_serving{health};
 
   spdlog::info("workflowd {} started: instance={} group={} topics={} definitions={}",
                WORKFLOWD_VERSION, config.instance_id, config.kafka.group_id,
@@ -353,7 +424,6 @@ int RunDaemon(const Config& config) {
   // Supervise: tell systemd once we are really ready, and keep its watchdog fed only while the
   // pipeline is alive (a stuck loop gets the service restarted).
   SystemdNotifier systemd;
-  auto& ready_gauge = registry.AddGauge("workflowd_ready", "1 while /readyz reports ready, else 0");
   bool announced_ready = false;
   auto next_watchdog = std::chrono::steady_clock::now();
   while (!stop) {
@@ -372,6 +442,7 @@ int RunDaemon(const Config& config) {
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
   systemd.Stopping("shutting down");
+  health.Stopping();  // /readyz: not ready, "stopping"
   // Bounded shutdown: if the batch in flight cannot finish in time, exit without committing it
   // (it will be redelivered).
   std::atomic<bool> finished{false};

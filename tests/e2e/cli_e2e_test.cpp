@@ -2,10 +2,12 @@
 // and apply against the real PostgreSQL.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <httplib.h>
 
 #include <filesystem>
 #include <fstream>
 #include <pqxx/pqxx>
+#include <regex>
 
 #include "process.hpp"
 #include "test_database.hpp"
@@ -115,6 +117,42 @@ TEST(CliE2E, UnreachableDatabaseIsARuntimeError) {
                   "postgresql://workflowd:secret@127.0.0.1:1/workflowd?connect_timeout=2"});
   EXPECT_EQ(code, 1);
   EXPECT_NE(out.find("unreachable"), std::string::npos) << out;
+}
+
+TEST(CliE2E, AdminEndpointAnswersWhileTheDaemonWaitsForPostgres) {
+  // Nothing listens on port 1: the daemon waits for PostgreSQL (it may start after us). Its admin
+  // endpoint answers meanwhile: alive (a restart would not help), not ready, both saying why, and
+  // /metrics shows workflowd_ready 0 and the failed attempts.
+  const std::string dsn = "postgresql://workflowd:secret@127.0.0.1:1/workflowd?connect_timeout=2";
+  ChildProcess daemon({kBinary, "run"}, IsolatedRunEnv(dsn));
+  ASSERT_TRUE(daemon.WaitForOutput("waiting for PostgreSQL", 30s)) << daemon.Output();
+  std::smatch m;
+  const std::string out = daemon.Output();
+  ASSERT_TRUE(std::regex_search(out, m, std::regex("admin endpoint listening on [0-9.]+:([0-9]+)")))
+      << out;
+  httplib::Client admin("127.0.0.1", std::stoi(m[1]));
+  admin.set_connection_timeout(2, 0);
+
+  auto live = admin.Get("/healthz");
+  ASSERT_TRUE(live);
+  EXPECT_EQ(live->status, 200) << live->body;
+  EXPECT_THAT(live->body, HasSubstr("waiting for PostgreSQL"));
+  auto ready = admin.Get("/readyz");
+  ASSERT_TRUE(ready);
+  EXPECT_EQ(ready->status, 503) << ready->body;
+  EXPECT_THAT(ready->body, HasSubstr("waiting for PostgreSQL"));
+  EXPECT_THAT(ready->body, HasSubstr("unreachable"));
+  EXPECT_THAT(ready->body, Not(HasSubstr("secret")));
+  auto metrics = admin.Get("/metrics");
+  ASSERT_TRUE(metrics);
+  EXPECT_THAT(metrics->body, HasSubstr("\nworkflowd_ready 0\n"));
+  const std::string failed = "\nworkflowd_database_errors_total{operation=\"load_definitions\"} ";
+  const auto at = metrics->body.find(failed);
+  ASSERT_NE(at, std::string::npos) << metrics->body;
+  EXPECT_GE(std::stod(metrics->body.substr(at + failed.size())), 1.0) << metrics->body;
+
+  daemon.Signal(SIGTERM);
+  EXPECT_EQ(daemon.Wait(10s), 0) << daemon.Output();
 }
 
 // --- workflowd config ------------------------------------------------------------------------
@@ -467,6 +505,34 @@ TEST(CliE2E, DefinitionsApplyRefusesInvalidFilesAndForeignIdsWithoutWriting) {
   ASSERT_EQ(rows.size(), 2u);
   EXPECT_EQ(rows[1].name, "Onboarding");
   EXPECT_EQ(rows[1].version, 1);
+
+  // A definition its provider would refuse, or for a provider this daemon does not offer, is
+  // refused at apply (before, each of its executions failed at dispatch).
+  TempFile unrunnable(
+      "- id: needs-temporal\n  tenant_id: acme\n  environment_id: prod\n  name: T\n"
+      "  provider: temporal\n  trigger: {type: event, event_name: customer.created}\n"
+      "  steps: [{id: a, order: 1, type: assign_plan}]\n"
+      "- id: bad-mock\n  tenant_id: acme\n  environment_id: prod\n  name: M\n"
+      "  provider_config: {mock: {outcome: explode}}\n"
+      "  trigger: {type: event, event_name: customer.created}\n"
+      "  steps: [{id: a, order: 1, type: assign_plan}]\n");
+  std::tie(code, out) = RunCommand({kBinary, "definitions", "apply", unrunnable.path()}, env);
+  EXPECT_EQ(code, 1) << out;
+  EXPECT_THAT(out, HasSubstr(unrunnable.path() +
+                             ": definition 0 (\"T\"): provider: \"temporal\" is not available "
+                             "(available: mock)"));
+  EXPECT_THAT(out, HasSubstr(unrunnable.path() + ": definition 1 (\"M\"): provider mock: "
+                                                 "provider_config.mock.outcome: \"explode\""));
+  EXPECT_EQ(DefinitionRows(db.dsn()).size(), 2u);
+  // The same offline, and with the mock provider switched off there is no provider at all.
+  std::tie(code, out) = RunCommand({kBinary, "definitions", "validate", unrunnable.path()});
+  EXPECT_EQ(code, 1) << out;
+  EXPECT_THAT(out, HasSubstr("\"temporal\" is not available (available: mock)"));
+  std::tie(code, out) =
+      RunCommand({kBinary, "definitions", "apply", good.path()},
+                 {"WORKFLOWD_DATABASE_URL=" + db.dsn(), "WORKFLOWD_PROVIDERS_MOCK_ENABLED=false"});
+  EXPECT_EQ(code, 1) << out;
+  EXPECT_THAT(out, HasSubstr("\"mock\" is not available (no provider is enabled)"));
 
   // Without a database URL, apply is a configuration error.
   std::tie(code, out) =

@@ -126,9 +126,9 @@ TEST(DefinitionIndex, TablesAtEverySizeFindEachKeyAndNoOther) {
   // The table is sized to the number of distinct keys (a power of two, at most 4/5 full): sizes on
   // both sides of each resize point, so that the fullest tables (the longest probe runs, runs that
   // wrap around the table's end) are among them. Checked against a plain set of the keys.
-  for (const size_t n : {size_t{1}, size_t{5}, size_t{6}, size_t{7}, size_t{13}, size_t{102},
-                         size_t{103}, size_t{204}, size_t{205}, size_t{819}, size_t{820},
-                         size_t{6553}, size_t{6554}}) {
+  for (const size_t n :
+       {size_t{1}, size_t{5}, size_t{6}, size_t{7}, size_t{13}, size_t{102}, size_t{103},
+        size_t{204}, size_t{205}, size_t{819}, size_t{820}, size_t{6553}, size_t{6554}}) {
     std::vector<IndexEntry> entries;
     std::set<std::string> keys;
     for (size_t i = 0; i < n; ++i) {

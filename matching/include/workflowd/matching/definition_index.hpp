@@ -99,7 +99,7 @@ class DefinitionIndex {
   size_t table_bytes_ = 0;
   size_t table_align_ = 0;
   size_t tags_offset_ = 0;  // where the tag array begins in table_
-  size_t mask_ = 0;  // bucket count - 1 (a power of two); no buckets when table_ is null
+  size_t mask_ = 0;         // bucket count - 1 (a power of two); no buckets when table_ is null
 };
 
 // Holds the current snapshot; readers and the refresher may run on different threads.
