@@ -594,15 +594,24 @@ COMMIT;""")
         n = self.args.events
         handled = lambda m: metric(m, "workflowd_events_matched_total") + metric(
             m, "workflowd_events_unmatched_total")
+        # Best of --repeat runs (each a fresh daemon and consumer group over the same backlog),
+        # like the ceilings they are compared with: one run against the best of two would put
+        # the machine's moment-to-moment noise on one side of the ratio only.
+        def best_of(pct, value_of, unit):
+            runs = []
+            for i in range(max(1, self.args.repeat)):
+                name = f"m{pct}" if i == 0 else f"m{pct}-{i + 1}"
+                r = self.ingest(name, self.topics[pct], n, value_of)
+                log(f"ingest {pct}% match, run {i + 1}: {r['rate']:.0f} {unit}  cpu={r['cpu']}")
+                runs.append(r)
+            best = max(runs, key=lambda r: r["rate"])
+            best["runs"] = [round(r["rate"]) for r in runs]
+            self.results[f"ingest_m{pct}"] = best
+
         for pct in (0, 20):
-            r = self.ingest(f"m{pct}", self.topics[pct], n, handled)
-            log(f"ingest {pct}% match: {r['rate']:.0f} events/s  cpu={r['cpu']}")
-            self.results[f"ingest_m{pct}"] = r
-        rows = self.args.events  # 100 % match: one execution per event
-        r = self.ingest("m100", self.topics[100], rows,
-                        lambda m: metric(m, "workflowd_executions_created_total"))
-        log(f"ingest 100% match: {r['rate']:.0f} rows/s  cpu={r['cpu']}")
-        self.results["ingest_m100"] = r
+            best_of(pct, handled, "events/s")
+        # 100 % match: one execution per event
+        best_of(100, lambda m: metric(m, "workflowd_executions_created_total"), "rows/s")
 
     def phase_lifecycle(self):
         n = self.args.lifecycle_events
@@ -919,19 +928,23 @@ GROUP BY s ORDER BY s""")]
                             f"transactions {R['copy'].get('real_table_batched_rate', 0):,.0f} "
                             f"rows/s; " +
                 fmt_cpu(R["copy"]["best"].get("cpu")))
+        def runs(r):  # the runs the best was taken from
+            rates = r.get("runs", [])
+            return f"best of {', '.join(f'{x:,}' for x in rates)}; " if len(rates) > 1 else ""
+
         if "ingest_m0" in R and raw:
             v = R["ingest_m0"]["rate"]
             row("ingest, 0 % match", v, "events/s", f">= 0.5 x raw = {0.5 * raw:,.0f}",
-                v / raw, v >= 0.5 * raw, fmt_cpu(R["ingest_m0"]["cpu"]))
+                v / raw, v >= 0.5 * raw, runs(R["ingest_m0"]) + fmt_cpu(R["ingest_m0"]["cpu"]))
         if "ingest_m20" in R:
             v = R["ingest_m20"]["rate"]
             row("ingest, 20 % match", v, "events/s", ">= 50,000", v / 50000, v >= 50000,
-                fmt_cpu(R["ingest_m20"]["cpu"]))
+                runs(R["ingest_m20"]) + fmt_cpu(R["ingest_m20"]["cpu"]))
         if "ingest_m100" in R and copy:
             v = R["ingest_m100"]["rate"]
             row("ingest, 100 % match: rows committed", v, "rows/s",
                 f">= 0.5 x COPY = {0.5 * copy:,.0f}", v / copy, v >= 0.5 * copy,
-                fmt_cpu(R["ingest_m100"]["cpu"]))
+                runs(R["ingest_m100"]) + fmt_cpu(R["ingest_m100"]["cpu"]))
         if "lifecycle" in R:
             # The whole backlog, first row created -> last row succeeded, from PostgreSQL: the
             # 10-90 % window would hide the slow start (the lease query's cost grows with the
