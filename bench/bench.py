@@ -233,9 +233,12 @@ class Daemon:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"daemon {self.name} exited: see {self.log_path}")
+            # The admin endpoint opens first thing; the daemon runs once it logs "started"
+            # (PostgreSQL reached, definitions loaded, pipeline and loops built).
             with open(self.log_path) as f:
-                m = re.search(r"admin endpoint listening on [\d.]+:(\d+)", f.read())
-            if m:
+                text = f.read()
+            m = re.search(r"admin endpoint listening on [\d.]+:(\d+)", text)
+            if m and re.search(r"workflowd \S+ started: ", text):
                 self.port = int(m.group(1))
                 return self
             time.sleep(0.05)
