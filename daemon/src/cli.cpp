@@ -66,13 +66,17 @@ std::string ReadFile(const std::string& path) {
 }
 
 // What the definition's provider says of it: whether this build and configuration offer that
-// provider at all (otherwise each of its executions would fail with provider_not_found), and the
-// provider's own checks of the definition and its provider_config (otherwise each execution
+// provider at all (otherwise each of its executions would fail with provider_not_found; asked only
+// of a definition that can run, enabled and published: a draft may name a provider to come), and
+// the provider's own checks of the definition and its provider_config (otherwise each execution
 // would fail with invalid_spec).
 std::optional<matching::FieldError> ProviderProblem(
     const definitions::WorkflowDefinition& definition, const providers::Registry& registry) {
   const auto available = registry.List();
   if (std::find(available.begin(), available.end(), definition.provider) == available.end()) {
+    if (!definition.enabled || definition.status != definitions::DefinitionStatus::kPublished) {
+      return std::nullopt;
+    }
     return matching::FieldError{
         "provider",
         "\"" + definition.provider + "\" is not available (" +

@@ -528,6 +528,13 @@ TEST(CliE2E, DefinitionsApplyRefusesInvalidFilesAndForeignIdsWithoutWriting) {
   std::tie(code, out) = RunCommand({kBinary, "definitions", "validate", unrunnable.path()});
   EXPECT_EQ(code, 1) << out;
   EXPECT_THAT(out, HasSubstr("\"temporal\" is not available (available: mock)"));
+  // A draft (or a disabled definition) does not run: it may name a provider to come.
+  TempFile draft(
+      "id: later\ntenant_id: acme\nenvironment_id: prod\nname: Later\nstatus: draft\n"
+      "provider: temporal\ntrigger: {type: event, event_name: customer.created}\n"
+      "steps: [{id: a, order: 1, type: assign_plan}]\n");
+  std::tie(code, out) = RunCommand({kBinary, "definitions", "validate", draft.path()});
+  EXPECT_EQ(code, 0) << out;
   std::tie(code, out) =
       RunCommand({kBinary, "definitions", "apply", good.path()},
                  {"WORKFLOWD_DATABASE_URL=" + db.dsn(), "WORKFLOWD_PROVIDERS_MOCK_ENABLED=false"});
