@@ -101,10 +101,11 @@ uint64_t HashKey(std::string_view tenant, std::string_view environment,
 
 uint32_t Tag(uint64_t hash) { return static_cast<uint32_t>(hash >> 32); }
 
-// The slot's 16-bit tag in the tag array: other hash bits than the slot number's and the bucket's
-// tag's; never 0 (an empty slot).
+// The slot's 16-bit tag in the tag array: the hash's top bits, which the slot number (its low bits)
+// never shares however large the table; never 0 (an empty slot). The bucket's 32-bit tag holds
+// these bits and 16 more.
 uint16_t SlotTag(uint64_t hash) {
-  const auto t = static_cast<uint16_t>(hash >> 16);
+  const auto t = static_cast<uint16_t>(hash >> 48);
   return t == 0 ? 1 : t;
 }
 
