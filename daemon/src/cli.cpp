@@ -292,7 +292,8 @@ int RunCli(int argc, char** argv) {
     return 0;
   }
   // Offline: the providers of the default configuration.
-  if (validate->parsed()) return LoadDefinitionFiles(files, *ProviderRegistryFor(Config{})) ? 0 : 1;
+  if (validate->parsed())
+    return LoadDefinitionFiles(files, *ProviderRegistryFor(Config{}, true)) ? 0 : 1;
 
   Config config;
   try {
@@ -309,7 +310,7 @@ int RunCli(int argc, char** argv) {
   }
   if (migrate->parsed()) return Migrate(config);
   if (apply->parsed()) {
-    auto loaded = LoadDefinitionFiles(files, *ProviderRegistryFor(config));
+    auto loaded = LoadDefinitionFiles(files, *ProviderRegistryFor(config, true));
     if (!loaded) return 1;
     try {
       store::Database db(config.database.url, config.database.connect_timeout);

@@ -152,12 +152,16 @@ metrics::AdminServerOptions AdminOptions(const std::string& listen) {
 
 }  // namespace
 
-std::shared_ptr<providers::Registry> ProviderRegistryFor(const Config& config) {
+std::shared_ptr<providers::Registry> ProviderRegistryFor(const Config& config, bool for_checks) {
   auto registry = std::make_shared<providers::Registry>();
   if (config.mock_provider.enabled) {
     auto mock = std::make_shared<providers::mock::MockProvider>(SystemClock::Instance());
-    mock->EnableReconstruction(true);  // answer for executions other replicas started
-    if (!config.mock_provider.start_log.empty()) mock->SetStartLog(config.mock_provider.start_log);
+    if (!for_checks) {
+      mock->EnableReconstruction(true);  // answer for executions other replicas started
+      if (!config.mock_provider.start_log.empty()) {
+        mock->SetStartLog(config.mock_provider.start_log);
+      }
+    }
     registry->Register(mock);
   }
   return registry;
