@@ -238,6 +238,17 @@ int FuzzOne(const uint8_t* data, size_t size) {
 
   for (const EventView& view : views) {
     const bool matched = EvaluateAndExplain(*condition, view);
+    // The condition reads only its data paths: on an object payload cut down to them (what the
+    // event decoder builds for matching), the same result.
+    const auto* paths = condition->data_paths();
+    if (paths != nullptr && view.data != nullptr && view.data->is_object()) {
+      const json pruned = Pruned(*view.data, *paths);
+      EventView cut = view;
+      cut.data = &pruned;
+      FUZZ_CHECK(matching::Evaluate(*condition, cut) == matched,
+                 "the condition's data paths miss something it reads: " + pruned.dump() + " of " +
+                     view.data->dump());
+    }
     for (const auto& [equivalent, negated] : equivalents) {
       FUZZ_CHECK(EvaluateAndExplain(*equivalent, view) == (matched != negated),
                  "equivalent form " + equivalent->source().dump() + " disagrees (original " +

@@ -26,6 +26,7 @@
 // envelope to conditions, which evaluate it and explain the same result. The decoder agrees with
 // nlohmann's parser (its reference) on what is JSON and on a structured event's data, and decoding
 // without data (DecodeRecord's wants_data) gives the same outcome and attributes.
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -250,34 +251,51 @@ void DecodeAndCheck(const RawRecord& record, const DecoderConfig& config) {
     }
   }
 
-  // Only some members (what matching asks for): the same outcome; an object payload holds exactly
-  // those of its members, any other payload is whole.
-  std::vector<std::string> members;
+  // Only some paths (what matching asks for): the same outcome; an object payload holds exactly
+  // what the paths reach (Pruned in fuzz_check.hpp), any other payload is whole. The paths come
+  // from the document itself: every other member, and below each object member every other member
+  // again (one and two levels), plus paths into members that are absent.
+  std::vector<std::vector<std::string>> paths;
   if (result.ok() && result.envelope->data.is_object()) {
     size_t i = 0;
     for (const auto& [key, value] : result.envelope->data.items()) {
-      if (i++ % 2 == 0) members.push_back(key);
+      if (i++ % 2 == 0) {
+        paths.push_back({key});
+      } else if (value.is_object()) {
+        size_t j = 0;
+        for (const auto& [inner, inner_value] : value.items()) {
+          if (j++ % 2 == 0) paths.push_back({key, inner});
+          if (inner_value.is_object() && !inner_value.empty()) {
+            paths.push_back({key, inner, inner_value.begin().key()});
+          }
+        }
+        paths.push_back({key, "absent-member"});
+      } else {
+        paths.push_back({key, "0"});  // into an array or a scalar: the member is whole
+      }
     }
   }
-  members.push_back("absent-member");
+  paths.push_back({"absent-member"});
+  paths.push_back({"absent-member", "below"});
+  std::sort(paths.begin(), paths.end());
+  paths.erase(std::unique(paths.begin(), paths.end()), paths.end());
   DecodeResult some;
-  consumers::DecodeRecord(
-      record, config, std::function<consumers::DataNeed(const Envelope&)>([&](const Envelope&) {
-        return consumers::DataNeed{consumers::DataNeed::Kind::kMembers, members};
-      }),
-      some);
+  consumers::DecodeRecord(record, config,
+                          std::function<consumers::DataNeed(const Envelope&)>([&](const Envelope&) {
+                            return consumers::DataNeed{consumers::DataNeed::Kind::kMembers, paths};
+                          }),
+                          some);
   FUZZ_CHECK(some.reason == result.reason && some.detail == result.detail,
-             "some members: " + std::string(ToString(some.reason)) + " vs " +
+             "some paths: " + std::string(ToString(some.reason)) + " vs " +
                  std::string(ToString(result.reason)));
   if (some.ok()) {
     const nlohmann::json& full = result.envelope->data;
     if (some.envelope->data_partial) {
       FUZZ_CHECK(full.is_object(), "partial data of a payload that is not an object");
-      nlohmann::json expected = nlohmann::json::object();
-      for (const auto& m : members) {
-        if (full.contains(m)) expected[m] = full[m];
-      }
-      FUZZ_CHECK(some.envelope->data == expected, "partial data is not the asked-for members");
+      const nlohmann::json expected = Pruned(full, paths);
+      FUZZ_CHECK(some.envelope->data == expected, "partial data is not what the paths reach: " +
+                                                      Printable(some.envelope->data.dump()) +
+                                                      " vs " + Printable(expected.dump()));
     } else {
       FUZZ_CHECK(some.envelope->data == full, "data not partial but differs");
     }

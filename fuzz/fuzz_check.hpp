@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace workflowd::fuzz {
 
@@ -37,6 +38,27 @@ inline bool Serializable(const nlohmann::json& j, std::string* error = nullptr) 
     if (error != nullptr) *error = e.what();
     return false;
   }
+}
+
+// The reference for the data paths of a condition (matching::Condition::data_paths()) and of a
+// decoder's DataNeed, on a whole document: the members of the object `full` that `paths` (each
+// longer than `depth`, agreeing in their first `depth` names) reach; a member a path ends at, or
+// that is not an object where a path goes on, whole.
+inline nlohmann::json Pruned(const nlohmann::json& full,
+                             const std::vector<std::vector<std::string>>& paths, size_t depth = 0) {
+  nlohmann::json out = nlohmann::json::object();
+  for (const auto& [key, value] : full.items()) {
+    std::vector<std::vector<std::string>> below;
+    bool whole = false;
+    for (const auto& p : paths) {
+      if (p[depth] != key) continue;
+      if (p.size() == depth + 1) whole = true;
+      below.push_back(p);
+    }
+    if (below.empty()) continue;
+    out[key] = whole || !value.is_object() ? value : Pruned(value, below, depth + 1);
+  }
+  return out;
 }
 
 // Nesting depth of containers: a scalar is 0, [] and {} are 1, [[1]] is 2.

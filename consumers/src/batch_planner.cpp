@@ -1,5 +1,6 @@
 #include "workflowd/consumers/batch_planner.hpp"
 
+#include <algorithm>
 #include <functional>
 #include <map>
 #include <utility>
@@ -73,27 +74,39 @@ BatchPlan PlanBatch(std::span<const RawRecord* const> records, const DecoderConf
   // Only conditions and trigger_event read an event's data: building it (most of the cost of
   // decoding) is skipped for events of a type no definition of their tenant and environment
   // triggers on. Such a record is still validated and dead-lettered like any other.
-  // For events with candidates, conditions read only some top-level members of the payload:
-  // those are built for matching, and the whole payload only for an event that matched (decoded
-  // again below; its document is needed for trigger_event).
+  // For events with candidates, conditions read only some paths of the payload: those are built
+  // for matching, and the whole payload only for an event that matched (decoded again below; its
+  // document is needed for trigger_event).
   // The candidates are looked up once per record, when the decoder asks what data it needs (not
   // asked when the event has no data: then below).
-  std::vector<std::string> members;
+  // Within a member, only the paths the conditions read are built (`data.customer.country`
+  // builds `customer` with `country` alone).
+  std::vector<std::vector<std::string>> paths;
   matching::CandidateSet candidates;
   bool looked_up = false;
   const std::function<DataNeed(const Envelope&)> need = [&](const Envelope& e) {
     candidates = index.Find(e.tenant, e.environment, e.type);
     looked_up = true;
     if (candidates.empty()) return DataNeed{DataNeed::Kind::kNone, {}};
-    members.clear();
+    const std::vector<std::vector<std::string>>* only = nullptr;
     for (size_t i = 0; i < candidates.size; ++i) {
       // No condition: the event matches, its whole data is needed anyway.
       const matching::Condition* condition = candidates.conditions[i];
-      const std::vector<std::string>* keys = condition ? condition->data_keys() : nullptr;
-      if (keys == nullptr) return DataNeed{};
-      members.insert(members.end(), keys->begin(), keys->end());
+      const std::vector<std::vector<std::string>>* read =
+          condition ? condition->data_paths() : nullptr;
+      if (read == nullptr) return DataNeed{};
+      only = read;
     }
-    return DataNeed{DataNeed::Kind::kMembers, members};
+    // One candidate (the usual case): its condition's paths, sorted already, as they are.
+    if (candidates.size == 1) return DataNeed{DataNeed::Kind::kMembers, *only};
+    paths.clear();
+    for (size_t i = 0; i < candidates.size; ++i) {
+      const auto* read = candidates.conditions[i]->data_paths();
+      paths.insert(paths.end(), read->begin(), read->end());
+    }
+    std::sort(paths.begin(), paths.end());
+    paths.erase(std::unique(paths.begin(), paths.end()), paths.end());
+    return DataNeed{DataNeed::Kind::kMembers, paths};
   };
   const std::function<DataNeed(const Envelope&)> need_all = [](const Envelope&) {
     return DataNeed{};

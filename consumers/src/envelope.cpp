@@ -416,6 +416,35 @@ void ToJson(dom::element element, json& out) {
   }
 }
 
+// Builds the members of the object `element` on `paths` (sorted; each at least depth + 1 long, all
+// agreeing in their first `depth` names), like ToJson but leaving out what no path reaches: a
+// member a path ends at, or that is not an object where the path goes on, is built whole. Of a
+// repeated name the last value counts, as in ToJson. Sorted paths keep those sharing a name at
+// `depth` next to each other, so each level walks its own slice of them without allocating.
+void ToJsonOnPaths(dom::element element, json& out, std::span<const std::vector<std::string>> paths,
+                   size_t depth) {
+  out = json::object();
+  auto& object = out.get_ref<json::object_t&>();
+  const dom::object fields = element.get_object().value_unsafe();
+  for (const dom::key_value_pair field : fields) {
+    size_t first = 0;
+    while (first < paths.size() && paths[first][depth] != field.key) ++first;
+    if (first == paths.size()) continue;
+    size_t last = first;
+    bool whole = false;
+    while (last < paths.size() && paths[last][depth] == field.key) {
+      whole = whole || paths[last].size() == depth + 1;
+      ++last;
+    }
+    json& slot = object[std::string(field.key)];
+    if (whole || field.value.type() != dom::element_type::OBJECT) {
+      ToJson(field.value, slot);
+    } else {
+      ToJsonOnPaths(field.value, slot, paths.subspan(first, last - first), depth + 1);
+    }
+  }
+}
+
 // A member of an object; nullopt when absent. Of a repeated name the last value counts, as in
 // nlohmann::json (which the decoder used before).
 std::optional<dom::element> FindMember(dom::object object, std::string_view name) {
@@ -886,18 +915,15 @@ class RecordDecoder {
     const DataNeed need = WantsData();
     if (need.kind == DataNeed::Kind::kNone) return true;
     if (need.kind == DataNeed::Kind::kMembers && data.type() == dom::element_type::OBJECT) {
-      // Only the asked-for members, with the same rules as ToJson (the last of a repeated name
-      // wins).
-      envelope_.data = json::object();
-      auto& object = envelope_.data.get_ref<json::object_t&>();
-      const dom::object fields = data.get_object().value_unsafe();
-      for (const dom::key_value_pair field : fields) {
-        if (std::find(need.members.begin(), need.members.end(), field.key) != need.members.end()) {
-          ToJson(field.value, object[std::string(field.key)]);
-        }
+      // Only the asked-for paths, with the same rules as ToJson (the last of a repeated name
+      // wins). An empty path would ask for the whole payload.
+      const bool whole = std::any_of(need.paths.begin(), need.paths.end(),
+                                     [](const std::vector<std::string>& p) { return p.empty(); });
+      if (!whole) {
+        ToJsonOnPaths(data, envelope_.data, need.paths, 0);
+        envelope_.data_partial = true;
+        return true;
       }
-      envelope_.data_partial = true;
-      return true;
     }
     ToJson(data, envelope_.data);
     return true;

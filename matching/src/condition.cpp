@@ -1068,7 +1068,8 @@ struct Condition::Impl {
   size_t leaf_count = 0;
   std::unique_ptr<const Node> root;
   bool reads_whole_data = false;
-  std::vector<std::string> data_keys;  // see Condition::data_keys()
+  std::vector<std::string> data_keys;                // see Condition::data_keys()
+  std::vector<std::vector<std::string>> data_paths;  // see Condition::data_paths()
 };
 
 Condition::Condition(std::unique_ptr<const Impl> impl) : impl_(std::move(impl)) {}
@@ -1083,6 +1084,9 @@ const nlohmann::json& Condition::source() const {
 const std::string& Condition::path() const { return impl_->path; }
 const std::vector<std::string>* Condition::data_keys() const {
   return impl_->reads_whole_data ? nullptr : &impl_->data_keys;
+}
+const std::vector<std::vector<std::string>>* Condition::data_paths() const {
+  return impl_->reads_whole_data ? nullptr : &impl_->data_paths;
 }
 size_t Condition::leaf_count() const { return impl_->leaf_count; }
 
@@ -1183,11 +1187,18 @@ ConditionPtr Finish(const nlohmann::json& source, std::string source_text, std::
       impl->reads_whole_data = true;
     } else {
       impl->data_keys.push_back(n->segments.front().key);
+      std::vector<std::string>& keys = impl->data_paths.emplace_back();
+      for (const condition_internal::PathSegment& segment : n->segments) {
+        keys.push_back(segment.key);
+      }
     }
   }
   std::sort(impl->data_keys.begin(), impl->data_keys.end());
   impl->data_keys.erase(std::unique(impl->data_keys.begin(), impl->data_keys.end()),
                         impl->data_keys.end());
+  std::sort(impl->data_paths.begin(), impl->data_paths.end());
+  impl->data_paths.erase(std::unique(impl->data_paths.begin(), impl->data_paths.end()),
+                         impl->data_paths.end());
   return std::make_shared<const Condition>(std::move(impl));
 }
 

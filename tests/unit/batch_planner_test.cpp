@@ -512,7 +512,7 @@ TEST_F(PlanBatchTest, MatchingBuildsOnlyTheMembersConditionsReadTriggerEventGets
             Json::parse(event("evt-gold", "gold")).at("data"));
 
   // The decoder itself: members asked for, of an object payload only.
-  const std::vector<std::string> members = {"customer", "absent"};
+  const std::vector<std::vector<std::string>> members = {{"absent"}, {"customer"}};
   const std::function<DataNeed(const Envelope&)> need = [&](const Envelope&) {
     return DataNeed{DataNeed::Kind::kMembers, members};
   };
@@ -524,6 +524,28 @@ TEST_F(PlanBatchTest, MatchingBuildsOnlyTheMembersConditionsReadTriggerEventGets
   // Another record decoded into the same result starts clean.
   DecodeRecord(records_[1]->raw, {}, need, partial);
   EXPECT_EQ(partial.envelope->data, (Json{{"customer", {{"tier", "silver"}, {"country", "FR"}}}}));
+  // Paths below a member: only what they reach; a value that is not an object where a path goes
+  // on (the array `lines`, the string `note`) is whole; a path into an absent member adds nothing.
+  const std::vector<std::vector<std::string>> nested = {{"customer", "tier"},
+                                                        {"customer", "zip", "code"},
+                                                        {"note", "first"},
+                                                        {"order", "lines", "0"}};
+  const std::function<DataNeed(const Envelope&)> need_nested = [&](const Envelope&) {
+    return DataNeed{DataNeed::Kind::kMembers, nested};
+  };
+  DecodeRecord(records_[0]->raw, {}, need_nested, partial);
+  ASSERT_TRUE(partial.ok()) << partial.detail;
+  EXPECT_TRUE(partial.envelope->data_partial);
+  EXPECT_EQ(partial.envelope->data, (Json{{"customer", {{"tier", "gold"}}},
+                                          {"order", {{"lines", {1, 2, 3}}}},
+                                          {"note", "line\nbreak"}}));
+  // A path that ends at a member wins over the longer ones below it: the member is whole.
+  const std::vector<std::vector<std::string>> overlapping = {{"order"}, {"order", "total"}};
+  const std::function<DataNeed(const Envelope&)> need_overlapping = [&](const Envelope&) {
+    return DataNeed{DataNeed::Kind::kMembers, overlapping};
+  };
+  DecodeRecord(records_[0]->raw, {}, need_overlapping, partial);
+  EXPECT_EQ(partial.envelope->data, (Json{{"order", {{"lines", {1, 2, 3}}, {"total", 12.5}}}}));
   const std::string array_payload =
       R"({"specversion":"1.0","id":"a","source":"s","type":"customer.created",)"
       R"("tenantid":"acme","environmentid":"prod","data":[1,{"customer":2}]})";

@@ -780,5 +780,26 @@ TEST(ConditionDataKeys, NameTheTopLevelMembersOfDataTheConditionReads) {
             std::vector<std::string>{"<whole>"});
 }
 
+TEST(ConditionDataPaths, NameEveryPathBelowDataTheConditionReadsSortedOnce) {
+  using Paths = std::vector<std::vector<std::string>>;
+  auto paths = [](const char* text) {
+    auto c = ParseConditionList(nlohmann::json::parse(text), "conditions");
+    EXPECT_TRUE(c);
+    const auto* p = c->data_paths();
+    return p == nullptr ? Paths{{"<whole>"}} : *p;
+  };
+  EXPECT_EQ(
+      paths(R"([{"field": "data.customer.country", "op": "eq", "value": "US"},
+                      {"any": [{"field": "data.amount", "op": "gt", "value": 1},
+                               {"not": {"field": "data.customer.tier", "op": "exists"}}]},
+                      {"field": "data.customer.country", "op": "ne", "value": "FR"},
+                      {"field": "headers.x-region", "op": "eq", "value": "eu"},
+                      {"field": "data.items.0.sku", "op": "eq", "value": "a"}])"),
+      (Paths{{"amount"}, {"customer", "country"}, {"customer", "tier"}, {"items", "0", "sku"}}));
+  EXPECT_EQ(paths(R"([{"field": "type", "op": "eq", "value": "x"}])"), Paths{});
+  EXPECT_EQ(paths(R"([{"field": "data.a.b", "op": "exists"}, {"field": "data", "op": "exists"}])"),
+            Paths{{"<whole>"}});
+}
+
 }  // namespace
 }  // namespace workflowd::matching

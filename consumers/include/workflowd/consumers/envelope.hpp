@@ -199,13 +199,17 @@ void DecodeRecord(const RawRecord& record, const DecoderConfig& config,
 struct DataNeed {
   enum class Kind { kNone, kMembers, kAll };
   Kind kind = Kind::kAll;
-  // kMembers: only these top-level members of an object payload (any other payload is built
-  // whole); Envelope::data_partial tells which happened. Must outlive the DecodeRecord call.
-  std::span<const std::string> members;
+  // kMembers: only the members of an object payload on these paths, each a list of member names
+  // from the top (sorted, as std::sort orders them; {"customer"} is the whole member, {"customer",
+  // "country"} only that member of it). The value at a path's end is built whole, and so is a
+  // value that is not an object where a path goes on (an array, a scalar); any other payload is
+  // built whole. Envelope::data_partial tells whether the payload was cut. Must outlive the
+  // DecodeRecord call.
+  std::span<const std::vector<std::string>> paths;
 };
 
-// The same with a finer choice than all or nothing: e.g. only the members the candidate
-// definitions' conditions read (matching::Condition::data_keys()). Dead letters are the same.
+// The same with a finer choice than all or nothing: e.g. only the paths the candidate
+// definitions' conditions read (matching::Condition::data_paths()). Dead letters are the same.
 void DecodeRecord(const RawRecord& record, const DecoderConfig& config,
                   const std::function<DataNeed(const Envelope&)>& need,
                   DecodeResult& result) noexcept;

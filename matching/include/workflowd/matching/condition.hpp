@@ -125,6 +125,13 @@ class Condition {
   // reads no data), or nullptr when it reads `data` as a whole. An event decoder may then build
   // only these members of an object payload: the condition's result is the same.
   const std::vector<std::string>* data_keys() const;
+  // The paths below the event's `data` the condition reads, each a list of member names (sorted,
+  // unique; "data.customer.country" is {"customer", "country"}; an index into an array is a name
+  // too, "data.items.0.sku" is {"items", "0", "sku"}), or nullptr when it reads `data` as a whole.
+  // An event decoder may build only the members on these paths, each path's last value whole and
+  // any value that is not an object where a path goes on whole too: the condition's result is the
+  // same.
+  const std::vector<std::vector<std::string>>* data_paths() const;
 
  private:
   friend bool Evaluate(const Condition& condition, const EventView& event) noexcept;
