@@ -1068,7 +1068,6 @@ struct Condition::Impl {
   size_t leaf_count = 0;
   std::unique_ptr<const Node> root;
   bool reads_whole_data = false;
-  std::vector<std::string> data_keys;                // see Condition::data_keys()
   std::vector<std::vector<std::string>> data_paths;  // see Condition::data_paths()
 };
 
@@ -1082,9 +1081,6 @@ const nlohmann::json& Condition::source() const {
   return impl_->source;
 }
 const std::string& Condition::path() const { return impl_->path; }
-const std::vector<std::string>* Condition::data_keys() const {
-  return impl_->reads_whole_data ? nullptr : &impl_->data_keys;
-}
 const std::vector<std::vector<std::string>>* Condition::data_paths() const {
   return impl_->reads_whole_data ? nullptr : &impl_->data_paths;
 }
@@ -1174,7 +1170,7 @@ ConditionPtr Finish(const nlohmann::json& source, std::string source_text, std::
   impl->path = std::move(path);
   impl->leaf_count = compiler.leaves();
   impl->root = std::move(root);
-  // Which top-level members of `data` the leaves read (the first segment of each data path).
+  // Which paths below `data` the leaves read.
   std::vector<const Node*> todo = {impl->root.get()};
   while (!todo.empty()) {
     const Node* n = todo.back();
@@ -1186,16 +1182,12 @@ ConditionPtr Finish(const nlohmann::json& source, std::string source_text, std::
     if (n->segments.empty()) {
       impl->reads_whole_data = true;
     } else {
-      impl->data_keys.push_back(n->segments.front().key);
       std::vector<std::string>& keys = impl->data_paths.emplace_back();
       for (const condition_internal::PathSegment& segment : n->segments) {
         keys.push_back(segment.key);
       }
     }
   }
-  std::sort(impl->data_keys.begin(), impl->data_keys.end());
-  impl->data_keys.erase(std::unique(impl->data_keys.begin(), impl->data_keys.end()),
-                        impl->data_keys.end());
   std::sort(impl->data_paths.begin(), impl->data_paths.end());
   impl->data_paths.erase(std::unique(impl->data_paths.begin(), impl->data_paths.end()),
                          impl->data_paths.end());

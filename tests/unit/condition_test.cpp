@@ -761,25 +761,6 @@ TEST(ConditionSharing, SourceThatCannotBeSerializedIsKeptAsIs) {
 namespace workflowd::matching {
 namespace {
 
-TEST(ConditionDataKeys, NameTheTopLevelMembersOfDataTheConditionReads) {
-  auto keys = [](const char* text) {
-    auto c = ParseConditionList(nlohmann::json::parse(text), "conditions");
-    EXPECT_TRUE(c);
-    const auto* k = c->data_keys();
-    return k == nullptr ? std::vector<std::string>{"<whole>"} : *k;
-  };
-  EXPECT_EQ(keys(R"([{"field": "data.customer.country", "op": "eq", "value": "US"},
-                     {"any": [{"field": "data.amount", "op": "gt", "value": 1},
-                              {"not": {"field": "data.customer.tier", "op": "exists"}}]},
-                     {"field": "headers.x-region", "op": "eq", "value": "eu"},
-                     {"field": "subject", "op": "exists"},
-                     {"field": "data.items.0.sku", "op": "eq", "value": "a"}])"),
-            (std::vector<std::string>{"amount", "customer", "items"}));
-  EXPECT_EQ(keys(R"([{"field": "type", "op": "eq", "value": "x"}])"), std::vector<std::string>{});
-  EXPECT_EQ(keys(R"([{"field": "data.a", "op": "exists"}, {"field": "data", "op": "exists"}])"),
-            std::vector<std::string>{"<whole>"});
-}
-
 TEST(ConditionDataPaths, NameEveryPathBelowDataTheConditionReadsSortedOnce) {
   using Paths = std::vector<std::vector<std::string>>;
   auto paths = [](const char* text) {

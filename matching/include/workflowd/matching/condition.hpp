@@ -121,10 +121,6 @@ class Condition {
   // The path it was compiled at, e.g. "trigger.conditions"; explanations use it.
   const std::string& path() const;
   size_t leaf_count() const;
-  // The top-level members of the event's `data` the condition reads (sorted, unique; empty when it
-  // reads no data), or nullptr when it reads `data` as a whole. An event decoder may then build
-  // only these members of an object payload: the condition's result is the same.
-  const std::vector<std::string>* data_keys() const;
   // The paths below the event's `data` the condition reads, each a list of member names (sorted,
   // unique; "data.customer.country" is {"customer", "country"}; an index into an array is a name
   // too, "data.items.0.sku" is {"items", "0", "sku"}), or nullptr when it reads `data` as a whole.
