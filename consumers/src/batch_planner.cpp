@@ -88,22 +88,17 @@ BatchPlan PlanBatch(std::span<const RawRecord* const> records, const DecoderConf
     candidates = index.Find(e.tenant, e.environment, e.type);
     looked_up = true;
     if (candidates.empty()) return DataNeed{DataNeed::Kind::kNone, {}};
-    const std::vector<std::vector<std::string>>* only = nullptr;
+    paths.clear();
+    const std::vector<std::vector<std::string>>* read = nullptr;
     for (size_t i = 0; i < candidates.size; ++i) {
       // No condition: the event matches, its whole data is needed anyway.
       const matching::Condition* condition = candidates.conditions[i];
-      const std::vector<std::vector<std::string>>* read =
-          condition ? condition->data_paths() : nullptr;
+      read = condition ? condition->data_paths() : nullptr;
       if (read == nullptr) return DataNeed{};
-      only = read;
+      if (candidates.size > 1) paths.insert(paths.end(), read->begin(), read->end());
     }
     // One candidate (the usual case): its condition's paths, sorted already, as they are.
-    if (candidates.size == 1) return DataNeed{DataNeed::Kind::kMembers, *only};
-    paths.clear();
-    for (size_t i = 0; i < candidates.size; ++i) {
-      const auto* read = candidates.conditions[i]->data_paths();
-      paths.insert(paths.end(), read->begin(), read->end());
-    }
+    if (candidates.size == 1) return DataNeed{DataNeed::Kind::kMembers, *read};
     std::sort(paths.begin(), paths.end());
     paths.erase(std::unique(paths.begin(), paths.end()), paths.end());
     return DataNeed{DataNeed::Kind::kMembers, paths};

@@ -916,10 +916,8 @@ class RecordDecoder {
     if (need.kind == DataNeed::Kind::kNone) return true;
     if (need.kind == DataNeed::Kind::kMembers && data.type() == dom::element_type::OBJECT) {
       // Only the asked-for paths, with the same rules as ToJson (the last of a repeated name
-      // wins). An empty path would ask for the whole payload.
-      const bool whole = std::any_of(need.paths.begin(), need.paths.end(),
-                                     [](const std::vector<std::string>& p) { return p.empty(); });
-      if (!whole) {
+      // wins). An empty path asks for the whole payload; sorted, it comes first.
+      if (need.paths.empty() || !need.paths.front().empty()) {
         ToJsonOnPaths(data, envelope_.data, need.paths, 0);
         envelope_.data_partial = true;
         return true;
