@@ -5,10 +5,19 @@
 // data (as PlanBatch decodes events no definition triggers on).
 //
 //   decode_bench [--events 20000] [--batch 1000] [--seconds 3] [--match 0] [--only plan|decode]
+//   decode_bench --compare-index 100,100000 [--events 20000] [--match 20] [--seconds 3]
 //
 // At 0 % match half the events have a type no definition triggers on and half a defined type whose
 // condition fails, like the producer. Prints one JSON object with ns/event per case (best of 5
 // rounds of seconds/5 each: the machine is shared).
+//
+// --compare-index SMALL,LARGE: the matching stage (PlanBatch: decode, look up, evaluate the
+// conditions, plan the rows) with an index of SMALL and one of LARGE definitions of the same shape
+// (10 per tenant: 5 event names x 2 environments), each over events spread across all of its
+// tenants, so the large index is read all over as a busy daemon reads it. The two cases run in
+// turn (one pass over the events each, milliseconds apart) for --seconds; prints the median of the
+// per-turn ratios (large / small throughput) and each case's mean ns/event. Linked with the
+// daemon's allocator (jemalloc), like the daemon.
 #include <algorithm>
 #include <chrono>
 #include <cinttypes>
@@ -66,7 +75,7 @@ workflowd::matching::ConditionPtr ConditionFor(int type) {
   }
 }
 
-// 50 tenants x 2 environments x 5 event names = 500 definitions.
+// `tenants` x 2 environments x 5 event names (50 tenants: 500 definitions).
 std::vector<IndexEntry> Entries(int tenants) {
   std::vector<IndexEntry> out;
   for (int t = 0; t < tenants; ++t) {
@@ -140,6 +149,82 @@ std::vector<Event> Events(int n, int tenants, double match, uint64_t seed) {
   return out;
 }
 
+std::vector<RawRecord> Records(const std::vector<Event>& events) {
+  std::vector<RawRecord> records(events.size());
+  for (size_t i = 0; i < events.size(); ++i) {
+    RawRecord& r = records[i];
+    r.topic = "bench-events";
+    r.partition = static_cast<int32_t>(i % 4);
+    r.offset = static_cast<int64_t>(i);
+    r.key = events[i].key;
+    r.value = events[i].value;
+    r.timestamp_ms = 1769763600000;
+  }
+  return records;
+}
+
+// --compare-index: PlanBatch over an index of `small` and one of `large` definitions, in turn.
+int CompareIndexSizes(int small, int large, int n_events, int batch, double match, double seconds) {
+  struct Case {
+    int tenants = 0;
+    DefinitionIndex index;
+    std::vector<Event> events;
+    std::vector<RawRecord> records;
+    std::vector<const RawRecord*> pointers;
+    size_t decoded = 0, matched = 0;
+    double seconds = 0;
+  };
+  Case cases[2];
+  for (int k = 0; k < 2; ++k) {
+    Case& c = cases[k];
+    c.tenants = std::max(1, (k == 0 ? small : large) / 10);
+    c.index = DefinitionIndex(Entries(c.tenants));
+    c.events = Events(n_events, c.tenants, match, 42);
+    c.records = Records(c.events);
+    for (const RawRecord& r : c.records) c.pointers.push_back(&r);
+  }
+  const DecoderConfig config;
+  const TimePoint now{std::chrono::milliseconds(1769763600000)};
+  const auto pass = [&](Case& c) {
+    const auto start = std::chrono::steady_clock::now();
+    for (size_t begin = 0; begin < c.pointers.size(); begin += static_cast<size_t>(batch)) {
+      const size_t end = std::min(c.pointers.size(), begin + static_cast<size_t>(batch));
+      const BatchPlan plan = workflowd::consumers::PlanBatch(
+          std::span<const RawRecord* const>(c.pointers.data() + begin, end - begin), config,
+          c.index, "bench", now);
+      c.decoded += plan.decoded;
+      c.matched += plan.matched_events;
+    }
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  };
+  pass(cases[0]);  // warm-up
+  pass(cases[1]);
+  std::vector<double> ratios;
+  const auto until = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
+  while (std::chrono::steady_clock::now() < until || ratios.empty()) {
+    const double t_small = pass(cases[0]);
+    const double t_large = pass(cases[1]);
+    cases[0].seconds += t_small;
+    cases[1].seconds += t_large;
+    ratios.push_back(t_small / t_large);
+  }
+  std::sort(ratios.begin(), ratios.end());
+  const double turns = static_cast<double>(ratios.size());
+  const auto ns = [&](const Case& c) { return c.seconds / turns / n_events * 1e9; };
+  const auto fraction = [](const Case& c) {
+    return c.decoded == 0 ? 0.0 : static_cast<double>(c.matched) / static_cast<double>(c.decoded);
+  };
+  std::printf(
+      "{\"small_definitions\": %zu, \"large_definitions\": %zu, \"events\": %d, "
+      "\"match_percent\": %g, \"turns\": %zu, \"ratio_in_turn\": %.4f, "
+      "\"small_ns_per_event\": %.0f, \"large_ns_per_event\": %.0f, "
+      "\"matched_fraction_small\": %.3f, \"matched_fraction_large\": %.3f}\n",
+      cases[0].index.size(), cases[1].index.size(), n_events, match, ratios.size(),
+      ratios[ratios.size() / 2], ns(cases[0]), ns(cases[1]), fraction(cases[0]),
+      fraction(cases[1]));
+  return 0;
+}
+
 template <typename F>
 double BestNsPerEvent(size_t events_per_pass, double seconds, F&& pass) {
   pass();  // warm-up
@@ -165,6 +250,7 @@ int main(int argc, char** argv) {
   int n_events = 20000, batch = 1000;
   double seconds = 3, match = 0;
   std::string only;  // "plan" or "decode": run that case alone (for profiles)
+  int compare_small = 0, compare_large = 0;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string a = argv[i];
     if (a == "--events") {
@@ -177,30 +263,27 @@ int main(int argc, char** argv) {
       match = std::atof(argv[i + 1]);
     } else if (a == "--only") {
       only = argv[i + 1];
+    } else if (a == "--compare-index" &&
+               std::sscanf(argv[i + 1], "%d,%d", &compare_small, &compare_large) == 2 &&
+               compare_small > 0 && compare_large > 0) {
     } else {
       std::fprintf(stderr,
                    "usage: decode_bench [--events N] [--batch N] [--seconds S] [--match P] "
-                   "[--only plan|decode]\n");
+                   "[--only plan|decode] [--compare-index SMALL,LARGE]\n");
       return 2;
     }
   }
   if (n_events < 1 || batch < 1) return 2;
+  if (compare_small > 0) {
+    return CompareIndexSizes(compare_small, compare_large, n_events, batch, match, seconds);
+  }
 
   const int tenants = 50;
   DefinitionIndex index(Entries(tenants));
   const std::vector<Event> events = Events(n_events, tenants, match, 42);
-  std::vector<RawRecord> records(events.size());
+  const std::vector<RawRecord> records = Records(events);
   size_t bytes = 0;
-  for (size_t i = 0; i < events.size(); ++i) {
-    RawRecord& r = records[i];
-    r.topic = "bench-events";
-    r.partition = static_cast<int32_t>(i % 4);
-    r.offset = static_cast<int64_t>(i);
-    r.key = events[i].key;
-    r.value = events[i].value;
-    r.timestamp_ms = 1769763600000;
-    bytes += events[i].value.size();
-  }
+  for (const Event& e : events) bytes += e.value.size();
   std::vector<const RawRecord*> pointers;
   for (const RawRecord& r : records) pointers.push_back(&r);
   const DecoderConfig config;

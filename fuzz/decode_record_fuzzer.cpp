@@ -25,7 +25,9 @@
 // max_json_depth, no tenant/environment among the extensions, and ViewOf shows exactly the
 // envelope to conditions, which evaluate it and explain the same result. The decoder agrees with
 // nlohmann's parser (its reference) on what is JSON and on a structured event's data, and decoding
-// without data (DecodeRecord's wants_data) gives the same outcome and attributes.
+// without data (DecodeRecord's wants_data) gives the same outcome and attributes; so does decoding
+// in two steps (StagedDecoder), whose data, built afterwards from the document it keeps, is the
+// same as a one-step decode's (a part of it, then all of it).
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
@@ -300,6 +302,54 @@ void DecodeAndCheck(const RawRecord& record, const DecoderConfig& config) {
       FUZZ_CHECK(some.envelope->data == full, "data not partial but differs");
     }
   }
+
+  // In two steps (StagedDecoder, as the planner decodes): the same outcome and attributes without
+  // data; another record decoded by the other decoder meanwhile does not disturb the document
+  // kept; then the paths above, then all of it, from the one parse.
+  static consumers::StagedDecoder decoders[2];
+  static size_t turn = 0;
+  consumers::StagedDecoder& staged = decoders[turn % 2];
+  consumers::StagedDecoder& other = decoders[++turn % 2];
+  DecodeResult steps;
+  staged.DecodeAttributes(record, config, steps);
+  FUZZ_CHECK(steps.reason == result.reason && steps.detail == result.detail,
+             "staged: " + std::string(ToString(steps.reason)) + " vs " +
+                 std::string(ToString(result.reason)));
+  if (!steps.ok()) return;
+  const Envelope& full = *result.envelope;
+  FUZZ_CHECK(steps.envelope->id == full.id && steps.envelope->type == full.type &&
+                 steps.envelope->tenant == full.tenant &&
+                 steps.envelope->environment == full.environment &&
+                 steps.envelope->time_text == full.time_text &&
+                 steps.envelope->extensions == full.extensions &&
+                 steps.envelope->headers == full.headers,
+             "staged: attributes differ");
+  FUZZ_CHECK(steps.envelope->data.is_null() && !steps.envelope->data_partial,
+             "staged: data built before BuildData");
+  RawRecord interloper;
+  interloper.topic = "events";
+  static const std::string kOtherValue =
+      R"({"specversion":"1.0","id":"x","source":"/s","type":"t","tenantid":"acme",)"
+      R"("environmentid":"prod","data":{"other":[1,2,{"deep":"text"}]}})";
+  interloper.value = kOtherValue;
+  DecodeResult interloper_result;
+  other.DecodeAttributes(interloper, DecoderConfig{}, interloper_result);
+  other.BuildData(consumers::DataNeed{}, interloper_result);
+  FUZZ_CHECK(interloper_result.ok(), "the other decoder failed on a valid record");
+  staged.BuildData(consumers::DataNeed{consumers::DataNeed::Kind::kMembers, paths}, steps);
+  FUZZ_CHECK(steps.ok() && some.ok(), "staged: BuildData failed");
+  FUZZ_CHECK(steps.envelope->data == some.envelope->data &&
+                 steps.envelope->data_partial == some.envelope->data_partial &&
+                 steps.envelope->data_is_base64 == some.envelope->data_is_base64,
+             "staged: the paths' data differs: " + Printable(steps.envelope->data.dump()) + " vs " +
+                 Printable(some.envelope->data.dump()));
+  staged.BuildData(consumers::DataNeed{}, steps);
+  FUZZ_CHECK(steps.ok(), "staged: BuildData of all failed");
+  FUZZ_CHECK(steps.envelope->data == full.data && !steps.envelope->data_partial &&
+                 steps.envelope->data_is_base64 == full.data_is_base64 &&
+                 steps.envelope->data.dump() == full.data.dump(),
+             "staged: all data differs: " + Printable(steps.envelope->data.dump()) + " vs " +
+                 Printable(full.data.dump()));
 }
 
 // One libFuzzer input.

@@ -311,6 +311,22 @@ Parsers& ThreadParsers() {
   return parsers;
 }
 
+// A record's data as found, not built yet (StagedDecoder): valid while the parsers that produced
+// it are not used again.
+struct PendingData {
+  enum class Kind { kNone, kJson, kBytes };
+  Kind kind = Kind::kNone;
+  dom::element json;        // kJson: in the decoder's parsers
+  std::string bytes;        // kBytes: copied (it may be a decoded temporary)
+  std::string_view base64;  // kBytes from data_base64: its text, in the parsed document
+  bool has_base64 = false;
+
+  void Clear() {
+    kind = Kind::kNone;
+    has_base64 = false;
+  }
+};
+
 // Parses `text` (BOM already stripped) into `out`, valid until the next parse with `parser`. Fails
 // with the reason and detail of ParseJsonWithNlohmann, so too_deep beyond `max_depth` levels.
 //
@@ -445,6 +461,34 @@ void ToJsonOnPaths(dom::element element, json& out, std::span<const std::vector<
   }
 }
 
+// JSON data (already validated by its parse) into `envelope`, as much as `need` asks for.
+void BuildJsonData(dom::element data, const DataNeed& need, Envelope& envelope) {
+  if (need.kind == DataNeed::Kind::kNone) return;
+  if (need.kind == DataNeed::Kind::kMembers && data.type() == dom::element_type::OBJECT) {
+    // Only the asked-for paths, with the same rules as ToJson (the last of a repeated name
+    // wins). An empty path asks for the whole payload; sorted, it comes first.
+    if (need.paths.empty() || !need.paths.front().empty()) {
+      ToJsonOnPaths(data, envelope.data, need.paths, 0);
+      envelope.data_partial = true;
+      return;
+    }
+  }
+  ToJson(data, envelope.data);
+}
+
+// Non-JSON data: a JSON string of the bytes when they are UTF-8, else their base64 (reusing
+// `base64` when the caller has it). Nothing when `need` asks for none.
+void BuildBytesData(std::string_view bytes, const std::string_view* base64, const DataNeed& need,
+                    Envelope& envelope) {
+  if (need.kind == DataNeed::Kind::kNone) return;
+  if (IsValidUtf8(bytes)) {
+    envelope.data = std::string(bytes);
+  } else {
+    envelope.data = base64 != nullptr ? std::string(*base64) : EncodeBase64(bytes);
+    envelope.data_is_base64 = true;
+  }
+}
+
 // A member of an object; nullopt when absent. Of a repeated name the last value counts, as in
 // nlohmann::json (which the decoder used before).
 std::optional<dom::element> FindMember(dom::object object, std::string_view name) {
@@ -540,13 +584,17 @@ void ResetForReuse(Envelope& e) {
 
 class RecordDecoder {
  public:
-  // Decodes into `envelope`, which must be empty (new or ResetForReuse).
+  // Decodes into `envelope`, which must be empty (new or ResetForReuse), parsing with `parsers`.
+  // With `pending`, the data is not built but left there (for StagedDecoder::BuildData) and
+  // `wants_data` is not asked.
   RecordDecoder(const RawRecord& record, const DecoderConfig& config,
-                const std::function<DataNeed(const Envelope&)>* wants_data, Envelope& envelope)
+                const std::function<DataNeed(const Envelope&)>* wants_data, Parsers& parsers,
+                PendingData* pending, Envelope& envelope)
       : record_(record),
         config_(config),
         wants_data_(wants_data),
-        parsers_(ThreadParsers()),
+        parsers_(parsers),
+        pending_(pending),
         envelope_(envelope) {}
 
   // False with failure() set when the record is a dead letter.
@@ -910,33 +958,27 @@ class RecordDecoder {
     return SetBytesAsData(*bytes, &text);
   }
 
-  // JSON data (already validated by its parse); built only when wanted.
+  // JSON data (already validated by its parse); built only when wanted (or left pending).
   bool SetJsonData(dom::element data) {
-    const DataNeed need = WantsData();
-    if (need.kind == DataNeed::Kind::kNone) return true;
-    if (need.kind == DataNeed::Kind::kMembers && data.type() == dom::element_type::OBJECT) {
-      // Only the asked-for paths, with the same rules as ToJson (the last of a repeated name
-      // wins). An empty path asks for the whole payload; sorted, it comes first.
-      if (need.paths.empty() || !need.paths.front().empty()) {
-        ToJsonOnPaths(data, envelope_.data, need.paths, 0);
-        envelope_.data_partial = true;
-        return true;
-      }
+    if (pending_ != nullptr) {
+      pending_->kind = PendingData::Kind::kJson;
+      pending_->json = data;
+      return true;
     }
-    ToJson(data, envelope_.data);
+    BuildJsonData(data, WantsData(), envelope_);
     return true;
   }
 
-  // Non-JSON data: a JSON string of the bytes when they are UTF-8, else their base64 (reusing
-  // `base64` when the caller has it). Built only when wanted.
+  // Non-JSON data (BuildBytesData); built only when wanted (or left pending).
   bool SetBytesAsData(std::string_view bytes, const std::string_view* base64) {
-    if (WantsData().kind == DataNeed::Kind::kNone) return true;
-    if (IsValidUtf8(bytes)) {
-      envelope_.data = std::string(bytes);
-    } else {
-      envelope_.data = base64 != nullptr ? std::string(*base64) : EncodeBase64(bytes);
-      envelope_.data_is_base64 = true;
+    if (pending_ != nullptr) {
+      pending_->kind = PendingData::Kind::kBytes;
+      pending_->bytes.assign(bytes);
+      pending_->has_base64 = base64 != nullptr;
+      if (base64 != nullptr) pending_->base64 = *base64;
+      return true;
     }
+    BuildBytesData(bytes, base64, WantsData(), envelope_);
     return true;
   }
 
@@ -1087,6 +1129,7 @@ class RecordDecoder {
   const DecoderConfig& config_;
   const std::function<DataNeed(const Envelope&)>* wants_data_;  // null: all, always
   Parsers& parsers_;
+  PendingData* pending_;  // not null: leave the data there
   Envelope& envelope_;
   Failure failure_;
 
@@ -1211,13 +1254,17 @@ std::vector<std::string> ValidateDecoderConfig(const DecoderConfig& config) {
 
 namespace {
 
+void Fail(DecodeResult& result, DeadLetterReason reason, std::string detail) {
+  result.envelope.reset();
+  result.reason = reason;
+  result.detail = std::move(detail);
+}
+
 void GuardedDecode(const RawRecord& record, const DecoderConfig& config,
-                   const std::function<DataNeed(const Envelope&)>* wants_data,
-                   DecodeResult& result) noexcept {
+                   const std::function<DataNeed(const Envelope&)>* wants_data, Parsers& parsers,
+                   PendingData* pending, DecodeResult& result) noexcept {
   const auto fail = [&result](DeadLetterReason reason, std::string detail) {
-    result.envelope.reset();
-    result.reason = reason;
-    result.detail = std::move(detail);
+    Fail(result, reason, std::move(detail));
   };
   try {
     if (result.envelope) {
@@ -1227,7 +1274,7 @@ void GuardedDecode(const RawRecord& record, const DecoderConfig& config,
     }
     result.reason = DeadLetterReason::kNone;
     result.detail.clear();
-    RecordDecoder decoder(record, config, wants_data, *result.envelope);
+    RecordDecoder decoder(record, config, wants_data, parsers, pending, *result.envelope);
     if (!decoder.Run()) fail(decoder.failure().reason, std::move(decoder.failure().detail));
   } catch (const std::bad_alloc&) {
     fail(DeadLetterReason::kInternal, "out of memory while decoding");
@@ -1244,7 +1291,7 @@ void GuardedDecode(const RawRecord& record, const DecoderConfig& config,
 
 DecodeResult DecodeRecord(const RawRecord& record, const DecoderConfig& config) noexcept {
   DecodeResult result;
-  GuardedDecode(record, config, nullptr, result);
+  GuardedDecode(record, config, nullptr, ThreadParsers(), nullptr, result);
   return result;
 }
 
@@ -1263,7 +1310,7 @@ DecodeResult DecodeRecord(const RawRecord& record, const DecoderConfig& config,
                           const std::function<bool(const Envelope&)>& wants_data) noexcept {
   DecodeResult result;
   const auto need = AllOrNothing(wants_data);
-  GuardedDecode(record, config, &need, result);
+  GuardedDecode(record, config, &need, ThreadParsers(), nullptr, result);
   return result;
 }
 
@@ -1271,13 +1318,52 @@ void DecodeRecord(const RawRecord& record, const DecoderConfig& config,
                   const std::function<bool(const Envelope&)>& wants_data,
                   DecodeResult& result) noexcept {
   const auto need = AllOrNothing(wants_data);
-  GuardedDecode(record, config, &need, result);
+  GuardedDecode(record, config, &need, ThreadParsers(), nullptr, result);
 }
 
 void DecodeRecord(const RawRecord& record, const DecoderConfig& config,
                   const std::function<DataNeed(const Envelope&)>& need,
                   DecodeResult& result) noexcept {
-  GuardedDecode(record, config, &need, result);
+  GuardedDecode(record, config, &need, ThreadParsers(), nullptr, result);
+}
+
+struct StagedDecoder::State {
+  Parsers parsers;
+  PendingData pending;
+};
+
+StagedDecoder::StagedDecoder() : state_(std::make_unique<State>()) {}
+StagedDecoder::~StagedDecoder() = default;
+
+void StagedDecoder::DecodeAttributes(const RawRecord& record, const DecoderConfig& config,
+                                     DecodeResult& result) noexcept {
+  state_->pending.Clear();
+  GuardedDecode(record, config, nullptr, state_->parsers, &state_->pending, result);
+}
+
+void StagedDecoder::BuildData(const DataNeed& need, DecodeResult& result) noexcept {
+  if (!result.envelope) return;
+  const PendingData& pending = state_->pending;
+  try {
+    Envelope& e = *result.envelope;
+    e.data = nullptr;
+    e.data_is_base64 = false;
+    e.data_partial = false;
+    switch (pending.kind) {
+      case PendingData::Kind::kNone:
+        return;
+      case PendingData::Kind::kJson:
+        BuildJsonData(pending.json, need, e);
+        return;
+      case PendingData::Kind::kBytes:
+        BuildBytesData(pending.bytes, pending.has_base64 ? &pending.base64 : nullptr, need, e);
+        return;
+    }
+  } catch (const std::bad_alloc&) {
+    Fail(result, DeadLetterReason::kInternal, "out of memory while building the data");
+  } catch (...) {
+    Fail(result, DeadLetterReason::kInternal, "unexpected exception while building the data");
+  }
 }
 
 std::vector<std::pair<std::string, std::string>> DeadLetterHeaders(const RawRecord& record,

@@ -10,12 +10,18 @@
 #include <tuple>
 #include <utility>
 
+#include "workflowd/matching/detail/tag_group.hpp"
+
 #if defined(__linux__)
 #include <sys/mman.h>
 #endif
 
 namespace workflowd::matching {
 namespace {
+
+using detail::kTagGroup;
+using detail::MatchTagGroup;
+using detail::TagGroupBits;
 
 // Unit separator: cannot occur in tenant or environment ids (validated) nor in event names.
 constexpr char kSep = '\x1f';
@@ -139,7 +145,26 @@ bool SameKey(const IndexEntry& a, const IndexEntry& b) {
 
 }  // namespace
 
-DefinitionIndex::DefinitionIndex(std::vector<IndexEntry> entries) : entries_(std::move(entries)) {
+namespace detail {
+
+void* AllocateLarge(size_t bytes, size_t align) {
+  if (bytes < kHugePage) return ::operator new (bytes, std::align_val_t{align});
+  return AllocateTable(RoundUp(bytes, kHugePage), kHugePage);
+}
+
+void DeallocateLarge(void* p, size_t bytes, size_t align) noexcept {
+  if (bytes < kHugePage) {
+    ::operator delete (p, std::align_val_t{align});
+  } else {
+    ::operator delete (p, std::align_val_t{kHugePage});
+  }
+}
+
+}  // namespace detail
+
+DefinitionIndex::DefinitionIndex(std::vector<IndexEntry> entries)
+    : entries_(std::make_move_iterator(entries.begin()), std::make_move_iterator(entries.end())) {
+  entries.clear();
   static_assert(sizeof(Bucket) == kLine);
   if (entries_.size() >= std::numeric_limits<uint32_t>::max()) {
     throw std::length_error("matching index: too many definitions");
@@ -172,7 +197,9 @@ DefinitionIndex::DefinitionIndex(std::vector<IndexEntry> entries) : entries_(std
   const size_t bucket_count = std::bit_ceil(std::max<size_t>(8, groups.size() + groups.size() / 4));
   const size_t buckets_bytes = bucket_count * sizeof(Bucket);
   tags_offset_ = RoundUp(buckets_bytes + overflow_bytes, kLine);
-  const size_t used_bytes = tags_offset_ + bucket_count * sizeof(uint16_t);
+  // The tag array ends with a copy of its first group, so that a group read at any slot is 8
+  // consecutive tags of the probe sequence (wrapping around the table's end).
+  const size_t used_bytes = tags_offset_ + (bucket_count + kTagGroup) * sizeof(uint16_t);
   table_align_ = used_bytes >= kHugePage ? kHugePage : kLine;
   table_bytes_ = RoundUp(used_bytes, table_align_);
   table_ = AllocateTable(table_bytes_, table_align_);
@@ -190,6 +217,7 @@ DefinitionIndex::DefinitionIndex(std::vector<IndexEntry> entries) : entries_(std
     size_t s = hash & mask_;
     while (buckets[s].count != 0) s = (s + 1) & mask_;
     tags[s] = SlotTag(hash);
+    if (s < kTagGroup) tags[bucket_count + s] = tags[s];
     Bucket& bucket = buckets[s];
     bucket.tag = Tag(hash);
     bucket.begin = begin;
@@ -247,28 +275,59 @@ void DefinitionIndex::Swap(DefinitionIndex& other) noexcept {
   std::swap(mask_, other.mask_);
 }
 
-CandidateSet DefinitionIndex::Find(std::string_view tenant, std::string_view environment,
+DefinitionIndex::KeyHash DefinitionIndex::Hash(std::string_view tenant,
+                                               std::string_view environment,
+                                               std::string_view event_name) {
+  return KeyHash{HashKey(tenant, environment, event_name)};
+}
+
+void DefinitionIndex::PrefetchTags(KeyHash hash) const {
+  if (table_ == nullptr) return;
+  const auto* tags = reinterpret_cast<const uint16_t*>(table_ + tags_offset_);
+  // A group of 8 tags may straddle two cache lines.
+  const size_t s = hash.value & mask_;
+  __builtin_prefetch(tags + s);
+  __builtin_prefetch(tags + s + kTagGroup - 1);
+}
+
+void DefinitionIndex::PrefetchBucket(KeyHash hash) const {
+  if (table_ == nullptr) return;
+  const size_t s = hash.value & mask_;
+  const auto* tags = reinterpret_cast<const uint16_t*>(table_ + tags_offset_);
+  // The first group's first slot with the key's tag is almost always the key's (16 bits agree);
+  // a key further on, or not there, only costs what Find costs without the hint.
+  const uint32_t match = MatchTagGroup(tags + s, SlotTag(hash.value)).MatchBeforeEmpty();
+  if (match == 0) return;
+  const size_t slot = (s + std::countr_zero(match) / 2) & mask_;
+  __builtin_prefetch(reinterpret_cast<const Bucket*>(table_) + slot);
+}
+
+CandidateSet DefinitionIndex::Find(KeyHash key_hash, std::string_view tenant,
+                                   std::string_view environment,
                                    std::string_view event_name) const {
   if (table_ == nullptr) return {};
-  const uint64_t hash = HashKey(tenant, environment, event_name);
+  const uint64_t hash = key_hash.value;
   const uint32_t tag = Tag(hash);
   const uint16_t slot_tag = SlotTag(hash);
   const auto* buckets = reinterpret_cast<const Bucket*>(table_);
   const auto* tags = reinterpret_cast<const uint16_t*>(table_ + tags_offset_);
-  for (size_t s = hash & mask_;; s = (s + 1) & mask_) {
-    // The tag array (2 bytes a slot) answers most lookups of keys the index does not hold without
-    // reading a bucket, and tells which slot's bucket is worth a look.
-    if (tags[s] == 0) return {};
-    if (tags[s] != slot_tag) continue;
-    const Bucket& bucket = buckets[s];
-    if (bucket.tag != tag) continue;
-    const std::byte* place = bucket.place(table_);
-    const std::byte* key = place + bucket.count * sizeof(const Condition*);
-    if (KeyEquals(reinterpret_cast<const char*>(key), bucket.key_length, tenant, environment,
-                  event_name)) {
-      return CandidateSet{entries_.data() + bucket.begin,
-                          reinterpret_cast<const Condition* const*>(place), bucket.count};
+  // The tag array (2 bytes a slot), eight slots at a time, answers most lookups of keys the index
+  // does not hold without reading a bucket, and tells which slots' buckets are worth a look. The
+  // table always has an empty slot (at most 4/5 full), so the walk ends.
+  for (size_t s = hash & mask_;; s = (s + kTagGroup) & mask_) {
+    const TagGroupBits group = MatchTagGroup(tags + s, slot_tag);
+    for (uint32_t match = group.MatchBeforeEmpty(); match != 0; match &= match - 1) {
+      const Bucket& bucket = buckets[(s + std::countr_zero(match) / 2) & mask_];
+      if (bucket.tag != tag) continue;
+      const std::byte* place = bucket.place(table_);
+      const std::byte* key = place + bucket.count * sizeof(const Condition*);
+      if (KeyEquals(reinterpret_cast<const char*>(key), bucket.key_length, tenant, environment,
+                    event_name)) {
+        return CandidateSet{entries_.data() + bucket.begin,
+                            reinterpret_cast<const Condition* const*>(place), bucket.count};
+      }
     }
+    if (group.empty != 0) return {};
   }
 }
 

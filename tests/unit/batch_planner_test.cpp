@@ -589,3 +589,158 @@ TEST(TriggerEventJson, MovingTheEnvelopeGivesTheSameDocument) {
 
 }  // namespace
 }  // namespace workflowd::consumers
+
+namespace workflowd::consumers {
+namespace {
+
+// The planner decodes record i+1 before it finishes record i, with two decoders in turn, and
+// builds a matched event's data from the parse it matched on. Whatever the mix and order of
+// records (dead letters next to each other, first or last, events with and without candidates,
+// data, data_base64 or none, every format), it must plan exactly what decoding each record alone
+// and matching it gives.
+TEST_F(PlanBatchTest, AgreesRecordByRecordWithDecodingEachAloneAndMatching) {
+  uint64_t state = 12345;
+  const auto next = [&state](uint64_t n) {
+    state = state * 6364136223846793005ULL + 1442695040888963407ULL;
+    return (state >> 33) % n;
+  };
+  const auto b64 = [](const std::string& text) {
+    static const char* kAlphabet =
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    std::string out;
+    for (size_t i = 0; i < text.size(); i += 3) {
+      uint32_t v = static_cast<uint32_t>(static_cast<unsigned char>(text[i])) << 16;
+      if (i + 1 < text.size())
+        v |= static_cast<uint32_t>(static_cast<unsigned char>(text[i + 1])) << 8;
+      if (i + 2 < text.size()) v |= static_cast<unsigned char>(text[i + 2]);
+      out += kAlphabet[(v >> 18) & 63];
+      out += kAlphabet[(v >> 12) & 63];
+      out += i + 1 < text.size() ? kAlphabet[(v >> 6) & 63] : '=';
+      out += i + 2 < text.size() ? kAlphabet[v & 63] : '=';
+    }
+    return out;
+  };
+  for (int i = 0; i < 400; ++i) {
+    const std::string id = "evt-" + std::to_string(i);
+    const Json customer = {
+        {"country", next(2) ? "US" : "FR"}, {"tier", next(2) ? "gold" : "silver"}, {"n", i}};
+    switch (next(11)) {
+      case 0:
+        Add(CloudEvent(id, "acme", "prod", customer));
+        break;
+      case 1:
+        Add(next(2) ? "{\"half\": " : "not json");
+        break;
+      case 2:
+        Add(next(2) ? std::optional<std::string>() : std::optional<std::string>(""));
+        break;
+      case 3:
+        Add(customer.dump(), {{"ce_specversion", "1.0"},
+                              {"ce_id", id},
+                              {"ce_source", "billing"},
+                              {"ce_type", next(2) ? "invoice.paid" : "customer.created"},
+                              {"ce_tenantid", next(2) ? "globex" : "acme"},
+                              {"ce_environmentid", next(2) ? "prod" : "dev"},
+                              {"x-region", next(2) ? "eu" : "us"}});
+        break;
+      case 4:
+        Add(Json{{"specversion", "1.0"},
+                 {"id", id},
+                 {"source", "crm"},
+                 {"type", "customer.created"},
+                 {"tenantid", "acme"},
+                 {"environmentid", next(2) ? "prod" : "dev"},
+                 {"datacontenttype", "application/json"},
+                 {"data_base64", b64(Json{{"customer", customer}}.dump())}}
+                .dump());
+        break;
+      case 5:
+        Add(CloudEvent(id, "acme", "prod", customer, "page.viewed"));
+        break;
+      case 6:
+        Add(Json{{"id", i},
+                 {"event_name", "customer.created"},
+                 {"tenant_id", "acme"},
+                 {"environment_id", next(2) ? "prod" : "dev"},
+                 {"data", {{"customer", customer}}}}
+                .dump());
+        break;
+      case 7:
+        Add(Json{{"specversion", "1.0"},
+                 {"id", id},
+                 {"source", "crm"},
+                 {"type", "customer.created"},
+                 {"tenantid", "acme"},
+                 {"environmentid", "dev"},
+                 {"datacontenttype", "text/plain"},
+                 {"data_base64", b64(next(2) ? "plain text" : std::string("\xff\xfe\x01", 3))}}
+                .dump());
+        break;
+      case 8:
+        Add(Json{{"specversion", "1.0"},
+                 {"id", id},
+                 {"source", "crm"},
+                 {"type", "customer.created"},
+                 {"tenantid", "acme"},
+                 {"environmentid", next(2) ? "prod" : "dev"}}
+                .dump());
+        break;
+      case 9:
+        Add(CloudEvent(id, "acme corp", "prod", customer));  // invalid tenant
+        break;
+      default:
+        Add(CloudEvent(id, "acme", "prod", Json{{"country", "US"}, {"tier", "gold"}}));
+        break;
+    }
+  }
+  const BatchPlan plan = Plan();
+
+  size_t dead = 0, executions = 0, matched_events = 0, unmatched = 0;
+  std::vector<matching::Header> header_storage;
+  for (size_t i = 0; i < records_.size(); ++i) {
+    SCOPED_TRACE("record " + std::to_string(i));
+    const RawRecord& raw = records_[i]->raw;
+    const DecodeResult alone = DecodeRecord(raw, {});
+    if (!alone.ok()) {
+      ASSERT_LT(dead, plan.dead_letters.size());
+      const auto headers = Headers(plan.dead_letters[dead]);
+      EXPECT_EQ(headers.at("workflowd_dlq_reason"), std::string(ToString(alone.reason)));
+      EXPECT_EQ(headers.at("workflowd_dlq_detail"), alone.detail);
+      EXPECT_EQ(plan.dead_letters[dead].value, records_[i]->value);
+      ++dead;
+      continue;
+    }
+    std::vector<const matching::IndexEntry*> matched;
+    index_.Match(ViewOf(*alone.envelope, header_storage), matched);
+    if (matched.empty()) {
+      ++unmatched;
+      continue;
+    }
+    ++matched_events;
+    const Json trigger_event = TriggerEventJson(*alone.envelope, raw);
+    for (const matching::IndexEntry* entry : matched) {
+      ASSERT_LT(executions, plan.executions.size());
+      const store::NewExecution& e = plan.executions[executions];
+      EXPECT_EQ(e.workflow_id, entry->definition_id);
+      EXPECT_EQ(e.workflow_name, entry->name);
+      EXPECT_EQ(e.definition_version, entry->version);
+      EXPECT_EQ(e.trigger_event_id, alone.envelope->id);
+      EXPECT_EQ(e.tenant_id, alone.envelope->tenant);
+      EXPECT_EQ(e.trigger_event, trigger_event);
+      EXPECT_EQ(e.trigger_event.dump(), trigger_event.dump());
+      ++executions;
+    }
+  }
+  EXPECT_EQ(plan.dead_letters.size(), dead);
+  EXPECT_EQ(plan.executions.size(), executions);
+  EXPECT_EQ(plan.matched_events, matched_events);
+  EXPECT_EQ(plan.unmatched_events, unmatched);
+  EXPECT_EQ(plan.decoded, matched_events + unmatched);
+  // The mix reached every outcome.
+  EXPECT_GT(dead, 20u);
+  EXPECT_GT(matched_events, 50u);
+  EXPECT_GT(unmatched, 50u);
+}
+
+}  // namespace
+}  // namespace workflowd::consumers

@@ -2,7 +2,10 @@
 
 #include <gtest/gtest.h>
 
+#include <random>
 #include <set>
+
+#include "workflowd/matching/detail/tag_group.hpp"
 
 namespace workflowd::matching {
 namespace {
@@ -150,6 +153,129 @@ TEST(DefinitionIndex, TablesAtEverySizeFindEachKeyAndNoOther) {
       EXPECT_TRUE(index.Candidates(tenant, "staging", "order.placed").empty());
       EXPECT_TRUE(index.Candidates(tenant, "prod", "order.placed.").empty());
     }
+  }
+}
+
+// Lookups in steps (Hash, PrefetchTags, PrefetchBucket, Find with the hash) as the event pipeline
+// does them, a key ahead: the same answers as Find alone, for keys the index holds and keys it
+// does not, in tables of several sizes.
+TEST(DefinitionIndex, LookupsInStepsGiveTheSameCandidates) {
+  for (const size_t n : {size_t{1}, size_t{7}, size_t{205}, size_t{6554}}) {
+    std::vector<IndexEntry> entries;
+    for (size_t i = 0; i < n; ++i) {
+      entries.push_back(
+          Entry("wf" + std::to_string(i), "tenant" + std::to_string(i), "prod", "order.placed"));
+    }
+    const DefinitionIndex index(std::move(entries));
+    DefinitionIndex::KeyHash ahead{};
+    std::string ahead_tenant;
+    for (size_t i = 0; i <= 2 * n + 1; ++i) {
+      const std::string tenant = "tenant" + std::to_string(i);
+      const DefinitionIndex::KeyHash hash = DefinitionIndex::Hash(tenant, "prod", "order.placed");
+      index.PrefetchTags(hash);
+      if (i > 0) {
+        index.PrefetchBucket(ahead);
+        const CandidateSet in_steps = index.Find(ahead, ahead_tenant, "prod", "order.placed");
+        const CandidateSet direct = index.Find(ahead_tenant, "prod", "order.placed");
+        EXPECT_EQ(in_steps.entries, direct.entries) << n << " keys, " << ahead_tenant;
+        EXPECT_EQ(in_steps.size, direct.size);
+        EXPECT_EQ(in_steps.size, i - 1 < n ? 1u : 0u) << n << " keys, " << ahead_tenant;
+      }
+      ahead = hash;
+      ahead_tenant = tenant;
+    }
+  }
+  const DefinitionIndex empty;
+  const DefinitionIndex::KeyHash hash = DefinitionIndex::Hash("A", "prod", "x");
+  empty.PrefetchTags(hash);
+  empty.PrefetchBucket(hash);
+  EXPECT_TRUE(empty.Find(hash, "A", "prod", "x").empty());
+}
+
+// The index's entries live in its own large allocation (huge pages from 2 MiB on): an index that
+// large finds, copies and moves like any other.
+TEST(DefinitionIndex, LargeEntryArraysCopyAndMove) {
+  std::vector<IndexEntry> entries;
+  const size_t n = 3 * (size_t{2} << 20) / sizeof(IndexEntry);
+  for (size_t i = 0; i < n; ++i) {
+    entries.push_back(Entry("wf" + std::to_string(i), "t" + std::to_string(i % 5000), "prod",
+                            "e" + std::to_string(i / 5000)));
+  }
+  const DefinitionIndex index(std::move(entries));
+  ASSERT_EQ(index.size(), n);
+  const DefinitionIndex copy = index;
+  DefinitionIndex source(index);
+  const DefinitionIndex moved(std::move(source));
+  for (size_t i = 0; i < n; i += 997) {
+    const std::string tenant = "t" + std::to_string(i % 5000),
+                      event = "e" + std::to_string(i / 5000);
+    for (const DefinitionIndex* x : {&index, &copy, &moved}) {
+      const auto candidates = x->Candidates(tenant, "prod", event);
+      ASSERT_EQ(candidates.size(), 1u);
+      EXPECT_EQ(candidates[0].definition_id, "wf" + std::to_string(i));
+      EXPECT_GE(candidates.data(), x->entries().data());
+      EXPECT_LT(candidates.data(), x->entries().data() + x->size());
+    }
+  }
+}
+
+// The two ways of probing eight tags at once give the bits a plain loop gives: bit 2*i for slot i
+// holding the tag (match) or 0 (empty); MatchBeforeEmpty keeps the matches before the first empty
+// slot. Groups are drawn from values close to the tag (one bit off in either byte, the top bit),
+// so that a lane-crossing carry or borrow would show.
+TEST(TagGroup, ImplementationsAgreeWithAPlainLoop) {
+  std::mt19937_64 rng(7);
+  for (int round = 0; round < 200000; ++round) {
+    constexpr uint16_t kEdges[] = {1, 0x8000, 0xFFFF, 0x0100, 0x7FFF, 0x8001};
+    const auto tag = round < 6 ? kEdges[round] : static_cast<uint16_t>((rng() & 0xFFFF) | 1);
+    uint16_t group[detail::kTagGroup];
+    for (uint16_t& t : group) {
+      switch (rng() % 8) {
+        case 0:
+        case 1:
+          t = 0;
+          break;
+        case 2:
+        case 3:
+          t = tag;
+          break;
+        case 4:
+          t = static_cast<uint16_t>(tag ^ (1u << (rng() % 16)));
+          break;
+        case 5:
+          t = static_cast<uint16_t>(tag + 1);
+          break;
+        case 6:
+          t = static_cast<uint16_t>(tag - 1);
+          break;
+        default:
+          t = static_cast<uint16_t>(rng());
+      }
+    }
+    uint32_t match = 0, empty = 0, before_empty = 0;
+    bool seen_empty = false;
+    for (size_t i = 0; i < detail::kTagGroup; ++i) {
+      if (group[i] == tag) {
+        match |= 1u << (2 * i);
+        if (!seen_empty) before_empty |= 1u << (2 * i);
+      }
+      if (group[i] == 0) {
+        empty |= 1u << (2 * i);
+        seen_empty = true;
+      }
+    }
+    const detail::TagGroupBits portable = detail::MatchTagGroupPortable(group, tag);
+    ASSERT_EQ(portable.match, match) << round;
+    ASSERT_EQ(portable.empty, empty) << round;
+    ASSERT_EQ(portable.MatchBeforeEmpty(), before_empty) << round;
+#if defined(__SSE2__)
+    const detail::TagGroupBits sse2 = detail::MatchTagGroupSse2(group, tag);
+    ASSERT_EQ(sse2.match, match) << round;
+    ASSERT_EQ(sse2.empty, empty) << round;
+#endif
+    const detail::TagGroupBits used = detail::MatchTagGroup(group, tag);
+    ASSERT_EQ(used.match, match);
+    ASSERT_EQ(used.empty, empty);
   }
 }
 

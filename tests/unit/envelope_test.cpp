@@ -1261,5 +1261,85 @@ TEST(LazyDataTest, DecodingIntoAReusedResultLeavesNothingOfThePreviousRecord) {
   }
 }
 
+// ---------------------------------------------------------------------------------------------
+// Decoding in two steps (StagedDecoder)
+
+// Two decoders in turn, as the planner uses them: each keeps its record's document while the
+// other decodes, builds a part of the data and then all of it from that one parse, and agrees with
+// DecodeRecord on everything (the data too), whatever the format.
+TEST(StagedDecoder, TwoDecodersInTurnGiveWhatDecodeRecordGives) {
+  json base64_event = Structured();
+  base64_event.erase("data");
+  base64_event["datacontenttype"] = "application/json";
+  base64_event["data_base64"] = "eyJjdXN0b21lciI6eyJjb3VudHJ5IjoiVVMiLCJ0aWVyIjoiZ29sZCJ9fQ==";
+  json text_event = Structured();
+  text_event.erase("data");
+  text_event["datacontenttype"] = "text/plain";
+  text_event["data_base64"] = "//79";  // not UTF-8: stays base64
+  json no_data = Structured();
+  no_data.erase("data");
+  const std::vector<TestRecord> records = {
+      {Structured().dump(), {}},
+      {R"({"invoice":{"id":77,"lines":[1,2]},"total":9.5})", BinaryHeaders()},
+      {Flat().dump(), {}},
+      {"not json", {}},
+      {base64_event.dump(), {}},
+      {"plain text body", WithHeader(BinaryHeaders(), "content-type", "text/plain")},
+      {text_event.dump(), {}},
+      {no_data.dump(), {}},
+      {std::nullopt, {}},
+      {Structured().dump(), {}},
+  };
+  std::vector<RawRecord> raws;
+  for (const TestRecord& r : records) raws.push_back(r.Raw());
+  StagedDecoder decoders[2];
+  DecodeResult results[2];
+  const std::vector<std::string> path = {"customer"};
+  decoders[0].DecodeAttributes(raws[0], {}, results[0]);
+  for (size_t i = 0; i < raws.size(); ++i) {
+    SCOPED_TRACE("record " + std::to_string(i));
+    if (i + 1 < raws.size())
+      decoders[(i + 1) % 2].DecodeAttributes(raws[i + 1], {}, results[(i + 1) % 2]);
+    DecodeResult& staged = results[i % 2];
+    const DecodeResult alone = DecodeRecord(raws[i], {});
+    ASSERT_EQ(staged.reason, alone.reason);
+    EXPECT_EQ(staged.detail, alone.detail);
+    if (!alone.ok()) continue;
+    EXPECT_EQ(staged.envelope->id, alone.envelope->id);
+    EXPECT_EQ(staged.envelope->extensions, alone.envelope->extensions);
+    EXPECT_EQ(staged.envelope->headers, alone.envelope->headers);
+    EXPECT_TRUE(staged.envelope->data.is_null());  // not built yet
+
+    decoders[i % 2].BuildData(DataNeed{DataNeed::Kind::kMembers, std::span(&path, 1)}, staged);
+    ASSERT_TRUE(staged.ok());
+    if (alone.envelope->data.is_object()) {
+      EXPECT_TRUE(staged.envelope->data_partial);
+      json expected = json::object();
+      if (alone.envelope->data.contains("customer")) {
+        expected["customer"] = alone.envelope->data["customer"];
+      }
+      EXPECT_EQ(staged.envelope->data, expected);
+    } else {
+      EXPECT_FALSE(staged.envelope->data_partial);
+      EXPECT_EQ(staged.envelope->data, alone.envelope->data);
+    }
+
+    decoders[i % 2].BuildData(DataNeed{}, staged);
+    ASSERT_TRUE(staged.ok());
+    EXPECT_FALSE(staged.envelope->data_partial);
+    EXPECT_EQ(staged.envelope->data, alone.envelope->data);
+    EXPECT_EQ(staged.envelope->data.dump(), alone.envelope->data.dump());
+    EXPECT_EQ(staged.envelope->data_is_base64, alone.envelope->data_is_base64);
+
+    decoders[i % 2].BuildData(DataNeed{DataNeed::Kind::kNone, {}}, staged);
+    EXPECT_TRUE(staged.envelope->data.is_null());
+  }
+  // The records reached every kind of data: an object, JSON from base64, text, base64, none.
+  EXPECT_EQ(DecodeRecord(raws[4], {}).envelope->data["customer"]["tier"], "gold");
+  EXPECT_EQ(DecodeRecord(raws[5], {}).envelope->data, "plain text body");
+  EXPECT_TRUE(DecodeRecord(raws[6], {}).envelope->data_is_base64);
+  EXPECT_TRUE(DecodeRecord(raws[7], {}).envelope->data.is_null());
+}
+
 }  // namespace
 }  // namespace workflowd::consumers

@@ -44,6 +44,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <span>
@@ -213,6 +214,35 @@ struct DataNeed {
 void DecodeRecord(const RawRecord& record, const DecoderConfig& config,
                   const std::function<DataNeed(const Envelope&)>& need,
                   DecodeResult& result) noexcept;
+
+// Decoding in two steps: DecodeAttributes decodes and validates everything but the data (the
+// same envelope and the same dead letters as DecodeRecord, data left null), BuildData then builds
+// as much of the data as a DataNeed asks for, from the parsed document the decoder keeps until
+// its next DecodeAttributes. So a loop can decode record i+1's attributes (and start loading what
+// matching it will read) before it builds record i's data, with two decoders in turn, and can
+// build an event's data twice from one parse (the paths its conditions read, then all of it once
+// it matched). Each decoder owns its parsers; one thread at a time.
+class StagedDecoder {
+ public:
+  StagedDecoder();
+  ~StagedDecoder();
+  StagedDecoder(const StagedDecoder&) = delete;
+  StagedDecoder& operator=(const StagedDecoder&) = delete;
+
+  // `record`'s views must stay valid until the last BuildData for it.
+  void DecodeAttributes(const RawRecord& record, const DecoderConfig& config,
+                        DecodeResult& result) noexcept;
+
+  // Builds the data of the record decoded last into `result` (which must be the DecodeResult
+  // DecodeAttributes filled), replacing what an earlier BuildData built; nothing for an event
+  // without data or a dead letter. Fails only for want of memory: then `result` becomes a dead
+  // letter (internal).
+  void BuildData(const DataNeed& need, DecodeResult& result) noexcept;
+
+ private:
+  struct State;
+  std::unique_ptr<State> state_;
+};
 
 // The headers a dead-letter record gets in addition to the original ones: workflowd_dlq_reason,
 // workflowd_dlq_detail, workflowd_source_topic, workflowd_source_partition,

@@ -43,6 +43,30 @@ struct CandidateSet {
   std::span<const IndexEntry> span() const { return {entries, size}; }
 };
 
+namespace detail {
+
+// Memory for the index's large arrays: blocks of 2 MiB and more are 2 MiB-aligned and asked to be
+// backed by transparent huge pages (with 100,000 definitions the entries are ~25 MB, read at random
+// per event: on 4 KiB pages nearly every read would also miss the TLB).
+void* AllocateLarge(size_t bytes, size_t align);
+void DeallocateLarge(void* p, size_t bytes, size_t align) noexcept;
+
+template <typename T>
+struct LargeAllocator {
+  using value_type = T;
+  LargeAllocator() = default;
+  template <typename U>
+  LargeAllocator(const LargeAllocator<U>&) noexcept {}  // NOLINT(google-explicit-constructor)
+  T* allocate(size_t n) { return static_cast<T*>(AllocateLarge(n * sizeof(T), alignof(T))); }
+  void deallocate(T* p, size_t n) noexcept { DeallocateLarge(p, n * sizeof(T), alignof(T)); }
+  template <typename U>
+  bool operator==(const LargeAllocator<U>&) const noexcept {
+    return true;
+  }
+};
+
+}  // namespace detail
+
 class DefinitionIndex {
  public:
   DefinitionIndex() = default;
@@ -60,6 +84,25 @@ class DefinitionIndex {
 
   // The same with their conditions (for a caller that looks at the candidates before matching).
   CandidateSet Find(std::string_view tenant, std::string_view environment,
+                    std::string_view event_name) const {
+    return Find(Hash(tenant, environment, event_name), tenant, environment, event_name);
+  }
+
+  // Looking up in steps, for a caller that knows its next keys before it needs their candidates
+  // (the event pipeline, a record ahead): with many definitions, the parts of the index a lookup
+  // reads are seldom in the cache, and these let the caller load them while it works on something
+  // else. Hash the key once; PrefetchTags as soon as the key is known; PrefetchBucket a while later
+  // (it reads the tags: when they have arrived, it does not wait); Find when the candidates are
+  // needed. The prefetches are hints only: Find gives the same answer with or without them.
+  struct KeyHash {
+    uint64_t value = 0;
+  };
+  static KeyHash Hash(std::string_view tenant, std::string_view environment,
+                      std::string_view event_name);
+  void PrefetchTags(KeyHash hash) const;
+  void PrefetchBucket(KeyHash hash) const;
+  // `hash` must be Hash(tenant, environment, event_name).
+  CandidateSet Find(KeyHash hash, std::string_view tenant, std::string_view environment,
                     std::string_view event_name) const;
 
   // Appends the candidates whose conditions hold for `event` (its tenant, environment and type
@@ -78,12 +121,13 @@ class DefinitionIndex {
   }
 
   size_t size() const { return entries_.size(); }
-  const std::vector<IndexEntry>& entries() const { return entries_; }
+  std::span<const IndexEntry> entries() const { return entries_; }
 
  private:
   // Open addressing over the distinct keys (linear probing, at most 4/5 full) in one allocation:
   // 64-byte buckets (one cache line each), the overflow area, then a 2-byte tag per bucket (16
-  // hash bits; 0: empty), which is what the probes walk. A bucket holds a 32-bit fingerprint of
+  // hash bits; 0: empty), which is what the probes walk, eight slots at a time
+  // (detail/tag_group.hpp). A bucket holds a 32-bit fingerprint of
   // its key's hash, where its entries begin, and, when they fit in the line (keys up to 40 bytes
   // with one candidate, up to 32 with two), the key's text and its candidates' condition
   // pointers; larger keys and candidate lists live in the overflow area the bucket points to. A
@@ -94,8 +138,9 @@ class DefinitionIndex {
   struct Bucket;
   void Swap(DefinitionIndex& other) noexcept;
 
-  std::vector<IndexEntry> entries_;  // grouped by key, ordered by definition id within
-  std::byte* table_ = nullptr;       // buckets, the overflow area, the tags
+  // Grouped by key, ordered by definition id within.
+  std::vector<IndexEntry, detail::LargeAllocator<IndexEntry>> entries_;
+  std::byte* table_ = nullptr;  // buckets, the overflow area, the tags
   size_t table_bytes_ = 0;
   size_t table_align_ = 0;
   size_t tags_offset_ = 0;  // where the tag array begins in table_
