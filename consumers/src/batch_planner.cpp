@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <map>
+#include <new>
 #include <utility>
 
 #include "workflowd/common/ids.hpp"
@@ -157,7 +158,13 @@ BatchPlan PlanBatch(std::span<const RawRecord* const> records, const DecoderConf
     // The entries are read once the event matched (a few hundred nanoseconds from now).
     __builtin_prefetch(candidates.entries);
     __builtin_prefetch(reinterpret_cast<const char*>(candidates.entries) + 64);
-    staged.BuildData(NeedOf(candidates, paths), result);
+    try {
+      staged.BuildData(NeedOf(candidates, paths), result);
+    } catch (const std::bad_alloc&) {  // merging several candidates' paths
+      result.envelope.reset();
+      result.reason = DeadLetterReason::kInternal;
+      result.detail = "out of memory while matching";
+    }
     if (!result.ok()) {  // out of memory; never drop the event
       add_dead_letter(*record, result);
       continue;

@@ -10,7 +10,7 @@ namespace workflowd::daemon {
 
 std::shared_ptr<const matching::DefinitionIndex> BuildIndex(
     const std::vector<definitions::WorkflowDefinition>& defs) {
-  std::vector<matching::IndexEntry> entries;
+  matching::IndexEntries entries;
   entries.reserve(defs.size());
   for (const auto& d : defs) {
     if (!d.enabled || d.trigger.type != definitions::TriggerType::kEvent || !d.id) continue;
@@ -25,7 +25,8 @@ std::shared_ptr<const matching::DefinitionIndex> BuildIndex(
     e.condition = d.trigger.compiled_conditions;
     entries.push_back(std::move(e));
   }
-  return std::make_shared<const matching::DefinitionIndex>(std::move(entries));
+  return std::make_shared<const matching::DefinitionIndex>(
+      matching::DefinitionIndex::FromEntries(std::move(entries)));
 }
 
 IndexRefresher::IndexRefresher(std::string dsn, std::chrono::milliseconds connect_timeout,
@@ -41,7 +42,8 @@ IndexRefresher::~IndexRefresher() { Stop(); }
 
 std::shared_ptr<const matching::DefinitionIndex> LoadIndex(store::DefinitionRepository& repo) {
   // Entries are built as the rows stream in: no full documents or definitions are held at once.
-  std::vector<matching::IndexEntry> entries;
+  // In the index's own memory, which the index takes over.
+  matching::IndexEntries entries;
   repo.ForEachMatchable([&](store::MatchableDefinition&& d) {
     matching::IndexEntry e;
     e.definition_id = std::move(d.id);
@@ -54,7 +56,8 @@ std::shared_ptr<const matching::DefinitionIndex> LoadIndex(store::DefinitionRepo
     e.condition = std::move(d.conditions);
     entries.push_back(std::move(e));
   });
-  return std::make_shared<const matching::DefinitionIndex>(std::move(entries));
+  return std::make_shared<const matching::DefinitionIndex>(
+      matching::DefinitionIndex::FromEntries(std::move(entries)));
 }
 
 void IndexRefresher::LoadNow(const char* cause) {

@@ -164,7 +164,18 @@ void DeallocateLarge(void* p, size_t bytes, size_t align) noexcept {
 
 DefinitionIndex::DefinitionIndex(std::vector<IndexEntry> entries)
     : entries_(std::make_move_iterator(entries.begin()), std::make_move_iterator(entries.end())) {
-  entries.clear();
+  entries = {};
+  Build();
+}
+
+DefinitionIndex DefinitionIndex::FromEntries(IndexEntries entries) {
+  DefinitionIndex index;
+  index.entries_ = std::move(entries);
+  index.Build();
+  return index;
+}
+
+void DefinitionIndex::Build() {
   static_assert(sizeof(Bucket) == kLine);
   if (entries_.size() >= std::numeric_limits<uint32_t>::max()) {
     throw std::length_error("matching index: too many definitions");

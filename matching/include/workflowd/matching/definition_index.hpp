@@ -67,10 +67,17 @@ struct LargeAllocator {
 
 }  // namespace detail
 
+// Entries in the index's own kind of memory (detail::LargeAllocator): an index built from them
+// takes them over without a copy (DefinitionIndex::FromEntries).
+using IndexEntries = std::vector<IndexEntry, detail::LargeAllocator<IndexEntry>>;
+
 class DefinitionIndex {
  public:
   DefinitionIndex() = default;
+  // Moves the entries into the index's own memory (for a large index the loader should build
+  // IndexEntries and use FromEntries: no second copy of the entries while the index is built).
   explicit DefinitionIndex(std::vector<IndexEntry> entries);
+  static DefinitionIndex FromEntries(IndexEntries entries);
   ~DefinitionIndex();
   DefinitionIndex(const DefinitionIndex& other);
   DefinitionIndex(DefinitionIndex&& other) noexcept;
@@ -136,10 +143,10 @@ class DefinitionIndex {
   // holds; a key the index does not hold seldom reads a bucket at all. Large tables ask for
   // transparent huge pages (fewer TLB misses).
   struct Bucket;
+  void Build();  // sorts entries_ and builds the table over them
   void Swap(DefinitionIndex& other) noexcept;
 
-  // Grouped by key, ordered by definition id within.
-  std::vector<IndexEntry, detail::LargeAllocator<IndexEntry>> entries_;
+  IndexEntries entries_;        // grouped by key, ordered by definition id within
   std::byte* table_ = nullptr;  // buckets, the overflow area, the tags
   size_t table_bytes_ = 0;
   size_t table_align_ = 0;
