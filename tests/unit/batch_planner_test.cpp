@@ -604,21 +604,17 @@ TEST_F(PlanBatchTest, AgreesRecordByRecordWithDecodingEachAloneAndMatching) {
     state = state * 6364136223846793005ULL + 1442695040888963407ULL;
     return (state >> 33) % n;
   };
-  const auto b64 = [](const std::string& text) {
-    static const char* kAlphabet =
-        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    std::string out;
-    for (size_t i = 0; i < text.size(); i += 3) {
-      uint32_t v = static_cast<uint32_t>(static_cast<unsigned char>(text[i])) << 16;
-      if (i + 1 < text.size())
-        v |= static_cast<uint32_t>(static_cast<unsigned char>(text[i + 1])) << 8;
-      if (i + 2 < text.size()) v |= static_cast<unsigned char>(text[i + 2]);
-      out += kAlphabet[(v >> 18) & 63];
-      out += kAlphabet[(v >> 12) & 63];
-      out += i + 1 < text.size() ? kAlphabet[(v >> 6) & 63] : '=';
-      out += i + 2 < text.size() ? kAlphabet[v & 63] : '=';
-    }
-    return out;
+  // data_base64 payloads, encoded outside (Python's base64): {"customer":{"country":C,"tier":T}},
+  // "plain text" and the non-UTF-8 bytes ff fe 01.
+  const std::map<std::pair<std::string, std::string>, std::string> kCustomerBase64 = {
+      {{"US", "gold"}, "eyJjdXN0b21lciI6eyJjb3VudHJ5IjoiVVMiLCJ0aWVyIjoiZ29sZCJ9fQ=="},
+      {{"US", "silver"}, "eyJjdXN0b21lciI6eyJjb3VudHJ5IjoiVVMiLCJ0aWVyIjoic2lsdmVyIn19"},
+      {{"FR", "gold"}, "eyJjdXN0b21lciI6eyJjb3VudHJ5IjoiRlIiLCJ0aWVyIjoiZ29sZCJ9fQ=="},
+      {{"FR", "silver"}, "eyJjdXN0b21lciI6eyJjb3VudHJ5IjoiRlIiLCJ0aWVyIjoic2lsdmVyIn19"}};
+  // A structured CloudEvent of acme without data; the cases add what they need.
+  const auto structured = [](const std::string& id, const std::string& environment) {
+    return Json{{"specversion", "1.0"},       {"id", id},           {"source", "crm"},
+                {"type", "customer.created"}, {"tenantid", "acme"}, {"environmentid", environment}};
   };
   for (int i = 0; i < 400; ++i) {
     const std::string id = "evt-" + std::to_string(i);
@@ -643,17 +639,13 @@ TEST_F(PlanBatchTest, AgreesRecordByRecordWithDecodingEachAloneAndMatching) {
                               {"ce_environmentid", next(2) ? "prod" : "dev"},
                               {"x-region", next(2) ? "eu" : "us"}});
         break;
-      case 4:
-        Add(Json{{"specversion", "1.0"},
-                 {"id", id},
-                 {"source", "crm"},
-                 {"type", "customer.created"},
-                 {"tenantid", "acme"},
-                 {"environmentid", next(2) ? "prod" : "dev"},
-                 {"datacontenttype", "application/json"},
-                 {"data_base64", b64(Json{{"customer", customer}}.dump())}}
-                .dump());
+      case 4: {
+        Json event = structured(id, next(2) ? "prod" : "dev");
+        event["datacontenttype"] = "application/json";
+        event["data_base64"] = kCustomerBase64.at({customer["country"], customer["tier"]});
+        Add(event.dump());
         break;
+      }
       case 5:
         Add(CloudEvent(id, "acme", "prod", customer, "page.viewed"));
         break;
@@ -665,25 +657,15 @@ TEST_F(PlanBatchTest, AgreesRecordByRecordWithDecodingEachAloneAndMatching) {
                  {"data", {{"customer", customer}}}}
                 .dump());
         break;
-      case 7:
-        Add(Json{{"specversion", "1.0"},
-                 {"id", id},
-                 {"source", "crm"},
-                 {"type", "customer.created"},
-                 {"tenantid", "acme"},
-                 {"environmentid", "dev"},
-                 {"datacontenttype", "text/plain"},
-                 {"data_base64", b64(next(2) ? "plain text" : std::string("\xff\xfe\x01", 3))}}
-                .dump());
+      case 7: {
+        Json event = structured(id, "dev");
+        event["datacontenttype"] = "text/plain";
+        event["data_base64"] = next(2) ? "cGxhaW4gdGV4dA==" : "//4B";
+        Add(event.dump());
         break;
+      }
       case 8:
-        Add(Json{{"specversion", "1.0"},
-                 {"id", id},
-                 {"source", "crm"},
-                 {"type", "customer.created"},
-                 {"tenantid", "acme"},
-                 {"environmentid", next(2) ? "prod" : "dev"}}
-                .dump());
+        Add(structured(id, next(2) ? "prod" : "dev").dump());
         break;
       case 9:
         Add(CloudEvent(id, "acme corp", "prod", customer));  // invalid tenant
