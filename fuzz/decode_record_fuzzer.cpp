@@ -219,6 +219,37 @@ void CheckAgainstNlohmann(const RawRecord& record, const DecodeResult& result) {
                  " vs " + Printable(data->dump()));
 }
 
+// True when a string or member name anywhere in `j` holds NUL.
+bool HoldsNul(const json& j) {
+  if (j.is_string()) return j.get_ref<const std::string&>().find('\0') != std::string::npos;
+  if (j.is_object()) {
+    for (const auto& [name, value] : j.items()) {
+      if (name.find('\0') != std::string::npos || HoldsNul(value)) return true;
+    }
+  }
+  if (j.is_array()) {
+    for (const auto& value : j) {
+      if (HoldsNul(value)) return true;
+    }
+  }
+  return false;
+}
+
+// What an accepted event stores (its attributes, data and extensions in the execution's
+// trigger_event) never holds NUL, which PostgreSQL refuses in jsonb and text: such records are
+// nul_character dead letters instead of a batch the database refuses.
+void CheckStorable(const consumers::Envelope& e) {
+  for (const std::string* s : {&e.id, &e.type, &e.source, &e.subject, &e.tenant, &e.environment,
+                               &e.time_text, &e.data_content_type}) {
+    FUZZ_CHECK(s->find('\0') == std::string::npos, "an attribute holds NUL: " + Printable(*s));
+  }
+  FUZZ_CHECK(!HoldsNul(e.data), "data holds NUL");
+  for (const auto& [name, value] : e.extensions) {
+    FUZZ_CHECK(!HoldsNul(value) && name.find('\0') == std::string::npos,
+               "extension " + Printable(name) + " holds NUL");
+  }
+}
+
 void DecodeAndCheck(const RawRecord& record, const DecoderConfig& config) {
   const DecodeResult result = consumers::DecodeRecord(record, config);
   FUZZ_CHECK(result.ok() == (result.reason == DeadLetterReason::kNone),
@@ -227,6 +258,7 @@ void DecodeAndCheck(const RawRecord& record, const DecoderConfig& config) {
              "DecodeRecord hit an unexpected exception: " + result.detail);
   if (result.ok()) {
     CheckEnvelope(*result.envelope, config);
+    CheckStorable(*result.envelope);
   } else {
     CheckFailure(record, result);
   }

@@ -12,13 +12,67 @@ namespace workflowd::consumers {
 
 void BatchPlan::Append(BatchPlan&& other) {
   for (auto& e : other.executions) executions.push_back(std::move(e));
+  sources.insert(sources.end(), other.sources.begin(), other.sources.end());
   for (auto& d : other.dead_letters) dead_letters.push_back(std::move(d));
   for (auto& m : other.matches) matches.push_back(std::move(m));
   consumed += other.consumed;
   decoded += other.decoded;
   matched_events += other.matched_events;
   unmatched_events += other.unmatched_events;
+  inserted += other.inserted;
   for (size_t i = 0; i < dead_by_reason.size(); ++i) dead_by_reason[i] += other.dead_by_reason[i];
+}
+
+size_t BatchPlan::DeadLetterRecord(const RawRecord& record, DeadLetterReason reason,
+                                   std::string detail, std::string_view consumer_group,
+                                   TimePoint now) {
+  size_t kept = 0;
+  std::vector<std::string> removed_ids;
+  for (size_t i = 0; i < executions.size(); ++i) {
+    if (sources[i].Is(record)) {
+      removed_ids.push_back(executions[i].id);
+      continue;
+    }
+    if (kept != i) {
+      executions[kept] = std::move(executions[i]);
+      sources[kept] = sources[i];
+    }
+    ++kept;
+  }
+  const size_t removed = executions.size() - kept;
+  executions.resize(kept);
+  sources.resize(kept);
+  if (removed > 0) {
+    // The event no longer counts as matched: it is a dead letter now.
+    if (matched_events > 0) --matched_events;
+    if (decoded > 0) --decoded;
+    std::erase_if(matches, [&](const MatchRecord& m) {
+      return std::find(removed_ids.begin(), removed_ids.end(), m.execution_id) != removed_ids.end();
+    });
+  }
+  DecodeResult result;
+  result.reason = reason;
+  result.detail = std::move(detail);
+  ++dead_by_reason[static_cast<size_t>(reason)];
+  dead_letters.push_back(MakeDeadLetter(record, result, consumer_group, now));
+  return removed;
+}
+
+DeadLetter MakeDeadLetter(const RawRecord& record, const DecodeResult& result,
+                          std::string_view consumer_group, TimePoint now) {
+  DeadLetter letter;
+  if (record.key) letter.key = std::string(*record.key);
+  if (record.value) letter.value = std::string(*record.value);
+  letter.headers.reserve(record.headers.size() + 7);
+  for (const auto& h : record.headers) {
+    letter.headers.emplace_back(
+        std::string(h.key),
+        h.value ? std::optional<std::string>(std::string(*h.value)) : std::nullopt);
+  }
+  for (auto& [k, v] : DeadLetterHeaders(record, result, consumer_group, now)) {
+    letter.headers.emplace_back(std::move(k), std::move(v));
+  }
+  return letter;
 }
 
 namespace {
@@ -112,21 +166,9 @@ BatchPlan PlanBatch(std::span<const RawRecord* const> records, const DecoderConf
   // an event matched (for trigger_event), from the same parse.
   thread_local StagedDecoder decoders[2];
   DecodeResult results[2];  // their envelopes' buffers are reused from record to record
-  const auto add_dead_letter = [&](const RawRecord& r, const DecodeResult& result) {
-    const RawRecord* record = &r;
+  const auto add_dead_letter = [&](const RawRecord& record, const DecodeResult& result) {
     ++plan.dead_by_reason[static_cast<size_t>(result.reason)];
-    DeadLetter letter;
-    if (record->key) letter.key = std::string(*record->key);
-    if (record->value) letter.value = std::string(*record->value);
-    for (const auto& h : record->headers) {
-      letter.headers.emplace_back(
-          std::string(h.key),
-          h.value ? std::optional<std::string>(std::string(*h.value)) : std::nullopt);
-    }
-    for (auto& [k, v] : DeadLetterHeaders(*record, result, consumer_group, now)) {
-      letter.headers.emplace_back(std::move(k), std::move(v));
-    }
-    plan.dead_letters.push_back(std::move(letter));
+    plan.dead_letters.push_back(MakeDeadLetter(record, result, consumer_group, now));
   };
   matching::DefinitionIndex::KeyHash hashes[2];
   const auto decode_attributes = [&](size_t i) {
@@ -227,6 +269,7 @@ BatchPlan PlanBatch(std::span<const RawRecord* const> records, const DecoderConf
       plan.matches.push_back(
           {full.tenant, full.environment, full.id, full.type, entry->definition_id, e.id});
       plan.executions.push_back(std::move(e));
+      plan.sources.push_back({record->topic, record->partition, record->offset});
     }
   }
   return plan;

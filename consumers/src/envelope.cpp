@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <array>
 #include <chrono>
+#include <cstring>
 #include <exception>
 #include <functional>
 #include <new>
@@ -48,6 +49,8 @@ constexpr std::array kReasons = {
     DeadLetterReason::kInvalidAttribute,
     DeadLetterReason::kInvalidData,
     DeadLetterReason::kDuplicateHeader,
+    DeadLetterReason::kNulCharacter,
+    DeadLetterReason::kDatabaseRejected,
     DeadLetterReason::kInternal,
 };
 
@@ -334,9 +337,44 @@ struct PendingData {
 // d levels): with d = max_depth everything it accepts is within max_depth, and a document at
 // exactly max_depth levels fails with DEPTH_ERROR and goes the slow way (rare: 64 levels by
 // default).
+// True when JSON text `text` holds the escape \u0000 (a NUL character in a string or a member
+// name), which PostgreSQL refuses in jsonb (SQLSTATE 22P05). An escape is real when the run of
+// backslashes that ends right before its "u" is odd ("\\u0000" is a backslash and "u0000").
+// JSON has no other way to spell NUL: a raw zero byte inside a string is not valid JSON.
+bool HasNulEscape(std::string_view text) {
+  constexpr std::string_view kEscape = "\\u0000";
+  const char* const begin = text.data();
+  const char* at = begin;
+  size_t left = text.size();
+  while (left >= kEscape.size()) {
+    const void* found = memmem(at, left, kEscape.data(), kEscape.size());
+    if (found == nullptr) return false;
+    const char* u = static_cast<const char*>(found) + 1;
+    size_t backslashes = 0;
+    for (const char* p = u - 1; p >= begin && *p == '\\'; --p) ++backslashes;
+    if (backslashes % 2 == 1) return true;
+    left -= static_cast<size_t>(u - at);
+    at = u;
+  }
+  return false;
+}
+
+Failure NulFailure(std::string_view what) {
+  return Failure{
+      DeadLetterReason::kNulCharacter,
+      std::string(what) + ": holds a NUL character (\\u0000), which PostgreSQL cannot store"};
+}
+
 std::optional<Failure> ParseJson(dom::parser& parser, std::string& reparse_buffer,
                                  std::string_view text, size_t max_depth, std::string_view what,
                                  dom::element& out) {
+  // Checked on the text of every JSON document an event is decoded from (the value, a
+  // data_base64 holding JSON), so no string or member name of an accepted event holds NUL.
+  if (HasNulEscape(text)) {
+    json probe;  // invalid JSON stays not_json: only valid JSON with a NUL is nul_character
+    if (auto failure = ParseJsonWithNlohmann(text, max_depth, what, probe)) return failure;
+    return NulFailure(what);
+  }
   simdjson::error_code error = simdjson::SUCCESS;
   if (parser.max_depth() != max_depth || parser.capacity() == 0) {
     error = parser.allocate(std::max({text.size(), parser.capacity(), size_t{4096}}), max_depth);
@@ -481,7 +519,9 @@ void BuildJsonData(dom::element data, const DataNeed& need, Envelope& envelope) 
 void BuildBytesData(std::string_view bytes, const std::string_view* base64, const DataNeed& need,
                     Envelope& envelope) {
   if (need.kind == DataNeed::Kind::kNone) return;
-  if (IsValidUtf8(bytes)) {
+  // Text with a zero byte would be a JSON string holding NUL, which PostgreSQL cannot store:
+  // such bytes are carried as base64 like any other binary payload.
+  if (IsValidUtf8(bytes) && bytes.find('\0') == std::string_view::npos) {
     envelope.data = std::string(bytes);
   } else {
     envelope.data = base64 != nullptr ? std::string(*base64) : EncodeBase64(bytes);
@@ -696,6 +736,7 @@ class RecordDecoder {
         if (!IsValidUtf8(*h.value)) {
           return Fail(DeadLetterReason::kInvalidAttribute, "content-type: not valid UTF-8");
         }
+        if (h.value->find('\0') != std::string_view::npos) return Fail(NulFailure("content-type"));
         has_content_type_ = true;
         content_type_ = *h.value;
         continue;
@@ -713,6 +754,7 @@ class RecordDecoder {
       if (!IsValidUtf8(*h.value)) {
         return Fail(DeadLetterReason::kInvalidAttribute, "ce_" + name + ": not valid UTF-8");
       }
+      if (h.value->find('\0') != std::string_view::npos) return Fail(NulFailure("ce_" + name));
       auto [it, inserted] = ce_headers_.emplace(std::move(name), *h.value);
       if (!inserted && it->second != *h.value) {
         return Fail(DeadLetterReason::kDuplicateHeader,
@@ -1202,6 +1244,10 @@ std::string_view ToString(DeadLetterReason reason) {
       return "invalid_data";
     case DeadLetterReason::kDuplicateHeader:
       return "duplicate_header";
+    case DeadLetterReason::kNulCharacter:
+      return "nul_character";
+    case DeadLetterReason::kDatabaseRejected:
+      return "database_rejected";
     case DeadLetterReason::kInternal:
       return "internal";
   }

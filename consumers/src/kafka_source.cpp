@@ -3,7 +3,9 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
+#include <memory>
 #include <mutex>
 #include <set>
 #include <utility>
@@ -384,30 +386,83 @@ struct DeadLetterProducer::State {
 
 namespace {
 
-struct DeliveryTally {
-  std::atomic<int> acked{0};
-  std::atomic<int> failed{0};
+// What became of each letter of one ProduceAll call. Shared with the delivery reports through a
+// reference per message (DeliveryRef), so a report that arrives after ProduceAll gave up (a
+// timeout, an exception) updates this heap object, never a finished call's stack.
+struct DeliveryState {
+  explicit DeliveryState(size_t n) : results(n, RD_KAFKA_RESP_ERR__IN_PROGRESS) {}
   std::mutex mu;
-  std::string first_error;
+  std::vector<rd_kafka_resp_err_t> results;  // _IN_PROGRESS until reported
+  size_t reported = 0;
+};
+
+struct DeliveryRef {
+  std::shared_ptr<DeliveryState> state;
+  size_t index = 0;
 };
 
 void OnDelivery(rd_kafka_t*, const rd_kafka_message_t* m, void*) {
-  auto* tally = static_cast<DeliveryTally*>(m->_private);
-  if (tally == nullptr) return;
-  if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
-    ++tally->acked;
-  } else {
-    std::lock_guard lock(tally->mu);
-    if (tally->first_error.empty()) tally->first_error = rd_kafka_err2str(m->err);
-    ++tally->failed;
-  }
+  std::unique_ptr<DeliveryRef> ref(static_cast<DeliveryRef*>(m->_private));
+  if (!ref) return;
+  std::lock_guard lock(ref->state->mu);
+  ref->state->results[ref->index] = m->err;
+  ++ref->state->reported;
+}
+
+bool IsSizeError(rd_kafka_resp_err_t err) {
+  return err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE ||
+         err == RD_KAFKA_RESP_ERR_RECORD_LIST_TOO_LARGE;
+}
+
+size_t LetterBytes(const DeadLetter& l) {
+  size_t n = (l.key ? l.key->size() : 0) + (l.value ? l.value->size() : 0);
+  for (const auto& [name, value] : l.headers) n += name.size() + (value ? value->size() : 0);
+  return n;
 }
 
 }  // namespace
 
+void FitDeadLetter(DeadLetter& letter, size_t max_bytes) {
+  size_t total = LetterBytes(letter);
+  if (total <= max_bytes) return;
+  const size_t value_size = letter.value ? letter.value->size() : 0;
+  // The workflowd_dlq_truncated header below, at most ~80 bytes.
+  constexpr size_t kNoteBytes = 128;
+  size_t others = total - value_size + kNoteBytes;
+  if (others > max_bytes) {
+    // Even without the value the letter is too large (huge original headers or key): the
+    // original headers and key go; workflowd's own headers (reason, source offset) stay.
+    const size_t dropped = std::erase_if(
+        letter.headers, [](const auto& h) { return h.first.rfind("workflowd_", 0) != 0; });
+    if (dropped > 0 || letter.key) {
+      letter.key.reset();
+      letter.headers.emplace_back("workflowd_dlq_headers_dropped", "true");
+    }
+    others = LetterBytes(letter) - value_size + kNoteBytes;
+  }
+  size_t keep = others < max_bytes ? max_bytes - others : 0;
+  keep = std::min(keep, value_size);
+  if (letter.value) letter.value->resize(keep);
+  letter.headers.emplace_back("workflowd_dlq_truncated", "value truncated from " +
+                                                             std::to_string(value_size) + " to " +
+                                                             std::to_string(keep) + " bytes");
+}
+
+size_t DeadLetterMaxBytes(size_t max_record_bytes) {
+  // A dead letter carries the whole original record (value and headers up to max_record_bytes,
+  // a too_large one beyond) plus workflowd's headers: the producer takes the consumer's limit
+  // with room for those, and never less than librdkafka's default.
+  constexpr size_t kLibrdkafkaDefault = 1'000'000;
+  constexpr size_t kHeadroom = 64 * 1024;
+  return std::max(kLibrdkafkaDefault, max_record_bytes + kHeadroom);
+}
+
 DeadLetterProducer::DeadLetterProducer(const std::string& brokers, std::string topic,
-                                       const std::map<std::string, std::string>& properties)
-    : topic_(std::move(topic)), state_(std::make_unique<State>()) {
+                                       const std::map<std::string, std::string>& properties,
+                                       size_t max_record_bytes)
+    : topic_(std::move(topic)),
+      max_letter_bytes_(DeadLetterMaxBytes(max_record_bytes)),
+      state_(std::make_unique<State>()) {
   ConfHandle conf(rd_kafka_conf_new());
   std::map<std::string, std::string> props;
   // Consumer-only properties would be rejected or warned about by a producer: keep the shared
@@ -423,7 +478,9 @@ DeadLetterProducer::DeadLetterProducer(const std::string& brokers, std::string t
                              {"enable.idempotence", "true"},
                              {"acks", "all"},
                              {"linger.ms", "5"},
-                             {"message.timeout.ms", "30000"}});
+                             {"message.timeout.ms", "30000"},
+                             // A request carries at least one whole letter and its framing.
+                             {"message.max.bytes", std::to_string(max_letter_bytes_ + 4096)}});
   rd_kafka_conf_set_dr_msg_cb(conf.get(), &OnDelivery);
   char err[512];
   rd_kafka_t* rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf.get(), err, sizeof err);
@@ -433,49 +490,105 @@ DeadLetterProducer::DeadLetterProducer(const std::string& brokers, std::string t
 }
 
 DeadLetterProducer::~DeadLetterProducer() {
-  if (state_ && state_->rk) rd_kafka_flush(state_->rk.get(), 5000);
+  if (!state_ || !state_->rk) return;
+  rd_kafka_flush(state_->rk.get(), 5000);
+  // Letters still queued (the broker is away) are dropped with a delivery report each, which
+  // frees their DeliveryRef.
+  rd_kafka_purge(state_->rk.get(), RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+  rd_kafka_flush(state_->rk.get(), 1000);
 }
 
 void DeadLetterProducer::ProduceAll(const std::vector<DeadLetter>& letters,
                                     std::chrono::milliseconds timeout) {
   if (letters.empty()) return;
-  DeliveryTally tally;
-  int produced = 0;
-  for (const auto& l : letters) {
-    rd_kafka_headers_t* headers = rd_kafka_headers_new(l.headers.size());
-    for (const auto& [name, value] : l.headers) {
-      rd_kafka_header_add(headers, name.data(), static_cast<ssize_t>(name.size()),
-                          value ? value->data() : nullptr,
-                          value ? static_cast<ssize_t>(value->size()) : 0);
-    }
-    // The RD_KAFKA_V_* macros cast their arguments: pass plain variables.
-    const void* key = l.key ? l.key->data() : nullptr;
-    size_t key_len = l.key ? l.key->size() : 0;
-    void* value = l.value ? const_cast<char*>(l.value->data()) : nullptr;
-    size_t value_len = l.value ? l.value->size() : 0;
-    rd_kafka_resp_err_t err = rd_kafka_producev(
-        state_->rk.get(), RD_KAFKA_V_TOPIC(topic_.c_str()), RD_KAFKA_V_KEY(key, key_len),
-        RD_KAFKA_V_VALUE(value, value_len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-        RD_KAFKA_V_HEADERS(headers), RD_KAFKA_V_OPAQUE(&tally), RD_KAFKA_V_END);
-    if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
-      rd_kafka_headers_destroy(headers);  // not taken over on failure
-      rd_kafka_flush(state_->rk.get(), static_cast<int>(timeout.count()));
-      throw KafkaError(std::string("dead letter produce: ") + rd_kafka_err2str(err),
-                       err == RD_KAFKA_RESP_ERR__QUEUE_FULL);
-    }
-    ++produced;
-  }
+  // Letters the topic refuses as too large are sent again smaller: first with the value cut to
+  // fit 64 KiB, then without a value. The broker's (or the topic's) message.max.bytes may be
+  // below ours; a dead letter must never stop the stream.
+  const std::array<size_t, 3> limits = {max_letter_bytes_, 64 * 1024, 0};
+  std::vector<size_t> todo(letters.size());
+  for (size_t i = 0; i < todo.size(); ++i) todo[i] = i;
   auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (tally.acked + tally.failed < produced && std::chrono::steady_clock::now() < deadline) {
-    rd_kafka_poll(state_->rk.get(), 50);
+  for (size_t round = 0; round < limits.size() && !todo.empty(); ++round) {
+    auto state = std::make_shared<DeliveryState>(todo.size());
+    std::vector<size_t> too_large;
+    size_t produced = 0;
+    for (size_t k = 0; k < todo.size(); ++k) {
+      DeadLetter letter = letters[todo[k]];
+      FitDeadLetter(letter, limits[round]);
+      rd_kafka_headers_t* headers = rd_kafka_headers_new(letter.headers.size());
+      for (const auto& [name, value] : letter.headers) {
+        rd_kafka_header_add(headers, name.data(), static_cast<ssize_t>(name.size()),
+                            value ? value->data() : nullptr,
+                            value ? static_cast<ssize_t>(value->size()) : 0);
+      }
+      // The RD_KAFKA_V_* macros cast their arguments: pass plain variables.
+      const void* key = letter.key ? letter.key->data() : nullptr;
+      size_t key_len = letter.key ? letter.key->size() : 0;
+      void* value = letter.value ? letter.value->data() : nullptr;
+      size_t value_len = letter.value ? letter.value->size() : 0;
+      auto ref = std::make_unique<DeliveryRef>(DeliveryRef{state, k});
+      rd_kafka_resp_err_t err = rd_kafka_producev(
+          state_->rk.get(), RD_KAFKA_V_TOPIC(topic_.c_str()), RD_KAFKA_V_KEY(key, key_len),
+          RD_KAFKA_V_VALUE(value, value_len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+          RD_KAFKA_V_HEADERS(headers), RD_KAFKA_V_OPAQUE(ref.get()), RD_KAFKA_V_END);
+      if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        rd_kafka_headers_destroy(headers);  // not taken over on failure
+        if (IsSizeError(err)) {
+          too_large.push_back(todo[k]);
+          std::lock_guard lock(state->mu);
+          state->results[k] = err;
+          ++state->reported;
+          continue;
+        }
+        // The letters produced so far report to `state` (on the heap) whenever they complete.
+        throw KafkaError(std::string("dead letter produce: ") + rd_kafka_err2str(err),
+                         err != RD_KAFKA_RESP_ERR__FATAL);
+      }
+      ref.release();  // owned by the delivery report now
+      ++produced;
+    }
+    auto all_reported = [&] {
+      std::lock_guard lock(state->mu);
+      return state->reported == todo.size();
+    };
+    while (!all_reported() && std::chrono::steady_clock::now() < deadline) {
+      rd_kafka_poll(state_->rk.get(), 50);
+    }
+    if (!all_reported()) {
+      throw KafkaError("dead letters not acknowledged by the broker within " +
+                           std::to_string(timeout.count()) + " ms",
+                       true);
+    }
+    std::string first_error;
+    {
+      std::lock_guard lock(state->mu);
+      for (size_t k = 0; k < todo.size(); ++k) {
+        rd_kafka_resp_err_t err = state->results[k];
+        if (err == RD_KAFKA_RESP_ERR_NO_ERROR) continue;
+        if (IsSizeError(err)) {
+          if (std::find(too_large.begin(), too_large.end(), todo[k]) == too_large.end()) {
+            too_large.push_back(todo[k]);
+          }
+        } else if (first_error.empty()) {
+          first_error = rd_kafka_err2str(err);
+        }
+      }
+    }
+    if (!first_error.empty()) {
+      throw KafkaError("dead letters not acknowledged by the broker: " + first_error, true);
+    }
+    if (!too_large.empty() && round + 1 < limits.size()) {
+      spdlog::warn(
+          "{} dead letter(s) refused as too large by {}; sending them again with the "
+          "value cut to {} bytes",
+          too_large.size(), topic_, limits[round + 1]);
+    }
+    std::sort(too_large.begin(), too_large.end());
+    todo = std::move(too_large);
   }
-  if (tally.acked + tally.failed < produced) {
-    // Wait for the rest so no delivery report points at `tally` after we return.
-    rd_kafka_flush(state_->rk.get(), 60000);
-    while (tally.acked + tally.failed < produced) rd_kafka_poll(state_->rk.get(), 100);
-  }
-  if (tally.failed > 0 || tally.acked < produced) {
-    throw KafkaError("dead letters not acknowledged by the broker: " + tally.first_error, true);
+  if (!todo.empty()) {
+    throw KafkaError("dead letters refused as too large even without their value by " + topic_,
+                     true);
   }
 }
 

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <future>
 #include <limits>
+#include <stdexcept>
 #include <thread>
 
 namespace workflowd::daemon {
@@ -90,24 +91,71 @@ void EventPipeline::Account(const consumers::BatchPlan& plan, size_t inserted) {
   }
 }
 
-size_t EventPipeline::WriteOnce(consumers::BatchPlan& plan, size_t& dlq_sent,
-                                const std::string* copy_text) {
-  if (dlq_sent < plan.dead_letters.size()) {
-    std::vector<consumers::DeadLetter> pending(
-        plan.dead_letters.begin() + static_cast<long>(dlq_sent), plan.dead_letters.end());
-    dead_letters_.ProduceAll(pending, options_.dead_letter_timeout);
-    dlq_sent = plan.dead_letters.size();
-    dlq_ok_ = true;
+void EventPipeline::SendDeadLetters(const consumers::BatchPlan& plan, size_t& dlq_sent) {
+  if (dlq_sent >= plan.dead_letters.size()) return;
+  std::vector<consumers::DeadLetter> pending(
+      plan.dead_letters.begin() + static_cast<long>(dlq_sent), plan.dead_letters.end());
+  dead_letters_.ProduceAll(pending, options_.dead_letter_timeout);
+  dlq_sent = plan.dead_letters.size();
+  dlq_ok_ = true;
+}
+
+void EventPipeline::DeadLetterRejected(consumers::BatchPlan& plan,
+                                       const std::vector<consumers::ConsumedRecord>& batch,
+                                       const std::vector<store::RejectedExecution>& rejected) {
+  // One dead letter per record, whatever number of its rows were refused (found before the plan
+  // changes: taking a record's executions out moves the others).
+  struct Refusal {
+    consumers::RecordRef source;
+    std::string detail;
+  };
+  std::vector<Refusal> refusals;
+  for (const auto& r : rejected) {
+    const consumers::RecordRef& source = plan.sources.at(r.index);
+    if (std::any_of(refusals.begin(), refusals.end(), [&](const Refusal& f) {
+          return f.source.offset == source.offset && f.source.partition == source.partition &&
+                 f.source.topic == source.topic;
+        })) {
+      continue;
+    }
+    const auto& e = plan.executions[r.index];
+    refusals.push_back({source, "PostgreSQL refused the execution row of definition " +
+                                    e.workflow_id + " (SQLSTATE " + r.sqlstate +
+                                    "): " + r.message});
   }
-  size_t inserted = executions_.InsertPending(plan.executions, copy_text);
+  for (auto& refusal : refusals) {
+    auto record = std::find_if(batch.begin(), batch.end(), [&](const consumers::ConsumedRecord& c) {
+      return refusal.source.Is(c.raw());
+    });
+    if (record == batch.end()) {
+      throw std::logic_error("a refused execution's record is not in its batch");
+    }
+    spdlog::warn("record {}[{}]@{} dead-lettered: {}", refusal.source.topic,
+                 refusal.source.partition, refusal.source.offset, refusal.detail);
+    plan.DeadLetterRecord(record->raw(), consumers::DeadLetterReason::kDatabaseRejected,
+                          std::move(refusal.detail), options_.consumer_group, clock_.Now());
+  }
+}
+
+size_t EventPipeline::WriteOnce(consumers::BatchPlan& plan,
+                                const std::vector<consumers::ConsumedRecord>& batch,
+                                size_t& dlq_sent, const std::string* copy_text) {
+  SendDeadLetters(plan, dlq_sent);
+  std::vector<store::RejectedExecution> rejected;
+  size_t inserted = executions_.InsertPending(plan.executions, copy_text, &rejected);
   db_ok_ = true;
+  if (!rejected.empty()) DeadLetterRejected(plan, batch, rejected);
+  plan.inserted += inserted;
   if (inserted > 0 && options_.on_committed) {
     std::vector<std::string> ids;
     ids.reserve(plan.executions.size());
     for (const auto& e : plan.executions) ids.push_back(e.id);
     options_.on_committed(std::move(ids));
   }
-  return inserted;
+  // The refused rows' records: their dead letters once the other rows are committed. Should this
+  // fail, a retry finds those rows recorded already and sends what is left.
+  SendDeadLetters(plan, dlq_sent);
+  return plan.inserted;
 }
 
 bool EventPipeline::Retryable(const std::exception_ptr& error) {
@@ -134,7 +182,7 @@ bool EventPipeline::MakeDurable(consumers::BatchPlan& plan,
   while (true) {
     if (!failed_once) {
       try {
-        size_t inserted = WriteOnce(plan, dlq_sent, nullptr);
+        size_t inserted = WriteOnce(plan, batch, dlq_sent, nullptr);
         if (paused_here) {
           source_.Resume();
           metrics_.paused.Set(0);
@@ -247,7 +295,7 @@ void EventPipeline::Run(const std::atomic<bool>& stop) {
     in_flight->batch = std::move(batch);
     InFlight* write = in_flight.get();
     in_flight->result = std::async(std::launch::async, [this, write] {
-      return WriteOnce(write->plan, write->dlq_sent, &write->copy_text);
+      return WriteOnce(write->plan, write->batch, write->dlq_sent, &write->copy_text);
     });
   }
   if (in_flight && !Complete(*in_flight, nullptr, nullptr, stop)) return;

@@ -63,9 +63,17 @@ class EventPipeline {
     std::future<size_t> result;
   };
 
-  // One attempt: the dead letters not yet acknowledged, then the rows. Returns the rows inserted.
-  // `copy_text`: the plan's rows rendered ahead, or null.
-  size_t WriteOnce(consumers::BatchPlan& plan, size_t& dlq_sent, const std::string* copy_text);
+  // One attempt: the dead letters not yet acknowledged, then the rows, then the dead letters of
+  // records whose rows PostgreSQL refused (data errors: found, left out of the transaction and
+  // taken out of the plan). Returns the rows inserted by this plan's attempts so far.
+  // `copy_text`: the plan's rows rendered ahead, or null. `batch`: the records of the plan.
+  size_t WriteOnce(consumers::BatchPlan& plan, const std::vector<consumers::ConsumedRecord>& batch,
+                   size_t& dlq_sent, const std::string* copy_text);
+  void SendDeadLetters(const consumers::BatchPlan& plan, size_t& dlq_sent);
+  // Replaces the executions of the records whose rows PostgreSQL refused with their dead letters.
+  void DeadLetterRejected(consumers::BatchPlan& plan,
+                          const std::vector<consumers::ConsumedRecord>& batch,
+                          const std::vector<store::RejectedExecution>& rejected);
   // Logs and counts a failed write; returns true when it is worth retrying, rethrows otherwise.
   bool Retryable(const std::exception_ptr& error);
   // Retries until the plan is durable (pausing consumption meanwhile); returns false when `stop`

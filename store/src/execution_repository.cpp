@@ -2,6 +2,7 @@
 
 #include <pqxx/subtransaction>
 #include <pqxx/tablewriter>
+#include <span>
 #include <tuple>
 
 #include "database_impl.hpp"
@@ -90,8 +91,8 @@ bool CopyAll(pqxx::work& w, const std::string& copy_text) {
   }
 }
 
-size_t InsertSkippingExisting(pqxx::work& w, const std::vector<NewExecution>& executions,
-                              const std::vector<std::string>& documents) {
+size_t InsertSkippingExisting(pqxx::transaction_base& w, std::span<const NewExecution> executions,
+                              std::span<const std::string> documents) {
   // One multi-row INSERT: a single round trip, values quoted by libpq.
   std::string sql =
       "INSERT INTO workflow_executions (id, tenant_id, environment_id, workflow_id, "
@@ -112,7 +113,46 @@ size_t InsertSkippingExisting(pqxx::work& w, const std::vector<NewExecution>& ex
   return static_cast<size_t>(w.exec(sql).affected_rows());
 }
 
+// The first line of a PostgreSQL error message (libpq appends detail and hint lines, which may
+// quote the row).
+std::string FirstLine(const char* message) {
+  std::string_view text(message);
+  if (text.rfind("ERROR:", 0) == 0) text.remove_prefix(6);
+  while (!text.empty() && text.front() == ' ') text.remove_prefix(1);
+  return std::string(text.substr(0, text.find('\n')));
+}
+
+// Inserts rows [from, from + count) with ON CONFLICT DO NOTHING, each attempt in a savepoint;
+// when PostgreSQL refuses the rows with a data error, the range is split in two and each half
+// tried again, down to the single rows it refuses, which go to `rejected`. A batch with one bad
+// row among n costs about 2 log2(n) statements. Other errors propagate.
+size_t InsertFindingRejected(pqxx::work& w, const std::vector<NewExecution>& executions,
+                             const std::vector<std::string>& documents, size_t from, size_t count,
+                             std::vector<RejectedExecution>& rejected) {
+  if (count == 0) return 0;
+  try {
+    pqxx::subtransaction attempt(w, "insert_executions");
+    size_t inserted = InsertSkippingExisting(attempt, std::span(executions).subspan(from, count),
+                                             std::span(documents).subspan(from, count));
+    attempt.commit();
+    return inserted;
+  } catch (const pqxx::sql_error& e) {
+    if (!IsDataError(e.sqlstate())) throw;
+    if (count == 1) {
+      rejected.push_back({from, e.sqlstate(), FirstLine(e.what())});
+      return 0;
+    }
+  }
+  size_t half = count / 2;
+  return InsertFindingRejected(w, executions, documents, from, half, rejected) +
+         InsertFindingRejected(w, executions, documents, from + half, count - half, rejected);
+}
+
 }  // namespace
+
+bool IsDataError(std::string_view sqlstate) {
+  return (sqlstate.rfind("22", 0) == 0 || sqlstate.rfind("23", 0) == 0) && sqlstate != "23505";
+}
 
 std::string ExecutionRepository::CopyText(const std::vector<NewExecution>& executions) {
   std::string out;
@@ -141,7 +181,8 @@ std::string ExecutionRepository::CopyText(const std::vector<NewExecution>& execu
 }
 
 size_t ExecutionRepository::InsertPending(const std::vector<NewExecution>& executions,
-                                          const std::string* copy_text) {
+                                          const std::string* copy_text,
+                                          std::vector<RejectedExecution>* rejected) {
   if (executions.empty()) return 0;
   std::string own_text;
   if (copy_text == nullptr) {
@@ -155,8 +196,17 @@ size_t ExecutionRepository::InsertPending(const std::vector<NewExecution>& execu
     // ON CONFLICT DO NOTHING, which keeps the existing rows and adds only the new ones.
     // status ('pending'), next_attempt_at (now: due at once), created_at and updated_at take the
     // table's defaults.
-    if (CopyAll(w, *copy_text)) return executions.size();
-    return InsertSkippingExisting(w, executions, TriggerEventTexts(executions));
+    // A row PostgreSQL refuses (data error: a value it cannot store) fails the COPY too; with
+    // `rejected`, the rows are then inserted in halves until the refused ones are found.
+    if (rejected != nullptr) rejected->clear();
+    try {
+      if (CopyAll(w, *copy_text)) return executions.size();
+    } catch (const pqxx::sql_error& e) {
+      if (rejected == nullptr || !IsDataError(e.sqlstate())) throw;
+    }
+    const std::vector<std::string> documents = TriggerEventTexts(executions);
+    if (rejected == nullptr) return InsertSkippingExisting(w, executions, documents);
+    return InsertFindingRejected(w, executions, documents, 0, executions.size(), *rejected);
   });
 }
 

@@ -240,6 +240,114 @@ TEST(PipelineE2E, EveryKindOfBadInputGoesToTheDeadLetterTopic) {
   EXPECT_EQ(daemon->Wait(20s), 0);
 }
 
+// Records a stream meets in production that used to stop it, with the default limits
+// (kafka.max_record_bytes 1 MiB, the broker's default message.max.bytes): valid JSON holding NUL
+// (PostgreSQL refuses \u0000 in jsonb), a row the database refuses for a reason of its own (a
+// CHECK constraint here), a 0.99 MiB dead letter (above librdkafka's default 1,000,000 bytes), and
+// a 1.5 MiB record whose dead letter the dead-letter topic refuses whole. Each goes to the
+// dead-letter topic with its reason; every good event around them becomes its execution.
+TEST(PipelineE2E, PoisonRecordsNeverStopThePartitionWithTheDefaultLimits) {
+  DaemonHarness h(kBinary);
+  h.ApplyDefinitions("definitions:\n" +
+                     DefinitionYaml("onboarding", "tenant_a", "prod", "customer.created"));
+  h.Exec(
+      "ALTER TABLE workflow_executions ADD CONSTRAINT test_refuses_one_event "
+      "CHECK (trigger_event_id <> 'refused-by-the-database')");
+  // The source topic takes records of up to 3 MiB; the dead-letter topic keeps the defaults.
+  testing::CreateTopic(h.brokers(), h.topic(), 1, {{"max.message.bytes", "3145728"}});
+
+  const auto ce = [](const std::string& id, Json patch) {
+    Json j = {{"specversion", "1.0"},   {"id", id},
+              {"source", "/s"},         {"type", "customer.created"},
+              {"tenantid", "tenant_a"}, {"environmentid", "prod"}};
+    j.merge_patch(patch);
+    return TestRecord{"k-" + id, j.dump(), {}};
+  };
+  struct Bad {
+    std::string reason;
+    TestRecord record;
+  };
+  const std::string huge(1536 * 1024, 'x');
+  std::vector<Bad> bad = {
+      {"nul_character", ce("nul-data", {{"data", {{"name", std::string("a\0b", 3)}}}})},
+      {"nul_character", ce("nul-subject", {{"subject", std::string("s\0", 2)}})},
+      {"nul_character", ce("nul-extension", {{"myext", std::string("\0", 1)}})},
+      {"nul_character",
+       {"k",
+        "{}",
+        {{"ce_specversion", "1.0"},
+         {"ce_id", "nul-header"},
+         {"ce_source", "/s"},
+         {"ce_type", "customer.created"},
+         {"ce_subject", std::string("a\0b", 3)},
+         {"ce_tenantid", "tenant_a"},
+         {"ce_environmentid", "prod"}}}},
+      {"database_rejected",
+       Structured("refused-by-the-database", "tenant_a", "prod", "customer.created", {{"n", 1}})},
+      {"not_json", {"k-big", std::string(1038000, 'y'), {{"x-kept", "yes"}}}},  // 0.99 MiB
+      {"too_large", {"k-huge", huge, {{"x-kept", "yes"}}}},
+  };
+  TestProducer producer(h.brokers(), {{"message.max.bytes", "4000000"}});
+  int good = 0;
+  auto produce_good = [&] {
+    producer.Produce(h.topic(), Structured("good-" + std::to_string(good++), "tenant_a", "prod",
+                                           "customer.created", {{"n", good}}));
+  };
+  for (const auto& b : bad) {
+    produce_good();
+    producer.Produce(h.topic(), b.record);
+  }
+  // A good event just below the record limit, and one whose data holds the text \u0000 (a
+  // backslash and "u0000", no NUL).
+  producer.Produce(h.topic(), Structured("good-large", "tenant_a", "prod", "customer.created",
+                                         {{"blob", std::string(1000000, 'z')}}));
+  producer.Produce(h.topic(), Structured("good-backslash", "tenant_a", "prod", "customer.created",
+                                         {{"path", "C:\\u0000"}}));
+  produce_good();
+  producer.Flush();
+
+  auto daemon = h.Start();
+  const int want_rows = good + 2;
+  EXPECT_EQ(h.WaitForCount("SELECT count(*) FROM workflow_executions", want_rows, 60s), want_rows);
+  auto dead = testing::ReadTopic(h.brokers(), h.dlq_topic(), bad.size(), 60s);
+  ASSERT_EQ(dead.size(), bad.size());
+  std::multiset<std::string> want, got;
+  for (const auto& b : bad) want.insert(b.reason);
+  for (const auto& d : dead) {
+    const std::string reason = d.Header("workflowd_dlq_reason").value_or("?");
+    got.insert(reason);
+    EXPECT_FALSE(d.Header("workflowd_dlq_detail").value_or("").empty()) << reason;
+    if (reason == "too_large") {
+      // Too large for the dead-letter topic whole: a prefix of the value, the original headers,
+      // and a header that says so.
+      EXPECT_EQ(d.Header("x-kept"), "yes");
+      ASSERT_TRUE(d.value.has_value());
+      EXPECT_LT(d.value->size(), huge.size());
+      EXPECT_EQ(*d.value, huge.substr(0, d.value->size()));
+      EXPECT_NE(d.Header("workflowd_dlq_truncated").value_or("").find("truncated from 1572864"),
+                std::string::npos);
+    } else {
+      // Everything else is kept byte for byte.
+      bool found = false;
+      for (const auto& b : bad) found = found || (b.reason == reason && b.record.value == d.value);
+      EXPECT_TRUE(found) << reason;
+      EXPECT_FALSE(d.Header("workflowd_dlq_truncated").has_value()) << reason;
+    }
+    if (reason == "database_rejected") {
+      EXPECT_NE(d.Header("workflowd_dlq_detail").value_or("").find("23514"), std::string::npos);
+    }
+  }
+  EXPECT_EQ(got, want);
+  EXPECT_EQ(h.Count("SELECT count(*) FROM workflow_executions WHERE trigger_event_id IN "
+                    "('good-large', 'good-backslash')"),
+            2);
+  EXPECT_EQ(h.Metric("workflowd_events_dead_lettered_total{reason=\"nul_character\"}"), 4);
+  EXPECT_EQ(h.Metric("workflowd_events_dead_lettered_total{reason=\"database_rejected\"}"), 1);
+  EXPECT_EQ(h.Get("/healthz").first, 200);  // bad input never stops the daemon
+  daemon->Signal(SIGTERM);
+  EXPECT_EQ(daemon->Wait(20s), 0) << daemon->Output();
+}
+
 // kill -9 at random points while events flow: every matching event ends with exactly one
 // execution, none missing, none doubled.
 TEST(PipelineE2E, SurvivesRepeatedKillNine) {

@@ -47,6 +47,96 @@ std::string Definition(const std::string& id, const std::string& event, const st
          "    provider_config: {mock: " + mock + "}\n";
 }
 
+constexpr size_t kDefaultMaxRecordBytes = 1 << 20;  // kafka.max_record_bytes' default
+
+// A structured CloudEvent of tenant_a/prod whose value is exactly `size` bytes (its data padded).
+std::string StructuredOfSize(const std::string& id, size_t size) {
+  std::string value =
+      Structured(id, "tenant_a", "prod", "order.placed", {{"pad", ""}}).value.value();
+  Json j = Json::parse(value);
+  j["data"]["pad"] = std::string(size - value.size(), 'p');
+  return j.dump();
+}
+
+// The n-th bad (or borderline) record: every kind that once stopped a stream, in turn. Adds what
+// must come of it to `expected` (executions) or `bad` (key -> dead-letter reason). The large kinds
+// come in one turn out of three (they are 1 MiB each).
+TestRecord Poison(const std::string& id, int n, std::map<std::string, std::string>& expected,
+                  std::map<std::string, std::string>& bad) {
+  const std::string key = "poison-" + std::to_string(n);
+  const auto dead = [&](std::string reason, std::string value,
+                        std::vector<std::pair<std::string, std::string>> headers = {}) {
+    bad[key] = std::move(reason);
+    return TestRecord{key, std::move(value), std::move(headers)};
+  };
+  const auto with_nul_in = [&](const std::string& attribute) {
+    Json ce =
+        Json::parse(Structured(id, "tenant_a", "prod", "order.placed", {{"n", n}}).value.value());
+    ce[attribute] =
+        attribute == "data" ? Json{{"name", std::string("a\0b", 3)}} : Json(std::string("x\0y", 3));
+    return ce.dump();
+  };
+  // Every attribute of a structured event, and of a binary one (ce_ headers), in turn.
+  static const std::vector<std::string> kAttributes = {
+      "id",   "source",          "type",       "subject",    "tenantid", "environmentid", "time",
+      "data", "datacontenttype", "dataschema", "myextension"};
+  static const std::vector<std::string> kHeaders = {
+      "ce_id",       "ce_source", "ce_type",          "ce_subject",
+      "ce_tenantid", "ce_time",   "ce_environmentid", "ce_myextension"};
+  const bool large_turn = (n / 8) % 3 == 0;
+  switch (n % 8) {
+    case 0:
+      return dead("not_json", "{\"broken\": " + std::to_string(n));  // truncated JSON
+    case 1:
+      return dead("nul_character", with_nul_in(kAttributes[(n / 8) % kAttributes.size()]));
+    case 2: {
+      std::vector<std::pair<std::string, std::string>> headers = {
+          {"ce_specversion", "1.0"},
+          {"ce_id", id},
+          {"ce_source", "/s"},
+          {"ce_type", "order.placed"},
+          {"ce_tenantid", "tenant_a"},
+          {"ce_environmentid", "prod"},
+          {"content-type", "application/json"}};
+      const std::string& name = kHeaders[(n / 8) % kHeaders.size()];
+      bool replaced = false;
+      for (auto& [k, v] : headers) {
+        if (k == name) v = std::string("x\0y", 3), replaced = true;
+      }
+      if (!replaced) headers.emplace_back(name, std::string("x\0y", 3));
+      return dead("nul_character", "{}", std::move(headers));
+    }
+    case 3:  // decoded and matched, refused by PostgreSQL
+      return dead("database_rejected",
+                  Structured("refused-" + id, "tenant_a", "prod", "order.placed", {{"n", n}})
+                      .value.value());
+    case 4:  // 0.99 MiB: its dead letter is above librdkafka's default 1,000,000 bytes
+      if (large_turn) return dead("not_json", std::string(1038000, 'y'), {{"x-kept", "yes"}});
+      return dead("not_json", "not json at all");
+    case 5:  // exactly at the record limit: consumed and recorded like any other event; its
+             // executions then fail at the start, the input being above the providers' limit
+      if (large_turn) {
+        expected["steady<-" + id] = "failed";
+        expected["flaky<-" + id] = "failed";
+        return TestRecord{key, StructuredOfSize(id, kDefaultMaxRecordBytes), {}};
+      }
+      return dead("not_json", "[");
+    case 6:  // one byte above it: too_large, and too large for the dead-letter topic whole
+      if (large_turn) {
+        return dead("too_large", StructuredOfSize(id, kDefaultMaxRecordBytes + 1),
+                    {{"x-kept", "yes"}});
+      }
+      return dead("not_json", "{\"a\":");
+    default:  // the text \u0000 (a backslash and "u0000", no NUL): an event like any other
+      expected["steady<-" + id] = "succeeded";
+      expected["flaky<-" + id] = "succeeded";
+      return TestRecord{
+          key,
+          Structured(id, "tenant_a", "prod", "order.placed", {{"path", "C:\\u0000"}}).value.value(),
+          {}};
+  }
+}
+
 TEST(Robustness, NothingLostNothingDoubledWhateverBreaks) {
   int chaos_seconds = 40;
   if (const char* s = std::getenv("WORKFLOWD_ROBUSTNESS_SECONDS")) chaos_seconds = std::atoi(s);
@@ -62,15 +152,27 @@ TEST(Robustness, NothingLostNothingDoubledWhateverBreaks) {
       Definition("doomed", "order.cancelled",
                  "{outcome: fail, error: {code: Boom, message: expected, failed_at: second}}"));
 
-  // What must exist at the end: (definition, event) -> terminal state; and the bad records.
+  // PostgreSQL refuses the rows of events whose id starts with "refused-" (valid input a
+  // downstream system refuses; a CHECK constraint stands in for whatever it may be).
+  h.Exec(
+      "ALTER TABLE workflow_executions ADD CONSTRAINT robustness_refused "
+      "CHECK (trigger_event_id NOT LIKE 'refused-%')");
+  // The topic takes records beyond the default 1 MiB record limit (the dead-letter topic keeps
+  // the broker's defaults: a too_large record's dead letter is cut to fit).
+  testing::CreateTopic(h.brokers(), h.topic(), 4, {{"max.message.bytes", "3145728"}});
+
+  // What must exist at the end: (definition, event) -> terminal state; and the bad records,
+  // by their unique key -> dead-letter reason.
   std::map<std::string, std::string> expected;
-  std::set<std::string> bad_values;
+  std::map<std::string, std::string> bad;
+  std::map<std::string, std::string> bad_values;  // key -> value as produced
   std::atomic<bool> feeding{true};
   std::atomic<int> produced{0};
   std::mutex expected_mu;
   std::thread feeder([&] {
-    TestProducer producer(h.brokers());
+    TestProducer producer(h.brokers(), {{"message.max.bytes", "4000000"}});
     std::mt19937 rng(7);
+    int poison = 0;
     auto until = std::chrono::steady_clock::now() + std::chrono::seconds(chaos_seconds);
     for (int i = 0; std::chrono::steady_clock::now() < until; ++i) {
       std::string id = "evt-" + std::to_string(i);
@@ -87,9 +189,9 @@ TEST(Robustness, NothingLostNothingDoubledWhateverBreaks) {
         producer.Produce(h.topic(),
                          Structured(id, "tenant_a", "dev", "order.placed", {}));  // no match
       } else {
-        std::string value = "{\"broken\": " + std::to_string(i);  // truncated JSON
-        producer.Produce(h.topic(), TestRecord{"k", value, {}});
-        bad_values.insert(value);
+        TestRecord record = Poison(id, poison++, expected, bad);
+        if (bad.contains(*record.key)) bad_values[*record.key] = record.value.value_or("");
+        producer.Produce(h.topic(), record);
       }
       ++produced;
       std::this_thread::sleep_for(20ms);
@@ -159,22 +261,43 @@ TEST(Robustness, NothingLostNothingDoubledWhateverBreaks) {
   EXPECT_EQ(h.BrokenReferences(), 0);
   EXPECT_EQ(h.BrokenHistories(), 0);
 
-  // The dead-letter topic holds exactly the bad records (at-least-once: a crash between the dead
-  // letter and the offset commit may write one twice; the source coordinates identify it).
-  auto dead = testing::ReadTopic(h.brokers(), h.dlq_topic(), bad_values.size() * 3, 20s);
-  std::set<std::string> dead_values;
+  // The dead-letter topic holds exactly the bad records, each with its reason (at-least-once: a
+  // crash between the dead letter and the offset commit may write one twice; the source
+  // coordinates identify it). Values are kept byte for byte, except a too_large record's, which
+  // is cut to fit the dead-letter topic and says so.
+  auto dead = testing::ReadTopic(h.brokers(), h.dlq_topic(), bad.size() * 3, 20s);
+  std::map<std::string, std::string> dead_reasons;
   std::set<std::string> dead_sources;
   for (const auto& d : dead) {
-    EXPECT_EQ(d.Header("workflowd_dlq_reason"), "not_json");
-    dead_values.insert(d.value.value_or(""));
+    const std::string key = d.key.value_or("?");
+    const std::string reason = d.Header("workflowd_dlq_reason").value_or("?");
+    dead_reasons[key] = reason;
     dead_sources.insert(d.Header("workflowd_source_partition").value_or("") + "/" +
                         d.Header("workflowd_source_offset").value_or(""));
+    auto it = bad_values.find(key);
+    if (it == bad_values.end()) continue;  // reported below
+    const std::string value = d.value.value_or("");
+    if (d.Header("workflowd_dlq_truncated")) {
+      EXPECT_EQ(reason, "too_large") << key;
+      EXPECT_LT(value.size(), it->second.size()) << key;
+      EXPECT_EQ(value, it->second.substr(0, value.size())) << key;
+    } else {
+      EXPECT_TRUE(value == it->second) << key << " (" << reason << ") changed in the dead letter";
+    }
   }
-  EXPECT_EQ(dead_values, bad_values);
-  EXPECT_EQ(dead_sources.size(), bad_values.size());
+  EXPECT_EQ(dead_reasons, bad);
+  EXPECT_EQ(dead_sources.size(), bad.size());
+  std::map<std::string, int> by_reason;
+  for (const auto& [key, reason] : bad) ++by_reason[reason];
   std::cout << "robustness: " << produced << " events, " << expected.size()
             << " executions expected, " << kills << " kills, " << dead.size()
-            << " dead letters for " << bad_values.size() << " bad records\n";
+            << " dead letters for " << bad.size() << " bad records (";
+  for (const auto& [reason, n] : by_reason) std::cout << reason << " " << n << " ";
+  std::cout << ")\n";
+  // Every kind of poison was fed, at least once each.
+  for (const char* reason : {"not_json", "nul_character", "database_rejected", "too_large"}) {
+    EXPECT_GE(by_reason[reason], 1) << reason;
+  }
 
   for (int i = 0; i < 300 && h.Get("/readyz").first != 200; ++i) std::this_thread::sleep_for(100ms);
   auto [ready, body] = h.Get("/readyz");

@@ -133,6 +133,8 @@ class DaemonHarness {
     return r.exec(sql)[0][0].as<int>();
   }
 
+  void Exec(const std::string& sql) { db_.Exec(sql); }
+
   pqxx::result Query(const std::string& sql) {
     pqxx::connection c(db_.dsn());
     pqxx::read_transaction r(c);

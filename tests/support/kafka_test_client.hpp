@@ -32,12 +32,20 @@ struct TestRecord {
 
 class TestProducer {
  public:
-  explicit TestProducer(const std::string& brokers) {
+  // `properties`: more librdkafka settings, e.g. {"message.max.bytes", "4000000"} for records
+  // above librdkafka's default limit of 1,000,000 bytes.
+  explicit TestProducer(const std::string& brokers,
+                        const std::map<std::string, std::string>& properties = {}) {
     rd_kafka_conf_t* conf = rd_kafka_conf_new();
     char err[512];
     rd_kafka_conf_set(conf, "bootstrap.servers", brokers.c_str(), err, sizeof err);
     rd_kafka_conf_set(conf, "enable.idempotence", "true", err, sizeof err);
     rd_kafka_conf_set(conf, "linger.ms", "5", err, sizeof err);
+    for (const auto& [k, v] : properties) {
+      if (rd_kafka_conf_set(conf, k.c_str(), v.c_str(), err, sizeof err) != RD_KAFKA_CONF_OK) {
+        ADD_FAILURE() << "producer property " << k << ": " << err;
+      }
+    }
     rk_ = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof err);
     if (rk_ == nullptr) ADD_FAILURE() << "producer: " << err;
   }
@@ -79,6 +87,44 @@ class TestProducer {
  private:
   rd_kafka_t* rk_ = nullptr;
 };
+
+// Creates `topic` with `partitions` partitions and topic-level settings `configs` (e.g.
+// {"max.message.bytes", "4194304"}); fails the test when the broker refuses.
+inline void CreateTopic(const std::string& brokers, const std::string& topic, int partitions,
+                        const std::map<std::string, std::string>& configs = {}) {
+  rd_kafka_conf_t* conf = rd_kafka_conf_new();
+  char err[512];
+  rd_kafka_conf_set(conf, "bootstrap.servers", brokers.c_str(), err, sizeof err);
+  rd_kafka_t* rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof err);
+  ASSERT_NE(rk, nullptr) << err;
+  rd_kafka_NewTopic_t* nt = rd_kafka_NewTopic_new(topic.c_str(), partitions, 1, err, sizeof err);
+  ASSERT_NE(nt, nullptr) << err;
+  for (const auto& [k, v] : configs) rd_kafka_NewTopic_set_config(nt, k.c_str(), v.c_str());
+  rd_kafka_queue_t* queue = rd_kafka_queue_new(rk);
+  rd_kafka_CreateTopics(rk, &nt, 1, nullptr, queue);
+  rd_kafka_event_t* event = rd_kafka_queue_poll(queue, 30000);
+  std::string problem = "no answer from the broker";
+  if (event != nullptr) {
+    problem.clear();
+    if (rd_kafka_event_error(event) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+      problem = rd_kafka_event_error_string(event);
+    } else if (const rd_kafka_CreateTopics_result_t* result =
+                   rd_kafka_event_CreateTopics_result(event)) {
+      size_t n = 0;
+      const rd_kafka_topic_result_t** topics = rd_kafka_CreateTopics_result_topics(result, &n);
+      for (size_t i = 0; i < n; ++i) {
+        if (rd_kafka_topic_result_error(topics[i]) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+          problem = rd_kafka_topic_result_error_string(topics[i]);
+        }
+      }
+    }
+    rd_kafka_event_destroy(event);
+  }
+  rd_kafka_queue_destroy(queue);
+  rd_kafka_NewTopic_destroy(nt);
+  rd_kafka_destroy(rk);
+  EXPECT_EQ(problem, "") << "creating topic " << topic;
+}
 
 // Reads every record of `topic` from the beginning until `expected` records arrived or `timeout`.
 inline std::vector<TestRecord> ReadTopic(const std::string& brokers, const std::string& topic,

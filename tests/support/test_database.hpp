@@ -29,6 +29,14 @@ class TestDatabase {
   const std::string& dsn() const { return dsn_; }
   const std::string& name() const { return name_; }
 
+  // Runs `sql` in a transaction of its own (e.g. a constraint a test adds).
+  void Exec(const std::string& sql) const {
+    pqxx::connection c(dsn_);
+    pqxx::work w(c);
+    w.exec(sql);
+    w.commit();
+  }
+
  private:
   // postgresql://user:pass@host:port/db?opts -> same URL with another db.
   static std::string ReplaceDatabase(const std::string& dsn, const std::string& db) {

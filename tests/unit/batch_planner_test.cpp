@@ -5,6 +5,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <map>
 #include <memory>
 #include <optional>
@@ -406,6 +407,113 @@ TEST_F(PlanBatchTest, AppendAddsEverything) {
   EXPECT_EQ(first.dead_letters.size(), 2u);
   EXPECT_EQ(Dead(first, DeadLetterReason::kNotJson), 1u);
   EXPECT_EQ(Dead(first, DeadLetterReason::kNotObject), 1u);
+}
+
+TEST_F(PlanBatchTest, SourcesNameTheRecordOfEachExecution) {
+  Add(CloudEvent("evt-a", "acme", "prod", {{"country", "US"}, {"tier", "gold"}}));
+  Add(CloudEvent("evt-b", "acme", "dev", {}));
+  BatchPlan plan = Plan();
+  ASSERT_EQ(plan.executions.size(), 3u);
+  ASSERT_EQ(plan.sources.size(), 3u);
+  EXPECT_TRUE(plan.sources[0].Is(records_[0]->raw));
+  EXPECT_TRUE(plan.sources[1].Is(records_[0]->raw));
+  EXPECT_TRUE(plan.sources[2].Is(records_[1]->raw));
+  EXPECT_FALSE(plan.sources[2].Is(records_[0]->raw));
+}
+
+TEST_F(PlanBatchTest, DeadLetterRecordReplacesItsExecutionsWithItsDeadLetter) {
+  Add(CloudEvent("evt-a", "acme", "prod", {{"country", "US"}, {"tier", "gold"}}), {},
+      std::string("key-a"));
+  Add(CloudEvent("evt-b", "acme", "dev", {}));
+  BatchPlan plan = Plan();
+  ASSERT_EQ(plan.executions.size(), 3u);
+  const std::string kept_id = plan.executions[2].id;
+
+  size_t removed = plan.DeadLetterRecord(records_[0]->raw, DeadLetterReason::kDatabaseRejected,
+                                         "PostgreSQL refused it (SQLSTATE 22P05)", kGroup, Now());
+  EXPECT_EQ(removed, 2u);
+  ASSERT_EQ(plan.executions.size(), 1u);
+  ASSERT_EQ(plan.sources.size(), 1u);
+  EXPECT_EQ(plan.executions[0].id, kept_id);
+  EXPECT_TRUE(plan.sources[0].Is(records_[1]->raw));
+  ASSERT_EQ(plan.matches.size(), 1u);
+  EXPECT_EQ(plan.matches[0].execution_id, kept_id);
+  EXPECT_EQ(plan.matched_events, 1u);
+  EXPECT_EQ(Dead(plan, DeadLetterReason::kDatabaseRejected), 1u);
+  ASSERT_EQ(plan.dead_letters.size(), 1u);
+  const DeadLetter& letter = plan.dead_letters[0];
+  EXPECT_EQ(letter.key, "key-a");
+  EXPECT_EQ(letter.value, records_[0]->value);
+  auto headers = Headers(letter);
+  EXPECT_EQ(headers["workflowd_dlq_reason"], "database_rejected");
+  EXPECT_EQ(headers["workflowd_dlq_detail"], "PostgreSQL refused it (SQLSTATE 22P05)");
+  EXPECT_EQ(headers["workflowd_source_offset"], std::to_string(records_[0]->offset));
+}
+
+TEST(FitDeadLetter, ALetterThatFitsIsUnchanged) {
+  DeadLetter letter{"k", std::string(100, 'v'), {{"h", "x"}}};
+  DeadLetter copy = letter;
+  FitDeadLetter(letter, 1000);
+  EXPECT_EQ(letter.value, copy.value);
+  EXPECT_EQ(letter.headers, copy.headers);
+}
+
+TEST(FitDeadLetter, TheValueIsCutAndTheCutSaidInAHeader) {
+  const std::string value(5000, 'v');
+  DeadLetter letter{"key", value, {{"x-original", "1"}, {"workflowd_dlq_reason", "too_large"}}};
+  FitDeadLetter(letter, 1000);
+  size_t total = letter.key->size() + letter.value->size();
+  for (const auto& [k, v] : letter.headers) total += k.size() + (v ? v->size() : 0);
+  EXPECT_LE(total, 1000u);
+  EXPECT_GT(letter.value->size(), 500u);  // as much of the value as fits
+  EXPECT_EQ(*letter.value, value.substr(0, letter.value->size()));
+  EXPECT_EQ(letter.key, "key");
+  std::map<std::string, std::optional<std::string>> h(letter.headers.begin(), letter.headers.end());
+  EXPECT_EQ(h["x-original"], "1");  // the original headers stay
+  EXPECT_EQ(h["workflowd_dlq_truncated"],
+            "value truncated from 5000 to " + std::to_string(letter.value->size()) + " bytes");
+}
+
+TEST(FitDeadLetter, HeadersTooLargeForTheLimitAreDroppedButWorkflowdsStay) {
+  DeadLetter letter{std::string(300, 'k'),
+                    std::string(100, 'v'),
+                    {{"x-huge", std::string(5000, 'h')}, {"workflowd_dlq_reason", "too_large"}}};
+  FitDeadLetter(letter, 1000);
+  std::map<std::string, std::optional<std::string>> h(letter.headers.begin(), letter.headers.end());
+  EXPECT_FALSE(h.contains("x-huge"));
+  EXPECT_FALSE(letter.key.has_value());
+  EXPECT_EQ(h["workflowd_dlq_reason"], "too_large");
+  EXPECT_EQ(h["workflowd_dlq_headers_dropped"], "true");
+  EXPECT_EQ(*letter.value, std::string(100, 'v'));  // fits once the headers went
+  FitDeadLetter(letter, 0);                         // nothing fits: no value at all
+  EXPECT_EQ(letter.value, "");
+}
+
+TEST(FitDeadLetter, TheProducerLimitFollowsTheConsumers) {
+  EXPECT_EQ(DeadLetterMaxBytes(4096), 1'000'000u);  // never below librdkafka's default
+  EXPECT_GT(DeadLetterMaxBytes(1 << 20), size_t{1 << 20});
+  EXPECT_GT(DeadLetterMaxBytes(8 << 20), size_t{8 << 20});
+}
+
+TEST(DeadLetterProducer, GivesUpAtItsTimeoutWhenTheBrokerIsAwayAndForgetsTheCallCleanly) {
+  // Nothing listens on port 1: the letters stay queued. ProduceAll returns (throws a retryable
+  // error) at its timeout; the delivery reports that come later (the destructor purges the
+  // queue) must not touch the finished call's state (ASan checks this under the sanitizer run).
+  auto started = std::chrono::steady_clock::now();
+  {
+    DeadLetterProducer producer("127.0.0.1:1", "dead-letters", {});
+    std::vector<DeadLetter> letters(3, DeadLetter{"k", std::string(10, 'v'), {{"h", "x"}}});
+    try {
+      producer.ProduceAll(letters, std::chrono::milliseconds(300));
+      FAIL() << "expected a KafkaError";
+    } catch (const KafkaError& e) {
+      EXPECT_TRUE(e.Retryable()) << e.what();
+    }
+    // Another call after the failed one works the same (nothing of the first is left behind).
+    EXPECT_THROW(producer.ProduceAll(letters, std::chrono::milliseconds(100)), KafkaError);
+  }
+  // Bounded by the timeouts and the destructor's 5 s flush, not by message.timeout.ms (30 s).
+  EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::seconds(15));
 }
 
 TEST(TriggerEventJson, OmitsAbsentOptionalAttributes) {

@@ -26,20 +26,46 @@ struct MatchRecord {  // for logs: one line per match at debug level
   std::string execution_id;
 };
 
+// Where a record came from: enough to find it again in its batch. `topic` views the Kafka
+// client's topic name, which outlives the batch's records.
+struct RecordRef {
+  std::string_view topic;
+  int32_t partition = 0;
+  int64_t offset = 0;
+
+  bool Is(const RawRecord& record) const {
+    return record.offset == offset && record.partition == partition && record.topic == topic;
+  }
+};
+
 struct BatchPlan {
   std::vector<store::NewExecution> executions;
+  // The record each execution was planned from (same index as `executions`).
+  std::vector<RecordRef> sources;
   std::vector<DeadLetter> dead_letters;
   std::vector<MatchRecord> matches;
   size_t consumed = 0;
   size_t decoded = 0;
   size_t matched_events = 0;    // events that matched at least one definition
   size_t unmatched_events = 0;  // decoded events that matched none
+  size_t inserted = 0;          // rows the database took so far (the event pipeline counts)
   // Dead letters per reason, indexed by static_cast<size_t>(DeadLetterReason).
   std::array<size_t, static_cast<size_t>(DeadLetterReason::kInternal) + 1> dead_by_reason{};
 
   // Appends another plan (records polled while the first could not be made durable).
   void Append(BatchPlan&& other);
+
+  // Takes out the executions planned from `record` and adds the record's dead letter instead
+  // (`reason`, `detail`): e.g. for a record whose row PostgreSQL refused. Returns how many
+  // executions were taken out.
+  size_t DeadLetterRecord(const RawRecord& record, DeadLetterReason reason, std::string detail,
+                          std::string_view consumer_group, TimePoint now);
 };
+
+// The dead letter of `record`: its key, value and headers as they were, plus the
+// workflowd_dlq_* headers of DeadLetterHeaders.
+DeadLetter MakeDeadLetter(const RawRecord& record, const DecodeResult& result,
+                          std::string_view consumer_group, TimePoint now);
 
 // The execution's trigger_event document: the envelope's attributes, data and Kafka coordinates.
 nlohmann::json TriggerEventJson(const Envelope& envelope, const RawRecord& record);

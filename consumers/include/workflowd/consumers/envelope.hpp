@@ -133,7 +133,13 @@ enum class DeadLetterReason {
   kInvalidAttribute,        // "invalid_attribute": bad tenant/environment/type/id/source/name
   kInvalidData,             // "invalid_data": bad JSON data for a JSON content type, bad base64
   kDuplicateHeader,         // "duplicate_header": a ce_* header repeated with different values
-  kInternal,                // "internal": an unexpected exception while decoding (a bug)
+  // "nul_character": a NUL character (a \u0000 escape in JSON, a zero byte in a ce_* header),
+  // which PostgreSQL cannot store (jsonb and text refuse it).
+  kNulCharacter,
+  // "database_rejected": decoded fine, but PostgreSQL refused the event's execution row (a data
+  // error, SQLSTATE class 22 or 23); set by the event pipeline, never by the decoder.
+  kDatabaseRejected,
+  kInternal,  // "internal": an unexpected exception while decoding (a bug)
 };
 
 std::string_view ToString(DeadLetterReason reason);

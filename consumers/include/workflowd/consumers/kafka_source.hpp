@@ -121,12 +121,25 @@ struct DeadLetter {
   std::vector<std::pair<std::string, std::optional<std::string>>> headers;
 };
 
+// The size a dead letter may have (key, value and headers) for a consumer whose records may be up
+// to `max_record_bytes`: that plus room for workflowd's headers, at least librdkafka's default.
+size_t DeadLetterMaxBytes(size_t max_record_bytes);
+
+// Cuts the letter's value so that key, value and headers fit `max_bytes`, adding the header
+// workflowd_dlq_truncated ("value truncated from N to M bytes"); when even the headers do not
+// fit, the original key and headers are dropped too (workflowd_dlq_headers_dropped: true), never
+// workflowd's own. Nothing changes for a letter that fits.
+void FitDeadLetter(DeadLetter& letter, size_t max_bytes);
+
 // Produces dead letters and waits until the broker acknowledged each of them (idempotent producer,
-// acks=all), so an offset is only committed once its dead letter is durable.
+// acks=all), so an offset is only committed once its dead letter is durable. A letter above
+// DeadLetterMaxBytes is cut to fit (FitDeadLetter); one the broker refuses as too large is sent
+// again with its value cut to 64 KiB, then without a value.
 class DeadLetterProducer {
  public:
   DeadLetterProducer(const std::string& brokers, std::string topic,
-                     const std::map<std::string, std::string>& properties);
+                     const std::map<std::string, std::string>& properties,
+                     size_t max_record_bytes = 1 << 20);
   ~DeadLetterProducer();
   DeadLetterProducer(const DeadLetterProducer&) = delete;
   DeadLetterProducer& operator=(const DeadLetterProducer&) = delete;
@@ -135,11 +148,13 @@ class DeadLetterProducer {
   void ProduceAll(const std::vector<DeadLetter>& letters, std::chrono::milliseconds timeout);
 
   const std::string& topic() const { return topic_; }
+  size_t max_letter_bytes() const { return max_letter_bytes_; }
 
   struct State;
 
  private:
   std::string topic_;
+  size_t max_letter_bytes_;
   std::unique_ptr<State> state_;
 };
 

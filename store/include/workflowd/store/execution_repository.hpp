@@ -24,6 +24,19 @@ struct NewExecution {
   nlohmann::json trigger_event;  // the envelope: id, type, source, time, data, ...
 };
 
+// A row PostgreSQL refused with a data error (SQLSTATE class 22, e.g. 22P05 for \u0000 in jsonb,
+// or class 23 other than the unique violation that means "recorded already").
+struct RejectedExecution {
+  size_t index = 0;      // into the executions given to InsertPending
+  std::string sqlstate;  // e.g. "22P05"
+  std::string message;   // PostgreSQL's message, first line
+};
+
+// True for the SQLSTATEs that mean "this row's data is bad" rather than "the database is down"
+// or "the query is wrong": class 22 (data exception) and 23 (integrity constraint violation)
+// except 23505 (unique_violation).
+bool IsDataError(std::string_view sqlstate);
+
 class ExecutionRepository {
  public:
   explicit ExecutionRepository(Database& db) : db_(db) {}
@@ -33,8 +46,12 @@ class ExecutionRepository {
   // is unreachable: nothing was written).
   // `copy_text`: CopyText(executions) when the caller rendered it ahead (e.g. while the previous
   // batch was being written); computed here when null.
+  // `rejected`: when given, rows PostgreSQL refuses with a data error (IsDataError) are found
+  // (the batch is bisected inside the transaction, with savepoints) and left out, reported there,
+  // and the other rows are committed; when null, such an error throws like any other.
   size_t InsertPending(const std::vector<NewExecution>& executions,
-                       const std::string* copy_text = nullptr);
+                       const std::string* copy_text = nullptr,
+                       std::vector<RejectedExecution>* rejected = nullptr);
 
   // The rows in PostgreSQL COPY text format, one line each, ready for InsertPending.
   static std::string CopyText(const std::vector<NewExecution>& executions);
