@@ -18,6 +18,7 @@
 #include "workflowd/lifecycle/policy.hpp"
 #include "workflowd/lifecycle/status_poller.hpp"
 #include "workflowd/providers/mock/mock_provider.hpp"
+#include "workflowd/store/errors.hpp"
 #include "workflowd/store/execution_repository.hpp"
 #include "workflowd/store/migrations.hpp"
 
@@ -957,6 +958,37 @@ TEST_F(LifecycleFailureTest, ARunningExecutionIsPolledEvenWhenItsDefinitionNoLon
   EXPECT_EQ(e->status, "succeeded");
   EXPECT_EQ(e->output, (nlohmann::json{{"result", "ok"}}));
   EXPECT_EQ(InternalErrors("poll", "definition"), 1);
+}
+
+// When reading a definition version fails because the database went away (its connection was
+// cut), the execution spends no attempt: it stays due, the round's other starts are recorded, and
+// the round ends with a StoreError so that the dispatch loop backs off; the next round starts it.
+TEST_F(LifecycleFailureTest, ADatabaseOutageWhileLoadingADefinitionSpendsNoAttempt) {
+  AddPending("onboarding", "tenant_a", {"e1"});
+  auto dispatcher = Dispatcher();
+  EXPECT_EQ(dispatcher.RunOnce(), 1u);  // opens the dispatcher's definitions connection
+  AddPending("onboarding", "tenant_a", {"e2"});
+  AddPending("billing", "tenant_b", {"b1"});  // a version not loaded yet
+  {
+    // The newest other session of the test database is the definitions connection, opened in
+    // the round above (the fixture's own connection is older).
+    pqxx::connection c(test_db_.dsn());
+    pqxx::work w(c);
+    auto r = w.exec(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = "
+        "current_database() AND pid <> pg_backend_pid() ORDER BY backend_start DESC LIMIT 1");
+    ASSERT_EQ(r.size(), 1u);
+    w.commit();
+  }
+  EXPECT_THROW(dispatcher.RunOnce(), store::StoreError);
+  EXPECT_EQ(Get("ex_onboarding_e2")->status, "running");  // recorded all the same
+  auto b1 = Get("ex_billing_b1", "tenant_b");
+  EXPECT_EQ(b1->status, "pending");
+  EXPECT_EQ(b1->start_attempts, 0);
+  EXPECT_TRUE(b1->error.is_null());
+  EXPECT_EQ(InternalErrors("dispatch", "database"), 1);
+  EXPECT_EQ(dispatcher.RunOnce(), 1u);  // reconnected
+  EXPECT_EQ(Get("ex_billing_b1", "tenant_b")->status, "running");
 }
 
 // A poll that fails with something other than a ProviderError keeps the execution running, with
