@@ -1,5 +1,7 @@
 #include "workflowd/common/worker_pool.hpp"
 
+#include <utility>
+
 namespace workflowd {
 
 WorkerPool::WorkerPool(size_t threads) {
@@ -18,7 +20,15 @@ WorkerPool::~WorkerPool() {
 void WorkerPool::ParallelFor(size_t n, const std::function<void(size_t)>& fn) {
   if (n == 0) return;
   if (threads_.empty() || n == 1) {
-    for (size_t i = 0; i < n; ++i) fn(i);
+    std::exception_ptr first;
+    for (size_t i = 0; i < n; ++i) {
+      try {
+        fn(i);
+      } catch (...) {
+        if (!first) first = std::current_exception();
+      }
+    }
+    if (first) std::rethrow_exception(first);
     return;
   }
   std::unique_lock lock(mu_);
@@ -26,18 +36,33 @@ void WorkerPool::ParallelFor(size_t n, const std::function<void(size_t)>& fn) {
   next_ = 0;
   total_ = n;
   finished_ = 0;
+  error_ = nullptr;
   ++generation_;
   cv_.notify_all();
   // The caller works too.
   while (next_ < total_) {
     size_t i = next_++;
     lock.unlock();
-    fn(i);
+    RunOne(fn, i);
     lock.lock();
     ++finished_;
   }
+  // Returning (or throwing) before every iteration has finished would leave workers calling a
+  // function the caller is about to destroy.
   done_cv_.wait(lock, [&] { return finished_ == total_; });
   fn_ = nullptr;
+  if (error_) std::rethrow_exception(std::exchange(error_, nullptr));
+}
+
+void WorkerPool::RunOne(const std::function<void(size_t)>& fn, size_t i) noexcept {
+  try {
+    fn(i);
+  } catch (...) {
+    // An exception escaping a worker thread would end the process: keep the first one for the
+    // caller instead.
+    std::lock_guard lock(mu_);
+    if (!error_) error_ = std::current_exception();
+  }
 }
 
 void WorkerPool::Work() {
@@ -52,7 +77,7 @@ void WorkerPool::Work() {
       size_t i = next_++;
       const auto* fn = fn_;
       lock.unlock();
-      (*fn)(i);
+      RunOne(*fn, i);
       lock.lock();
       if (++finished_ == total_) done_cv_.notify_all();
     }

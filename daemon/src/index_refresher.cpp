@@ -3,6 +3,8 @@
 #include <malloc.h>
 #include <spdlog/spdlog.h>
 
+#include <map>
+
 #include "workflowd/store/definition_changes.hpp"
 #include "workflowd/store/definition_repository.hpp"
 
@@ -40,22 +42,28 @@ IndexRefresher::IndexRefresher(std::string dsn, std::chrono::milliseconds connec
 
 IndexRefresher::~IndexRefresher() { Stop(); }
 
-std::shared_ptr<const matching::DefinitionIndex> LoadIndex(store::DefinitionRepository& repo) {
+std::shared_ptr<const matching::DefinitionIndex> LoadIndex(
+    store::DefinitionRepository& repo, std::vector<store::SkippedDefinition>* skipped) {
   // Entries are built as the rows stream in: no full documents or definitions are held at once.
   // In the index's own memory, which the index takes over.
   matching::IndexEntries entries;
-  repo.ForEachMatchable([&](store::MatchableDefinition&& d) {
-    matching::IndexEntry e;
-    e.definition_id = std::move(d.id);
-    e.version = d.version;
-    e.name = std::move(d.name);
-    e.provider = std::move(d.provider);
-    e.tenant_id = std::move(d.tenant_id);
-    e.environment_id = std::move(d.environment_id);
-    e.event_name = std::move(d.event_name);
-    e.condition = std::move(d.conditions);
-    entries.push_back(std::move(e));
-  });
+  const auto skip = [&](store::SkippedDefinition&& d) {
+    if (skipped != nullptr) skipped->push_back(std::move(d));
+  };
+  repo.ForEachMatchable(
+      [&](store::MatchableDefinition&& d) {
+        matching::IndexEntry e;
+        e.definition_id = std::move(d.id);
+        e.version = d.version;
+        e.name = std::move(d.name);
+        e.provider = std::move(d.provider);
+        e.tenant_id = std::move(d.tenant_id);
+        e.environment_id = std::move(d.environment_id);
+        e.event_name = std::move(d.event_name);
+        e.condition = std::move(d.conditions);
+        entries.push_back(std::move(e));
+      },
+      skip);
   return std::make_shared<const matching::DefinitionIndex>(
       matching::DefinitionIndex::FromEntries(std::move(entries)));
 }
@@ -76,7 +84,9 @@ void IndexRefresher::LoadNow(const char* cause) {
     }
     store::DefinitionRepository repo(db_);
     auto started = std::chrono::steady_clock::now();
-    auto index = LoadIndex(repo);
+    std::vector<store::SkippedDefinition> skipped;
+    auto index = LoadIndex(repo, &skipped);
+    ReportSkipped(skipped);
     size_t before = holder_.Get()->size();
     holder_.Set(index);
     // The load's transient allocations (row batches, parsed conditions, the previous index once
@@ -96,6 +106,28 @@ void IndexRefresher::LoadNow(const char* cause) {
     healthy_ = false;
     metrics_.database_errors.WithLabels({"load_definitions"}).Inc();
     throw;
+  }
+}
+
+void IndexRefresher::ReportSkipped(const std::vector<store::SkippedDefinition>& skipped) {
+  std::map<std::string, double> by_reason;
+  for (const char* reason : {"condition", "document"}) by_reason[reason] = 0;
+  std::set<std::tuple<std::string, int64_t, std::string>> logged;
+  for (const auto& d : skipped) {
+    ++by_reason[d.reason];
+    auto key = std::make_tuple(d.id, d.version, d.message);
+    // Once per definition version and reason, not at every reload (a resync every few minutes).
+    if (!skipped_logged_.contains(key)) {
+      spdlog::error(
+          "definition left out of the matching index, its events match nothing until it is "
+          "fixed: tenant={} environment={} definition_id={} version={} reason={} error={}",
+          d.tenant_id, d.environment_id, d.id, d.version, d.reason, d.message);
+    }
+    logged.insert(std::move(key));
+  }
+  skipped_logged_ = std::move(logged);
+  for (const auto& [reason, count] : by_reason) {
+    metrics_.definitions_skipped.WithLabels({reason}).Set(count);
   }
 }
 

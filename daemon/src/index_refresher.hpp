@@ -5,8 +5,11 @@
 #include <atomic>
 #include <chrono>
 #include <memory>
+#include <set>
 #include <string>
 #include <thread>
+#include <tuple>
+#include <vector>
 
 #include "pipeline_metrics.hpp"
 #include "workflowd/definitions/definition.hpp"
@@ -22,7 +25,10 @@ std::shared_ptr<const matching::DefinitionIndex> BuildIndex(
     const std::vector<definitions::WorkflowDefinition>& defs);
 
 // Builds the index from the repository's matchable definitions, streamed (what LoadNow uses).
-std::shared_ptr<const matching::DefinitionIndex> LoadIndex(store::DefinitionRepository& repo);
+// Definitions that cannot be loaded (their conditions no longer compile) are left out and, when
+// `skipped` is given, listed there.
+std::shared_ptr<const matching::DefinitionIndex> LoadIndex(
+    store::DefinitionRepository& repo, std::vector<store::SkippedDefinition>* skipped = nullptr);
 
 class IndexRefresher {
  public:
@@ -33,7 +39,9 @@ class IndexRefresher {
 
   // Loads the index once; throws StoreError when the database is unreachable. The first call
   // (before Start) also starts listening for definition changes, so the loop needs no reload of
-  // its own right after startup.
+  // its own right after startup. A stored definition that cannot be loaded is left out of the
+  // index (the others load), logged once per id, version and reason, and counted in
+  // workflowd_definitions_skipped.
   void LoadNow(const char* cause);
   void Start();
   void Stop() noexcept;
@@ -42,6 +50,8 @@ class IndexRefresher {
 
  private:
   void Loop();
+  // Logs the definitions a load left out (each once) and sets workflowd_definitions_skipped.
+  void ReportSkipped(const std::vector<store::SkippedDefinition>& skipped);
 
   std::string dsn_;
   std::chrono::milliseconds resync_interval_;
@@ -50,6 +60,8 @@ class IndexRefresher {
   PipelineMetrics& metrics_;
   std::atomic<bool> stop_{false};
   std::atomic<bool> healthy_{true};
+  // The skipped definitions already logged, as of the last load: (id, version, message).
+  std::set<std::tuple<std::string, int64_t, std::string>> skipped_logged_;
   // Listening since before the startup load; the loop takes it over.
   std::unique_ptr<store::DefinitionChangeListener> listener_;
   std::thread thread_;  // last: destroyed (joined in Stop) before the members it uses

@@ -42,6 +42,12 @@ struct PipelineMetrics {
                           "topic is unavailable")),
         definitions_loaded(r.AddGauge("workflowd_definitions_loaded",
                                       "Enabled event-triggered definitions in the matching index")),
+        definitions_skipped(r.AddGauge(
+            "workflowd_definitions_skipped",
+            "Stored definitions left out of the matching index by its last load, by reason "
+            "(condition: their trigger conditions no longer compile; document: another part "
+            "does not load)",
+            {"reason"})),
         definition_refreshes(r.AddCounter("workflowd_definition_refreshes_total",
                                           "Matching index reloads, by cause", {"cause"})),
         database_errors(r.AddCounter("workflowd_database_errors_total",
@@ -52,6 +58,7 @@ struct PipelineMetrics {
     for (auto reason : consumers::AllDeadLetterReasons()) {
       dead_lettered.WithLabels({std::string(consumers::ToString(reason))});
     }
+    for (const char* reason : {"condition", "document"}) definitions_skipped.WithLabels({reason});
     for (const char* cause : {"startup", "notify", "resync"})
       definition_refreshes.WithLabels({cause});
     for (const char* op : {"record_batch", "load_definitions", "listen"}) {
@@ -71,6 +78,7 @@ struct PipelineMetrics {
   metrics::GaugeFamily& lag;
   metrics::Gauge& paused;
   metrics::Gauge& definitions_loaded;
+  metrics::GaugeFamily& definitions_skipped;
   metrics::CounterFamily& definition_refreshes;
   metrics::CounterFamily& database_errors;
   metrics::Counter& dead_letter_errors;

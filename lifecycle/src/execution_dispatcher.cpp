@@ -2,7 +2,11 @@
 
 #include <spdlog/spdlog.h>
 
+#include <set>
+#include <string_view>
+
 #include "workflowd/lifecycle/policy.hpp"
+#include "workflowd/store/errors.hpp"
 
 namespace workflowd::lifecycle {
 
@@ -23,6 +27,39 @@ ExecutionDispatcher::ExecutionDispatcher(DispatcherOptions options, store::Datab
       jitter_(std::move(jitter)),
       pool_(std::max<size_t>(1, options_.max_in_flight)) {}
 
+namespace {
+
+// One provider start on the in-flight gauge for as long as it lives, however the start ends.
+class InFlightStart {
+ public:
+  explicit InFlightStart(metrics::Gauge& gauge) : gauge_(gauge) { gauge_.Inc(); }
+  ~InFlightStart() { gauge_.Dec(); }
+  InFlightStart(const InFlightStart&) = delete;
+  InFlightStart& operator=(const InFlightStart&) = delete;
+
+ private:
+  metrics::Gauge& gauge_;
+};
+
+}  // namespace
+
+void ExecutionDispatcher::Decide(store::DispatchOutcome& out, const store::ExecutionRecord& e,
+                                 const definitions::RetryPolicy& policy, bool retryable) {
+  if (retryable && MayRetryStart(policy, e.start_attempts)) {
+    double j;
+    {
+      std::lock_guard lock(jitter_mu_);
+      j = jitter_();
+    }
+    out.kind = store::DispatchOutcome::Kind::kRetry;
+    out.next_at = out.at + StartRetryDelay(policy, e.start_attempts, j);
+    out.error["attempts"] = e.start_attempts;
+  } else {
+    out.kind = store::DispatchOutcome::Kind::kFailed;
+    if (retryable) out.error["attempts"] = e.start_attempts;
+  }
+}
+
 store::DispatchOutcome ExecutionDispatcher::Start(store::ExecutionRecord& e, const Context& round) {
   store::DispatchOutcome out;
   out.id = e.id;
@@ -31,12 +68,11 @@ store::DispatchOutcome ExecutionDispatcher::Start(store::ExecutionRecord& e, con
     out.kind = store::DispatchOutcome::Kind::kNotAttempted;
     return out;
   }
-  auto& in_flight = metrics_.in_flight.WithLabels({e.tenant_id, e.environment_id});
-  in_flight.Inc();
-  auto ctx = Context::Background().WithTimeout(options_.call_timeout);
   const char* operation = "create_workflow";
   std::shared_ptr<const CatalogEntry> entry;
   try {
+    InFlightStart in_flight(metrics_.in_flight.WithLabels({e.tenant_id, e.environment_id}));
+    auto ctx = Context::Background().WithTimeout(options_.call_timeout);
     {
       std::lock_guard lock(definitions_mu_);
       entry = catalog_.Ensure(ctx, definitions_, e.workflow_id, e.definition_version);
@@ -62,26 +98,41 @@ store::DispatchOutcome ExecutionDispatcher::Start(store::ExecutionRecord& e, con
     }
   } catch (const providers::ProviderError& err) {
     out.at = clock_.Now();
+    out.provider_execution_id.clear();
+    out.deadline_at.reset();
     metrics_.provider_errors.WithLabels({e.provider, operation, providers::ToString(err.code())})
         .Inc();
     out.error = ErrorJson(err);
-    definitions::RetryPolicy policy =
-        entry ? entry->definition.retry_policy : definitions::RetryPolicy{};
-    if (err.Retryable() && MayRetryStart(policy, e.start_attempts)) {
-      double j;
-      {
-        std::lock_guard lock(jitter_mu_);
-        j = jitter_();
-      }
-      out.kind = store::DispatchOutcome::Kind::kRetry;
-      out.next_at = out.at + StartRetryDelay(policy, e.start_attempts, j);
-      out.error["attempts"] = e.start_attempts;
-    } else {
-      out.kind = store::DispatchOutcome::Kind::kFailed;
-      if (err.Retryable()) out.error["attempts"] = e.start_attempts;
+    Decide(out, e, entry ? entry->definition.retry_policy : definitions::RetryPolicy{},
+           err.Retryable());
+  } catch (...) {
+    // Not the provider's answer: the database, a stored definition that no longer loads, memory
+    // or a bug. An internal error of this attempt, recorded on the execution like a provider
+    // error; a task on the pool must not throw.
+    const InternalError failure = CurrentInternalError();
+    out.at = clock_.Now();
+    out.provider_execution_id.clear();
+    out.deadline_at.reset();
+    metrics_.internal_errors.WithLabels({"dispatch", failure.kind}).Inc();
+    spdlog::error(
+        "execution start failed with an internal error: tenant={} environment={} "
+        "execution_id={} definition_id={} version={} operation={} kind={} retryable={} error={}",
+        e.tenant_id, e.environment_id, e.id, e.workflow_id, e.definition_version, operation,
+        failure.kind, failure.retryable, failure.message);
+    if (std::string_view(failure.kind) == "database" && failure.retryable) {
+      // The database is unavailable: an outage pauses the work instead of burning the
+      // execution's attempts. The row is left due and the round ends with a StoreError once
+      // the other outcomes are recorded (the dispatch loop then backs off).
+      out.kind = store::DispatchOutcome::Kind::kNotAttempted;
+      std::lock_guard lock(unavailable_mu_);
+      if (unavailable_.empty()) unavailable_ = failure.message;
+      return out;
     }
+    out.error = ErrorJson(failure);
+    out.error["operation"] = operation;
+    Decide(out, e, entry ? entry->definition.retry_policy : definitions::RetryPolicy{},
+           failure.retryable);
   }
-  in_flight.Dec();
   return out;
 }
 
@@ -98,6 +149,10 @@ void ExecutionDispatcher::Offer(std::vector<std::string> ids) {
 }
 
 size_t ExecutionDispatcher::RunOnce() {
+  {
+    std::lock_guard lock(unavailable_mu_);
+    unavailable_.clear();
+  }
   std::vector<std::string> offered;
   {
     std::lock_guard lock(offered_mu_);
@@ -131,9 +186,11 @@ size_t ExecutionDispatcher::RunOnce() {
   more_due_ = round.more;
   const auto& leased = round.executions;
   const auto& outcomes = round.outcomes;
+  const std::set<std::string> unstorable(round.unstorable.begin(), round.unstorable.end());
   for (size_t i = 0; i < leased.size(); ++i) {
     const auto& e = leased[i];
     const auto& o = outcomes[i];
+    if (unstorable.contains(e.id)) continue;  // recorded otherwise: counted and logged below
     switch (o.kind) {
       case store::DispatchOutcome::Kind::kStarted:
         metrics_.dispatch_attempts.WithLabels({"started"}).Inc();
@@ -161,10 +218,24 @@ size_t ExecutionDispatcher::RunOnce() {
         spdlog::warn(
             "execution failed to start: tenant={} environment={} execution_id={} "
             "error={}",
-            e.tenant_id, e.environment_id, e.id, o.error.dump());
+            e.tenant_id, e.environment_id, e.id,
+            o.error.dump(-1, ' ', false, Json::error_handler_t::replace));
         break;
     }
   }
+  for (const auto& id : round.unstorable) {
+    metrics_.internal_errors.WithLabels({"dispatch", "unstorable"}).Inc();
+    spdlog::error(
+        "execution start outcome refused by the database, recorded without it: "
+        "execution_id={}",
+        id);
+  }
+  std::string unavailable;
+  {
+    std::lock_guard lock(unavailable_mu_);
+    unavailable.swap(unavailable_);
+  }
+  if (!unavailable.empty()) throw store::StoreError(unavailable, true);
   return leased.size();
 }
 

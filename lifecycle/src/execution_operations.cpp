@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include "workflowd/common/ids.hpp"
+#include "workflowd/common/utf8.hpp"
 #include "workflowd/store/definition_repository.hpp"
 #include "workflowd/store/lifecycle_repository.hpp"
 
@@ -34,6 +35,16 @@ CancelResult ExecutionOperations::Cancel(const std::string& tenant, const std::s
       throw OperationError(OperationError::Kind::kUnavailable,
                            std::string("the provider could not stop the execution: ") + err.what());
     }
+  } catch (const std::exception& err) {
+    // Not the provider's answer (one our side could not handle, or a bug): the execution stays
+    // running and the caller is told, as when the provider is unavailable.
+    spdlog::error(
+        "execution cancel failed with an internal error: tenant={} environment={} "
+        "execution_id={} error={}",
+        tenant, environment, execution_id, err.what());
+    throw OperationError(
+        OperationError::Kind::kUnavailable,
+        "the execution could not be stopped (internal error): " + SanitizeUtf8(err.what()));
   }
   bool changed = repo.MarkCancelled(tenant, environment, execution_id, reason, clock_.Now());
   auto after = repo.Get(tenant, environment, execution_id);

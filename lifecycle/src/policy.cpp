@@ -4,6 +4,11 @@
 #include <cmath>
 #include <cstdio>
 #include <map>
+#include <new>
+
+#include "workflowd/common/utf8.hpp"
+#include "workflowd/matching/field_errors.hpp"
+#include "workflowd/store/errors.hpp"
 
 namespace workflowd::lifecycle {
 
@@ -111,6 +116,33 @@ Json ErrorJson(const providers::ProviderError& error) {
   return {{"code", providers::ToString(error.code())},
           {"message", error.what()},
           {"retryable", error.Retryable()}};
+}
+
+InternalError CurrentInternalError() {
+  InternalError out;
+  try {
+    throw;
+  } catch (const store::StoreError& e) {
+    out = {"database", SanitizeUtf8(e.what()), e.Retryable()};
+  } catch (const matching::ValidationError& e) {
+    // Raised by loading a definition version whose document or conditions no longer compile: the
+    // same document fails the same way next time.
+    out = {"definition", SanitizeUtf8(e.what()), false};
+  } catch (const std::bad_alloc&) {
+    out = {"memory", "out of memory", true};
+  } catch (const std::exception& e) {
+    out = {"other", SanitizeUtf8(e.what()), false};
+  } catch (...) {
+    out = {"other", "unknown exception", false};
+  }
+  return out;
+}
+
+Json ErrorJson(const InternalError& error) {
+  return {{"code", "internal_error"},
+          {"kind", error.kind},
+          {"message", error.message},
+          {"retryable", error.retryable}};
 }
 
 std::vector<store::StepRecord> DeriveSteps(const std::vector<std::string>& step_order,

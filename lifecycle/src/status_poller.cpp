@@ -4,8 +4,10 @@
 
 #include <algorithm>
 #include <map>
+#include <string_view>
 
 #include "workflowd/lifecycle/policy.hpp"
+#include "workflowd/store/errors.hpp"
 
 namespace workflowd::lifecycle {
 
@@ -36,12 +38,26 @@ std::optional<store::PollOutcome> StatusPoller::Poll(const store::ExecutionRecor
   out.next_poll_at = now + PollInterval(age, options_.min_interval, options_.max_interval);
   const char* operation = "create_workflow";
   try {
-    std::shared_ptr<const CatalogEntry> entry;
-    {
+    std::vector<std::string> steps;
+    try {
       std::lock_guard lock(definitions_mu_);
-      entry = catalog_.Ensure(ctx, definitions_, e.workflow_id, e.definition_version);
+      auto entry = catalog_.Ensure(ctx, definitions_, e.workflow_id, e.definition_version);
+      if (entry) steps = entry->step_order;
+    } catch (const providers::ProviderError&) {
+      throw;
+    } catch (...) {
+      const InternalError failure = CurrentInternalError();
+      metrics_.internal_errors.WithLabels({"poll", failure.kind}).Inc();
+      if (NoteUnavailable(failure)) return std::nullopt;
+      // The status is still polled without the definition's step order (its steps are then left
+      // as they are): the execution's own state must not wait for a definition that no longer
+      // loads.
+      spdlog::warn(
+          "status poll without steps, the definition version could not be loaded: tenant={} "
+          "environment={} execution_id={} definition_id={} version={} kind={} error={}",
+          e.tenant_id, e.environment_id, e.id, e.workflow_id, e.definition_version, failure.kind,
+          failure.message);
     }
-    std::vector<std::string> steps = entry ? entry->step_order : std::vector<std::string>{};
     operation = "get_execution_status";
     auto status = manager_.GetExecutionStatus(ctx, e.provider, e.provider_execution_id);
     std::string state(providers::ToString(status.state));
@@ -84,15 +100,50 @@ std::optional<store::PollOutcome> StatusPoller::Poll(const store::ExecutionRecor
         e.tenant_id, e.environment_id, e.id, operation, providers::ToString(err.code()),
         err.what());
     // Keep it running and poll again later; its deadline still applies.
-    out.status = "running";
-    out.history_count = e.history_count;
-    out.output = e.output;
-    out.error = e.error;
-    return out;
+    return KeepRunning(e, std::move(out), e.error);
+  } catch (...) {
+    // Not the provider's answer (an answer our side could not handle, memory, a bug): counted,
+    // logged and recorded on the execution, which stays running and is polled again after the
+    // usual interval, like after a failed poll. A task on the pool must not throw.
+    const InternalError failure = CurrentInternalError();
+    metrics_.internal_errors.WithLabels({"poll", failure.kind}).Inc();
+    if (NoteUnavailable(failure)) return std::nullopt;
+    spdlog::error(
+        "status poll failed with an internal error: tenant={} environment={} execution_id={} "
+        "operation={} kind={} error={}",
+        e.tenant_id, e.environment_id, e.id, operation, failure.kind, failure.message);
+    Json error = ErrorJson(failure);
+    error["operation"] = operation;
+    return KeepRunning(e, std::move(out), std::move(error));
   }
 }
 
+store::PollOutcome StatusPoller::KeepRunning(const store::ExecutionRecord& e,
+                                             store::PollOutcome out, Json error) {
+  out.status = "running";
+  out.completed_at.reset();
+  out.steps.clear();
+  out.history.clear();
+  out.history_count = e.history_count;
+  out.output = e.output;
+  out.error = std::move(error);
+  return out;
+}
+
+bool StatusPoller::NoteUnavailable(const InternalError& failure) {
+  if (std::string_view(failure.kind) != "database" || !failure.retryable) return false;
+  // The database is unavailable: the row is left due (not recorded) and the round ends with a
+  // StoreError once the others are recorded, so that the poll loop backs off.
+  std::lock_guard lock(unavailable_mu_);
+  if (unavailable_.empty()) unavailable_ = failure.message;
+  return true;
+}
+
 size_t StatusPoller::RunOnce() {
+  {
+    std::lock_guard lock(unavailable_mu_);
+    unavailable_.clear();
+  }
   auto round_ctx =
       Context::Background().WithTimeout(RoundCallBudget(options_.lease, options_.call_timeout));
   auto round = executions_.RunPollRound(
@@ -112,6 +163,19 @@ size_t StatusPoller::RunOnce() {
   const auto& transitions = round.transitions;
   // A full batch, or polls left for the next round when this one ran out of time.
   more_due_ = leased.size() >= options_.batch_size || outcomes.size() < leased.size();
+  for (const auto& id : round.unstorable) {
+    metrics_.internal_errors.WithLabels({"poll", "unstorable"}).Inc();
+    spdlog::error(
+        "status poll outcome refused by the database, recorded without the engine's output, "
+        "steps and history: execution_id={}",
+        id);
+  }
+  std::string unavailable;
+  {
+    std::lock_guard lock(unavailable_mu_);
+    unavailable.swap(unavailable_);
+  }
+  if (!unavailable.empty()) throw store::StoreError(unavailable, true);
   if (leased.empty()) return 0;
   std::map<std::string, const store::ExecutionRecord*> by_id;
   for (const auto& e : leased) by_id[e.id] = &e;

@@ -1,7 +1,11 @@
 #include "workflowd/store/definition_repository.hpp"
 
+#include <new>
+
 #include "database_impl.hpp"
 #include "workflowd/common/ids.hpp"
+#include "workflowd/common/utf8.hpp"
+#include "workflowd/matching/field_errors.hpp"
 
 namespace workflowd::store {
 namespace {
@@ -19,6 +23,16 @@ Json Content(const WorkflowDefinition& d) {
 
 WorkflowDefinition FromDocument(const std::string& text) {
   return definitions::DefinitionFromJson(Json::parse(text));
+}
+
+// Whether the stored document `text` says what `def` says. A stored document that no longer
+// loads (its conditions no longer compile) differs: applying a fixed definition replaces it.
+bool SameContent(const std::string& text, const WorkflowDefinition& def) {
+  try {
+    return Content(FromDocument(text)) == Content(def);
+  } catch (const matching::ValidationError&) {
+    return false;
+  }
 }
 
 }  // namespace
@@ -83,7 +97,7 @@ std::vector<ApplyOutcome> DefinitionRepository::Apply(const std::vector<Workflow
             "SELECT document FROM workflow_definition_versions WHERE definition_id = $1 AND "
             "version = $2",
             *def.id, current);
-        if (!doc.empty() && Content(FromDocument(doc[0][0].as<std::string>())) == Content(def)) {
+        if (!doc.empty() && SameContent(doc[0][0].as<std::string>(), def)) {
           outcomes.push_back({*def.id, def.tenant_id, def.environment_id, def.name,
                               ApplyOutcome::Action::kUnchanged, current});
           continue;
@@ -147,7 +161,9 @@ std::vector<WorkflowDefinition> DefinitionRepository::LoadMatchable() {
   });
 }
 
-void DefinitionRepository::ForEachMatchable(const std::function<void(MatchableDefinition&&)>& fn) {
+void DefinitionRepository::ForEachMatchable(
+    const std::function<void(MatchableDefinition&&)>& fn,
+    const std::function<void(SkippedDefinition&&)>& skipped) {
   db_.impl().Transact("load definitions", [&](pqxx::work& w) {
     // The fields of the current version's document (what LoadMatchable parses), with the
     // defaults DefinitionFromJson applies to absent ones. Rows whose document is disabled, not
@@ -178,10 +194,20 @@ void DefinitionRepository::ForEachMatchable(const std::function<void(MatchableDe
         m.environment_id = row[5].as<std::string>();
         m.event_name = row[6].as<std::string>();
         if (!row[7].is_null()) {
-          // As DefinitionFromJson compiles them: an empty list means no conditions.
-          const Json conditions = Json::parse(row[7].c_str());
-          if (!conditions.is_array() || !conditions.empty()) {
-            m.conditions = matching::ParseConditionList(conditions, "trigger.conditions");
+          try {
+            // As DefinitionFromJson compiles them: an empty list means no conditions.
+            const Json conditions = Json::parse(row[7].c_str());
+            if (!conditions.is_array() || !conditions.empty()) {
+              m.conditions = matching::ParseConditionList(conditions, "trigger.conditions");
+            }
+          } catch (const std::bad_alloc&) {
+            throw;  // not the document's fault: the load fails, the previous index stays
+          } catch (const std::exception& e) {
+            const bool condition = dynamic_cast<const matching::ConditionError*>(&e) != nullptr;
+            skipped({std::move(m.id), m.version, std::move(m.tenant_id),
+                     std::move(m.environment_id), condition ? "condition" : "document",
+                     SanitizeUtf8(e.what())});
+            continue;
           }
         }
         fn(std::move(m));

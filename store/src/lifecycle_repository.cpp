@@ -1,10 +1,14 @@
 #include "workflowd/store/lifecycle_repository.hpp"
 
 #include <algorithm>
+#include <exception>
+#include <optional>
+#include <type_traits>
 #include <unordered_map>
 
 #include "database_impl.hpp"
 #include "workflowd/common/timefmt.hpp"
+#include "workflowd/common/utf8.hpp"
 
 namespace workflowd::store {
 namespace {
@@ -89,19 +93,50 @@ ExecutionRecord RecordOf(const pqxx::row& r) {
   return e;
 }
 
-std::string OptTs(pqxx::work& w, const std::optional<TimePoint>& t) {
+std::string OptTs(pqxx::transaction_base& w, const std::optional<TimePoint>& t) {
   return t ? w.quote(Ts(*t)) + "::timestamptz" : "NULL";
 }
 
-std::string OptJson(pqxx::work& w, const Json& j) {
-  return j.is_null() ? "NULL" : w.quote(j.dump()) + "::jsonb";
+}  // namespace
+
+std::string StorableJson(const Json& j) {
+  // Engines' outputs, error texts and step details are whatever the engine sent: a strict dump()
+  // throws on the first ill-formed byte, which failed the whole poll round (and the next, on the
+  // same oldest rows) for one execution's answer.
+  std::string text = j.dump(-1, ' ', false, Json::error_handler_t::replace);
+  // dump() writes a NUL character as the escape \u0000 and a backslash as \\, so an escape
+  // starts at every backslash that is not itself escaped.
+  if (text.find("\\u0000") == std::string::npos) return text;
+  std::string out;
+  out.reserve(text.size());
+  for (size_t i = 0; i < text.size(); ++i) {
+    if (text[i] != '\\' || i + 1 >= text.size()) {
+      out += text[i];
+      continue;
+    }
+    if (text.compare(i + 1, 5, "u0000") == 0) {
+      out += "\\ufffd";
+      i += 5;
+    } else {
+      out += text[i];
+      out += text[i + 1];
+      ++i;
+    }
+  }
+  return out;
+}
+
+namespace {
+
+std::string OptJson(pqxx::transaction_base& w, const Json& j) {
+  return j.is_null() ? "NULL" : w.quote(StorableJson(j)) + "::jsonb";
 }
 
 // The step and history documents are written as text directly: building them as JSON objects
 // first (a tree of maps per step and event, a deep copy of every detail) took more of the
 // daemon's time than the statements' own text.
 void AppendJsonString(std::string& out, const std::string& s) {
-  out += Json(s).dump();  // quoted and escaped as JSON
+  out += StorableJson(Json(s));  // quoted and escaped as JSON
 }
 
 void AppendJsonTime(std::string& out, const std::optional<TimePoint>& t) {
@@ -128,8 +163,8 @@ std::string StepsDocument(const std::vector<StepRecord>& steps) {
     AppendJsonString(list, st.step_id);
     list += ",\"status\":";
     AppendJsonString(list, st.status);
-    list += ",\"attempt\":1,\"output\":" + st.output.dump() + ",\"error\":" + st.error.dump() +
-            ",\"started_at\":";
+    list += ",\"attempt\":1,\"output\":" + StorableJson(st.output) +
+            ",\"error\":" + StorableJson(st.error) + ",\"started_at\":";
     AppendJsonTime(list, st.started_at);
     list += ",\"completed_at\":";
     AppendJsonTime(list, st.completed_at);
@@ -145,7 +180,7 @@ std::string EventsDocument(const std::vector<HistoryRecord>& history) {
     if (events.size() > 1) events += ',';
     events += "{\"seq\":" + std::to_string(h.seq) + ",\"event_type\":";
     AppendJsonString(events, h.event_type);
-    events += ",\"details\":" + h.details.dump() + ",\"occurred_at\":";
+    events += ",\"details\":" + StorableJson(h.details) + ",\"occurred_at\":";
     AppendJsonTime(events, h.occurred_at);
     events += '}';
   }
@@ -176,7 +211,7 @@ std::string HoldFor(std::chrono::milliseconds hold) {
 // travel as a VALUES list and each row takes the columns of its kind. Only rows still pending
 // change (the round holds them locked, so this only guards against a bug); the lease columns are
 // cleared for rows an earlier version's daemon had leased.
-size_t RecordDispatch(pqxx::work& w, const std::vector<DispatchOutcome>& outcomes) {
+size_t RecordDispatch(pqxx::transaction_base& w, const std::vector<DispatchOutcome>& outcomes) {
   std::string values;
   values.reserve(outcomes.size() * 200);
   for (const auto& o : outcomes) {
@@ -222,7 +257,7 @@ size_t RecordDispatch(pqxx::work& w, const std::vector<DispatchOutcome>& outcome
 // chunks, for exactly the rows that were updated: three round trips per round, one row each.
 // Returns the ids whose status changed, with their new status.
 std::vector<std::pair<std::string, std::string>> RecordPolls(
-    pqxx::work& w, const std::vector<PollOutcome>& outcomes) {
+    pqxx::transaction_base& w, const std::vector<PollOutcome>& outcomes) {
   std::vector<std::pair<std::string, std::string>> transitions;
   if (outcomes.empty()) return transitions;
   std::string values;
@@ -289,6 +324,105 @@ std::vector<std::pair<std::string, std::string>> RecordPolls(
   return transitions;
 }
 
+// Why the database refused a statement for what it carried (a value it does not take: text that
+// is not valid UTF-8, a constraint, a limit), or nullopt when the failure is about the database's
+// state (connection, serialization, shutdown), which must propagate: then the same outcomes
+// written one at a time would fail as well, for other reasons.
+std::optional<std::string> RefusalOf(std::exception_ptr failure) {
+  try {
+    std::rethrow_exception(std::move(failure));
+  } catch (const pqxx::sql_error& e) {
+    if (IsRetryableSqlState(e.sqlstate())) return std::nullopt;
+    return std::string(e.what()) + " (SQLSTATE " + e.sqlstate() + ")";
+  } catch (const pqxx::argument_error& e) {
+    return std::string(e.what());  // libpq would not even quote it (ill-formed UTF-8)
+  } catch (...) {
+    return std::nullopt;
+  }
+}
+
+// The error stored in place of an outcome the database refused.
+Json UnstorableError(const std::string& reason, const Json& original) {
+  Json error = {{"code", "internal_error"},
+                {"kind", "unstorable"},
+                {"message", SanitizeUtf8("the database refused this outcome: " + reason)},
+                {"retryable", false}};
+  if (original.is_object() && original.contains("code")) error["original_code"] = original["code"];
+  return error;
+}
+
+// Runs `record` on `outcomes` in a savepoint; when the database refuses them for their data,
+// records each one in a savepoint of its own, and one still refused as `fallback` makes it
+// (without what the engine sent), adding its id to `unstorable`: one row never fails a round
+// (which would roll back and retry the same oldest rows forever, holding up every other
+// execution). Failures about the database's state (it going away) propagate.
+template <typename Outcome, typename Record, typename Fallback>
+auto RecordIsolated(pqxx::work& w, const std::vector<Outcome>& outcomes, Record&& record,
+                    Fallback&& fallback, std::vector<std::string>& unstorable) {
+  using Result = decltype(record(w, outcomes));
+  try {
+    pqxx::subtransaction all(w, "outcomes");
+    Result result = record(all, outcomes);
+    all.commit();
+    return result;
+  } catch (const pqxx::pqxx_exception&) {
+    if (!RefusalOf(std::current_exception())) throw;
+  }
+  Result result{};
+  for (const auto& o : outcomes) {
+    const std::vector<Outcome> one{o};
+    Result part{};
+    std::optional<std::string> refusal;
+    try {
+      pqxx::subtransaction row(w, "outcome");
+      part = record(row, one);
+      row.commit();
+    } catch (const pqxx::pqxx_exception&) {
+      refusal = RefusalOf(std::current_exception());
+      if (!refusal) throw;
+    }
+    if (refusal) {
+      pqxx::subtransaction row(w, "outcome_fallback");
+      part = record(row, std::vector<Outcome>{fallback(o, *refusal)});
+      row.commit();
+      unstorable.push_back(o.id);
+    }
+    if constexpr (std::is_integral_v<Result>) {
+      result += part;
+    } else {
+      result.insert(result.end(), part.begin(), part.end());
+    }
+  }
+  return result;
+}
+
+// A refused dispatch outcome as it is stored instead, with an error saying why: a retry stays a
+// retry; a start becomes failed (only the engine's execution id can have been refused, and
+// without it no poll could follow the execution).
+DispatchOutcome DispatchFallback(const DispatchOutcome& o, const std::string& reason) {
+  DispatchOutcome out;
+  out.id = o.id;
+  out.kind = o.kind == DispatchOutcome::Kind::kStarted ? DispatchOutcome::Kind::kFailed : o.kind;
+  out.at = o.at;
+  out.next_at = o.next_at;
+  out.error = UnstorableError(reason, o.error);
+  return out;
+}
+
+// A refused poll outcome as it is stored instead: the state the engine reported, without its
+// output, steps and history (the history is asked for again by the next poll while the
+// execution runs), with an error saying why.
+PollOutcome PollFallback(const PollOutcome& o, const std::string& reason) {
+  PollOutcome out;
+  out.id = o.id;
+  out.status = o.status;
+  out.completed_at = o.completed_at;
+  out.next_poll_at = o.next_poll_at;
+  out.history_count = o.history.empty() ? o.history_count : o.history.front().seq;
+  out.error = UnstorableError(reason, o.error);
+  return out;
+}
+
 }  // namespace
 
 namespace {
@@ -320,7 +454,12 @@ void StartAndRecord(pqxx::work& w, DispatchRound& round,
                          std::to_string(round.executions.size()) + " executions",
                      false);
   }
-  RecordDispatch(w, round.outcomes);
+  RecordIsolated(
+      w, round.outcomes,
+      [](pqxx::transaction_base& t, const std::vector<DispatchOutcome>& o) {
+        return RecordDispatch(t, o);
+      },
+      DispatchFallback, round.unstorable);
 }
 
 }  // namespace
@@ -432,7 +571,12 @@ PollRound LifecycleRepository::RunPollRound(TimePoint now, std::chrono::millisec
     }
     if (round.executions.empty()) return round;
     round.outcomes = poll(round.executions);
-    round.transitions = RecordPolls(w, round.outcomes);
+    round.transitions = RecordIsolated(
+        w, round.outcomes,
+        [](pqxx::transaction_base& t, const std::vector<PollOutcome>& o) {
+          return RecordPolls(t, o);
+        },
+        PollFallback, round.unstorable);
     return round;
   });
 }

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <pqxx/pqxx>
 #include <stdexcept>
 #include <thread>
 
@@ -168,6 +169,56 @@ TEST_F(IndexLoadTest, LoadsOnceAtStartupThenAppliesChanges) {
   EXPECT_NE(updated[0].condition, nullptr);
   EXPECT_GE(metrics.definition_refreshes.WithLabels({"notify"}).Value(), 1);
   refresher.Stop();
+}
+
+// A stored definition whose conditions no longer compile (a document from before a change of
+// the condition language, written here with SQL) used to fail the whole load: at start every
+// replica exited, and later reloads kept a stale index forever. Now it is left out, the others
+// load, the metric says how many were skipped, and applying a fixed definition brings it back.
+TEST_F(IndexLoadTest, ADefinitionWhoseConditionsNoLongerCompileIsSkippedAndTheOthersLoad) {
+  {
+    pqxx::connection c(test_db_.dsn());
+    pqxx::work w(c);
+    w.exec(
+        "UPDATE workflow_definition_versions SET document = jsonb_set(document, "
+        "'{trigger,conditions}', '[{\"field\": \"data.country\", \"op\": \"frobnicate\", "
+        "\"value\": \"US\"}]') WHERE definition_id = 'with-conditions'");
+    w.commit();
+  }
+  store::DefinitionRepository repo(db_);
+  std::vector<store::SkippedDefinition> skipped;
+  const auto index = LoadIndex(repo, &skipped);
+  EXPECT_EQ(Ids(*index), (std::vector<std::string>{"no-conditions", "other-tenant"}));
+  ASSERT_EQ(skipped.size(), 1u);
+  EXPECT_EQ(skipped[0].id, "with-conditions");
+  EXPECT_EQ(skipped[0].version, 1);
+  EXPECT_EQ(skipped[0].tenant_id, "tenant_a");
+  EXPECT_EQ(skipped[0].reason, "condition");
+  EXPECT_NE(skipped[0].message.find("frobnicate"), std::string::npos) << skipped[0].message;
+
+  // The refresher at startup: loads the rest and exports the skipped count.
+  metrics::Registry registry;
+  PipelineMetrics metrics(registry);
+  matching::DefinitionIndexHolder holder;
+  IndexRefresher refresher(test_db_.dsn(), 5s, 1h, holder, metrics);
+  ASSERT_NO_THROW(refresher.LoadNow("startup"));
+  EXPECT_EQ(holder.Get()->size(), 2u);
+  EXPECT_TRUE(refresher.Healthy());
+  EXPECT_EQ(metrics.definitions_loaded.Value(), 2);
+  EXPECT_EQ(metrics.definitions_skipped.WithLabels({"condition"}).Value(), 1);
+  EXPECT_EQ(metrics.definitions_skipped.WithLabels({"document"}).Value(), 0);
+  const std::string exposition = registry.Serialize();
+  EXPECT_NE(exposition.find("workflowd_definitions_skipped{reason=\"condition\"} 1"),
+            std::string::npos)
+      << exposition;
+
+  // Applying the definition again (fixed) replaces the stored document; the next load has it.
+  const auto applied =
+      repo.Apply(definitions::DefinitionsFromYamlOrJson(kDefinitions, "test"), "test");
+  EXPECT_EQ(applied[0].action, store::ApplyOutcome::Action::kUpdated);
+  refresher.LoadNow("notify");
+  EXPECT_EQ(holder.Get()->size(), 3u);
+  EXPECT_EQ(metrics.definitions_skipped.WithLabels({"condition"}).Value(), 0);
 }
 
 }  // namespace

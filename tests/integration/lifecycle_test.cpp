@@ -4,7 +4,10 @@
 // limits (the hold, the call budget) wait on real time.
 #include <gtest/gtest.h>
 
+#include <functional>
+#include <new>
 #include <pqxx/pqxx>
+#include <stdexcept>
 #include <thread>
 
 #include "test_database.hpp"
@@ -15,6 +18,7 @@
 #include "workflowd/lifecycle/policy.hpp"
 #include "workflowd/lifecycle/status_poller.hpp"
 #include "workflowd/providers/mock/mock_provider.hpp"
+#include "workflowd/store/errors.hpp"
 #include "workflowd/store/execution_repository.hpp"
 #include "workflowd/store/migrations.hpp"
 
@@ -775,6 +779,360 @@ TEST_F(LifecycleTest, DeletingADefinitionWithRunningExecutionsNeedsForce) {
   store::DefinitionRepository defs(db_);
   EXPECT_FALSE(defs.Get("tenant_a", "prod", "onboarding").has_value());
   for (const auto& d : defs.LoadMatchable()) EXPECT_NE(d.id, "onboarding");
+}
+
+// --- Failures that are not the provider's answer (issue 19) -------------------------------------
+
+// A provider named "tamper" in front of the mock: starts and status polls go to the mock, and the
+// hooks change what comes back (or throw what the mock never would) for chosen executions.
+class TamperingProvider : public providers::Provider {
+ public:
+  explicit TamperingProvider(std::shared_ptr<MockProvider> mock) : mock_(std::move(mock)) {}
+  std::string Name() const override { return "tamper"; }
+  providers::CreateWorkflowResult CreateWorkflow(const Context& ctx,
+                                                 const providers::WorkflowSpec& spec) override {
+    return mock_->CreateWorkflow(ctx, spec);
+  }
+  providers::ExecutionResult StartExecution(const Context& ctx, const std::string& workflow_id,
+                                            providers::ExecutionInput input) override {
+    const std::string name = input.execution_name;
+    auto result = mock_->StartExecution(ctx, workflow_id, std::move(input));
+    if (on_start) on_start(name, result);
+    return result;
+  }
+  providers::ExecutionStatus GetExecutionStatus(const Context& ctx,
+                                                const std::string& execution_id) override {
+    auto status = mock_->GetExecutionStatus(ctx, execution_id);
+    if (on_status) on_status(status);
+    return status;
+  }
+  void StopExecution(const Context& ctx, const std::string& execution_id,
+                     const std::string& reason) override {
+    if (on_stop) on_stop(execution_id);
+    mock_->StopExecution(ctx, execution_id, reason);
+  }
+  void DeleteWorkflow(const Context& ctx, const std::string& workflow_id) override {
+    mock_->DeleteWorkflow(ctx, workflow_id);
+  }
+  void Validate(const Context& ctx, const providers::WorkflowSpec& spec) override {
+    mock_->Validate(ctx, spec);
+  }
+
+  // Set before the round that uses them (read by the round's worker threads).
+  std::function<void(const std::string& execution_name, providers::ExecutionResult&)> on_start;
+  std::function<void(providers::ExecutionStatus&)> on_status;
+  std::function<void(const std::string& execution_id)> on_stop;
+
+ private:
+  std::shared_ptr<MockProvider> mock_;
+};
+
+class LifecycleFailureTest : public LifecycleTest {
+ protected:
+  LifecycleFailureTest() : tamper_(std::make_shared<TamperingProvider>(mock_)) {
+    registry_->Register(tamper_);
+  }
+
+  // Routes these executions' calls through the tampering provider.
+  void UseTamper(const std::vector<std::string>& ids) {
+    for (const auto& id : ids) {
+      pqxx::connection c(test_db_.dsn());
+      pqxx::work w(c);
+      w.exec_params("UPDATE workflow_executions SET provider = 'tamper' WHERE id = $1", id);
+      w.commit();
+    }
+  }
+
+  // Rewrites a stored definition version's trigger conditions with SQL, as a document written
+  // before a change of the condition language would read now: it no longer compiles.
+  void BreakStoredDefinition(const std::string& definition) {
+    pqxx::connection c(test_db_.dsn());
+    pqxx::work w(c);
+    w.exec_params(
+        "UPDATE workflow_definition_versions SET document = jsonb_set(document, "
+        "'{trigger,conditions}', '[{\"field\": \"data.plan\", \"op\": \"frobnicate\", "
+        "\"value\": 1}]') WHERE definition_id = $1",
+        definition);
+    w.commit();
+  }
+
+  double InternalErrors(const std::string& operation, const std::string& kind) {
+    return metrics_.internal_errors.WithLabels({operation, kind}).Value();
+  }
+
+  std::shared_ptr<TamperingProvider> tamper_;
+};
+
+// A start that fails with something other than a ProviderError (a bug, memory running out) used
+// to escape the worker thread (std::terminate: the daemon died) or leave the round with the
+// in-flight gauge never decremented. Now each is recorded on its own execution and the rest of the
+// round starts.
+TEST_F(LifecycleFailureTest, AStartThatThrowsSomethingElseIsRecordedAndTheOthersStart) {
+  AddPending("onboarding", "tenant_a", {"e1", "e2", "e3", "e4"});
+  UseTamper({"ex_onboarding_e2", "ex_onboarding_e3"});
+  tamper_->on_start = [](const std::string& name, providers::ExecutionResult&) {
+    if (name == "ex_onboarding_e2") throw std::out_of_range("map::at");
+    if (name == "ex_onboarding_e3") throw std::bad_alloc();
+  };
+  auto dispatcher = Dispatcher();  // 4 starts at once: on the pool's threads
+  EXPECT_EQ(dispatcher.RunOnce(), 4u);
+  EXPECT_EQ(Get("ex_onboarding_e1")->status, "running");
+  EXPECT_EQ(Get("ex_onboarding_e4")->status, "running");
+  // A bug: an internal error, failed at once (retrying would fail the same way).
+  auto bug = Get("ex_onboarding_e2");
+  EXPECT_EQ(bug->status, "failed");
+  EXPECT_EQ(bug->error["code"], "internal_error");
+  EXPECT_EQ(bug->error["kind"], "other");
+  EXPECT_EQ(bug->error["message"], "map::at");
+  EXPECT_EQ(bug->error["operation"], "start_execution");
+  EXPECT_TRUE(bug->completed_at.has_value());
+  // Memory may come back: a retryable failure of this attempt, under the retry policy.
+  auto memory = Get("ex_onboarding_e3");
+  EXPECT_EQ(memory->status, "pending");
+  EXPECT_EQ(memory->error["kind"], "memory");
+  EXPECT_EQ(memory->error["attempts"], 1);
+  EXPECT_EQ(*memory->next_attempt_at - clock_.Now(), 750ms);
+  EXPECT_EQ(InternalErrors("dispatch", "other"), 1);
+  EXPECT_EQ(InternalErrors("dispatch", "memory"), 1);
+  EXPECT_EQ(metrics_.dispatch_attempts.WithLabels({"failed"}).Value(), 1);
+  EXPECT_EQ(metrics_.dispatch_attempts.WithLabels({"retry"}).Value(), 1);
+  EXPECT_EQ(metrics_.in_flight.WithLabels({"tenant_a", "prod"}).Value(), 0);
+  // The retry starts once memory is back, and attempts stay bounded by the policy.
+  tamper_->on_start = nullptr;
+  clock_.Advance(750ms);
+  EXPECT_EQ(dispatcher.RunOnce(), 1u);
+  EXPECT_EQ(Get("ex_onboarding_e3")->status, "running");
+}
+
+// The same on the caller's thread (one execution: no pool thread): the exception used to leave
+// RunOnce, rolling back the round, with the in-flight gauge left at 1.
+TEST_F(LifecycleFailureTest, AnInternalErrorOnTheCallersThreadLeavesNoGaugeBehind) {
+  AddPending("onboarding", "tenant_a", {"e1"});
+  UseTamper({"ex_onboarding_e1"});
+  tamper_->on_start = [](const std::string&, providers::ExecutionResult&) {
+    throw std::runtime_error("unexpected answer");
+  };
+  EXPECT_EQ(Dispatcher().RunOnce(), 1u);
+  EXPECT_EQ(Get("ex_onboarding_e1")->status, "failed");
+  EXPECT_EQ(Get("ex_onboarding_e1")->error["message"], "unexpected answer");
+  EXPECT_EQ(metrics_.in_flight.WithLabels({"tenant_a", "prod"}).Value(), 0);
+}
+
+// A stored definition version that no longer loads (its conditions do not compile: a
+// ValidationError from the catalog, not a ProviderError) fails its own executions, once, with the
+// reason; the others start.
+TEST_F(LifecycleFailureTest, ADefinitionThatNoLongerLoadsFailsOnlyItsExecutions) {
+  AddPending("onboarding", "tenant_a", {"e1", "e2"});
+  AddPending("billing", "tenant_b", {"b1", "b2"});
+  BreakStoredDefinition("billing");
+  auto dispatcher = Dispatcher();
+  EXPECT_EQ(dispatcher.RunOnce(), 4u);
+  EXPECT_EQ(Get("ex_onboarding_e1")->status, "running");
+  EXPECT_EQ(Get("ex_onboarding_e2")->status, "running");
+  for (const char* id : {"ex_billing_b1", "ex_billing_b2"}) {
+    auto e = Get(id, "tenant_b");
+    EXPECT_EQ(e->status, "failed") << id;
+    EXPECT_EQ(e->error["code"], "internal_error") << id;
+    EXPECT_EQ(e->error["kind"], "definition") << id;
+    EXPECT_EQ(e->error["operation"], "create_workflow") << id;
+    EXPECT_NE(e->error["message"].get<std::string>().find("frobnicate"), std::string::npos)
+        << e->error.dump();
+  }
+  EXPECT_EQ(InternalErrors("dispatch", "definition"), 2);
+  EXPECT_EQ(dispatcher.RunOnce(), 0u);  // nothing loops
+}
+
+// A running execution whose definition version no longer loads is still polled to its end: the
+// status does not need the definition (only the step order does).
+TEST_F(LifecycleFailureTest, ARunningExecutionIsPolledEvenWhenItsDefinitionNoLongerLoads) {
+  AddPending("onboarding", "tenant_a", {"e1"});
+  Dispatcher().RunOnce();
+  BreakStoredDefinition("onboarding");
+  WorkflowCatalog fresh(manager_);  // a restarted daemon: nothing cached
+  PollerOptions o;
+  o.max_in_flight = 4;
+  StatusPoller poller(o, db_, manager_, fresh, metrics_, clock_);
+  clock_.Advance(1s);
+  EXPECT_EQ(poller.RunOnce(), 1u);
+  auto e = Get("ex_onboarding_e1");
+  EXPECT_EQ(e->status, "succeeded");
+  EXPECT_EQ(e->output, (nlohmann::json{{"result", "ok"}}));
+  EXPECT_EQ(InternalErrors("poll", "definition"), 1);
+}
+
+// When reading a definition version fails because the database went away (its connection was
+// cut), the execution spends no attempt: it stays due, the round's other starts are recorded, and
+// the round ends with a StoreError so that the dispatch loop backs off; the next round starts it.
+TEST_F(LifecycleFailureTest, ADatabaseOutageWhileLoadingADefinitionSpendsNoAttempt) {
+  AddPending("onboarding", "tenant_a", {"e1"});
+  auto dispatcher = Dispatcher();
+  EXPECT_EQ(dispatcher.RunOnce(), 1u);  // opens the dispatcher's definitions connection
+  AddPending("onboarding", "tenant_a", {"e2"});
+  AddPending("billing", "tenant_b", {"b1"});  // a version not loaded yet
+  {
+    // The newest other session of the test database is the definitions connection, opened in
+    // the round above (the fixture's own connection is older).
+    pqxx::connection c(test_db_.dsn());
+    pqxx::work w(c);
+    auto r = w.exec(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = "
+        "current_database() AND pid <> pg_backend_pid() ORDER BY backend_start DESC LIMIT 1");
+    ASSERT_EQ(r.size(), 1u);
+    w.commit();
+  }
+  EXPECT_THROW(dispatcher.RunOnce(), store::StoreError);
+  EXPECT_EQ(Get("ex_onboarding_e2")->status, "running");  // recorded all the same
+  auto b1 = Get("ex_billing_b1", "tenant_b");
+  EXPECT_EQ(b1->status, "pending");
+  EXPECT_EQ(b1->start_attempts, 0);
+  EXPECT_TRUE(b1->error.is_null());
+  EXPECT_EQ(InternalErrors("dispatch", "database"), 1);
+  EXPECT_EQ(dispatcher.RunOnce(), 1u);  // reconnected
+  EXPECT_EQ(Get("ex_billing_b1", "tenant_b")->status, "running");
+}
+
+// A poll that fails with something other than a ProviderError keeps the execution running, with
+// the failure recorded on it, and it is polled again later; the other polls of the round are
+// recorded.
+TEST_F(LifecycleFailureTest, APollThatThrowsSomethingElseIsRecordedAndTheOthersAreKept) {
+  AddPending("onboarding", "tenant_a", {"e1", "e2", "e3"});
+  Dispatcher().RunOnce();
+  UseTamper({"ex_onboarding_e2"});
+  const std::string bad = Get("ex_onboarding_e2")->provider_execution_id;
+  bool broken = true;
+  tamper_->on_status = [&](providers::ExecutionStatus& status) {
+    if (broken && status.execution_id == bad) throw std::length_error("vector::reserve");
+  };
+  auto poller = Poller();
+  clock_.Advance(1s);
+  EXPECT_EQ(poller.RunOnce(), 3u);
+  EXPECT_EQ(Get("ex_onboarding_e1")->status, "succeeded");
+  EXPECT_EQ(Get("ex_onboarding_e3")->status, "succeeded");
+  auto e = Get("ex_onboarding_e2");
+  EXPECT_EQ(e->status, "running");
+  EXPECT_EQ(e->error["code"], "internal_error");
+  EXPECT_EQ(e->error["operation"], "get_execution_status");
+  EXPECT_EQ(*e->next_poll_at - clock_.Now(), 200ms);
+  EXPECT_EQ(InternalErrors("poll", "other"), 1);
+  broken = false;
+  clock_.Advance(200ms);
+  EXPECT_EQ(poller.RunOnce(), 1u);
+  e = Get("ex_onboarding_e2");
+  EXPECT_EQ(e->status, "succeeded");
+  EXPECT_TRUE(e->error.is_null());
+}
+
+// One engine's answer with text that is not valid UTF-8, or with a NUL character (jsonb refuses
+// \u0000), used to fail the whole poll round (a strict dump(), or PostgreSQL refusing the round's
+// UPDATE), and the next round took the same oldest rows: polling stalled for everyone. Now the
+// text is stored with U+FFFD in place of what cannot be stored, and every poll is recorded.
+TEST_F(LifecycleFailureTest, AnEnginesInvalidTextIsReplacedAndEveryPollIsRecorded) {
+  AddPending("onboarding", "tenant_a", {"e1", "e2", "e3", "e4"});
+  Dispatcher().RunOnce();
+  UseTamper({"ex_onboarding_e2", "ex_onboarding_e3"});
+  const std::string invalid = Get("ex_onboarding_e2")->provider_execution_id;
+  const std::string nul = Get("ex_onboarding_e3")->provider_execution_id;
+  tamper_->on_status = [&](providers::ExecutionStatus& status) {
+    if (status.execution_id == invalid) {
+      status.output = {{"text", std::string("caf\xc3\xa9 \xff\xfe")}};
+      for (auto& event : status.history) event.details["note"] = std::string("\xc0\xaf");
+      status.history.push_back({clock_.Now(), "Custom\xff", {{std::string("k\xfe"), 1}}});
+    } else if (status.execution_id == nul) {
+      status.output = {{"text", std::string("a\0b", 3)}};
+    }
+  };
+  auto poller = Poller();
+  clock_.Advance(1s);
+  EXPECT_EQ(poller.RunOnce(), 4u);
+  for (const char* id :
+       {"ex_onboarding_e1", "ex_onboarding_e2", "ex_onboarding_e3", "ex_onboarding_e4"}) {
+    EXPECT_EQ(Get(id)->status, "succeeded") << id;
+  }
+  EXPECT_EQ(Get("ex_onboarding_e2")->output["text"], "caf\xc3\xa9 \xef\xbf\xbd\xef\xbf\xbd");
+  EXPECT_EQ(Get("ex_onboarding_e3")->output["text"],
+            "a\xef\xbf\xbd"
+            "b");
+  auto history = store::LifecycleRepository(db_).History("ex_onboarding_e2");
+  ASSERT_EQ(history.size(), 9u);
+  EXPECT_EQ(history.back().event_type, "Custom\xef\xbf\xbd");
+  EXPECT_EQ(history.front().details["note"], "\xef\xbf\xbd\xef\xbf\xbd");
+  EXPECT_EQ(StepStates("ex_onboarding_e2"),
+            "assign_plan=completed create_wallet=completed send_email=completed ");
+  EXPECT_TRUE(store::LifecycleRepository(db_).Steps("ex_onboarding_e4").size() == 3);
+}
+
+// When PostgreSQL refuses one execution's outcome for another reason (here a CHECK constraint
+// the test adds, standing for any data error), that execution is recorded without the engine's
+// output, steps and history, with an error saying why, and the round's other polls are kept.
+TEST_F(LifecycleFailureTest, AnOutcomeTheDatabaseRefusesIsRecordedWithoutItAndTheOthersKept) {
+  AddPending("onboarding", "tenant_a", {"e1", "e2", "e3"});
+  Dispatcher().RunOnce();
+  {
+    pqxx::connection c(test_db_.dsn());
+    pqxx::work w(c);
+    w.exec(
+        "ALTER TABLE workflow_executions ADD CONSTRAINT test_refuses CHECK (output IS NULL OR "
+        "output->>'refuse' IS NULL)");
+    w.commit();
+  }
+  UseTamper({"ex_onboarding_e2"});
+  const std::string refused = Get("ex_onboarding_e2")->provider_execution_id;
+  tamper_->on_status = [&](providers::ExecutionStatus& status) {
+    if (status.execution_id == refused) status.output = {{"refuse", "me"}};
+  };
+  auto poller = Poller();
+  clock_.Advance(1s);
+  EXPECT_EQ(poller.RunOnce(), 3u);
+  EXPECT_EQ(Get("ex_onboarding_e1")->status, "succeeded");
+  EXPECT_EQ(Get("ex_onboarding_e3")->status, "succeeded");
+  EXPECT_EQ(store::LifecycleRepository(db_).History("ex_onboarding_e3").size(), 8u);
+  auto e = Get("ex_onboarding_e2");
+  EXPECT_EQ(e->status, "succeeded");  // the state the engine reported
+  EXPECT_TRUE(e->output.is_null());
+  EXPECT_EQ(e->error["kind"], "unstorable");
+  EXPECT_NE(e->error["message"].get<std::string>().find("23514"), std::string::npos)
+      << e->error.dump();
+  EXPECT_EQ(InternalErrors("poll", "unstorable"), 1);
+  EXPECT_EQ(poller.RunOnce(), 0u);  // terminal: not polled again
+}
+
+// A start whose engine execution id PostgreSQL cannot store (not valid UTF-8) used to fail the
+// round's UPDATE: every start of the round was made again and again. Now that execution fails
+// with the reason and the others are recorded as started.
+TEST_F(LifecycleFailureTest, AStartOutcomeTheDatabaseRefusesFailsOnlyThatExecution) {
+  AddPending("onboarding", "tenant_a", {"e1", "e2", "e3"});
+  UseTamper({"ex_onboarding_e2"});
+  tamper_->on_start = [](const std::string&, providers::ExecutionResult& result) {
+    result.execution_id += "\xff";
+  };
+  auto dispatcher = Dispatcher();
+  EXPECT_EQ(dispatcher.RunOnce(), 3u);
+  EXPECT_EQ(Get("ex_onboarding_e1")->status, "running");
+  EXPECT_EQ(Get("ex_onboarding_e3")->status, "running");
+  auto e = Get("ex_onboarding_e2");
+  EXPECT_EQ(e->status, "failed");
+  EXPECT_EQ(e->error["kind"], "unstorable");
+  EXPECT_EQ(InternalErrors("dispatch", "unstorable"), 1);
+  EXPECT_EQ(metrics_.transitions.WithLabels({"mock", "running"}).Value(), 2);
+  EXPECT_EQ(dispatcher.RunOnce(), 0u);
+}
+
+// A cancel whose provider call fails with something other than a ProviderError answers
+// "unavailable" (the API's 503) instead of an unclassified exception; the execution stays running.
+TEST_F(LifecycleFailureTest, ACancelThatThrowsSomethingElseIsReportedUnavailable) {
+  mock_->SetDefaultOutcome(Outcome::RunUntilStopped());
+  AddPending("onboarding", "tenant_a", {"e1"});
+  Dispatcher().RunOnce();
+  UseTamper({"ex_onboarding_e1"});
+  tamper_->on_stop = [](const std::string&) { throw std::runtime_error("bad answer"); };
+  ExecutionOperations ops(db_, manager_, clock_);
+  try {
+    ops.Cancel("tenant_a", "prod", "ex_onboarding_e1", "test");
+    FAIL() << "no error";
+  } catch (const OperationError& e) {
+    EXPECT_EQ(e.kind(), OperationError::Kind::kUnavailable);
+  }
+  EXPECT_EQ(Get("ex_onboarding_e1")->status, "running");
 }
 
 }  // namespace

@@ -45,7 +45,11 @@ class ExecutionDispatcher {
                       std::function<double()> jitter);
 
   // One lock-start-record round. Returns how many executions it took (0: nothing due).
-  // Throws StoreError when the database is unavailable.
+  // Throws StoreError when the database is unavailable (also after recording the round's other
+  // outcomes, when reading a definition version failed for that reason: those rows stay due, no
+  // attempt spent). Any other failure of a start is recorded on its execution as an internal
+  // error (retried under the definition's retry policy when retryable, else failed at once) and
+  // counted in workflowd_lifecycle_internal_errors_total.
   // The round takes the offered executions by id (no walk over the tenants x environments, whose
   // cost grows with their number) unless the last round may have left due executions behind,
   // nothing was offered, or the last fair round is fair_interval old: then it is the fair round,
@@ -61,8 +65,13 @@ class ExecutionDispatcher {
   bool MoreDue() const { return more_due_; }
 
  private:
-  // Gives up e.trigger_event (moved into the provider input).
+  // Gives up e.trigger_event (moved into the provider input). Never throws but for a failure
+  // while handling a failure (memory).
   store::DispatchOutcome Start(store::ExecutionRecord& e, const Context& round);
+  // A failed attempt (out.at and out.error set): a retry after a backoff while `retryable` and the
+  // policy allows another attempt, else failed.
+  void Decide(store::DispatchOutcome& out, const store::ExecutionRecord& e,
+              const definitions::RetryPolicy& policy, bool retryable);
 
   DispatcherOptions options_;
   store::LifecycleRepository executions_;
@@ -77,6 +86,8 @@ class ExecutionDispatcher {
   const Clock& clock_;
   std::function<double()> jitter_;
   std::mutex jitter_mu_;
+  std::mutex unavailable_mu_;
+  std::string unavailable_;  // unavailable_mu_: why this round's database reads failed, if they did
   bool more_due_ = false;
   std::mutex offered_mu_;
   std::vector<std::string> offered_;

@@ -43,10 +43,21 @@ struct LifecycleMetrics {
                             "every 5 s, terminal states every minute)",
                             {"state"})),
         timeouts(r.AddCounter("workflowd_execution_timeouts_total",
-                              "Executions stopped because their definition's timeout passed")) {
+                              "Executions stopped because their definition's timeout passed")),
+        internal_errors(r.AddCounter(
+            "workflowd_lifecycle_internal_errors_total",
+            "Dispatch and poll tasks that failed for a reason other than the provider's answer, "
+            "by operation (dispatch, poll) and kind (database, definition: a stored definition "
+            "that no longer loads, unstorable: an outcome the database refused, memory, other); "
+            "each is recorded on its execution",
+            {"operation", "kind"})) {
     for (const char* result : {"started", "retry", "failed"})
       dispatch_attempts.WithLabels({result});
     for (const char* kind : {"fair", "offered"}) dispatch_rounds.WithLabels({kind});
+    for (const char* operation : {"dispatch", "poll"}) {
+      for (const char* kind : {"database", "definition", "unstorable", "memory", "other"})
+        internal_errors.WithLabels({operation, kind});
+    }
   }
 
   metrics::CounterFamily& transitions;
@@ -60,6 +71,7 @@ struct LifecycleMetrics {
   metrics::GaugeFamily& in_flight;
   metrics::GaugeFamily& by_state;
   metrics::Counter& timeouts;
+  metrics::CounterFamily& internal_errors;
 };
 
 }  // namespace workflowd::lifecycle

@@ -51,6 +51,24 @@ std::chrono::milliseconds PollInterval(std::chrono::milliseconds age, std::chron
 // {"code", "message", "retryable"} for storing a provider error.
 nlohmann::json ErrorJson(const providers::ProviderError& error);
 
+// A dispatch or poll task's failure that is not the provider's answer: the database, a stored
+// definition that no longer loads, memory, or a bug. Such a failure is recorded on its execution
+// like a provider error (never thrown out of a task: WorkerPool tasks must not throw).
+struct InternalError {
+  // The metric label: "database" (StoreError), "definition" (a stored definition or its
+  // conditions no longer compile: ValidationError), "memory" (bad_alloc), "other".
+  const char* kind = "other";
+  std::string message;  // valid UTF-8 (ill-formed bytes replaced)
+  // True when the same call may succeed later: the database was unreachable, memory ran out.
+  bool retryable = false;
+};
+
+// The exception being handled, as an InternalError. Call only inside a catch block.
+InternalError CurrentInternalError();
+
+// {"code": "internal_error", "kind", "message", "retryable"} for storing an internal error.
+nlohmann::json ErrorJson(const InternalError& error);
+
 // Step executions derived from the provider's status: StateEntered/StateExited history events
 // (details.state = step id) give running/completed with times. When the execution succeeded,
 // unfinished steps are completed; when it failed, timed out or was cancelled, the step that was

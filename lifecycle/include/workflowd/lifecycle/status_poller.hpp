@@ -14,6 +14,7 @@
 #include "workflowd/common/context.hpp"
 #include "workflowd/common/worker_pool.hpp"
 #include "workflowd/lifecycle/lifecycle_metrics.hpp"
+#include "workflowd/lifecycle/policy.hpp"
 #include "workflowd/lifecycle/workflow_catalog.hpp"
 #include "workflowd/store/database.hpp"
 #include "workflowd/store/lifecycle_repository.hpp"
@@ -35,15 +36,26 @@ class StatusPoller {
   StatusPoller(PollerOptions options, store::Database& db, const providers::Manager& manager,
                WorkflowCatalog& catalog, LifecycleMetrics& metrics, const Clock& clock);
 
-  // One lock-poll-record round. Returns how many executions were polled.
+  // One lock-poll-record round. Returns how many executions were polled. A failed poll leaves its
+  // execution running, polled again after the usual interval (its deadline still applies); one
+  // that is not the provider's (an answer that cannot be handled, memory, a bug) is also recorded
+  // as the execution's error and counted in workflowd_lifecycle_internal_errors_total. Throws
+  // StoreError when the database is unavailable (also after recording the others, when reading a
+  // definition version failed for that reason: those rows stay due).
   size_t RunOnce();
   // Whether the last round's batch was full (more polls may be due): then the next round should
   // run at once.
   bool MoreDue() const { return more_due_; }
 
  private:
-  // nullopt when the round's time is up before the call.
+  // nullopt when the round's time is up before the call, or the database is unavailable. Never
+  // throws but for a failure while handling a failure (memory).
   std::optional<store::PollOutcome> Poll(const store::ExecutionRecord& e, const Context& round);
+  // `out` turned into "still running, poll again at out.next_poll_at", with `error` stored.
+  static store::PollOutcome KeepRunning(const store::ExecutionRecord& e, store::PollOutcome out,
+                                        nlohmann::json error);
+  // True (and remembered for the end of the round) when `failure` means the database is down.
+  bool NoteUnavailable(const InternalError& failure);
 
   PollerOptions options_;
   store::LifecycleRepository executions_;
@@ -55,6 +67,8 @@ class StatusPoller {
   LifecycleMetrics& metrics_;
   const Clock& clock_;
   bool more_due_ = false;
+  std::mutex unavailable_mu_;
+  std::string unavailable_;  // unavailable_mu_: why this round's database reads failed, if they did
   WorkerPool pool_;
 };
 

@@ -38,6 +38,17 @@ struct MatchableDefinition {
   matching::ConditionPtr conditions;
 };
 
+// A stored definition the matching index cannot take: its conditions no longer compile (a stored
+// document from before a change of the condition language, or one written around the API).
+struct SkippedDefinition {
+  std::string id;
+  int64_t version = 0;
+  std::string tenant_id;
+  std::string environment_id;
+  std::string reason;   // "condition" (its conditions do not compile), "document" (other)
+  std::string message;  // why, as the compiler says it (valid UTF-8)
+};
+
 class DefinitionRepository {
  public:
   explicit DefinitionRepository(Database& db, const Clock& clock = SystemClock::Instance());
@@ -56,9 +67,11 @@ class DefinitionRepository {
   // The same definitions as LoadMatchable, one at a time and reduced to what matching needs: rows
   // are fetched in batches through a cursor (one snapshot) and only the needed fields of each
   // document are selected, so memory does not grow with the size of whole documents or with the
-  // number of definitions beyond what `fn` keeps. Throws StoreError, or ConditionError when a
-  // stored document's conditions do not compile.
-  void ForEachMatchable(const std::function<void(MatchableDefinition&&)>& fn);
+  // number of definitions beyond what `fn` keeps. A definition whose conditions do not compile is
+  // handed to `skipped` instead (one such row must not stop every other definition from loading).
+  // Throws StoreError.
+  void ForEachMatchable(const std::function<void(MatchableDefinition&&)>& fn,
+                        const std::function<void(SkippedDefinition&&)>& skipped);
 
   // One definition's current version within its tenant x environment.
   std::optional<definitions::WorkflowDefinition> Get(const std::string& tenant_id,

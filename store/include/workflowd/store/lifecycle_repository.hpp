@@ -105,6 +105,9 @@ struct DispatchRound {
   // Whether due rows may have been left behind: the batch was full or a tenant x environment gave
   // its whole share. When false, the round took every due row it could see.
   bool more = false;
+  // Ids whose outcome the database refused (a value it does not take): recorded as failed with an
+  // internal_error (kind "unstorable") instead, so that the round's other outcomes are kept.
+  std::vector<std::string> unstorable;
 };
 
 // What a poll round locked and what came of it.
@@ -113,7 +116,16 @@ struct PollRound {
   std::vector<PollOutcome> outcomes;        // poll's outcomes
   // The ids whose status changed, with their new status.
   std::vector<std::pair<std::string, std::string>> transitions;
+  // Ids whose outcome the database refused: recorded without the engine's output, steps and
+  // history, with an internal_error (kind "unstorable"), so that the round's others are kept.
+  std::vector<std::string> unstorable;
 };
+
+// `j` as JSON text that jsonb takes: ill-formed UTF-8 replaced by U+FFFD rather than thrown
+// (nlohmann's strict dump()), and the NUL character, which jsonb refuses (SQLSTATE 22P05), by
+// U+FFFD as well. Everything an engine sent (outputs, error texts, step details, history) is
+// written through it.
+std::string StorableJson(const nlohmann::json& j);
 
 class LifecycleRepository {
  public:
