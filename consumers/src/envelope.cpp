@@ -330,31 +330,19 @@ struct PendingData {
   }
 };
 
-// Parses `text` (BOM already stripped) into `out`, valid until the next parse with `parser`. Fails
-// with the reason and detail of ParseJsonWithNlohmann, so too_deep beyond `max_depth` levels.
-//
-// simdjson's depth limit d admits non-empty containers nested at most d - 1 levels (and empty ones
-// d levels): with d = max_depth everything it accepts is within max_depth, and a document at
-// exactly max_depth levels fails with DEPTH_ERROR and goes the slow way (rare: 64 levels by
-// default).
 // True when JSON text `text` holds the escape \u0000 (a NUL character in a string or a member
 // name), which PostgreSQL refuses in jsonb (SQLSTATE 22P05). An escape is real when the run of
 // backslashes that ends right before its "u" is odd ("\\u0000" is a backslash and "u0000").
 // JSON has no other way to spell NUL: a raw zero byte inside a string is not valid JSON.
 bool HasNulEscape(std::string_view text) {
-  constexpr std::string_view kEscape = "\\u0000";
-  const char* const begin = text.data();
-  const char* at = begin;
-  size_t left = text.size();
-  while (left >= kEscape.size()) {
-    const void* found = memmem(at, left, kEscape.data(), kEscape.size());
-    if (found == nullptr) return false;
-    const char* u = static_cast<const char*>(found) + 1;
-    size_t backslashes = 0;
-    for (const char* p = u - 1; p >= begin && *p == '\\'; --p) ++backslashes;
-    if (backslashes % 2 == 1) return true;
-    left -= static_cast<size_t>(u - at);
-    at = u;
+  // Scanned for every record: memchr for backslashes (seldom in JSON, and SIMD in glibc), then a
+  // look at what follows each run of them.
+  const char* p = text.data();
+  const char* const end = p + text.size();
+  while ((p = static_cast<const char*>(memchr(p, '\\', static_cast<size_t>(end - p)))) != nullptr) {
+    const char* run = p;
+    while (p < end && *p == '\\') ++p;
+    if ((p - run) % 2 == 1 && end - p >= 5 && memcmp(p, "u0000", 5) == 0) return true;
   }
   return false;
 }
@@ -365,6 +353,13 @@ Failure NulFailure(std::string_view what) {
       std::string(what) + ": holds a NUL character (\\u0000), which PostgreSQL cannot store"};
 }
 
+// Parses `text` (BOM already stripped) into `out`, valid until the next parse with `parser`. Fails
+// with the reason and detail of ParseJsonWithNlohmann, so too_deep beyond `max_depth` levels.
+//
+// simdjson's depth limit d admits non-empty containers nested at most d - 1 levels (and empty ones
+// d levels): with d = max_depth everything it accepts is within max_depth, and a document at
+// exactly max_depth levels fails with DEPTH_ERROR and goes the slow way (rare: 64 levels by
+// default).
 std::optional<Failure> ParseJson(dom::parser& parser, std::string& reparse_buffer,
                                  std::string_view text, size_t max_depth, std::string_view what,
                                  dom::element& out) {
@@ -830,7 +825,9 @@ class RecordDecoder {
       auto failure = ParseJson(parsers_.value, parsers_.reparse_buffer, StripBom(value),
                                config_.max_json_depth, "value", data);
       if (!failure) return SetJsonData(data);
-      if (has_type) {
+      // JSON with a NUL is a dead letter whether or not it was declared JSON (kept as text, it
+      // would be a different event: its data.* members gone).
+      if (has_type || failure->reason == DeadLetterReason::kNulCharacter) {
         if (failure->reason == DeadLetterReason::kNotJson) {
           failure->reason = DeadLetterReason::kInvalidData;
           failure->detail += " although content-type is JSON";

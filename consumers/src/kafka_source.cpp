@@ -5,8 +5,10 @@
 #include <algorithm>
 #include <array>
 #include <atomic>
+#include <limits>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <utility>
 
@@ -422,6 +424,14 @@ size_t LetterBytes(const DeadLetter& l) {
 
 }  // namespace
 
+void DropDeadLetterValue(DeadLetter& letter) {
+  const size_t value_size = letter.value ? letter.value->size() : 0;
+  if (value_size == 0) return;
+  letter.value->clear();
+  letter.headers.emplace_back("workflowd_dlq_truncated",
+                              "value truncated from " + std::to_string(value_size) + " to 0 bytes");
+}
+
 void FitDeadLetter(DeadLetter& letter, size_t max_bytes) {
   size_t total = LetterBytes(letter);
   if (total <= max_bytes) return;
@@ -459,9 +469,11 @@ size_t DeadLetterMaxBytes(size_t max_record_bytes) {
 
 DeadLetterProducer::DeadLetterProducer(const std::string& brokers, std::string topic,
                                        const std::map<std::string, std::string>& properties,
-                                       size_t max_record_bytes)
+                                       size_t max_record_bytes,
+                                       std::chrono::milliseconds delivery_timeout)
     : topic_(std::move(topic)),
       max_letter_bytes_(DeadLetterMaxBytes(max_record_bytes)),
+      delivery_timeout_(delivery_timeout),
       state_(std::make_unique<State>()) {
   ConfHandle conf(rd_kafka_conf_new());
   std::map<std::string, std::string> props;
@@ -478,7 +490,9 @@ DeadLetterProducer::DeadLetterProducer(const std::string& brokers, std::string t
                              {"enable.idempotence", "true"},
                              {"acks", "all"},
                              {"linger.ms", "5"},
-                             {"message.timeout.ms", "30000"},
+                             // A letter not acknowledged by then is reported failed and the batch
+                             // retried: none stays queued behind a call that gave up.
+                             {"message.timeout.ms", std::to_string(delivery_timeout.count())},
                              // A request carries at least one whole letter and its framing.
                              {"message.max.bytes", std::to_string(max_letter_bytes_ + 4096)}});
   rd_kafka_conf_set_dr_msg_cb(conf.get(), &OnDelivery);
@@ -502,19 +516,32 @@ void DeadLetterProducer::ProduceAll(const std::vector<DeadLetter>& letters,
                                     std::chrono::milliseconds timeout) {
   if (letters.empty()) return;
   // Letters the topic refuses as too large are sent again smaller: first with the value cut to
-  // fit 64 KiB, then without a value. The broker's (or the topic's) message.max.bytes may be
-  // below ours; a dead letter must never stop the stream.
-  const std::array<size_t, 3> limits = {max_letter_bytes_, 64 * 1024, 0};
+  // fit 64 KiB, then without a value, last without the original key and headers too. The
+  // broker's (or the topic's) message.max.bytes may be below ours; a dead letter must never stop
+  // the stream.
+  constexpr size_t kWithoutValue = std::numeric_limits<size_t>::max();
+  const std::array<size_t, 4> limits = {max_letter_bytes_, 64 * 1024, kWithoutValue, 0};
   std::vector<size_t> todo(letters.size());
   for (size_t i = 0; i < todo.size(); ++i) todo[i] = i;
-  auto deadline = std::chrono::steady_clock::now() + timeout;
+  // Every letter is reported by message.timeout.ms (the delivery timeout): waiting a little
+  // longer than the shorter of the two means no copy is left in the queue when a call gives up.
+  auto deadline = std::chrono::steady_clock::now() + std::min(timeout, delivery_timeout_) +
+                  std::chrono::seconds(2);
   for (size_t round = 0; round < limits.size() && !todo.empty(); ++round) {
     auto state = std::make_shared<DeliveryState>(todo.size());
     std::vector<size_t> too_large;
     size_t produced = 0;
     for (size_t k = 0; k < todo.size(); ++k) {
-      DeadLetter letter = letters[todo[k]];
-      FitDeadLetter(letter, limits[round]);
+      // Copied only when it has to be cut (a letter may be up to the record limit).
+      std::optional<DeadLetter> cut;
+      if (limits[round] == kWithoutValue) {
+        cut = letters[todo[k]];
+        DropDeadLetterValue(*cut);
+      } else if (LetterBytes(letters[todo[k]]) > limits[round]) {
+        cut = letters[todo[k]];
+        FitDeadLetter(*cut, limits[round]);
+      }
+      const DeadLetter& letter = cut ? *cut : letters[todo[k]];
       rd_kafka_headers_t* headers = rd_kafka_headers_new(letter.headers.size());
       for (const auto& [name, value] : letter.headers) {
         rd_kafka_header_add(headers, name.data(), static_cast<ssize_t>(name.size()),
@@ -524,7 +551,7 @@ void DeadLetterProducer::ProduceAll(const std::vector<DeadLetter>& letters,
       // The RD_KAFKA_V_* macros cast their arguments: pass plain variables.
       const void* key = letter.key ? letter.key->data() : nullptr;
       size_t key_len = letter.key ? letter.key->size() : 0;
-      void* value = letter.value ? letter.value->data() : nullptr;
+      void* value = letter.value ? const_cast<char*>(letter.value->data()) : nullptr;
       size_t value_len = letter.value ? letter.value->size() : 0;
       auto ref = std::make_unique<DeliveryRef>(DeliveryRef{state, k});
       rd_kafka_resp_err_t err = rd_kafka_producev(
@@ -578,10 +605,12 @@ void DeadLetterProducer::ProduceAll(const std::vector<DeadLetter>& letters,
       throw KafkaError("dead letters not acknowledged by the broker: " + first_error, true);
     }
     if (!too_large.empty() && round + 1 < limits.size()) {
-      spdlog::warn(
-          "{} dead letter(s) refused as too large by {}; sending them again with the "
-          "value cut to {} bytes",
-          too_large.size(), topic_, limits[round + 1]);
+      const size_t next = limits[round + 1];
+      spdlog::warn("{} dead letter(s) refused as too large by {}; sending them again {}",
+                   too_large.size(), topic_,
+                   next == kWithoutValue ? std::string("without their value")
+                   : next == 0 ? std::string("without their value, key and original headers")
+                               : "with the value cut to " + std::to_string(next) + " bytes");
     }
     std::sort(too_large.begin(), too_large.end());
     todo = std::move(too_large);

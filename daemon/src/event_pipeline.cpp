@@ -78,7 +78,8 @@ void EventPipeline::Account(const consumers::BatchPlan& plan, size_t inserted) {
     }
   }
   metrics_.executions_created.Inc(static_cast<double>(inserted));
-  metrics_.executions_duplicate.Inc(static_cast<double>(plan.executions.size() - inserted));
+  metrics_.executions_duplicate.Inc(
+      static_cast<double>(plan.executions.size() - std::min(inserted, plan.executions.size())));
   for (const auto& m : plan.matches) {
     spdlog::debug(
         "event matched: tenant={} environment={} event_id={} event_type={} "
@@ -112,10 +113,8 @@ void EventPipeline::DeadLetterRejected(consumers::BatchPlan& plan,
   std::vector<Refusal> refusals;
   for (const auto& r : rejected) {
     const consumers::RecordRef& source = plan.sources.at(r.index);
-    if (std::any_of(refusals.begin(), refusals.end(), [&](const Refusal& f) {
-          return f.source.offset == source.offset && f.source.partition == source.partition &&
-                 f.source.topic == source.topic;
-        })) {
+    if (std::any_of(refusals.begin(), refusals.end(),
+                    [&](const Refusal& f) { return f.source == source; })) {
       continue;
     }
     const auto& e = plan.executions[r.index];
@@ -141,8 +140,16 @@ size_t EventPipeline::WriteOnce(consumers::BatchPlan& plan,
                                 const std::vector<consumers::ConsumedRecord>& batch,
                                 size_t& dlq_sent, const std::string* copy_text) {
   SendDeadLetters(plan, dlq_sent);
+  // The executions of one record are written or refused together: a record is either wholly
+  // recorded or wholly a dead letter.
+  std::vector<size_t> groups(plan.executions.size());
+  for (size_t i = 1; i < groups.size(); ++i) {
+    const consumers::RecordRef& a = plan.sources[i - 1];
+    const consumers::RecordRef& b = plan.sources[i];
+    groups[i] = a == b ? groups[i - 1] : groups[i - 1] + 1;
+  }
   std::vector<store::RejectedExecution> rejected;
-  size_t inserted = executions_.InsertPending(plan.executions, copy_text, &rejected);
+  size_t inserted = executions_.InsertPending(plan.executions, copy_text, &rejected, groups);
   db_ok_ = true;
   if (!rejected.empty()) DeadLetterRejected(plan, batch, rejected);
   plan.inserted += inserted;

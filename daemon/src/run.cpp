@@ -242,7 +242,8 @@ int RunDaemon(const Config& config) {
   kc.client_id = "workflowd-" + config.instance_id;
   consumers::KafkaEventSource source(kc);
   consumers::DeadLetterProducer dlq(config.kafka.brokers, config.kafka.dlq_topic,
-                                    config.kafka.properties, config.kafka.max_record_bytes);
+                                    config.kafka.properties, config.kafka.max_record_bytes,
+                                    EventPipelineOptions{}.dead_letter_timeout);
   store::Database db(config.database.url, config.database.connect_timeout);
   store::ExecutionRepository executions(db);
 

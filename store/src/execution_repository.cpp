@@ -1,5 +1,6 @@
 #include "workflowd/store/execution_repository.hpp"
 
+#include <algorithm>
 #include <pqxx/subtransaction>
 #include <pqxx/tablewriter>
 #include <span>
@@ -91,17 +92,21 @@ bool CopyAll(pqxx::work& w, const std::string& copy_text) {
   }
 }
 
-size_t InsertSkippingExisting(pqxx::transaction_base& w, std::span<const NewExecution> executions,
-                              std::span<const std::string> documents) {
-  // One multi-row INSERT: a single round trip, values quoted by libpq.
+// Inserts the rows `rows` (indices into `executions`) with one multi-row INSERT ... ON CONFLICT
+// DO NOTHING: a single round trip, values quoted by libpq.
+size_t InsertSkippingExisting(pqxx::transaction_base& w,
+                              const std::vector<NewExecution>& executions,
+                              const std::vector<std::string>& documents,
+                              std::span<const size_t> rows) {
   std::string sql =
       "INSERT INTO workflow_executions (id, tenant_id, environment_id, workflow_id, "
       "workflow_name, definition_version, provider, trigger_type, trigger_event_id, "
       "trigger_event) VALUES ";
-  sql.reserve(sql.size() + executions.size() * 512);
-  for (size_t i = 0; i < executions.size(); ++i) {
+  sql.reserve(sql.size() + rows.size() * 512);
+  for (size_t k = 0; k < rows.size(); ++k) {
+    const size_t i = rows[k];
     const auto& e = executions[i];
-    if (i > 0) sql += ',';
+    if (k > 0) sql += ',';
     sql += '(';
     sql += w.quote(e.id) + ',' + w.quote(e.tenant_id) + ',' + w.quote(e.environment_id) + ',' +
            w.quote(e.workflow_id) + ',' + w.quote(e.workflow_name) + ',' +
@@ -113,6 +118,12 @@ size_t InsertSkippingExisting(pqxx::transaction_base& w, std::span<const NewExec
   return static_cast<size_t>(w.exec(sql).affected_rows());
 }
 
+std::vector<size_t> AllRows(size_t n) {
+  std::vector<size_t> rows(n);
+  for (size_t i = 0; i < n; ++i) rows[i] = i;
+  return rows;
+}
+
 // The first line of a PostgreSQL error message (libpq appends detail and hint lines, which may
 // quote the row).
 std::string FirstLine(const char* message) {
@@ -122,30 +133,73 @@ std::string FirstLine(const char* message) {
   return std::string(text.substr(0, text.find('\n')));
 }
 
-// Inserts rows [from, from + count) with ON CONFLICT DO NOTHING, each attempt in a savepoint;
-// when PostgreSQL refuses the rows with a data error, the range is split in two and each half
-// tried again, down to the single rows it refuses, which go to `rejected`. A batch with one bad
-// row among n costs about 2 log2(n) statements. Other errors propagate.
+// Rows written or refused together: [from, from + count).
+struct RowGroup {
+  size_t from = 0;
+  size_t count = 0;
+};
+
+// Inserts the groups `part` with ON CONFLICT DO NOTHING, each attempt in a savepoint; when
+// PostgreSQL refuses them with a data error, `part` is split in two and each half tried again,
+// down to the single groups it refuses, whose rows go to `rejected`. A batch with one bad group
+// among n costs about 2 log2(n) statements. Other errors propagate.
 size_t InsertFindingRejected(pqxx::work& w, const std::vector<NewExecution>& executions,
-                             const std::vector<std::string>& documents, size_t from, size_t count,
+                             const std::vector<std::string>& documents,
+                             std::span<const RowGroup> part,
                              std::vector<RejectedExecution>& rejected) {
-  if (count == 0) return 0;
+  if (part.empty()) return 0;
+  std::vector<size_t> rows;
+  for (const RowGroup& g : part) {
+    for (size_t i = g.from; i < g.from + g.count; ++i) rows.push_back(i);
+  }
   try {
     pqxx::subtransaction attempt(w, "insert_executions");
-    size_t inserted = InsertSkippingExisting(attempt, std::span(executions).subspan(from, count),
-                                             std::span(documents).subspan(from, count));
+    size_t inserted = InsertSkippingExisting(attempt, executions, documents, rows);
     attempt.commit();
     return inserted;
   } catch (const pqxx::sql_error& e) {
     if (!IsDataError(e.sqlstate())) throw;
-    if (count == 1) {
-      rejected.push_back({from, e.sqlstate(), FirstLine(e.what())});
+    if (part.size() == 1) {
+      for (size_t i : rows) rejected.push_back({i, e.sqlstate(), FirstLine(e.what())});
       return 0;
     }
   }
-  size_t half = count / 2;
-  return InsertFindingRejected(w, executions, documents, from, half, rejected) +
-         InsertFindingRejected(w, executions, documents, from + half, count - half, rejected);
+  size_t half = part.size() / 2;
+  return InsertFindingRejected(w, executions, documents, part.first(half), rejected) +
+         InsertFindingRejected(w, executions, documents, part.subspan(half), rejected);
+}
+
+bool HoldsNul(const NewExecution& e) {
+  for (const std::string* s :
+       {&e.id, &e.tenant_id, &e.environment_id, &e.workflow_id, &e.workflow_name, &e.provider,
+        &e.trigger_type, &e.trigger_event_id}) {
+    if (s->find('\0') != std::string::npos) return true;
+  }
+  return false;
+}
+
+// The groups of `executions` (consecutive rows with the same number in `groups`, or one row each
+// when `groups` is empty); a group with a NUL in a text value is refused at once (22021, as COPY
+// does): libpq's quoting would cut the value at the NUL instead.
+std::vector<RowGroup> GroupsToTry(const std::vector<NewExecution>& executions,
+                                  std::span<const size_t> groups,
+                                  std::vector<RejectedExecution>& rejected) {
+  std::vector<RowGroup> out;
+  for (size_t i = 0; i < executions.size();) {
+    size_t j = i + 1;
+    while (!groups.empty() && j < executions.size() && groups[j] == groups[i]) ++j;
+    bool nul = false;
+    for (size_t k = i; k < j; ++k) nul = nul || HoldsNul(executions[k]);
+    if (nul) {
+      for (size_t k = i; k < j; ++k) {
+        rejected.push_back({k, "22021", "a text value holds a NUL character (0x00)"});
+      }
+    } else {
+      out.push_back({i, j - i});
+    }
+    i = j;
+  }
+  return out;
 }
 
 }  // namespace
@@ -182,7 +236,8 @@ std::string ExecutionRepository::CopyText(const std::vector<NewExecution>& execu
 
 size_t ExecutionRepository::InsertPending(const std::vector<NewExecution>& executions,
                                           const std::string* copy_text,
-                                          std::vector<RejectedExecution>* rejected) {
+                                          std::vector<RejectedExecution>* rejected,
+                                          std::span<const size_t> groups) {
   if (executions.empty()) return 0;
   std::string own_text;
   if (copy_text == nullptr) {
@@ -205,8 +260,14 @@ size_t ExecutionRepository::InsertPending(const std::vector<NewExecution>& execu
       if (rejected == nullptr || !IsDataError(e.sqlstate())) throw;
     }
     const std::vector<std::string> documents = TriggerEventTexts(executions);
-    if (rejected == nullptr) return InsertSkippingExisting(w, executions, documents);
-    return InsertFindingRejected(w, executions, documents, 0, executions.size(), *rejected);
+    if (rejected == nullptr) {
+      return InsertSkippingExisting(w, executions, documents, AllRows(executions.size()));
+    }
+    const std::vector<RowGroup> to_try = GroupsToTry(executions, groups, *rejected);
+    const size_t inserted = InsertFindingRejected(w, executions, documents, to_try, *rejected);
+    std::sort(rejected->begin(), rejected->end(),
+              [](const auto& a, const auto& b) { return a.index < b.index; });
+    return inserted;
   });
 }
 

@@ -110,6 +110,32 @@ TEST_F(ExecutionRepositoryTest, RecordedRowsNewRowsAndARefusedRowInOneBatch) {
   EXPECT_EQ(rejected[0].index, 4u);
 }
 
+TEST_F(ExecutionRepositoryTest, RowsOfOneGroupAreWrittenOrRefusedTogether) {
+  // Two events of two executions each, and one of one; the second event's first row is refused
+  // by a constraint, its second row would be accepted: neither is written.
+  test_db_.Exec("ALTER TABLE workflow_executions ADD CONSTRAINT no_ex_3 CHECK (id <> 'ex_3')");
+  std::vector<NewExecution> rows = {Row(1), Row(2), Row(3), Row(4), Row(5)};
+  const std::vector<size_t> groups = {0, 0, 1, 1, 2};
+  std::vector<RejectedExecution> rejected;
+  EXPECT_EQ(repo_.InsertPending(rows, nullptr, &rejected, groups), 3u);
+  ASSERT_EQ(rejected.size(), 2u);
+  EXPECT_EQ(rejected[0].index, 2u);
+  EXPECT_EQ(rejected[1].index, 3u);
+  EXPECT_EQ(StoredIds(), (std::set<std::string>{"ex_1", "ex_2", "ex_5"}));
+}
+
+TEST_F(ExecutionRepositoryTest, ANulInATextValueIsRefusedNotCut) {
+  // libpq's quoting stops at a NUL: the INSERT would store a cut value instead of refusing it.
+  std::vector<NewExecution> rows = {Row(1), Row(2), Row(3)};
+  rows[1].trigger_event_id = std::string("evt-2\0tail", 10);
+  std::vector<RejectedExecution> rejected;
+  EXPECT_EQ(repo_.InsertPending(rows, nullptr, &rejected), 2u);
+  ASSERT_EQ(rejected.size(), 1u);
+  EXPECT_EQ(rejected[0].index, 1u);
+  EXPECT_EQ(rejected[0].sqlstate, "22021");
+  EXPECT_EQ(StoredIds(), (std::set<std::string>{"ex_1", "ex_3"}));
+}
+
 TEST_F(ExecutionRepositoryTest, AConstraintViolationIsARefusedRowToo) {
   test_db_.Exec(
       "ALTER TABLE workflow_executions ADD CONSTRAINT no_poison "

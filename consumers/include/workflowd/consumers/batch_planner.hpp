@@ -36,6 +36,7 @@ struct RecordRef {
   bool Is(const RawRecord& record) const {
     return record.offset == offset && record.partition == partition && record.topic == topic;
   }
+  bool operator==(const RecordRef&) const = default;
 };
 
 struct BatchPlan {

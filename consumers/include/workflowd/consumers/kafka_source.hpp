@@ -134,17 +134,21 @@ void FitDeadLetter(DeadLetter& letter, size_t max_bytes);
 // Produces dead letters and waits until the broker acknowledged each of them (idempotent producer,
 // acks=all), so an offset is only committed once its dead letter is durable. A letter above
 // DeadLetterMaxBytes is cut to fit (FitDeadLetter); one the broker refuses as too large is sent
-// again with its value cut to 64 KiB, then without a value.
+// again with its value cut to 64 KiB, then without a value, then without its original key and
+// headers (workflowd's own headers always stay).
 class DeadLetterProducer {
  public:
+  // `delivery_timeout`: how long librdkafka tries to deliver a letter (message.timeout.ms).
   DeadLetterProducer(const std::string& brokers, std::string topic,
                      const std::map<std::string, std::string>& properties,
-                     size_t max_record_bytes = 1 << 20);
+                     size_t max_record_bytes = 1 << 20,
+                     std::chrono::milliseconds delivery_timeout = std::chrono::seconds(10));
   ~DeadLetterProducer();
   DeadLetterProducer(const DeadLetterProducer&) = delete;
   DeadLetterProducer& operator=(const DeadLetterProducer&) = delete;
 
-  // Throws KafkaError (retryable) when not every letter was acknowledged within `timeout`.
+  // Throws KafkaError (retryable) when not every letter was acknowledged within `timeout` (at
+  // most the delivery timeout and 2 s more: librdkafka has reported every letter by then).
   void ProduceAll(const std::vector<DeadLetter>& letters, std::chrono::milliseconds timeout);
 
   const std::string& topic() const { return topic_; }
@@ -155,6 +159,7 @@ class DeadLetterProducer {
  private:
   std::string topic_;
   size_t max_letter_bytes_;
+  std::chrono::milliseconds delivery_timeout_;
   std::unique_ptr<State> state_;
 };
 

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <nlohmann/json.hpp>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -47,11 +48,14 @@ class ExecutionRepository {
   // `copy_text`: CopyText(executions) when the caller rendered it ahead (e.g. while the previous
   // batch was being written); computed here when null.
   // `rejected`: when given, rows PostgreSQL refuses with a data error (IsDataError) are found
-  // (the batch is bisected inside the transaction, with savepoints) and left out, reported there,
-  // and the other rows are committed; when null, such an error throws like any other.
+  // (the batch is bisected inside the transaction, with savepoints) and left out, reported there
+  // (by index), and the other rows are committed; when null, such an error throws like any other.
+  // `groups`: empty, or one number per row; consecutive rows with the same number (e.g. the
+  // executions of one event) are written or refused together.
   size_t InsertPending(const std::vector<NewExecution>& executions,
                        const std::string* copy_text = nullptr,
-                       std::vector<RejectedExecution>* rejected = nullptr);
+                       std::vector<RejectedExecution>* rejected = nullptr,
+                       std::span<const size_t> groups = {});
 
   // The rows in PostgreSQL COPY text format, one line each, ready for InsertPending.
   static std::string CopyText(const std::vector<NewExecution>& executions);
