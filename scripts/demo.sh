@@ -157,8 +157,10 @@ else
 fi
 eval "$(scripts/services.sh env)"
 
-# examples/workflowd.yaml describes a production deployment; the environment points it at the local
-# services (every setting section.key can be overridden by WORKFLOWD_SECTION_KEY).
+# examples/workflowd.yaml describes a production deployment, except that it turns the mock engine
+# on (providers.mock.enabled: true; off by default) for the example definitions (provider: mock);
+# the environment points it at the local services (every setting section.key can be overridden by
+# WORKFLOWD_SECTION_KEY). `definitions validate` reads it too (WORKFLOWD_CONFIG).
 export WORKFLOWD_CONFIG="${CONFIG}"
 export WORKFLOWD_DATABASE_URL="${WORKFLOWD_TEST_PG_DSN}"
 export WORKFLOWD_KAFKA_BROKERS="${WORKFLOWD_TEST_KAFKA_BROKERS}"

@@ -5,6 +5,7 @@
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <iostream>
 #include <sstream>
@@ -29,10 +30,28 @@ namespace workflowd::daemon {
 namespace {
 
 // Loads the config for a verb; `database_url` from the command line wins over everything.
-Config LoadFor(const std::string& config_path, const std::string& database_url) {
+Config LoadFor(const std::string& config_path, const std::string& database_url,
+               ConfigUse use = ConfigUse::kConnect) {
   Environment env = ProcessEnvironment();
   if (!database_url.empty()) env["WORKFLOWD_DATABASE_URL"] = database_url;
-  return LoadConfig(config_path, env);
+  return LoadConfig(config_path, env, use);
+}
+
+// The process list (ps, /proc/PID/cmdline) shows every argument to every local user for as long as
+// the process runs. Overwriting the URL's bytes in argv hides it from what is read later; it was
+// visible until now, hence the warning as well.
+void HideDatabaseUrlArgument(int argc, char** argv) {
+  constexpr std::string_view kOption = "--database-url";
+  for (int i = 1; i < argc; ++i) {
+    std::string_view arg = argv[i];
+    char* value = nullptr;
+    if (arg == kOption && i + 1 < argc) {
+      value = argv[++i];
+    } else if (arg.rfind(std::string(kOption) + "=", 0) == 0) {
+      value = argv[i] + kOption.size() + 1;
+    }
+    if (value != nullptr) std::fill(value, value + std::strlen(value), 'x');
+  }
 }
 
 int Migrate(const Config& config) {
@@ -80,8 +99,10 @@ std::optional<matching::FieldError> ProviderProblem(
     return matching::FieldError{
         "provider",
         "\"" + definition.provider + "\" is not available (" +
-            (available.empty() ? std::string("no provider is enabled")
-                               : "available: " + fmt::format("{}", fmt::join(available, ", "))) +
+            (available.empty()
+                 ? std::string("no provider is enabled: turn one on in the configuration, e.g. "
+                               "providers.mock.enabled: true for the demo engine")
+                 : "available: " + fmt::format("{}", fmt::join(available, ", "))) +
             "); its executions would fail"};
   }
   try {
@@ -96,13 +117,15 @@ std::optional<matching::FieldError> ProviderProblem(
 // Parses and validates every file, the definitions' providers' checks included; prints each
 // problem. Returns the definitions when all are valid.
 std::optional<std::vector<definitions::WorkflowDefinition>> LoadDefinitionFiles(
-    const std::vector<std::string>& files, const providers::Registry& providers) {
+    const std::vector<std::string>& files, const providers::Registry& providers,
+    const std::string& default_provider) {
+  const definitions::LoadOptions options{default_provider};
   std::vector<definitions::WorkflowDefinition> all;
   bool ok = true;
   for (const auto& file : files) {
     bool file_ok = true;
     try {
-      auto defs = definitions::DefinitionsFromYamlOrJson(ReadFile(file), file);
+      auto defs = definitions::DefinitionsFromYamlOrJson(ReadFile(file), file, options);
       for (size_t i = 0; i < defs.size(); ++i) {
         auto problems = definitions::DefinitionProblems(defs[i]);
         if (problems.empty()) {
@@ -225,7 +248,8 @@ int RunCli(int argc, char** argv) {
                     "Config file, YAML or JSON (default: $WORKFLOWD_CONFIG; settings also come "
                     "from WORKFLOWD_* variables)");
     cmd->add_option("--database-url", database_url,
-                    "PostgreSQL URL (default: $WORKFLOWD_DATABASE_URL or database.url_file)");
+                    "PostgreSQL URL (default: $WORKFLOWD_DATABASE_URL or database.url_file). "
+                    "Shown in the process list: prefer the variable or the file");
   };
 
   auto* version = app.add_subcommand("version", "Print the version and exit");
@@ -246,6 +270,10 @@ int RunCli(int argc, char** argv) {
       "Check definition files (JSON or YAML; one definition, a list, or "
       "{\"definitions\": [...]}); exits 1 and names every problem when invalid");
   validate->add_option("files", files, "Definition files ('-' for stdin)")->required();
+  validate->add_option("-c,--config", config_path,
+                       "Config file whose providers.* settings the definitions are checked "
+                       "against (default: $WORKFLOWD_CONFIG; also WORKFLOWD_* variables); no "
+                       "database is needed");
   auto* apply = defs->add_subcommand(
       "apply",
       "Validate definition files, then create or update them in the database for "
@@ -291,10 +319,21 @@ int RunCli(int argc, char** argv) {
     std::cout << "workflowd " << WORKFLOWD_VERSION << "\n";
     return 0;
   }
-  // Offline: the providers of the default configuration.
-  if (validate->parsed())
-    return LoadDefinitionFiles(files, *ProviderRegistryFor(Config{}, true)) ? 0 : 1;
+  // Offline: the providers (and default provider) of the configuration, without its database.
+  if (validate->parsed()) {
+    Config config;
+    try {
+      config = LoadFor(config_path, "", ConfigUse::kOffline);
+    } catch (const ConfigError& e) {
+      std::cerr << "workflowd: " << e.what() << "\n";
+      return 2;
+    }
+    return LoadDefinitionFiles(files, *ProviderRegistryFor(config, true), config.default_provider)
+               ? 0
+               : 1;
+  }
 
+  if (!database_url.empty()) HideDatabaseUrlArgument(argc, argv);
   Config config;
   try {
     config = LoadFor(config_path, database_url);
@@ -303,6 +342,13 @@ int RunCli(int argc, char** argv) {
     return 2;
   }
   SetupLogging(config.log.level, config.log.format);
+  if (!database_url.empty()) {
+    spdlog::warn(
+        "--database-url puts the database URL, password included, in the process list (ps, "
+        "/proc/PID/cmdline) where every local user can read it; set WORKFLOWD_DATABASE_URL or "
+        "database.url_file (a file only workflowd can read, e.g. a systemd credential or a "
+        "Kubernetes secret) instead");
+  }
 
   if (check->parsed()) {
     std::cout << DescribeConfig(config);
@@ -310,7 +356,8 @@ int RunCli(int argc, char** argv) {
   }
   if (migrate->parsed()) return Migrate(config);
   if (apply->parsed()) {
-    auto loaded = LoadDefinitionFiles(files, *ProviderRegistryFor(config, true));
+    auto loaded =
+        LoadDefinitionFiles(files, *ProviderRegistryFor(config, true), config.default_provider);
     if (!loaded) return 1;
     try {
       store::Database db(config.database.url, config.database.connect_timeout);

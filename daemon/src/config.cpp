@@ -1,11 +1,14 @@
 #include "workflowd/daemon/config.hpp"
 
+#include <libpq-fe.h>
 #include <unistd.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
 #include <fstream>
 #include <functional>
+#include <memory>
+#include <optional>
 #include <set>
 #include <sstream>
 
@@ -189,6 +192,8 @@ const std::vector<Setting>& Settings() {
            DurationSetterOf([](Config & c) -> auto& { return c.poll.min_interval; }));
     scalar("poll.max_interval", Kind::kDuration,
            DurationSetterOf([](Config & c) -> auto& { return c.poll.max_interval; }));
+    scalar("providers.default", Kind::kString,
+           StringSetter([](Config& c) -> std::string& { return c.default_provider; }));
     boolean("providers.mock.enabled", [](Config& c) -> bool& { return c.mock_provider.enabled; });
     scalar("providers.mock.start_log", Kind::kString,
            StringSetter([](Config& c) -> std::string& { return c.mock_provider.start_log; }));
@@ -245,9 +250,188 @@ std::string EnvName(const std::string& path) {
   return out;
 }
 
-bool IsSecretProperty(const std::string& key) {
-  return key.find("password") != std::string::npos || key.find("secret") != std::string::npos ||
-         key == "sasl.jaas.config" || key == "ssl.key.pem" || key == "ssl_key";
+struct ConninfoDeleter {
+  void operator()(PQconninfoOption* options) const { PQconninfoFree(options); }
+};
+using ConninfoOptions = std::unique_ptr<PQconninfoOption, ConninfoDeleter>;
+
+// libpq's reading of a connection string (only what the string sets: no defaults, no
+// environment), or null when libpq refuses it.
+ConninfoOptions ParseConninfo(const std::string& conninfo) {
+  char* error = nullptr;
+  ConninfoOptions options(PQconninfoParse(conninfo.c_str(), &error));
+  if (error != nullptr) PQfreemem(error);
+  return options;
+}
+
+// libpq marks the options it never shows with dispchar "*" (password, sslpassword); the names are
+// listed as well in case a libpq marks them otherwise.
+bool IsSecretConninfoOption(const PQconninfoOption& o) {
+  const std::string_view keyword(o.keyword);
+  return (o.dispchar != nullptr && o.dispchar[0] == '*') || keyword == "password" ||
+         keyword == "sslpassword";
+}
+
+std::set<std::string> SecretConninfoKeywords(const PQconninfoOption* options) {
+  std::set<std::string> out;
+  for (const PQconninfoOption* o = options; o->keyword != nullptr; ++o) {
+    if (IsSecretConninfoOption(*o)) out.insert(o->keyword);
+  }
+  return out;
+}
+
+bool IsSpace(char c) { return std::isspace(static_cast<unsigned char>(c)) != 0; }
+
+// The key=value form with the values of `secret` keywords replaced by ***, scanned the way libpq's
+// conninfo_parse does (blanks around '=', single-quoted values, backslash escapes); nullopt where
+// libpq would refuse the string.
+std::optional<std::string> MaskKeyValuePairs(const std::string& s,
+                                             const std::set<std::string>& secret) {
+  std::string out;
+  size_t i = 0;
+  const size_t n = s.size();
+  while (i < n) {
+    if (IsSpace(s[i])) {
+      out += s[i++];
+      continue;
+    }
+    const size_t keyword_start = i;
+    while (i < n && s[i] != '=' && !IsSpace(s[i])) ++i;
+    const std::string keyword = s.substr(keyword_start, i - keyword_start);
+    out += keyword;
+    while (i < n && IsSpace(s[i])) out += s[i++];
+    if (i == n || s[i] != '=') return std::nullopt;
+    out += s[i++];
+    while (i < n && IsSpace(s[i])) out += s[i++];
+    const size_t value_start = i;
+    if (i < n && s[i] == '\'') {
+      for (++i;; ++i) {
+        if (i >= n) return std::nullopt;  // unterminated quote
+        if (s[i] == '\\') {
+          ++i;
+        } else if (s[i] == '\'') {
+          ++i;
+          break;
+        }
+      }
+    } else {
+      for (; i < n && !IsSpace(s[i]); ++i) {
+        if (s[i] == '\\') ++i;
+      }
+    }
+    i = std::min(i, n);
+    out += secret.contains(keyword) ? std::string("***") : s.substr(value_start, i - value_start);
+  }
+  return out;
+}
+
+// Decodes %XX escapes as libpq does in URIs; nullopt on a malformed escape.
+std::optional<std::string> PercentDecode(std::string_view s) {
+  std::string out;
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (s[i] != '%') {
+      out += s[i];
+      continue;
+    }
+    if (i + 2 >= s.size()) return std::nullopt;
+    auto hex = [](char c) -> int {
+      if (c >= '0' && c <= '9') return c - '0';
+      if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+      if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+      return -1;
+    };
+    const int hi = hex(s[i + 1]), lo = hex(s[i + 2]);
+    if (hi < 0 || lo < 0) return std::nullopt;
+    out += static_cast<char>(hi * 16 + lo);
+    i += 2;
+  }
+  return out;
+}
+
+size_t UriPrefixLength(const std::string& s) {
+  for (std::string_view prefix : {"postgresql://", "postgres://"}) {
+    if (s.rfind(prefix, 0) == 0) return prefix.size();
+  }
+  return 0;
+}
+
+// The URI form (postgresql://user:password@host/db?param=value&...) with the password of the user
+// part and the values of `secret` query parameters replaced by ***, split where libpq's
+// conninfo_uri_parse_options splits it: the user part ends at the first '@' met before any '/',
+// the password starts at its first ':'; the query starts at the first '?' after it.
+std::optional<std::string> MaskUri(const std::string& s, const std::set<std::string>& secret) {
+  const size_t start = UriPrefixLength(s);
+  std::string out = s.substr(0, start);
+  size_t p = start;
+  while (p < s.size() && s[p] != '@' && s[p] != '/') ++p;
+  size_t rest = start;
+  if (p < s.size() && s[p] == '@') {
+    const size_t colon = s.find(':', start);
+    if (colon < p && colon + 1 < p) {
+      out += s.substr(start, colon + 1 - start) + "***";
+    } else {
+      out += s.substr(start, p - start);
+    }
+    rest = p;
+  }
+  const size_t query = s.find('?', rest);
+  out += s.substr(rest, query == std::string::npos ? std::string::npos : query + 1 - rest);
+  if (query == std::string::npos) return out;
+  std::string_view params = std::string_view(s).substr(query + 1);
+  bool first = true;
+  while (true) {
+    const size_t amp = params.find('&');
+    const std::string_view param = params.substr(0, amp);
+    if (!first) out += '&';
+    first = false;
+    const size_t eq = param.find('=');
+    const auto keyword = PercentDecode(param.substr(0, eq));
+    if (!keyword) return std::nullopt;
+    if (eq != std::string_view::npos && secret.contains(*keyword)) {
+      out += std::string(param.substr(0, eq + 1)) + "***";
+    } else {
+      out += param;
+    }
+    if (amp == std::string_view::npos) break;
+    params.remove_prefix(amp + 1);
+  }
+  return out;
+}
+
+// Whether libpq reads `masked` as it reads `original` except that every secret reads "***".
+bool MaskedAsExpected(const PQconninfoOption* original, const std::string& masked) {
+  const ConninfoOptions again = ParseConninfo(masked);
+  if (!again) return false;
+  const PQconninfoOption* a = original;
+  const PQconninfoOption* b = again.get();
+  for (; a->keyword != nullptr && b->keyword != nullptr; ++a, ++b) {
+    if (std::string_view(a->keyword) != b->keyword) return false;
+    if ((a->val == nullptr) != (b->val == nullptr)) return false;
+    if (a->val == nullptr) continue;
+    const std::string_view expected = IsSecretConninfoOption(*a) ? "***" : a->val;
+    if (expected != b->val) return false;
+  }
+  return a->keyword == nullptr && b->keyword == nullptr;
+}
+
+// key='value' pairs of what libpq read, secrets as ***.
+std::string RebuiltConninfo(const PQconninfoOption* options) {
+  std::string out;
+  for (const PQconninfoOption* o = options; o->keyword != nullptr; ++o) {
+    if (o->val == nullptr) continue;
+    out += (out.empty() ? "" : " ") + std::string(o->keyword) + "=";
+    if (IsSecretConninfoOption(*o)) {
+      out += "***";
+      continue;
+    }
+    out += '\'';
+    for (const char* c = o->val; *c != '\0'; ++c) {
+      if (*c == '\'' || *c == '\\') out += '\\';
+      out += *c;
+    }
+    out += '\'';
+  }
+  return out;
 }
 
 std::string ScalarText(const YAML::Node& node) { return node.as<std::string>(); }
@@ -306,7 +490,7 @@ void ApplyYaml(Config& config, const YAML::Node& node, const std::string& prefix
           std::string k = p.first.as<std::string>();
           if (!p.second.IsScalar()) {
             problems.push_back(path + "." + k + ": expected a string value");
-          } else if (IsSecretProperty(k)) {
+          } else if (IsSecretKafkaProperty(k)) {
             std::string env = "WORKFLOWD_KAFKA_PROPERTY_";
             for (char c : k) env += c == '.' ? '_' : static_cast<char>(std::toupper(c));
             problems.push_back(path + "." + k +
@@ -384,21 +568,41 @@ void ReadPropertiesFile(Config& config, Problems& problems) {
   }
 }
 
-void Validate(Config& config, Problems& problems) {
-  if (config.database.url.empty() && !config.database.url_file.empty()) {
-    config.database.url =
-        Trim(ReadSecretFile(config.database.url_file, "database.url_file", problems));
-  }
-  if (config.database.url.empty()) {
+void ValidateProviders(const Config& config, Problems& problems) {
+  const std::string& name = config.default_provider;
+  if (name.empty()) return;
+  const auto& known = KnownProviders();
+  if (std::find(known.begin(), known.end(), name) == known.end()) {
+    std::string list;
+    for (const auto& k : known) list += (list.empty() ? "" : ", ") + k;
+    problems.push_back("providers.default: \"" + name +
+                       "\" is not a workflow provider of this build (known: " + list + ")");
+  } else if (name == "mock" && !config.mock_provider.enabled) {
     problems.push_back(
-        "database.url: not set; set WORKFLOWD_DATABASE_URL (e.g. "
-        "postgresql://workflowd:PASSWORD@127.0.0.1:5432/workflowd) or database.url_file");
-  } else if (config.database.url.rfind("postgresql://", 0) != 0 &&
-             config.database.url.rfind("postgres://", 0) != 0 &&
-             config.database.url.find('=') == std::string::npos) {
-    problems.push_back("database.url: expected a postgresql:// URL or a libpq key=value string");
+        "providers.default: \"mock\" is not enabled; turn it on (providers.mock.enabled: true, "
+        "for demos and tests only) or name the provider of a real engine");
   }
-  ReadPropertiesFile(config, problems);
+}
+
+void Validate(Config& config, Problems& problems, ConfigUse use) {
+  if (use == ConfigUse::kConnect) {
+    if (config.database.url.empty() && !config.database.url_file.empty()) {
+      config.database.url =
+          Trim(ReadSecretFile(config.database.url_file, "database.url_file", problems));
+    }
+    if (config.database.url.empty()) {
+      problems.push_back(
+          "database.url: not set; set WORKFLOWD_DATABASE_URL (e.g. "
+          "postgresql://workflowd:PASSWORD@127.0.0.1:5432/workflowd) or database.url_file");
+    } else if (!ParseConninfo(config.database.url)) {
+      // libpq's own message is not repeated: it may quote a piece of the string (a password).
+      problems.push_back(
+          "database.url: not a connection string libpq accepts; expected a postgresql:// URL or "
+          "libpq key=value pairs (values with spaces in single quotes)");
+    }
+    ReadPropertiesFile(config, problems);
+  }
+  ValidateProviders(config, problems);
   if (config.kafka.brokers.empty()) problems.push_back("kafka.brokers: must not be empty");
   if (config.kafka.group_id.empty()) problems.push_back("kafka.group_id: must not be empty");
   if (config.kafka.topics.empty()) problems.push_back("kafka.topics: at least one topic is needed");
@@ -478,7 +682,8 @@ Environment ProcessEnvironment() {
   return env;
 }
 
-Config ParseConfig(const std::string& text, const std::string& source, const Environment& env) {
+Config ParseConfig(const std::string& text, const std::string& source, const Environment& env,
+                   ConfigUse use) {
   Config config;
   Problems problems;
   g_problems = &problems;
@@ -497,33 +702,48 @@ Config ParseConfig(const std::string& text, const std::string& source, const Env
     }
   }
   ApplyEnvironment(config, env, problems);
-  Validate(config, problems);
+  Validate(config, problems, use);
   g_problems = nullptr;
   if (!problems.empty()) throw ConfigError(std::move(problems));
   return config;
 }
 
-Config LoadConfig(const std::string& path, const Environment& env) {
-  if (path.empty()) return ParseConfig("", "defaults", env);
+Config LoadConfig(const std::string& path, const Environment& env, ConfigUse use) {
+  if (path.empty()) return ParseConfig("", "defaults", env, use);
   std::ifstream in(path);
   if (!in) throw ConfigError({path + ": cannot read the config file"});
   std::stringstream ss;
   ss << in.rdbuf();
-  return ParseConfig(ss.str(), path, env);
+  return ParseConfig(ss.str(), path, env, use);
 }
 
 std::string MaskUrl(const std::string& url) {
-  auto scheme = url.find("://");
-  auto at = url.rfind('@');
-  if (scheme == std::string::npos || at == std::string::npos || at < scheme) {
-    auto pw = url.find("password=");
-    if (pw == std::string::npos) return url;
-    auto end = url.find(' ', pw);
-    return url.substr(0, pw + 9) + "***" + (end == std::string::npos ? "" : url.substr(end));
+  const ConninfoOptions options = ParseConninfo(url);
+  if (!options) return "***";  // never printed raw: where a password ends is unknown
+  bool has_secret = false;
+  for (const PQconninfoOption* o = options.get(); o->keyword != nullptr; ++o) {
+    has_secret = has_secret || (o->val != nullptr && IsSecretConninfoOption(*o));
   }
-  auto colon = url.find(':', scheme + 3);
-  if (colon == std::string::npos || colon > at) return url;
-  return url.substr(0, colon + 1) + "***" + url.substr(at);
+  if (!has_secret) return url;
+  const std::set<std::string> secret = SecretConninfoKeywords(options.get());
+  // Masked in place, so the printed string looks like the one configured; checked against libpq,
+  // and rebuilt from what libpq read should the two scans ever disagree.
+  const std::optional<std::string> masked =
+      UriPrefixLength(url) != 0 ? MaskUri(url, secret) : MaskKeyValuePairs(url, secret);
+  if (masked && MaskedAsExpected(options.get(), *masked)) return *masked;
+  return RebuiltConninfo(options.get());
+}
+
+const std::vector<std::string>& KnownProviders() {
+  static const std::vector<std::string> kProviders = {"mock"};
+  return kProviders;
+}
+
+bool IsSecretKafkaProperty(const std::string& key) {
+  // sasl.oauthbearer.config holds the unsecured JWT's claims or a token endpoint's credentials.
+  return key.find("password") != std::string::npos || key.find("secret") != std::string::npos ||
+         key == "sasl.jaas.config" || key == "sasl.oauthbearer.config" || key == "ssl.key.pem" ||
+         key == "ssl_key";
 }
 
 std::string DescribeConfig(const Config& c) {
@@ -557,7 +777,7 @@ std::string DescribeConfig(const Config& c) {
   out << YAML::Key << "commit_interval" << YAML::Value << ms(c.kafka.commit_interval);
   out << YAML::Key << "properties" << YAML::Value << YAML::BeginMap;
   for (const auto& [k, v] : c.kafka.properties) {
-    out << YAML::Key << k << YAML::Value << (IsSecretProperty(k) ? std::string("***") : v);
+    out << YAML::Key << k << YAML::Value << (IsSecretKafkaProperty(k) ? std::string("***") : v);
   }
   out << YAML::EndMap << YAML::EndMap;
   out << YAML::Key << "matching" << YAML::Value << YAML::BeginMap;
@@ -583,6 +803,7 @@ std::string DescribeConfig(const Config& c) {
   out << YAML::Key << "max_interval" << YAML::Value << ms(c.poll.max_interval);
   out << YAML::EndMap;
   out << YAML::Key << "providers" << YAML::Value << YAML::BeginMap;
+  out << YAML::Key << "default" << YAML::Value << c.default_provider;
   out << YAML::Key << "mock" << YAML::Value << YAML::BeginMap;
   out << YAML::Key << "enabled" << YAML::Value << c.mock_provider.enabled;
   out << YAML::Key << "start_log" << YAML::Value << c.mock_provider.start_log;

@@ -275,7 +275,18 @@ int RunDaemon(const Config& config) {
 
   // Providers and the execution lifecycle (dispatch, status polling).
   providers::Manager manager(ProviderRegistryFor(config));
-  spdlog::info("workflow providers: {}", fmt::join(manager.ListProviders(), ", "));
+  if (const auto names = manager.ListProviders(); names.empty()) {
+    spdlog::warn(
+        "workflow providers: none enabled; executions fail with provider_not_found until the "
+        "configuration turns one on (providers.*)");
+  } else {
+    spdlog::info("workflow providers: {}", fmt::join(names, ", "));
+  }
+  if (config.mock_provider.enabled) {
+    spdlog::warn(
+        "the mock provider is enabled: its executions run nothing and are recorded as done (for "
+        "demos and tests only)");
+  }
   lifecycle::LifecycleMetrics lm(registry);
   lifecycle::WorkflowCatalog catalog(manager);
   // dispatch.workers dispatcher loops and poll.workers poller loops, each with its own

@@ -394,6 +394,12 @@ json ParseYamlText(std::string_view text, FieldErrors& errors) {
 
 std::vector<WorkflowDefinition> DefinitionsFromYamlOrJson(std::string_view text,
                                                           std::string_view source_name) {
+  return DefinitionsFromYamlOrJson(text, source_name, LoadOptions{});
+}
+
+std::vector<WorkflowDefinition> DefinitionsFromYamlOrJson(std::string_view text,
+                                                          std::string_view source_name,
+                                                          const LoadOptions& options) {
   FieldErrors errors;
   if (!CheckUtf8(text, errors)) throw ValidationError(std::move(errors), source_name);
   const json document =
@@ -433,7 +439,17 @@ std::vector<WorkflowDefinition> DefinitionsFromYamlOrJson(std::string_view text,
   std::map<std::tuple<std::string, std::string, std::string>, std::string> seen_ids;
   for (const auto& [item, prefix] : items) {
     FieldErrors item_errors;
-    WorkflowDefinition d = DefinitionFromJson(*item, item_errors);
+    const json* source = item;
+    json with_default;
+    if (!options.default_provider.empty() && item->is_object()) {
+      const auto provider = item->find("provider");
+      if (provider == item->end() || provider->is_null()) {
+        with_default = *item;
+        with_default["provider"] = options.default_provider;
+        source = &with_default;
+      }
+    }
+    WorkflowDefinition d = DefinitionFromJson(*source, item_errors);
     errors.Append(item_errors, prefix);
     if (item_errors.empty() && d.id) {
       const auto [it, inserted] =

@@ -397,7 +397,14 @@ FieldErrors DefinitionProblems(const WorkflowDefinition& d) {
                                  std::to_string(kMaxTimeoutSeconds) + ", got " +
                                  std::to_string(d.timeout_seconds));
   }
-  if (!IsValidProviderName(d.provider)) {
+  if (d.provider.empty()) {
+    // No built-in default: a definition that ran on a provider nobody chose (the mock engine was
+    // the default once) would be recorded as done without any engine doing the work.
+    e.Add("provider", "required: definition " + Quote(d.name) +
+                          " names no provider and no default provider is configured; add "
+                          "\"provider\": \"<engine>\" to it, or set providers.default in "
+                          "workflowd's configuration");
+  } else if (!IsValidProviderName(d.provider)) {
     e.Add("provider",
           Quote(d.provider) + " must match ^[a-z0-9]+(-[a-z0-9]+)*$ (at most 64 bytes)");
   }

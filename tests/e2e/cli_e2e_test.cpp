@@ -1,5 +1,5 @@
 // The built `workflowd` binary: verbs, help, exit codes, migrate, config, definitions validate
-// and apply against the real PostgreSQL.
+// and apply against the real PostgreSQL; the packaged configuration runs no mock engine.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <httplib.h>
@@ -9,6 +9,8 @@
 #include <pqxx/pqxx>
 #include <regex>
 
+#include "daemon_harness.hpp"
+#include "pipeline_events.hpp"
 #include "process.hpp"
 #include "test_database.hpp"
 #include "test_env.hpp"
@@ -28,9 +30,16 @@ using testing::TestDatabase;
 
 const std::string kBinary = WORKFLOWD_BINARY;
 
-// The repository's examples/ folder (this file is tests/e2e/cli_e2e_test.cpp).
-const std::filesystem::path kExamples =
-    std::filesystem::path(__FILE__).parent_path().parent_path().parent_path() / "examples";
+// The repository and its examples/ folder.
+const std::filesystem::path kRepository = WORKFLOWD_SOURCE_DIR;
+const std::filesystem::path kExamples = kRepository / "examples";
+
+// `env` plus the mock engine turned on and made the default provider (both are off by default).
+std::vector<std::string> WithMockDefault(std::vector<std::string> env = {}) {
+  env.push_back("WORKFLOWD_PROVIDERS_MOCK_ENABLED=true");
+  env.push_back("WORKFLOWD_PROVIDERS_DEFAULT=mock");
+  return env;
+}
 
 // A file in the test's temporary folder, deleted with the object.
 class TempFile {
@@ -170,12 +179,16 @@ TEST(CliE2E, ConfigPrintsTheEffectiveSettingsWithSecretsMasked) {
       {kBinary, "config", "--config", config.path()},
       {"WORKFLOWD_DATABASE_URL=postgresql://workflowd:s3cret-pw@db.internal:5432/wfd",
        "WORKFLOWD_KAFKA_BROKERS=from-the-env:9092",
-       "WORKFLOWD_KAFKA_PROPERTY_SASL_PASSWORD=hunter2", "WORKFLOWD_MATCHING_RESYNC_INTERVAL=90s"});
+       "WORKFLOWD_KAFKA_PROPERTY_SASL_PASSWORD=hunter2",
+       "WORKFLOWD_KAFKA_PROPERTY_SASL_OAUTHBEARER_CONFIG=principal=svc secret=oauth-tok3n",
+       "WORKFLOWD_MATCHING_RESYNC_INTERVAL=90s"});
   ASSERT_EQ(code, 0) << out;
   EXPECT_THAT(out, HasSubstr("url: postgresql://workflowd:***@db.internal:5432/wfd"));
   EXPECT_THAT(out, Not(HasSubstr("s3cret-pw")));
   EXPECT_THAT(out, Not(HasSubstr("hunter2")));
+  EXPECT_THAT(out, Not(HasSubstr("oauth-tok3n")));
   EXPECT_THAT(out, HasSubstr("sasl.password: \"***\""));
+  EXPECT_THAT(out, HasSubstr("sasl.oauthbearer.config: \"***\""));
   // The environment wins over the file; the file over the defaults.
   EXPECT_THAT(out, HasSubstr("brokers: from-the-env:9092"));
   EXPECT_THAT(out, Not(HasSubstr("from-the-file")));
@@ -220,6 +233,102 @@ TEST(CliE2E, TheExampleConfigIsValid) {
                                 {"WORKFLOWD_DATABASE_URL=postgresql://u:p@db/wfd"});
   EXPECT_EQ(code, 0) << out;
   EXPECT_THAT(out, HasSubstr("topics: [business-events]"));
+}
+
+// A password in the query of a URL, or in key=value form with blanks or quotes, is masked too.
+TEST(CliE2E, ConfigMasksThePasswordInEveryFormOfTheDatabaseUrl) {
+  for (const std::string url :
+       {"postgresql://workflowd@db.internal/wfd?sslmode=require&password=s3cret-pw",
+        "host=db.internal dbname=wfd password = s3cret-pw user=workflowd",
+        "host=db.internal password='s3cret-pw and more' user=workflowd"}) {
+    auto [code, out] = RunCommand({kBinary, "config"}, {"WORKFLOWD_DATABASE_URL=" + url});
+    ASSERT_EQ(code, 0) << out;
+    EXPECT_THAT(out, Not(HasSubstr("s3cret-pw"))) << url;
+    EXPECT_THAT(out, Not(HasSubstr("and more"))) << url;
+    EXPECT_THAT(out, HasSubstr("password")) << url;
+  }
+}
+
+// The URL on the command line is in the process list: said on stderr, and hidden from
+// /proc/PID/cmdline once parsed.
+TEST(CliE2E, DatabaseUrlOnTheCommandLineIsWarnedAboutAndHidden) {
+  const std::string url = "postgresql://workflowd:pw-on-the-cli@127.0.0.1:1/wfd";
+  auto [code, out] =
+      RunCommand({kBinary, "config", "--database-url", url}, {"WORKFLOWD_DATABASE_URL="});
+  ASSERT_EQ(code, 0) << out;
+  EXPECT_THAT(out, HasSubstr("--database-url puts the database URL, password included, in the "
+                             "process list"));
+  EXPECT_THAT(out, HasSubstr("set WORKFLOWD_DATABASE_URL or database.url_file"));
+  EXPECT_THAT(out, Not(HasSubstr("pw-on-the-cli")));
+  // Through the variable: no warning.
+  std::tie(code, out) = RunCommand({kBinary, "config"}, {"WORKFLOWD_DATABASE_URL=" + url});
+  ASSERT_EQ(code, 0) << out;
+  EXPECT_THAT(out, Not(HasSubstr("--database-url puts")));
+
+  // A daemon waiting for that (unreachable) database: its command line no longer shows the URL.
+  std::vector<std::string> env = IsolatedRunEnv("");
+  ChildProcess daemon({kBinary, "run", "--database-url=" + url}, env);
+  ASSERT_TRUE(daemon.WaitForOutput("waiting for PostgreSQL", 30s)) << daemon.Output();
+  std::ifstream in("/proc/" + std::to_string(daemon.pid()) + "/cmdline");
+  std::string cmdline((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_THAT(cmdline, HasSubstr("--database-url="));
+  EXPECT_THAT(cmdline, Not(HasSubstr("pw-on-the-cli")));
+  EXPECT_THAT(cmdline, Not(HasSubstr("127.0.0.1:1")));
+  EXPECT_THAT(daemon.Output(), HasSubstr("--database-url puts the database URL"));
+  daemon.Signal(SIGTERM);
+  EXPECT_EQ(daemon.Wait(20s), 0) << daemon.Output();
+}
+
+// The configuration files an installation starts from (the .deb's, the Kubernetes ConfigMaps)
+// turn no mock engine on and name no default provider.
+TEST(CliE2E, ThePackagedConfigurationsEnableNoMockEngine) {
+  for (const char* file :
+       {"systemd/workflowd.yaml", "deploy/base/workflowd.yaml",
+        "deploy/overlays/dev/workflowd.yaml", "deploy/overlays/prod/workflowd.yaml"}) {
+    const std::string path = (kRepository / file).string();
+    auto [code, out] = RunCommand({kBinary, "config", "--config", path},
+                                  {"WORKFLOWD_DATABASE_URL=postgresql://u:p@db/wfd"});
+    ASSERT_EQ(code, 0) << file << ":\n" << out;
+    EXPECT_THAT(out, HasSubstr("providers:\n  default: \"\"\n  mock:\n    enabled: false\n"))
+        << file << ":\n"
+        << out;
+  }
+}
+
+// `workflowd run` with the .deb's configuration file (pointed at the test's PostgreSQL and Kafka
+// by the environment) starts no mock engine: a definition naming the mock (applied where the mock
+// was on) gets its execution recorded as failed with provider_not_found, never started.
+TEST(CliE2E, RunWithThePackagedConfigurationStartsNoMockEngine) {
+  testing::DaemonHarness h(kBinary);  // database, topics; definitions applied with the mock on
+  h.ApplyDefinitions("definitions:\n" +
+                     testing::DefinitionYaml("on-mock", "acme", "prod", "customer.created"));
+  ASSERT_EQ(h.Count("SELECT count(*) FROM workflow_definitions WHERE provider = 'mock'"), 1);
+
+  const std::string packaged = (kRepository / "systemd" / "workflowd.yaml").string();
+  ChildProcess daemon(
+      {kBinary, "run", "--config", packaged},
+      {"WORKFLOWD_DATABASE_URL=" + h.dsn(), "WORKFLOWD_KAFKA_BROKERS=" + h.brokers(),
+       "WORKFLOWD_KAFKA_GROUP_ID=" + h.group(), "WORKFLOWD_KAFKA_TOPICS=" + h.topic(),
+       "WORKFLOWD_KAFKA_DLQ_TOPIC=" + h.dlq_topic(), "WORKFLOWD_ADMIN_LISTEN=127.0.0.1:0"});
+  ASSERT_TRUE(daemon.WaitForOutput("started: ", 60s)) << daemon.Output();
+  EXPECT_THAT(daemon.Output(), HasSubstr("workflow providers: none enabled"));
+  EXPECT_THAT(daemon.Output(), Not(HasSubstr("mock provider is enabled")));
+
+  testing::TestProducer producer(h.brokers());
+  producer.Produce(h.topic(), testing::Structured("evt-1", "acme", "prod", "customer.created",
+                                                  {{"customer_id", "c1"}}));
+  producer.Flush();
+  EXPECT_EQ(h.WaitForCount("SELECT count(*) FROM workflow_executions WHERE status = 'failed' AND "
+                           "error->>'code' = 'provider_not_found' AND error->>'message' LIKE "
+                           "'%\"mock\" not found (registered: none)%'",
+                           1, 60s),
+            1)
+      << daemon.Output();
+  EXPECT_EQ(h.Count("SELECT count(*) FROM workflow_executions WHERE provider_execution_id IS NOT "
+                    "NULL OR started_at IS NOT NULL"),
+            0);
+  daemon.Signal(SIGTERM);
+  EXPECT_EQ(daemon.Wait(40s), 0) << daemon.Output();
 }
 
 TEST(CliE2E, RunWithAnInvalidConfigExitsTwoAtOnce) {
@@ -268,7 +377,8 @@ TEST(CliE2E, DefinitionsValidateAcceptsValidFiles) {
                     "trigger": {"type": "event", "event_name": "x.y"},
                     "steps": [{"id": "s", "order": 1, "type": "grant_credits"}]})",
                 ".json");
-  auto [code, out] = RunCommand({kBinary, "definitions", "validate", yaml.path(), json.path()});
+  auto [code, out] =
+      RunCommand({kBinary, "definitions", "validate", yaml.path(), json.path()}, WithMockDefault());
   EXPECT_EQ(code, 0) << out;
   EXPECT_THAT(out, HasSubstr(yaml.path() + ": 2 definition(s) valid"));
   EXPECT_THAT(out, HasSubstr(json.path() + ": 1 definition(s) valid"));
@@ -300,7 +410,8 @@ TEST(CliE2E, DefinitionsValidateNamesEveryProblemWithFileAndField) {
 )");
   TempFile syntax("id: x\n  bad: [\n");
   auto [code, out] = RunCommand({kBinary, "definitions", "validate", good.path(), bad.path(),
-                                 syntax.path(), "/nonexistent.yaml"});
+                                 syntax.path(), "/nonexistent.yaml"},
+                                WithMockDefault());
   EXPECT_EQ(code, 1) << out;
   EXPECT_THAT(out, HasSubstr(good.path() + ": 2 definition(s) valid"));
   for (const std::string& problem : {
@@ -330,12 +441,14 @@ TEST(CliE2E, DefinitionsValidateReadsStdin) {
   EXPECT_THAT(out, HasSubstr("-: id: \"Not An Id\" must match"));
 }
 
+// Checked against the example configuration, which turns the mock engine on for the demo.
 TEST(CliE2E, TheExampleDefinitionsAreValid) {
-  std::vector<std::string> argv = {kBinary, "definitions", "validate"};
+  std::vector<std::string> argv = {kBinary, "definitions", "validate", "--config",
+                                   (kExamples / "workflowd.yaml").string()};
   for (const auto& entry : std::filesystem::directory_iterator(kExamples / "definitions")) {
     argv.push_back(entry.path().string());
   }
-  ASSERT_GT(argv.size(), 3u) << "no example definitions in " << kExamples;
+  ASSERT_GT(argv.size(), 5u) << "no example definitions in " << kExamples;
   auto [code, out] = RunCommand(argv);
   EXPECT_EQ(code, 0) << out;
 }
@@ -385,7 +498,7 @@ std::string VersionDocument(const std::string& dsn, const std::string& id, int v
 
 TEST(CliE2E, DefinitionsApplyCreatesThenLeavesUnchangedThenVersionsChanges) {
   TestDatabase db;
-  const std::vector<std::string> env = {"WORKFLOWD_DATABASE_URL=" + db.dsn()};
+  const std::vector<std::string> env = WithMockDefault({"WORKFLOWD_DATABASE_URL=" + db.dsn()});
   auto [code, out] = RunCommand({kBinary, "migrate"}, env);
   ASSERT_EQ(code, 0) << out;
   TempFile file(kValidDefinitions);
@@ -450,7 +563,7 @@ TEST(CliE2E, DefinitionsApplyCreatesThenLeavesUnchangedThenVersionsChanges) {
 // environment, name) on the next apply; the daemon must be able to load it.
 TEST(CliE2E, DefinitionsApplyWithoutAnIdMatchesByTenantEnvironmentAndName) {
   TestDatabase db;
-  const std::vector<std::string> env = {"WORKFLOWD_DATABASE_URL=" + db.dsn()};
+  const std::vector<std::string> env = WithMockDefault({"WORKFLOWD_DATABASE_URL=" + db.dsn()});
   auto [code, out] = RunCommand({kBinary, "migrate"}, env);
   ASSERT_EQ(code, 0) << out;
   TempFile file(
@@ -477,7 +590,7 @@ TEST(CliE2E, DefinitionsApplyWithoutAnIdMatchesByTenantEnvironmentAndName) {
 
 TEST(CliE2E, DefinitionsApplyRefusesInvalidFilesAndForeignIdsWithoutWriting) {
   TestDatabase db;
-  const std::vector<std::string> env = {"WORKFLOWD_DATABASE_URL=" + db.dsn()};
+  const std::vector<std::string> env = WithMockDefault({"WORKFLOWD_DATABASE_URL=" + db.dsn()});
   auto [code, out] = RunCommand({kBinary, "migrate"}, env);
   ASSERT_EQ(code, 0) << out;
 
@@ -525,7 +638,8 @@ TEST(CliE2E, DefinitionsApplyRefusesInvalidFilesAndForeignIdsWithoutWriting) {
                                                  "provider_config.mock.outcome: \"explode\""));
   EXPECT_EQ(DefinitionRows(db.dsn()).size(), 2u);
   // The same offline, and with the mock provider switched off there is no provider at all.
-  std::tie(code, out) = RunCommand({kBinary, "definitions", "validate", unrunnable.path()});
+  std::tie(code, out) =
+      RunCommand({kBinary, "definitions", "validate", unrunnable.path()}, WithMockDefault());
   EXPECT_EQ(code, 1) << out;
   EXPECT_THAT(out, HasSubstr("\"temporal\" is not available (available: mock)"));
   // A draft (or a disabled definition) does not run: it may name a provider to come.
@@ -535,16 +649,66 @@ TEST(CliE2E, DefinitionsApplyRefusesInvalidFilesAndForeignIdsWithoutWriting) {
       "steps: [{id: a, order: 1, type: assign_plan}]\n");
   std::tie(code, out) = RunCommand({kBinary, "definitions", "validate", draft.path()});
   EXPECT_EQ(code, 0) << out;
-  std::tie(code, out) =
-      RunCommand({kBinary, "definitions", "apply", good.path()},
-                 {"WORKFLOWD_DATABASE_URL=" + db.dsn(), "WORKFLOWD_PROVIDERS_MOCK_ENABLED=false"});
+  // The mock engine is off by default: a definition naming it is refused, saying how to turn it on.
+  TempFile on_mock(
+      "id: on-mock\ntenant_id: acme\nenvironment_id: prod\nname: On mock\nprovider: mock\n"
+      "trigger: {type: event, event_name: customer.created}\n"
+      "steps: [{id: a, order: 1, type: assign_plan}]\n");
+  std::tie(code, out) = RunCommand({kBinary, "definitions", "apply", on_mock.path()},
+                                   {"WORKFLOWD_DATABASE_URL=" + db.dsn()});
   EXPECT_EQ(code, 1) << out;
-  EXPECT_THAT(out, HasSubstr("\"mock\" is not available (no provider is enabled)"));
+  EXPECT_THAT(out, HasSubstr(on_mock.path() +
+                             ": definition 0 (\"On mock\"): provider: \"mock\" is not available "
+                             "(no provider is enabled: turn one on in the configuration, e.g. "
+                             "providers.mock.enabled: true for the demo engine)"));
+  EXPECT_EQ(DefinitionRows(db.dsn()).size(), 2u);
 
   // Without a database URL, apply is a configuration error.
   std::tie(code, out) =
       RunCommand({kBinary, "definitions", "apply", good.path()}, {"WORKFLOWD_DATABASE_URL="});
   EXPECT_EQ(code, 2) << out;
+}
+
+// No built-in provider: a definition names one, or the configuration names the default. What is
+// filled in is stored, so a later change of the default does not move applied definitions.
+TEST(CliE2E, ADefinitionWithoutAProviderNeedsAConfiguredDefault) {
+  TempFile file(kValidDefinitions);
+  auto [code, out] = RunCommand({kBinary, "definitions", "validate", file.path()});
+  EXPECT_EQ(code, 1) << out;
+  EXPECT_THAT(
+      out, HasSubstr(file.path() + ": definitions[0].provider: required: definition \"Onboarding\" "
+                                   "names no provider and no default provider is configured; add "
+                                   "\"provider\": \"<engine>\" to it, or set providers.default in "
+                                   "workflowd's configuration"));
+  EXPECT_THAT(out, HasSubstr(file.path() + ": definitions[1].provider: required: definition "
+                                           "\"Invoice follow-up\""));
+  // The default named by a config file.
+  TempFile config("providers: {default: mock, mock: {enabled: true}}\n");
+  std::tie(code, out) =
+      RunCommand({kBinary, "definitions", "validate", "--config", config.path(), file.path()});
+  EXPECT_EQ(code, 0) << out;
+  // A default that is not enabled is a configuration error.
+  std::tie(code, out) = RunCommand({kBinary, "definitions", "validate", file.path()},
+                                   {"WORKFLOWD_PROVIDERS_DEFAULT=mock"});
+  EXPECT_EQ(code, 2) << out;
+  EXPECT_THAT(out, HasSubstr("providers.default: \"mock\" is not enabled"));
+
+  // Applied with the default: stored naming it.
+  TestDatabase db;
+  std::tie(code, out) = RunCommand({kBinary, "migrate"}, {"WORKFLOWD_DATABASE_URL=" + db.dsn()});
+  ASSERT_EQ(code, 0) << out;
+  std::tie(code, out) = RunCommand({kBinary, "definitions", "apply", file.path()},
+                                   {"WORKFLOWD_DATABASE_URL=" + db.dsn()});
+  EXPECT_EQ(code, 1) << out;
+  EXPECT_THAT(out, HasSubstr("names no provider and no default provider is configured"));
+  EXPECT_TRUE(DefinitionRows(db.dsn()).empty());
+  std::tie(code, out) = RunCommand({kBinary, "definitions", "apply", file.path()},
+                                   WithMockDefault({"WORKFLOWD_DATABASE_URL=" + db.dsn()}));
+  ASSERT_EQ(code, 0) << out;
+  pqxx::connection c(db.dsn());
+  pqxx::read_transaction t(c);
+  EXPECT_EQ(
+      t.exec1("SELECT count(*) FROM workflow_definitions WHERE provider = 'mock'")[0].as<int>(), 2);
 }
 
 }  // namespace

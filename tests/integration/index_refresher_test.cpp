@@ -72,7 +72,7 @@ class IndexLoadTest : public ::testing::Test {
   IndexLoadTest() : db_(test_db_.dsn()) {
     store::Migrate(test_db_.dsn(), store::BundledMigrations());
     store::DefinitionRepository(db_).Apply(
-        definitions::DefinitionsFromYamlOrJson(kDefinitions, "test"), "test");
+        definitions::DefinitionsFromYamlOrJson(kDefinitions, "test", {"mock"}), "test");
   }
 
   static std::vector<std::string> Ids(const matching::DefinitionIndex& index) {
@@ -149,7 +149,7 @@ TEST_F(IndexLoadTest, LoadsOnceAtStartupThenAppliesChanges) {
   EXPECT_EQ(metrics.definition_refreshes.WithLabels({"notify"}).Value(), 0);
 
   // A change is announced and applied.
-  auto changed = definitions::DefinitionsFromYamlOrJson(kDefinitions, "test");
+  auto changed = definitions::DefinitionsFromYamlOrJson(kDefinitions, "test", {"mock"});
   changed[0].trigger.event_name = "customer.updated";
   changed[3].enabled = true;
   store::DefinitionRepository(db_).Apply(changed, "test");

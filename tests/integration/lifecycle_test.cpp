@@ -74,7 +74,7 @@ class LifecycleTest : public ::testing::Test {
     store::Migrate(test_db_.dsn(), store::BundledMigrations());
     registry_->Register(mock_);
     store::DefinitionRepository repo(db_);
-    repo.Apply(definitions::DefinitionsFromYamlOrJson(kDefinitions, "test"), "test");
+    repo.Apply(definitions::DefinitionsFromYamlOrJson(kDefinitions, "test", {"mock"}), "test");
   }
 
   // A dispatcher on `db` (default: the fixture's connection; another Database is another replica).

@@ -40,6 +40,9 @@ class DaemonHarness {
                                 << "matching: {resync_interval: 2s}\n"
                                 << "admin: {listen: \"127.0.0.1:0\"}\n"
                                 << "shutdown_timeout: 15s\n"
+                                // The mock engine is off by default; these tests run on it. A
+                                // providers section in extra_config adds to this one.
+                                << "providers: {default: mock, mock: {enabled: true}}\n"
                                 << extra_config;
     auto [code, out] = Cli({"migrate"});
     if (code != 0) ADD_FAILURE() << "migrate failed:\n" << out;

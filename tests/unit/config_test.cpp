@@ -1,9 +1,11 @@
 #include "workflowd/daemon/config.hpp"
 
 #include <gtest/gtest.h>
+#include <libpq-fe.h>
 
 #include <cstdio>
 #include <fstream>
+#include <map>
 
 namespace workflowd::daemon {
 namespace {
@@ -168,6 +170,149 @@ TEST(Config, DescribeMasksSecrets) {
   EXPECT_EQ(text.find("hunter2"), std::string::npos) << text;
   EXPECT_NE(text.find("postgresql://u:***@127.0.0.1:5432/db"), std::string::npos) << text;
   EXPECT_EQ(MaskUrl("host=db password=abc user=u"), "host=db password=*** user=u");
+}
+
+// What libpq itself reads from a connection string (only what the string sets), or nullopt when it
+// refuses it.
+std::optional<std::map<std::string, std::string>> Libpq(const std::string& conninfo) {
+  char* error = nullptr;
+  PQconninfoOption* options = PQconninfoParse(conninfo.c_str(), &error);
+  if (error != nullptr) PQfreemem(error);
+  if (options == nullptr) return std::nullopt;
+  std::map<std::string, std::string> values;
+  for (const PQconninfoOption* o = options; o->keyword != nullptr; ++o) {
+    if (o->val != nullptr) values[o->keyword] = o->val;
+  }
+  PQconninfoFree(options);
+  return values;
+}
+
+// MaskUrl(dsn) hides `secrets` (what libpq reads as password / sslpassword), and libpq reads the
+// masked string exactly as the original except for those, which read "***".
+void ExpectMasked(const std::string& dsn, const std::vector<std::string>& secrets) {
+  SCOPED_TRACE(dsn);
+  const auto original = Libpq(dsn);
+  ASSERT_TRUE(original) << "libpq refuses the test's own DSN";
+  std::map<std::string, std::string> expected = *original;
+  for (const char* keyword : {"password", "sslpassword"}) {
+    if (expected.contains(keyword)) expected[keyword] = "***";
+  }
+  const std::string masked = MaskUrl(dsn);
+  for (const auto& secret : secrets) {
+    EXPECT_EQ(masked.find(secret), std::string::npos) << "\"" << secret << "\" leaked: " << masked;
+  }
+  const auto reread = Libpq(masked);
+  ASSERT_TRUE(reread) << masked;
+  EXPECT_EQ(*reread, expected) << masked;
+}
+
+TEST(MaskUrl, PasswordInTheUserPartOfAUrl) {
+  EXPECT_EQ(MaskUrl("postgresql://workflowd:s3cret@db.internal:5432/wfd"),
+            "postgresql://workflowd:***@db.internal:5432/wfd");
+  EXPECT_EQ(MaskUrl("postgres://u:p%40ss%3Aword@db/wfd"), "postgres://u:***@db/wfd");
+  ExpectMasked("postgresql://u:s3cret@db:5432/wfd?sslmode=require", {"s3cret"});
+  ExpectMasked("postgresql://u:p%40ss%3Aword@db/wfd", {"p%40ss", "p@ss"});
+}
+
+TEST(MaskUrl, PasswordInTheQueryOfAUrl) {
+  EXPECT_EQ(MaskUrl("postgresql://u@db/wfd?password=s3cret&sslmode=require"),
+            "postgresql://u@db/wfd?password=***&sslmode=require");
+  ExpectMasked("postgresql://u@db:5432/wfd?password=s3cret", {"s3cret"});
+  ExpectMasked("postgresql://db/wfd?sslmode=require&password=s3cret&application_name=x",
+               {"s3cret"});
+  // Both places at once; a percent-encoded keyword; the key's own password.
+  ExpectMasked("postgresql://u:first1@db/wfd?password=second2", {"first1", "second2"});
+  ExpectMasked("postgresql://u@db/wfd?pass%77ord=s3cret", {"s3cret"});
+  ExpectMasked("postgresql://u@db/wfd?sslkey=/k.pem&sslpassword=keypass", {"keypass"});
+}
+
+TEST(MaskUrl, KeyValueFormWithBlanksQuotesAndEscapes) {
+  EXPECT_EQ(MaskUrl("host=db password = s3cret user=u"), "host=db password = *** user=u");
+  EXPECT_EQ(MaskUrl("host=db password='a b c' user=u"), "host=db password=*** user=u");
+  ExpectMasked("host=db password = s3cret user=u", {"s3cret"});
+  ExpectMasked("host=db password='correct horse battery' user=u", {"correct", "horse", "battery"});
+  ExpectMasked("password='it\\'s s3cret' dbname=wfd", {"it", "s3cret"});
+  ExpectMasked("host=db password=a\\ b\\ s3cret port=5432", {"s3cret"});
+  ExpectMasked("  host=db\tpassword=\ts3cret  ", {"s3cret"});
+  ExpectMasked("host=db sslkey=/k.pem sslpassword='fr3d w1lma'", {"fr3d", "w1lma"});
+}
+
+TEST(MaskUrl, NoSecretIsLeftAsItIs) {
+  EXPECT_EQ(MaskUrl("postgresql://u@db:5432/wfd?sslmode=require"),
+            "postgresql://u@db:5432/wfd?sslmode=require");
+  EXPECT_EQ(MaskUrl("host=db user=u dbname='my db'"), "host=db user=u dbname='my db'");
+  EXPECT_EQ(MaskUrl(""), "");
+}
+
+TEST(MaskUrl, WhatLibpqCannotParseIsMaskedWhole) {
+  for (const std::string dsn :
+       {"host=db password='s3cret", "postgresql://u@db/wfd?password=a=s3cret",
+        "not a connection string s3cret", "host=db password",
+        "postgresql://u@db/wfd?password=s3cret%zz"}) {
+    EXPECT_FALSE(Libpq(dsn)) << dsn;
+    EXPECT_EQ(MaskUrl(dsn), "***") << dsn;
+  }
+}
+
+TEST(Config, AnUnparsableDatabaseUrlIsRefusedWithoutBeingQuoted) {
+  auto problems = ProblemsOf("", {{"WORKFLOWD_DATABASE_URL", "host=db password='s3cret"}});
+  ASSERT_TRUE(Mentions(problems, "database.url: not a connection string libpq accepts"));
+  for (const auto& p : problems) EXPECT_EQ(p.find("s3cret"), std::string::npos) << p;
+}
+
+TEST(Config, OauthbearerConfigIsASecret) {
+  // Refused from the file, like every secret property.
+  auto problems = ProblemsOf(
+      "kafka: {properties: {sasl.oauthbearer.config: 'principal=svc scope=x secret=tok3n'}}");
+  EXPECT_TRUE(Mentions(problems,
+                       "kafka.properties.sasl.oauthbearer.config: secrets are not read from the "
+                       "config file; set WORKFLOWD_KAFKA_PROPERTY_SASL_OAUTHBEARER_CONFIG"));
+  for (const auto& p : problems) EXPECT_EQ(p.find("tok3n"), std::string::npos) << p;
+  // Taken from the environment, masked when printed.
+  Environment env = kDbEnv;
+  env["WORKFLOWD_KAFKA_PROPERTY_SASL_OAUTHBEARER_CONFIG"] = "principal=svc secret=tok3n";
+  const Config c = ParseConfig("", "d", env);
+  EXPECT_EQ(c.kafka.properties.at("sasl.oauthbearer.config"), "principal=svc secret=tok3n");
+  const std::string text = DescribeConfig(c);
+  EXPECT_EQ(text.find("tok3n"), std::string::npos) << text;
+  EXPECT_NE(text.find("sasl.oauthbearer.config: \"***\""), std::string::npos) << text;
+  EXPECT_TRUE(IsSecretKafkaProperty("sasl.oauthbearer.client.secret"));
+  EXPECT_FALSE(IsSecretKafkaProperty("sasl.oauthbearer.token.endpoint.url"));
+}
+
+TEST(Config, TheMockProviderIsOffAndThereIsNoDefaultProvider) {
+  const Config c = ParseConfig("", "defaults", kDbEnv);
+  EXPECT_FALSE(c.mock_provider.enabled);
+  EXPECT_EQ(c.default_provider, "");
+  const std::string text = DescribeConfig(c);
+  EXPECT_NE(text.find("providers:\n  default: \"\"\n  mock:\n    enabled: false"),
+            std::string::npos)
+      << text;
+}
+
+TEST(Config, TheDefaultProviderMustBeAnEnabledOne) {
+  EXPECT_TRUE(Mentions(ProblemsOf("providers: {default: mock}"),
+                       "providers.default: \"mock\" is not enabled; turn it on "
+                       "(providers.mock.enabled: true"));
+  EXPECT_TRUE(Mentions(ProblemsOf("providers: {default: temporal}"),
+                       "providers.default: \"temporal\" is not a workflow provider of this build "
+                       "(known: mock)"));
+  const Config c = ParseConfig("providers: {default: mock, mock: {enabled: true}}", "f", kDbEnv);
+  EXPECT_EQ(c.default_provider, "mock");
+  EXPECT_TRUE(c.mock_provider.enabled);
+  Environment env = kDbEnv;
+  env["WORKFLOWD_PROVIDERS_DEFAULT"] = "mock";
+  env["WORKFLOWD_PROVIDERS_MOCK_ENABLED"] = "true";
+  EXPECT_EQ(ParseConfig("", "d", env).default_provider, "mock");
+}
+
+TEST(Config, OfflineChecksNeedNoDatabase) {
+  EXPECT_TRUE(Mentions(ProblemsOf("", {}), "database.url: not set"));
+  const Config c = ParseConfig("providers: {mock: {enabled: true}}", "f", {}, ConfigUse::kOffline);
+  EXPECT_TRUE(c.mock_provider.enabled);
+  // A secret file that cannot be read is not read at all.
+  EXPECT_NO_THROW(
+      ParseConfig("database: {url_file: /nonexistent/url}", "f", {}, ConfigUse::kOffline));
 }
 
 }  // namespace

@@ -39,7 +39,34 @@ name: minimal
 trigger: {type: event, event_name: customer.created}
 steps:
   - {id: s1, type: send_email, config: {}}
+provider: mock
 )";
+
+// A definition that names no provider gets the configured default (absent or null), else is
+// refused naming the file, the definition and the fix; one that names its provider keeps it.
+TEST(DefinitionFiles, TheDefaultProviderFillsInOnlyWhatIsNotNamed) {
+  const std::string text = R"(definitions:
+  - {tenant_id: t1, environment_id: prod, name: a, trigger: {type: manual}, steps: [{id: s, order: 1, type: send_email}]}
+  - {tenant_id: t1, environment_id: prod, name: b, provider: null, trigger: {type: manual}, steps: [{id: s, order: 1, type: send_email}]}
+  - {tenant_id: t1, environment_id: prod, name: c, provider: temporal, trigger: {type: manual}, steps: [{id: s, order: 1, type: send_email}]}
+)";
+  const auto loaded = DefinitionsFromYamlOrJson(text, "defs.yaml", LoadOptions{"stepfunctions"});
+  ASSERT_EQ(loaded.size(), 3u);
+  EXPECT_EQ(loaded[0].provider, "stepfunctions");
+  EXPECT_EQ(loaded[1].provider, "stepfunctions");
+  EXPECT_EQ(loaded[2].provider, "temporal");
+  EXPECT_EQ(DefinitionToJson(loaded[0])["provider"], "stepfunctions");  // stored as named
+
+  const std::string error = LoadError(text, "defs.yaml");
+  EXPECT_EQ(error.rfind("defs.yaml: 2 problems: ", 0), 0u) << error;
+  EXPECT_NE(error.find("definitions[0].provider: required: definition \"a\" names no provider "
+                       "and no default provider is configured; add \"provider\": \"<engine>\" "
+                       "to it, or set providers.default in workflowd's configuration"),
+            std::string::npos)
+      << error;
+  EXPECT_NE(error.find("definitions[1].provider: required: definition \"b\""), std::string::npos)
+      << error;
+}
 
 TEST(DefinitionFiles, YamlAndJsonGiveTheSameDefinition) {
   const auto from_json =
@@ -261,7 +288,7 @@ TEST(DefinitionFiles, ANulCharacterIsAProblem) {
       std::string(kMinimalYaml) + "x:\n  plans" + std::string(1, '\0') + "_id: plan_starter\n";
   const size_t at = yaml.find('\0');
   EXPECT_EQ(LoadError(yaml, "nul.yaml"),
-            "nul.yaml: 1 problem: NUL character at line 9, column 8 (byte offset " +
+            "nul.yaml: 1 problem: NUL character at line 10, column 8 (byte offset " +
                 std::to_string(at) +
                 "); YAML and JSON files cannot contain one (write \\u0000 in a JSON string)");
   EXPECT_NE(
@@ -273,7 +300,7 @@ TEST(DefinitionFiles, FilesMustBeUtf8) {
   // A Latin-1 "Café" used to pass validation and fail only when the definition was stored.
   const std::string latin1 = std::string(kMinimalYaml) + "description: Caf\xE9 (Latin-1)\n";
   const std::string error = LoadError(latin1, "latin1.yaml");
-  EXPECT_EQ(error, "latin1.yaml: 1 problem: not valid UTF-8 at line 8, column 17 (byte offset " +
+  EXPECT_EQ(error, "latin1.yaml: 1 problem: not valid UTF-8 at line 9, column 17 (byte offset " +
                        std::to_string(latin1.find('\xE9')) + "); the file must be UTF-8");
   LoadProblems(latin1, "latin1.yaml");
 

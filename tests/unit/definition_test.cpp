@@ -14,7 +14,8 @@ namespace {
 
 using nlohmann::json;
 
-// Seed 003 UC-1, verbatim, plus the tenant and environment the API takes from the token.
+// Seed 003 UC-1, verbatim, plus the tenant and environment the API takes from the token and the
+// provider (there is no built-in one).
 json Uc1() {
   json j = json::parse(R"({
     "name": "Customer Onboarding - Standard",
@@ -48,6 +49,7 @@ json Uc1() {
   })");
   j["tenant_id"] = "tenant_acme";
   j["environment_id"] = "env_prod";
+  j["provider"] = "mock";
   return j;
 }
 
@@ -118,6 +120,19 @@ TEST(Definition, Uc1ParsesValidatesAndGetsDefaults) {
   EXPECT_EQ(d.status, DefinitionStatus::kPublished);
   EXPECT_FALSE(d.created_at.has_value());
   EXPECT_NO_THROW(ValidateDefinition(d));
+}
+
+// No provider by default: a definition that silently ran on the mock engine was recorded as done
+// with nothing done.
+TEST(Definition, TheProviderIsRequired) {
+  json j = Uc1();
+  j.erase("provider");
+  ExpectProblem(j, "provider",
+                "required: definition \"Customer Onboarding - Standard\" names no provider and no "
+                "default provider is configured; add \"provider\": \"<engine>\" to it, or set "
+                "providers.default");
+  ExpectProblem(Uc1With("/provider", nullptr), "provider", "required: definition");
+  EXPECT_EQ(WorkflowDefinition{}.provider, "");
 }
 
 TEST(Definition, PartialRetryPolicyTakesDefaults) {
@@ -567,9 +582,10 @@ TEST(DefinitionValidate, TimeoutProviderVersion) {
   ExpectProblem(Uc1With("/timeout_seconds", 31536001), "timeout_seconds", "got 31536001");
   ExpectValid(Uc1With("/provider", "step-functions"));
   ExpectValid(Uc1With("/provider", "temporal"));
-  for (const char* bad : {"", "Mock", "a--b", "-mock", "mock-", "mock_1", "mo ck"}) {
+  for (const char* bad : {"Mock", "a--b", "-mock", "mock-", "mock_1", "mo ck"}) {
     ExpectProblem(Uc1With("/provider", bad), "provider", "must match ^[a-z0-9]+(-[a-z0-9]+)*$");
   }
+  ExpectProblem(Uc1With("/provider", ""), "provider", "required: definition");
   ExpectProblem(Uc1With("/version", -1), "version", "must not be negative");
 }
 
@@ -625,6 +641,7 @@ TEST(DefinitionValidate, CodeBuiltDefinitions) {
   d.tenant_id = "t1";
   d.environment_id = "prod";
   d.name = "built in code";
+  d.provider = "mock";
   d.trigger.event_name = "customer.created";
   Step step;
   step.id = "only";

@@ -459,6 +459,45 @@ TEST(MockProviderRetention, ForgetsOldFinishedExecutionsAndRebuildsThem) {
             ErrorCode::kExecutionNotFound);
 }
 
+// Every per-name map is bounded: the names of a million starts are not all kept. Starts whose
+// record is forgotten lose their name past the name retention (their starts, their fault counts);
+// recent names still make a repeated start the same execution, and the names of kept records
+// (unfinished, cancelled) are never forgotten.
+TEST(MockProviderRetention, RemembersABoundedNumberOfNames) {
+  ManualClock clock;
+  auto ctx = Context::Background();
+  MockProvider provider(clock);
+  provider.CreateWorkflow(ctx, Spec("onboarding"));
+  provider.CreateWorkflow(ctx, Spec("hanging", Json{{"mock", {{"outcome", "run_until_stopped"}}}}));
+  // Fails each name's first start; counted per name (no "start_attempt" in the input).
+  provider.CreateWorkflow(ctx, Spec("flaky", Json{{"mock", {{"start_failures", 1}}}}));
+  provider.SetRetention(10);
+  provider.SetNameRetention(50);
+  auto hanging = provider.StartExecution(ctx, "hanging", Input("hang-1"));
+  for (int i = 0; i < 2000; ++i) {
+    provider.StartExecution(ctx, "onboarding", Input("done-" + std::to_string(i)));
+    // A start that fails and is never tried again leaves a name behind too.
+    EXPECT_EQ(CodeOf([&] {
+                provider.StartExecution(ctx, "flaky", Input("gave-up-" + std::to_string(i)));
+              }),
+              ErrorCode::kUnavailable);
+  }
+  // 4,001 names were used; at most the bound plus the kept records' names (give or take what one
+  // call looks at) are remembered.
+  EXPECT_LE(provider.KnownNameCount(), 50u + 12u);
+  EXPECT_LE(provider.ExecutionCount(), 50u + 12u);
+  EXPECT_LE(provider.RetainedCount(), 12u);
+  EXPECT_EQ(provider.StartCalls("done-0"), 0);  // forgotten
+  // The hanging execution's name is still known: a repeated start is the same execution.
+  auto again = provider.StartExecution(ctx, "hanging", Input("hang-1"));
+  EXPECT_EQ(again.execution_id, hanging.execution_id);
+  EXPECT_EQ(again.message, "execution already started");
+  // A recent name too.
+  auto recent = provider.StartExecution(ctx, "onboarding", Input("done-1999"));
+  EXPECT_EQ(recent.message, "execution already started");
+  EXPECT_EQ(provider.StartCalls("done-1999"), 2);
+}
+
 TEST(MockProviderStartLog, AppendsOneLinePerStartCall) {
   ManualClock clock;
   auto ctx = Context::Background();

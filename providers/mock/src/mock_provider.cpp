@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <fstream>
 #include <set>
 
@@ -210,7 +211,7 @@ ExecutionResult MockProvider::StartExecution(const Context& ctx, const std::stri
 
   std::lock_guard lock(mu_);
   if (!input.execution_name.empty()) {
-    ++start_calls_[input.execution_name];
+    ++Remember(input.execution_name).start_calls;
     if (start_log_.is_open()) start_log_ << input.execution_name << std::endl;
   }
   auto wf = workflows_.find(workflow_id);
@@ -221,11 +222,13 @@ ExecutionResult MockProvider::StartExecution(const Context& ctx, const std::stri
   std::string name = input.execution_name;
   if (name.empty()) {
     name = "mock-exec-" + std::to_string(++generated_names_);
-    ++start_calls_[name];
+    ++Remember(name).start_calls;
   }
-  if (auto existing = id_by_name_.find(name); existing != id_by_name_.end()) {
-    auto it = executions_.find(existing->second);
-    if (it == executions_.end()) it = Reconstruct(existing->second);  // forgotten (retention)
+  if (auto existing = names_.find(name);
+      existing != names_.end() && !existing->second.execution_id.empty()) {
+    const std::string execution_id = existing->second.execution_id;
+    auto it = executions_.find(execution_id);
+    if (it == executions_.end()) it = Reconstruct(execution_id);  // forgotten (retention)
     if (it == executions_.end()) {
       throw ProviderError(ErrorCode::kAlreadyExists, "execution name \"" + name +
                                                          "\" is already used by a workflow that "
@@ -261,7 +264,7 @@ ExecutionResult MockProvider::StartExecution(const Context& ctx, const std::stri
   Settle(*e, e->start_time);
   ExecutionResult result{e->execution_id,          workflow_id,   kName,
                          ExecutionState::kRunning, e->start_time, "execution started"};
-  id_by_name_[name] = e->execution_id;
+  Remember(name).execution_id = e->execution_id;
   const TimePoint now = e->start_time;
   Retain(std::move(e), now);
   return result;
@@ -396,7 +399,7 @@ void MockProvider::ApplyStartFaults(const Context& ctx, const std::string& workf
       if (it != input.input.end() && it->is_number_integer()) {
         attempt = it->get<int>();
       } else {
-        attempt = ++fault_attempts_[name];
+        attempt = ++Remember(name).fault_attempts;
       }
     }
   }
@@ -473,9 +476,10 @@ MockProvider::ExecutionMap::iterator MockProvider::Reconstruct(const std::string
   if (wf == workflows_.end()) return executions_.end();
   // One this instance started and forgot (retention), or, with reconstruction enabled, one that
   // another instance started under a name unknown here.
-  const auto known = id_by_name_.find(name);
-  const bool forgotten = known != id_by_name_.end() && known->second == execution_id;
-  if (!forgotten && (known != id_by_name_.end() || !reconstruct_)) return executions_.end();
+  const auto state = names_.find(name);
+  const bool known = state != names_.end() && !state->second.execution_id.empty();
+  const bool forgotten = known && state->second.execution_id == execution_id;
+  if (!forgotten && (known || !reconstruct_)) return executions_.end();
   auto e = std::make_unique<ExecutionRecord>();
   e->execution_id = execution_id;
   e->execution_name = name;
@@ -488,10 +492,31 @@ MockProvider::ExecutionMap::iterator MockProvider::Reconstruct(const std::string
   if (!e->steps.empty()) {
     e->history.push_back({e->start_time, "StateEntered", StateDetails(e->steps.front())});
   }
-  id_by_name_[name] = execution_id;
+  Remember(name).execution_id = execution_id;
   const TimePoint now = clock_.Now();
   Settle(*e, now);
   return Retain(std::move(e), now);
+}
+
+MockProvider::NameState& MockProvider::Remember(const std::string& name) {
+  const auto [it, inserted] = names_.try_emplace(name);
+  if (!inserted) return it->second;
+  // At most two older names looked at per new one, so that a call's work stays bounded; the name
+  // of an execution whose record is kept stays known (a repeated start must find it) and goes to
+  // the back of the line. Erasing other entries leaves `it` valid.
+  for (int i = 0; i < 2 && names_.size() > name_retention_ && !name_order_.empty(); ++i) {
+    std::string oldest = std::move(name_order_.front());
+    name_order_.pop_front();
+    const auto old = names_.find(oldest);
+    if (old == names_.end()) continue;
+    if (!old->second.execution_id.empty() && executions_.contains(old->second.execution_id)) {
+      name_order_.push_back(std::move(oldest));
+    } else {
+      names_.erase(old);
+    }
+  }
+  name_order_.push_back(name);
+  return it->second;
 }
 
 void MockProvider::EnableReconstruction(bool enabled) {
@@ -535,13 +560,19 @@ void MockProvider::InjectErrors(Operation op, int count, ErrorCode code) {
 
 int MockProvider::StartCalls(const std::string& execution_name) const {
   std::lock_guard lock(mu_);
-  auto it = start_calls_.find(execution_name);
-  return it == start_calls_.end() ? 0 : it->second;
+  auto it = names_.find(execution_name);
+  return it == names_.end() ? 0 : it->second.start_calls;
 }
 
 size_t MockProvider::ExecutionCount() const {
   std::lock_guard lock(mu_);
-  return id_by_name_.size();
+  return static_cast<size_t>(std::count_if(
+      names_.begin(), names_.end(), [](const auto& n) { return !n.second.execution_id.empty(); }));
+}
+
+size_t MockProvider::KnownNameCount() const {
+  std::lock_guard lock(mu_);
+  return names_.size();
 }
 
 size_t MockProvider::RetainedCount() const {
@@ -552,6 +583,11 @@ size_t MockProvider::RetainedCount() const {
 void MockProvider::SetRetention(size_t executions) {
   std::lock_guard lock(mu_);
   retention_ = std::max<size_t>(1, executions);
+}
+
+void MockProvider::SetNameRetention(size_t names) {
+  std::lock_guard lock(mu_);
+  name_retention_ = std::max<size_t>(1, names);
 }
 
 bool MockProvider::HasWorkflow(const std::string& workflow_id) const {

@@ -5,9 +5,10 @@
 // WORKFLOWD_SECTION_KEY (e.g. kafka.brokers <- WORKFLOWD_KAFKA_BROKERS). Secrets are never read
 // from the config file: the database URL comes from WORKFLOWD_DATABASE_URL or the file named by
 // database.url_file, and librdkafka properties that hold secrets (sasl.password, ssl.key.password,
-// sasl.oauthbearer.client.secret, ...) from WORKFLOWD_KAFKA_PROPERTY_<NAME> (dots as underscores,
-// e.g. WORKFLOWD_KAFKA_PROPERTY_SASL_PASSWORD) or kafka.properties_file. Unknown keys are rejected
-// with the key named; every problem is reported at once.
+// sasl.oauthbearer.client.secret, sasl.oauthbearer.config, ...) from
+// WORKFLOWD_KAFKA_PROPERTY_<NAME> (dots as underscores, e.g.
+// WORKFLOWD_KAFKA_PROPERTY_SASL_PASSWORD) or kafka.properties_file. Unknown keys are rejected with
+// the key named; every problem is reported at once.
 #pragma once
 
 #include <chrono>
@@ -78,8 +79,11 @@ struct PollConfig {
   std::chrono::milliseconds max_interval{30000};
 };
 
+// The mock engine runs nothing: it marks executions succeeded (or as their provider_config.mock
+// says). Off unless turned on, for the demo and tests: a production install must never record
+// workflows as done that no engine ran.
 struct MockProviderConfig {
-  bool enabled = true;
+  bool enabled = false;
   std::string start_log;  // diagnostics: append each start's execution name to this file
 };
 
@@ -96,6 +100,9 @@ struct Config {
   DispatchConfig dispatch;
   PollConfig poll;
   MockProviderConfig mock_provider;  // providers.mock.*
+  // providers.default: the provider of a definition that names none, when it is applied or
+  // validated; empty (the default): such a definition is refused.
+  std::string default_provider;
   LogConfig log;
   std::chrono::milliseconds shutdown_timeout{30000};
   std::string instance_id;  // defaults to hostname-pid; names this replica in leases and logs
@@ -115,17 +122,33 @@ using Environment = std::map<std::string, std::string>;
 // The process environment, for production wiring.
 Environment ProcessEnvironment();
 
+// What the configuration is loaded for. kOffline: checks that reach no server (`workflowd
+// definitions validate`): database.url may be unset and secret files are not read.
+enum class ConfigUse { kConnect, kOffline };
+
 // Parses `text` (YAML or JSON; empty means all defaults), applies `env`, reads secret files and
 // validates. `source` names the file in messages. Throws ConfigError listing every problem.
-Config ParseConfig(const std::string& text, const std::string& source, const Environment& env);
+Config ParseConfig(const std::string& text, const std::string& source, const Environment& env,
+                   ConfigUse use = ConfigUse::kConnect);
 
 // Reads the file, then ParseConfig. An empty path means defaults plus environment.
-Config LoadConfig(const std::string& path, const Environment& env);
+Config LoadConfig(const std::string& path, const Environment& env,
+                  ConfigUse use = ConfigUse::kConnect);
+
+// The workflow providers this build offers, by the name definitions use (`provider: NAME`).
+const std::vector<std::string>& KnownProviders();
 
 // The effective configuration as YAML with secrets masked, for `workflowd config` and logs.
 std::string DescribeConfig(const Config& config);
 
-// Masks the password of a URL such as postgresql://user:secret@host/db.
+// A PostgreSQL connection string fit to print: every secret libpq would read from it (password,
+// sslpassword) replaced by ***, in a URL (postgresql://user:secret@host/db?sslpassword=...) as in
+// key=value form (password = 'a b'). Found with libpq's own parser (PQconninfoParse), so what is
+// masked is what libpq would use; a string libpq cannot parse is masked whole ("***").
 std::string MaskUrl(const std::string& url);
+
+// Whether the librdkafka property `key` holds a secret: refused in the config file, masked when
+// printed.
+bool IsSecretKafkaProperty(const std::string& key);
 
 }  // namespace workflowd::daemon

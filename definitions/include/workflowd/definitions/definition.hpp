@@ -119,7 +119,9 @@ struct WorkflowDefinition {
   bool enabled = true;
   RetryPolicy retry_policy;
   int64_t timeout_seconds = 3600;  // 0 means no timeout
-  std::string provider = "mock";
+  // The engine that runs it (seed 000's provider name). No default: a definition names its
+  // provider, or the loader fills in the configured default (LoadOptions).
+  std::string provider;
   nlohmann::json provider_config;  // an object, or null when not given
   int64_t version = 0;             // server managed
   DefinitionStatus status = DefinitionStatus::kPublished;
@@ -155,6 +157,18 @@ nlohmann::json DefinitionToJson(const WorkflowDefinition& definition);
 // file with the same tenant, environment and id are rejected.
 std::vector<WorkflowDefinition> DefinitionsFromYamlOrJson(std::string_view text,
                                                           std::string_view source_name);
+
+// How DefinitionsFromYamlOrJson reads a file.
+struct LoadOptions {
+  // The provider of a definition whose "provider" is absent or null (workflowd's
+  // providers.default). Empty: such a definition is refused, with a problem at "provider" that
+  // says how to name one. What is filled in is stored with the definition, so changing the
+  // default later does not move definitions already applied to another engine.
+  std::string default_provider;
+};
+std::vector<WorkflowDefinition> DefinitionsFromYamlOrJson(std::string_view text,
+                                                          std::string_view source_name,
+                                                          const LoadOptions& options);
 
 // The semantic rules, for a definition built or changed in code (the API sets tenant, environment,
 // id and timestamps after parsing): identifiers and sizes, trigger shape, cron syntax, conditions,

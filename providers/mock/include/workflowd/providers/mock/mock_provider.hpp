@@ -112,12 +112,21 @@ class MockProvider final : public Provider {
   // unfinished executions are always kept. Without a bound, a daemon running the mock kept every
   // execution it ever started (hundreds of MB in the lifecycle benchmark).
   void SetRetention(size_t executions);
+  // Remembers at most this many execution names (default 100,000) past those of the executions
+  // whose whole record is kept: what a name is for (the execution it started, so that a repeated
+  // start is recognised; its StartCalls; its fault sequence) is forgotten for the oldest names
+  // beyond that. A start repeated after that many newer names starts a new execution; workflowd
+  // repeats a start within a dispatch lease, far sooner. Without a bound, a daemon running the
+  // mock kept every name it was ever asked to start.
+  void SetNameRetention(size_t names);
 
   // --- observation (thread-safe) ---
   // StartExecution calls that reached the provider for this name, including idempotent repeats.
   int StartCalls(const std::string& execution_name) const;
-  // Executions that exist (each name at most once), forgotten ones included.
+  // Executions whose name is remembered (each name at most once), forgotten records included.
   size_t ExecutionCount() const;
+  // Names remembered, with or without an execution (a start that failed is remembered too).
+  size_t KnownNameCount() const;
   // Executions whose whole record is held in memory.
   size_t RetainedCount() const;
   bool HasWorkflow(const std::string& workflow_id) const;
@@ -139,6 +148,14 @@ class MockProvider final : public Provider {
   ExecutionMap::iterator Reconstruct(const std::string& execution_id);
   // Adds a record and forgets old finished ones beyond the retention. mu_ held.
   ExecutionMap::iterator Retain(std::unique_ptr<ExecutionRecord> e, TimePoint now);
+  // What is known of an execution name.
+  struct NameState {
+    std::string execution_id;  // empty until an execution started under the name
+    int start_calls = 0;       // StartExecution calls that reached the provider
+    int fault_attempts = 0;    // starts counted here for Faults (no "start_attempt" in the input)
+  };
+  // The name's state, remembered from now on (and old names forgotten). mu_ held.
+  NameState& Remember(const std::string& name);
   // Precedence: per execution name, per workflow, provider_config, default. mu_ held.
   Outcome OutcomeFor(const std::string& name, const std::string& workflow_id,
                      const WorkflowState& workflow) const;
@@ -150,14 +167,17 @@ class MockProvider final : public Provider {
   mutable std::mutex mu_;
   bool reconstruct_ = false;
   std::ofstream start_log_;
+  // One per workflow created (a definition version), removed by DeleteWorkflow: bounded by the
+  // definitions, not by the events.
   std::map<std::string, std::unique_ptr<WorkflowState>> workflows_;
   ExecutionMap executions_;                 // by execution id
   std::deque<std::string> retained_order_;  // ids in executions_, oldest first
   size_t retention_ = 10000;
-  std::unordered_map<std::string, std::string> id_by_name_;  // name -> execution id
-  std::unordered_map<std::string, int> start_calls_;
-  std::unordered_map<std::string, int> fault_attempts_;  // per execution name, for Faults
+  std::unordered_map<std::string, NameState> names_;
+  std::deque<std::string> name_order_;  // keys of names_, oldest first
+  size_t name_retention_ = 100000;
   Outcome default_outcome_;
+  // Filled only by the Set*Outcome calls of a test: as large as the test makes them.
   std::map<std::string, Outcome> workflow_outcomes_;
   std::map<std::string, Outcome> execution_outcomes_;
   std::chrono::nanoseconds latency_{0};
