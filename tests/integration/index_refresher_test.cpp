@@ -214,7 +214,7 @@ TEST_F(IndexLoadTest, ADefinitionWhoseConditionsNoLongerCompileIsSkippedAndTheOt
 
   // Applying the definition again (fixed) replaces the stored document; the next load has it.
   const auto applied =
-      repo.Apply(definitions::DefinitionsFromYamlOrJson(kDefinitions, "test"), "test");
+      repo.Apply(definitions::DefinitionsFromYamlOrJson(kDefinitions, "test", {"mock"}), "test");
   EXPECT_EQ(applied[0].action, store::ApplyOutcome::Action::kUpdated);
   refresher.LoadNow("notify");
   EXPECT_EQ(holder.Get()->size(), 3u);
