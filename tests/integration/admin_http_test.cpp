@@ -556,7 +556,22 @@ TEST(AdminHttpSlowClientsTest, HealthzAnswersWithinASecondWhileHundredsOfSlowCli
   // again at once.
   std::atomic<bool> done{false};
   std::atomic<int> reopened{0};
-  std::thread pressure([&] {
+  std::thread pressure;
+  // Stops the pressure on every way out of the test (a failed ASSERT too).
+  struct StopPressure {
+    std::atomic<bool>& done;
+    std::thread& pressure;
+    std::vector<SlowClient>& clients;
+    ~StopPressure() {
+      done = true;
+      if (pressure.joinable()) pressure.join();
+      for (SlowClient& c : clients) {
+        if (c.fd >= 0) ::close(c.fd);
+        c.fd = -1;
+      }
+    }
+  } stop_pressure{done, pressure, clients};
+  pressure = std::thread([&] {
     while (!done) {
       for (SlowClient& c : clients) {
         if (c.fd < 0 || ClosedByServer(c.fd)) {
@@ -585,11 +600,6 @@ TEST(AdminHttpSlowClientsTest, HealthzAnswersWithinASecondWhileHundredsOfSlowCli
     ASSERT_TRUE(metrics) << "probe " << probe << ": " << httplib::to_string(metrics.error());
     EXPECT_EQ(metrics->status, 200);
     std::this_thread::sleep_for(300ms);
-  }
-  done = true;
-  pressure.join();
-  for (SlowClient& c : clients) {
-    if (c.fd >= 0) ::close(c.fd);
   }
   // The caps held and made room by closing the longest-waiting connections.
   EXPECT_LE(SampleValue(registry, "workflowd_admin_connections"), 256);
