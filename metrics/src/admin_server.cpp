@@ -50,6 +50,10 @@ constexpr std::chrono::milliseconds kAcceptPause{100};
 constexpr std::chrono::milliseconds kErrorWriteTimeout{1000};
 constexpr std::chrono::seconds kCapWarningInterval{60};
 constexpr std::chrono::milliseconds kLingerTime{1000};
+// States of a request's task (Connection::task).
+constexpr int kTaskQueued = 0;
+constexpr int kTaskRunning = 1;
+constexpr int kTaskCancelled = 2;
 
 // Non-UTF-8 bytes (a decoded path, an exception message) become U+FFFD instead of throwing.
 std::string DumpJson(const nlohmann::json& json) {
@@ -281,6 +285,8 @@ struct Connection {
   bool peer_gone = false;  // busy and hung up: close once the handler is done
   bool registered = true;  // in the epoll set
   std::uint64_t served = 0;
+  // Busy: whether its request's task is queued, running or cancelled (shared with the task).
+  std::shared_ptr<std::atomic<int>> task;
 };
 
 struct Route {
@@ -554,21 +560,34 @@ struct AdminServer::Impl {
     open_connections.Inc();
   }
 
-  // The reading connection (of `address`, or any) that has waited longest for its request.
+  // The connection (of `address`, or any) that has waited longest for its request, among those
+  // reading one (or lingering); when there is none, the one whose request has waited longest for
+  // a worker, which is then cancelled (a flood of complete requests cannot lock probes out
+  // either). Null when every connection has a request being answered or written.
   Connection* LongestWaiting(const std::string* address) {
+    auto older = [](const Connection* a, const Connection* b) {
+      return b == nullptr || a->waiting_since < b->waiting_since ||
+             (a->waiting_since == b->waiting_since && a->id < b->id);
+    };
     Connection* oldest = nullptr;
+    std::vector<Connection*> queued;
     for (const auto& [id, connection] : connections) {
-      if (connection->state != Connection::State::kReading &&
-          connection->state != Connection::State::kLingering) {
+      if (address != nullptr && connection->address != *address) continue;
+      if (connection->state == Connection::State::kBusy) {
+        if (connection->task->load() == kTaskQueued) queued.push_back(connection.get());
         continue;
       }
-      if (address != nullptr && connection->address != *address) continue;
-      if (oldest == nullptr || connection->waiting_since < oldest->waiting_since ||
-          (connection->waiting_since == oldest->waiting_since && connection->id < oldest->id)) {
-        oldest = connection.get();
-      }
+      if (connection->state == Connection::State::kWriting) continue;
+      if (older(connection.get(), oldest)) oldest = connection.get();
     }
-    return oldest;
+    if (oldest != nullptr) return oldest;
+    std::sort(queued.begin(), queued.end(),
+              [&](const Connection* a, const Connection* b) { return older(a, b); });
+    for (Connection* candidate : queued) {
+      int expected = kTaskQueued;
+      if (candidate->task->compare_exchange_strong(expected, kTaskCancelled)) return candidate;
+    }
+    return nullptr;
   }
 
   // Each handler below may close (and destroy) `c`: it is its last use.
@@ -669,7 +688,10 @@ struct AdminServer::Impl {
     auto request = std::make_shared<wire::Request>(std::move(c.parser.request()));
     c.parser.Reset();
     const bool keep_alive = request->keep_alive && !c.eof;
-    LaneFor(request->path).Post([this, id = c.id, request, keep_alive] {
+    c.task = std::make_shared<std::atomic<int>>(kTaskQueued);
+    LaneFor(request->path).Post([this, id = c.id, request, keep_alive, task = c.task] {
+      int expected = kTaskQueued;
+      if (!task->compare_exchange_strong(expected, kTaskRunning)) return;  // its client was closed
       const bool head_only = request->method == "HEAD";
       PostCompletion(
           Completion{id, Serialize(Respond(*request), keep_alive, head_only), keep_alive});

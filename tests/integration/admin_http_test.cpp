@@ -711,6 +711,50 @@ TEST(AdminHttpSlowClientsTest, PerAddressCapClosesTheLongestWaitingOrRefusesWhen
   }
 }
 
+// Complete requests that wait for a busy worker do not lock probes out either: the one that has
+// waited longest is dropped (closed, never handled) to make room.
+TEST(AdminHttpSlowClientsTest, ARequestStillQueuedForAWorkerMakesRoomWhenTheCapIsReached) {
+  Registry registry;
+  AdminServerOptions options{.bind_address = kLoopback, .port = 0};
+  options.max_connections_per_address = 3;
+  options.api_threads = 1;
+  AdminServer server(options, registry, Healthy, Healthy);
+  std::atomic<int> slow_entered{0};
+  std::atomic<bool> release{false};
+  server.Handle("GET", "/slow", [&](const HttpRequest&) {
+    ++slow_entered;
+    for (int i = 0; i < 1000 && !release; ++i) std::this_thread::sleep_for(10ms);
+    return HttpResponse{.body = "{}"};
+  });
+  server.Start();
+  const std::string slow = "GET /slow HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+  std::vector<int> fds;
+  fds.push_back(ConnectFrom("127.0.0.2", server.port()));
+  ASSERT_TRUE(SendAll(fds.back(), slow));
+  for (int i = 0; i < 500 && slow_entered < 1; ++i) std::this_thread::sleep_for(10ms);
+  ASSERT_EQ(slow_entered.load(), 1);  // the only worker is busy with the first
+  for (int i = 0; i < 2; ++i) {
+    fds.push_back(ConnectFrom("127.0.0.2", server.port()));
+    ASSERT_TRUE(SendAll(fds.back(), slow));
+  }
+  // The two queued requests are read (the connections wait for the worker) before the probe.
+  for (int i = 0; i < 500 && SampleValue(registry, "workflowd_admin_connections") < 3; ++i) {
+    std::this_thread::sleep_for(10ms);
+  }
+  const int probe = ConnectFrom("127.0.0.2", server.port());
+  ASSERT_TRUE(SendAll(probe, "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"));
+  EXPECT_THAT(ReadUntilClosed(probe, 3s).data, StartsWith("HTTP/1.1 200 "));
+  ::close(probe);
+  const ReadResult dropped = ReadUntilClosed(fds[1], 3s);  // the longest queued
+  EXPECT_TRUE(dropped.closed);
+  EXPECT_EQ(dropped.data, "");
+  release = true;
+  EXPECT_THAT(ReadUntilClosed(fds[0], 3s).data, StartsWith("HTTP/1.1 200 "));
+  EXPECT_THAT(ReadUntilClosed(fds[2], 3s).data, StartsWith("HTTP/1.1 200 "));
+  EXPECT_EQ(slow_entered.load(), 2);  // the dropped request never reached its handler
+  for (int fd : fds) ::close(fd);
+}
+
 // What clients of the REST API send besides simple requests: pipelined requests on one kept-alive
 // connection, HEAD, a chunked body, `Expect: 100-continue`, and oversized or broken requests.
 TEST(AdminHttpTest, KeepAlivePipeliningHeadChunkedContinueAndLimits) {
