@@ -102,6 +102,9 @@ StatusError ErrorForStatus(int status) {
   }
 }
 
+// The current errno as text (strerror is not thread-safe).
+std::string ErrnoText() { return std::generic_category().message(errno); }
+
 std::string HostPort(const std::string& host, int port) {
   const bool ipv6 = host.find(':') != std::string::npos;
   return (ipv6 ? "[" + host + "]" : host) + ":" + std::to_string(port);
@@ -440,7 +443,7 @@ struct AdminServer::Impl {
       const int n = epoll_wait(epoll_fd, events.data(), static_cast<int>(events.size()),
                                WaitMilliseconds(Clock::now()));
       if (n < 0 && errno != EINTR) {
-        spdlog::error("admin http: epoll_wait failed: {}", std::strerror(errno));
+        spdlog::error("admin http: epoll_wait failed: {}", ErrnoText());
         std::this_thread::sleep_for(std::chrono::milliseconds(10));
       }
       for (int i = 0; i < n; ++i) {
@@ -497,7 +500,7 @@ struct AdminServer::Impl {
           Close(*victim, "evicted");
           continue;
         }
-        WarnRateLimited("cannot accept a connection: {}", std::strerror(errno));
+        WarnRateLimited("cannot accept a connection: {}", ErrnoText());
         SetListenerEvents(0);
         accept_paused = true;
         accept_resume_at = Clock::now() + kAcceptPause;
@@ -551,7 +554,7 @@ struct AdminServer::Impl {
     ev.events = EPOLLIN;
     ev.data.u64 = id;
     if (epoll_ctl(epoll_fd, EPOLL_CTL_ADD, fd, &ev) != 0) {
-      spdlog::warn("admin http: cannot watch a connection: {}", std::strerror(errno));
+      spdlog::warn("admin http: cannot watch a connection: {}", ErrnoText());
       ::close(fd);
       return;
     }
@@ -814,7 +817,7 @@ struct AdminServer::Impl {
     }
   }
 
-  void SetEvents(Connection& c, std::uint32_t events) {
+  void SetEvents(const Connection& c, std::uint32_t events) const {
     if (!c.registered) return;
     epoll_event ev{};
     ev.events = events;
@@ -822,14 +825,14 @@ struct AdminServer::Impl {
     epoll_ctl(epoll_fd, EPOLL_CTL_MOD, c.fd, &ev);
   }
 
-  void SetListenerEvents(std::uint32_t events) {
+  void SetListenerEvents(std::uint32_t events) const {
     epoll_event ev{};
     ev.events = events;
     ev.data.u64 = kListenerId;
     epoll_ctl(epoll_fd, EPOLL_CTL_MOD, listen_fd, &ev);
   }
 
-  void Unwatch(Connection& c) {
+  void Unwatch(Connection& c) const {
     if (!c.registered) return;
     epoll_ctl(epoll_fd, EPOLL_CTL_DEL, c.fd, nullptr);
     c.registered = false;
@@ -981,7 +984,7 @@ void AdminServer::Start() {
   impl.wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   if (impl.epoll_fd < 0 || impl.wake_fd < 0) {
     throw std::runtime_error(std::string("admin HTTP server: cannot create its event loop: ") +
-                             std::strerror(errno));
+                             ErrnoText());
   }
   for (auto [fd, id] : {std::pair{impl.listen_fd, kListenerId}, std::pair{impl.wake_fd, kWakeId}}) {
     epoll_event ev{};
@@ -989,7 +992,7 @@ void AdminServer::Start() {
     ev.data.u64 = id;
     if (epoll_ctl(impl.epoll_fd, EPOLL_CTL_ADD, fd, &ev) != 0) {
       throw std::runtime_error(std::string("admin HTTP server: cannot create its event loop: ") +
-                               std::strerror(errno));
+                               ErrnoText());
     }
   }
   started_ = true;

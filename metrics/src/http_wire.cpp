@@ -122,7 +122,7 @@ RequestParser::Status RequestParser::Parse(std::string& in) {
     }
     const std::size_t head_size = end + (end == lf_lf ? 2 : 3);
     if (head_size > limits_.max_header_bytes) return Fail(431, "request headers too large");
-    if (Status s = ParseHead(std::string_view(in).substr(0, end)); s != Status::kIncomplete) {
+    if (Status s = ParseHead(std::string_view{in}.substr(0, end)); s != Status::kIncomplete) {
       return s;
     }
     head_done_ = true;
@@ -260,7 +260,7 @@ RequestParser::Status RequestParser::ParseChunked(std::string& in) {
       if (in.size() - pos > kMaxChunkLine) return Fail(400, "malformed chunk size line");
       return Status::kIncomplete;
     }
-    std::string_view size_line = StripCr(std::string_view(in).substr(pos, lf - pos));
+    std::string_view size_line = StripCr(std::string_view{in}.substr(pos, lf - pos));
     size_line = Trim(size_line.substr(0, size_line.find(';')));
     if (size_line.empty() || size_line.size() > 15) return Fail(400, "malformed chunk size");
     std::size_t size = 0;
@@ -279,7 +279,7 @@ RequestParser::Status RequestParser::ParseChunked(std::string& in) {
           return Status::kIncomplete;
         }
         const bool empty =
-            StripCr(std::string_view(in).substr(line_start, end - line_start)).empty();
+            StripCr(std::string_view{in}.substr(line_start, end - line_start)).empty();
         line_start = end + 1;
         if (empty) break;
       }
