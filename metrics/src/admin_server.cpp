@@ -50,6 +50,7 @@ constexpr std::chrono::milliseconds kAcceptPause{100};
 constexpr std::chrono::milliseconds kErrorWriteTimeout{1000};
 constexpr std::chrono::seconds kCapWarningInterval{60};
 constexpr std::chrono::milliseconds kLingerTime{1000};
+constexpr int kAcceptBatch = 64;
 // States of a request's task (Connection::task).
 constexpr int kTaskQueued = 0;
 constexpr int kTaskRunning = 1;
@@ -483,13 +484,16 @@ struct AdminServer::Impl {
   }
 
   void Accept() {
-    while (true) {
+    // A bounded batch per wake: the loop reads the connections it admitted before a burst of new
+    // ones could push them out again (the listener stays readable for the rest).
+    for (int accepted = 0; accepted < kAcceptBatch;) {
       sockaddr_storage addr{};
       socklen_t length = sizeof(addr);
       const int fd = accept4(listen_fd, reinterpret_cast<sockaddr*>(&addr), &length,
                              SOCK_NONBLOCK | SOCK_CLOEXEC);
       if (fd >= 0) {
         Admit(fd, AddressOf(addr));
+        ++accepted;
         continue;
       }
       if (errno == EINTR || errno == ECONNABORTED) continue;
@@ -559,8 +563,11 @@ struct AdminServer::Impl {
       return;
     }
     ++per_address[address];
-    connections.emplace(id, std::move(connection));
+    Connection& admitted = *connections.emplace(id, std::move(connection)).first->second;
     open_connections.Inc();
+    // A client usually sends its request right after connecting: take it now, so that a complete
+    // request is being answered (and cannot be pushed out by later connections) at once.
+    Read(admitted);
   }
 
   // The connection (of `address`, or any) that has waited longest for its request, among those
