@@ -6,7 +6,10 @@
 #include <atomic>
 #include <mutex>
 #include <random>
+#include <set>
+#include <string>
 #include <thread>
+#include <vector>
 
 #include "background_worker.hpp"
 #include "event_pipeline.hpp"
@@ -31,6 +34,11 @@ namespace {
 // milliseconds, and a lease per commit (each walking the tenant x environment scopes) was
 // PostgreSQL's largest cost; gathered, one lease takes the rows of several commits.
 constexpr std::chrono::milliseconds kDispatchWakeGap{10};
+
+// Metric families labelled by tenant x environment export this many label sets each; further
+// ones are summed into one series labelled "other" (the README's Metrics section says so): a
+// Prometheus server's cost grows with the series, and tenants are data, not configuration.
+constexpr std::size_t kMaxScopeSeries = 500;
 
 consumers::DecoderConfig DecoderFrom(const KafkaConfig& k) {
   consumers::DecoderConfig d;
@@ -288,6 +296,15 @@ int RunDaemon(const Config& config) {
         "demos and tests only)");
   }
   lifecycle::LifecycleMetrics lm(registry);
+  // Series labelled by tenant x environment are bounded (see kMaxScopeSeries).
+  for (metrics::GaugeFamily* family : {&lm.queued, &lm.in_flight}) {
+    family->LimitSeries(kMaxScopeSeries, "other", [](const std::string& name) {
+      spdlog::warn(
+          "metric {}: more than {} tenant x environment series; the others are summed into "
+          "tenant=\"other\",environment=\"other\"",
+          name, kMaxScopeSeries);
+    });
+  }
   lifecycle::WorkflowCatalog catalog(manager);
   // dispatch.workers dispatcher loops and poll.workers poller loops, each with its own
   // connection: one loop waits on PostgreSQL most of the time, so several overlap their rounds.
@@ -382,12 +399,17 @@ int RunDaemon(const Config& config) {
     spdlog::warn("dispatch.enabled is false: executions are recorded but not started or polled");
   }
 
-  registry.AddCollectCallback([&] {
+  // The lag gauge follows the current assignment: a revoked partition's series goes away (an
+  // assigned one whose lag is unknown keeps its last value). Declared after `source`, so that on
+  // every way out it is removed, waiting for a scrape that runs it, before the consumer goes.
+  metrics::ScopedCollectCallback lag_collect(registry, [&source, &pm] {
+    std::set<std::vector<std::string>> assigned;
     for (const auto& l : source.Lag()) {
-      if (l.lag >= 0) {
-        pm.lag.WithLabels({l.topic, std::to_string(l.partition)}).Set(static_cast<double>(l.lag));
-      }
+      std::vector<std::string> labels{l.topic, std::to_string(l.partition)};
+      if (l.lag >= 0) pm.lag.WithLabels(labels).Set(static_cast<double>(l.lag));
+      assigned.insert(std::move(labels));
     }
+    pm.lag.RemoveExcept(assigned);
   });
 
   std::atomic<bool> pipeline_failed{false};
@@ -478,7 +500,9 @@ int RunDaemon(const Config& config) {
   for (auto& l : dispatch_loops) l->worker->Stop();
   for (auto& l : poll_loops) l->worker->Stop();
   gauges_worker.Stop();
-  // Stopped loops have finished their rounds: no row is held any more.
+  // Stopped loops have finished their rounds: no row is held any more. No scrape reads the
+  // consumer once the lag callback is gone (a running one is waited for).
+  lag_collect.Reset();
   source.Close();
   refresher.Stop();
   if (admin) admin->Stop();

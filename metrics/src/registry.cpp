@@ -99,10 +99,10 @@ void AppendSamples(std::string& out, const std::string& name,
   AppendSample(out, name, label_names, label_values, gauge.Value());
 }
 
-void AppendSamples(std::string& out, const std::string& name,
-                   const std::vector<std::string>& label_names,
-                   const std::vector<std::string>& label_values, const Histogram& histogram) {
-  const HistogramSnapshot snapshot = histogram.Snapshot();
+void AppendSnapshot(std::string& out, const std::string& name,
+                    const std::vector<std::string>& label_names,
+                    const std::vector<std::string>& label_values,
+                    const HistogramSnapshot& snapshot) {
   const std::string bucket_name = name + "_bucket";
   for (std::size_t i = 0; i < snapshot.upper_bounds.size(); ++i) {
     AppendSample(out, bucket_name, label_names, label_values,
@@ -112,6 +112,12 @@ void AppendSamples(std::string& out, const std::string& name,
   AppendSample(out, name + "_sum", label_names, label_values, snapshot.sum);
   AppendSample(out, name + "_count", label_names, label_values,
                static_cast<double>(snapshot.count));
+}
+
+void AppendSamples(std::string& out, const std::string& name,
+                   const std::vector<std::string>& label_names,
+                   const std::vector<std::string>& label_values, const Histogram& histogram) {
+  AppendSnapshot(out, name, label_names, label_values, histogram.Snapshot());
 }
 
 std::string_view TypeName(MetricType type) {
@@ -230,34 +236,129 @@ Family<Metric>::Family(std::string name, std::string help, std::vector<std::stri
 
 template <typename Metric>
 Metric& Family<Metric>::WithLabels(const std::vector<std::string>& label_values) {
-  std::lock_guard lock(mutex_);
+  std::unique_lock lock(mutex_);
   if (auto it = children_.find(label_values); it != children_.end()) return *it->second;
+  if (auto it = overflow_children_.find(label_values); it != overflow_children_.end()) {
+    return *it->second;
+  }
   CheckLabelValues(label_values);
-  auto [it, inserted] = children_.emplace(label_values, factory_());
-  return *it->second;
+  if (max_series_ == 0 || children_.size() < max_series_) {
+    return *children_.emplace(label_values, factory_()).first->second;
+  }
+  Metric& child = *overflow_children_.emplace(label_values, factory_()).first->second;
+  if (!overflowed_) {
+    overflowed_ = true;
+    auto notify = on_first_overflow_;
+    lock.unlock();
+    if (notify) notify(name());
+  }
+  return child;
 }
 
 template <typename Metric>
 bool Family<Metric>::Remove(const std::vector<std::string>& label_values) {
   std::unique_ptr<Metric> removed;  // destroyed after the lock is released
   std::lock_guard lock(mutex_);
-  auto it = children_.find(label_values);
-  if (it == children_.end()) return false;
-  removed = std::move(it->second);
-  children_.erase(it);
-  return true;
+  for (Children* children : {&children_, &overflow_children_}) {
+    if (auto it = children->find(label_values); it != children->end()) {
+      removed = std::move(it->second);
+      children->erase(it);
+      return true;
+    }
+  }
+  return false;
+}
+
+template <typename Metric>
+std::size_t Family<Metric>::RemoveExcept(const std::set<std::vector<std::string>>& keep) {
+  std::vector<std::unique_ptr<Metric>> removed;  // destroyed after the lock is released
+  std::lock_guard lock(mutex_);
+  for (Children* children : {&children_, &overflow_children_}) {
+    for (auto it = children->begin(); it != children->end();) {
+      if (keep.count(it->first) != 0) {
+        ++it;
+      } else {
+        removed.push_back(std::move(it->second));
+        it = children->erase(it);
+      }
+    }
+  }
+  return removed.size();
+}
+
+template <typename Metric>
+void Family<Metric>::LimitSeries(std::size_t max_series, std::string overflow_value,
+                                 std::function<void(const std::string&)> on_first_overflow) {
+  if (max_series == 0) ThrowForMetric(name(), "a series limit must be at least 1");
+  CheckLabelValues(std::vector<std::string>(label_names().size(), overflow_value));
+  std::lock_guard lock(mutex_);
+  max_series_ = max_series;
+  overflow_value_ = std::move(overflow_value);
+  on_first_overflow_ = std::move(on_first_overflow);
 }
 
 template <typename Metric>
 std::size_t Family<Metric>::size() const {
   std::lock_guard lock(mutex_);
-  return children_.size();
+  return children_.size() + overflow_children_.size();
 }
+
+namespace {
+
+// The overflow series: the sum of the overflowed children (and of an exported child that happens
+// to carry the overflow label values, so that no series appears twice).
+double SumOf(const std::vector<const Counter*>& parts) {
+  double sum = 0;
+  for (const Counter* part : parts) sum += part->Value();
+  return sum;
+}
+
+double SumOf(const std::vector<const Gauge*>& parts) {
+  double sum = 0;
+  for (const Gauge* part : parts) sum += part->Value();
+  return sum;
+}
+
+void AppendSum(std::string& out, const std::string& name,
+               const std::vector<std::string>& label_names,
+               const std::vector<std::string>& label_values,
+               const std::vector<const Counter*>& parts) {
+  AppendSample(out, name, label_names, label_values, SumOf(parts));
+}
+
+void AppendSum(std::string& out, const std::string& name,
+               const std::vector<std::string>& label_names,
+               const std::vector<std::string>& label_values,
+               const std::vector<const Gauge*>& parts) {
+  AppendSample(out, name, label_names, label_values, SumOf(parts));
+}
+
+void AppendSum(std::string& out, const std::string& name,
+               const std::vector<std::string>& label_names,
+               const std::vector<std::string>& label_values,
+               const std::vector<const Histogram*>& parts) {
+  HistogramSnapshot total;
+  for (const Histogram* part : parts) {
+    const HistogramSnapshot snapshot = part->Snapshot();
+    if (total.upper_bounds.empty()) {
+      total = snapshot;
+      continue;
+    }
+    for (std::size_t i = 0; i < total.cumulative_counts.size(); ++i) {
+      total.cumulative_counts[i] += snapshot.cumulative_counts[i];
+    }
+    total.sum += snapshot.sum;
+    total.count += snapshot.count;
+  }
+  AppendSnapshot(out, name, label_names, label_values, total);
+}
+
+}  // namespace
 
 template <typename Metric>
 void Family<Metric>::AppendTo(std::string& out) const {
   std::lock_guard lock(mutex_);
-  if (children_.empty()) return;
+  if (children_.empty() && overflow_children_.empty()) return;
   out += "# HELP ";
   out += name();
   out += ' ';
@@ -267,9 +368,26 @@ void Family<Metric>::AppendTo(std::string& out) const {
   out += ' ';
   out += TypeName(type());
   out += '\n';
+  if (overflow_children_.empty()) {
+    for (const auto& [label_values, child] : children_) {
+      AppendSamples(out, name(), label_names(), label_values, *child);
+    }
+    return;
+  }
+  const std::vector<std::string> overflow_key(label_names().size(), overflow_value_);
+  std::vector<const Metric*> parts;
+  for (const auto& [label_values, child] : overflow_children_) parts.push_back(child.get());
+  bool overflow_done = false;
   for (const auto& [label_values, child] : children_) {
+    if (!overflow_done && overflow_key <= label_values) {
+      if (label_values == overflow_key) parts.push_back(child.get());
+      AppendSum(out, name(), label_names(), overflow_key, parts);
+      overflow_done = true;
+      if (label_values == overflow_key) continue;
+    }
     AppendSamples(out, name(), label_names(), label_values, *child);
   }
+  if (!overflow_done) AppendSum(out, name(), label_names(), overflow_key, parts);
 }
 
 template class Family<Counter>;

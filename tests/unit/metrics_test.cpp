@@ -6,9 +6,12 @@
 #include <algorithm>
 #include <atomic>
 #include <cfloat>
+#include <chrono>
 #include <cmath>
 #include <cstdlib>
 #include <limits>
+#include <memory>
+#include <set>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -329,6 +332,133 @@ TEST(MetricsCallbackTest, MayCreateAndRemoveChildren) {
             "# HELP lag h\n# TYPE lag gauge\nlag{partition=\"0\"} 100\nlag{partition=\"1\"} 101\n");
   assigned = {2};
   EXPECT_EQ(registry.Serialize(), "# HELP lag h\n# TYPE lag gauge\nlag{partition=\"2\"} 102\n");
+}
+
+// The consumer lag gauge is rebuilt from the current assignment on each collect: the series of a
+// partition that was revoked disappears instead of freezing at its last value.
+TEST(MetricsSeriesTest, RemoveExceptDropsSeriesMissingFromTheCurrentSet) {
+  Registry registry;
+  auto& lag = registry.AddGauge("lag", "h", {"topic", "partition"});
+  std::set<std::vector<std::string>> assigned = {{"events", "0"}, {"events", "1"}};
+  registry.AddCollectCallback([&] {
+    for (const auto& labels : assigned) lag.WithLabels(labels).Set(7);
+    lag.RemoveExcept(assigned);
+  });
+  EXPECT_THAT(registry.Serialize(), HasSubstr("lag{topic=\"events\",partition=\"1\"} 7\n"));
+  assigned = {{"events", "0"}};  // partition 1 revoked
+  const std::string after = registry.Serialize();
+  EXPECT_THAT(after, HasSubstr("lag{topic=\"events\",partition=\"0\"} 7\n"));
+  EXPECT_THAT(after, Not(HasSubstr("partition=\"1\"")));
+  assigned = {};
+  EXPECT_EQ(registry.Serialize(), "");
+  EXPECT_EQ(lag.size(), 0U);
+  lag.WithLabels({"a", "1"});
+  lag.WithLabels({"b", "2"});
+  EXPECT_EQ(lag.RemoveExcept({{"b", "2"}, {"c", "3"}}), 1U);
+  EXPECT_EQ(lag.size(), 1U);
+}
+
+// Per-tenant families are bounded: past the limit, label sets are summed into one "other" series.
+TEST(MetricsSeriesTest, LimitSeriesSumsFurtherLabelSetsIntoOneOverflowSeries) {
+  Registry registry;
+  auto& queued = registry.AddGauge("queued", "h", {"tenant", "environment"});
+  std::vector<std::string> warnings;
+  queued.LimitSeries(2, "other", [&](const std::string& name) { warnings.push_back(name); });
+  queued.WithLabels({"t1", "prod"}).Set(1);
+  queued.WithLabels({"t2", "prod"}).Set(2);
+  EXPECT_TRUE(warnings.empty());
+  Gauge& t3 = queued.WithLabels({"t3", "prod"});
+  t3.Set(30);  // Set on each overflowed child: the overflow series is their sum
+  queued.WithLabels({"t4", "dev"}).Set(400);
+  queued.WithLabels({"t3", "prod"}).Inc();                  // the same child again
+  EXPECT_EQ(warnings, std::vector<std::string>{"queued"});  // once
+  EXPECT_EQ(registry.Serialize(),
+            "# HELP queued h\n# TYPE queued gauge\n"
+            "queued{tenant=\"other\",environment=\"other\"} 431\n"
+            "queued{tenant=\"t1\",environment=\"prod\"} 1\n"
+            "queued{tenant=\"t2\",environment=\"prod\"} 2\n");
+  EXPECT_EQ(queued.size(), 4U);
+  EXPECT_TRUE(queued.Remove({"t4", "dev"}));
+  EXPECT_THAT(registry.Serialize(),
+              HasSubstr("queued{tenant=\"other\",environment=\"other\"} 31\n"));
+  EXPECT_TRUE(queued.Remove({"t3", "prod"}));
+  EXPECT_THAT(registry.Serialize(), Not(HasSubstr("other")));  // nothing overflows any more
+
+  // A room freed below the limit goes to the next new label set.
+  EXPECT_TRUE(queued.Remove({"t1", "prod"}));
+  queued.WithLabels({"t5", "prod"}).Set(5);
+  EXPECT_THAT(registry.Serialize(), HasSubstr("queued{tenant=\"t5\",environment=\"prod\"} 5\n"));
+  EXPECT_THROW(queued.LimitSeries(0, "other"), std::invalid_argument);
+}
+
+TEST(MetricsSeriesTest, OverflowOfCountersAndHistogramsAndALabelSetNamedLikeTheOverflow) {
+  Registry registry;
+  auto& starts = registry.AddCounter("starts_total", "h", {"tenant"});
+  starts.LimitSeries(2, "other");
+  starts.WithLabels({"other"}).Inc(1);  // a real tenant called "other": one series, summed
+  starts.WithLabels({"a"}).Inc(2);
+  starts.WithLabels({"b"}).Inc(4);
+  starts.WithLabels({"c"}).Inc(8);
+  auto& latency = registry.AddHistogram("latency_seconds", "h", {"tenant"}, {1});
+  latency.LimitSeries(1, "other");
+  latency.WithLabels({"a"}).Observe(0.5);
+  latency.WithLabels({"b"}).Observe(0.5);
+  latency.WithLabels({"c"}).Observe(2);
+  EXPECT_EQ(registry.Serialize(),
+            "# HELP latency_seconds h\n# TYPE latency_seconds histogram\n"
+            "latency_seconds_bucket{tenant=\"a\",le=\"1\"} 1\n"
+            "latency_seconds_bucket{tenant=\"a\",le=\"+Inf\"} 1\n"
+            "latency_seconds_sum{tenant=\"a\"} 0.5\n"
+            "latency_seconds_count{tenant=\"a\"} 1\n"
+            "latency_seconds_bucket{tenant=\"other\",le=\"1\"} 1\n"
+            "latency_seconds_bucket{tenant=\"other\",le=\"+Inf\"} 2\n"
+            "latency_seconds_sum{tenant=\"other\"} 2.5\n"
+            "latency_seconds_count{tenant=\"other\"} 2\n"
+            "# HELP starts_total h\n# TYPE starts_total counter\n"
+            "starts_total{tenant=\"a\"} 2\n"
+            "starts_total{tenant=\"other\"} 13\n");
+}
+
+// What run.cpp relies on at shutdown: once the handle is reset (or destroyed), the callback is
+// never called again, and the reset waits for a collect that is running it.
+TEST(MetricsCallbackTest, ScopedCollectCallbackRemovalWaitsForARunningCollect) {
+  Registry registry;
+  std::atomic<int> runs{0};
+  std::atomic<bool> entered{false};
+  std::atomic<bool> release{false};
+  auto scoped = std::make_unique<ScopedCollectCallback>(registry, [&] {
+    entered = true;
+    while (!release) std::this_thread::yield();
+    ++runs;
+  });
+  std::thread scrape([&] { registry.Serialize(); });
+  while (!entered) std::this_thread::yield();
+  std::atomic<bool> reset_returned{false};
+  std::atomic<int> runs_when_reset_returned{-1};
+  std::thread remover([&] {
+    scoped->Reset();
+    runs_when_reset_returned = runs.load();
+    reset_returned = true;
+  });
+  // A Reset() that did not wait would return now, while the callback is held (runs == 0): give it
+  // that chance, then let the callback finish.
+  for (int i = 0; i < 100 && !reset_returned; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  release = true;
+  remover.join();
+  EXPECT_EQ(runs_when_reset_returned.load(), 1);
+  scrape.join();
+  registry.Serialize();
+  EXPECT_EQ(runs.load(), 1);  // removed: not called again
+  scoped.reset();             // destructor after Reset(): a no-op
+
+  {
+    ScopedCollectCallback until_scope_end(registry, [&] { ++runs; });
+    registry.Serialize();
+  }
+  registry.Serialize();
+  EXPECT_EQ(runs.load(), 2);
 }
 
 TEST(MetricsCallbackTest, ThrowingCallbackIsReportedAndDoesNotStopTheExposition) {

@@ -1,9 +1,14 @@
 // The admin HTTP server: GET /metrics (Prometheus text format 0.0.4), GET /healthz, GET /readyz,
 // and a mount point (Handle) for the REST API's routes on the same port.
 //
-// Built on cpp-httplib (Debian 12 ships 0.11); no httplib type appears in this header.
+// An event-driven HTTP/1.1 server of its own (epoll, one thread) that reads and bounds every
+// request before a worker runs its handler: cpp-httplib 0.11 (Debian's) gave each connection a
+// blocking thread with per-read timeouts, so a few clients trickling header lines held every
+// thread and /healthz timed out.
 #pragma once
 
+#include <chrono>
+#include <cstddef>
 #include <functional>
 #include <map>
 #include <memory>
@@ -18,6 +23,25 @@ namespace workflowd::metrics {
 struct AdminServerOptions {
   std::string bind_address = "0.0.0.0";
   int port = 9090;  // 0: the kernel picks a free port; AdminServer::port() tells which
+
+  // A request's line, headers and body must all arrive within this time of its first byte (of
+  // the connection's start for the first request): a client that trickles is answered 408 and
+  // closed, one that sent nothing is closed.
+  std::chrono::milliseconds request_timeout{10'000};
+  // A kept-alive connection is closed when no next request starts within this time.
+  std::chrono::milliseconds idle_timeout{5'000};
+  // A response must be taken by the client within this time of being ready.
+  std::chrono::milliseconds write_timeout{10'000};
+  // Open connections, overall and per client address. When a new connection finds a cap reached,
+  // the connection of that scope that has waited longest for its request (idle or still sending
+  // it) is closed to make room; only when every one has a request being answered is the new one
+  // refused. So slow or idle clients can never lock out a health probe or a scrape.
+  std::size_t max_connections = 256;
+  std::size_t max_connections_per_address = 32;
+  std::size_t max_body_bytes = std::size_t{8} << 20;  // larger: 413
+  // Handler threads for mounted routes (REST API); /metrics, /healthz and /readyz have a thread
+  // each of their own, so slow API handlers never delay a probe.
+  std::size_t api_threads = 4;
 };
 
 struct HealthCheck {
@@ -58,8 +82,9 @@ using HttpHandler = std::function<HttpResponse(const HttpRequest&)>;
 // other errors without a body get {"error":{"code","message","details"}}; a handler that throws
 // gets a 500 in that shape (the exception is logged, not sent).
 //
-// Registers `workflowd_admin_scrapes_total` in the registry, so one AdminServer per registry; the
-// registry and the providers must outlive the server.
+// Registers `workflowd_admin_scrapes_total` and `workflowd_admin_connections_closed_total{reason}`
+// in the registry, so one AdminServer per registry; the registry and the providers must outlive
+// the server. No handler runs after Stop() returned.
 class AdminServer {
  public:
   // Empty providers count as healthy.
@@ -79,7 +104,8 @@ class AdminServer {
   // std::runtime_error naming address:port when the bind fails (the port is not shared:
   // SO_REUSEPORT is off), std::logic_error when called twice.
   void Start();
-  // Stops accepting, waits for in-flight requests, joins the thread. Idempotent.
+  // Stops accepting, waits for the handlers that are running (requests not yet started are
+  // dropped), closes every connection, joins the thread. Idempotent.
   void Stop() noexcept;
 
   // The bound port after Start() (the picked one when options.port was 0); 0 before.

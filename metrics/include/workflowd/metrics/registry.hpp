@@ -18,6 +18,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -137,12 +138,26 @@ class Family final : public FamilyBase {
   // Invalidates references to it: callers must drop cached references first. Returns whether a
   // child existed.
   bool Remove(const std::vector<std::string>& label_values);
+  // Drops every child whose label values are not in `keep` (same rules as Remove), for a family
+  // rebuilt from a current set such as the assigned partitions. Returns how many were dropped.
+  std::size_t RemoveExcept(const std::set<std::vector<std::string>>& keep);
 
+  // Bounds the series of a family whose label values come from data (tenants, environments):
+  // once `max_series` label sets are exported, each further one still gets a child of its own
+  // (updates and references keep working, Remove() too) but is exported only as part of one
+  // aggregated series whose every label value is `overflow_value` (the sum of the values; of the
+  // bucket counts for a histogram). `on_first_overflow(family name)` is called once, the first
+  // time a label set overflows (to log a warning). Applies to label sets created afterwards.
+  void LimitSeries(std::size_t max_series, std::string overflow_value,
+                   std::function<void(const std::string&)> on_first_overflow = nullptr);
+
+  // Label sets with a child (exported on their own or in the overflow series).
   std::size_t size() const;
 
  private:
   friend class Registry;
   using Factory = std::function<std::unique_ptr<Metric>()>;
+  using Children = std::map<std::vector<std::string>, std::unique_ptr<Metric>>;
   Family(std::string name, std::string help, std::vector<std::string> label_names, MetricType type,
          Factory factory);
   void AppendTo(std::string& out) const override;
@@ -150,7 +165,13 @@ class Family final : public FamilyBase {
   Factory factory_;
   mutable std::mutex mutex_;
   // Ordered by label values: the exposition lists children in this order.
-  std::map<std::vector<std::string>, std::unique_ptr<Metric>> children_;
+  Children children_;
+  // Beyond max_series_ (0: no limit): exported summed under overflow_value_.
+  Children overflow_children_;
+  std::size_t max_series_ = 0;
+  std::string overflow_value_;
+  std::function<void(const std::string&)> on_first_overflow_;
+  bool overflowed_ = false;
 };
 
 using CounterFamily = Family<Counter>;
@@ -212,6 +233,29 @@ class Registry {
   mutable std::mutex callbacks_mutex_;
   std::map<CallbackId, std::function<void()>> callbacks_;
   CallbackId next_callback_id_ = 1;
+};
+
+// A collect callback registered for the lifetime of this object: declare it after what the
+// callback reads, so that it is removed (waiting for a running collect) before that goes, on every
+// path out of the scope. The registry must outlive it.
+class ScopedCollectCallback {
+ public:
+  ScopedCollectCallback(Registry& registry, std::function<void()> callback)
+      : registry_(&registry), id_(registry.AddCollectCallback(std::move(callback))) {}
+  ~ScopedCollectCallback() { Reset(); }
+  ScopedCollectCallback(const ScopedCollectCallback&) = delete;
+  ScopedCollectCallback& operator=(const ScopedCollectCallback&) = delete;
+
+  // Removes the callback now (idempotent); returns once it is not running.
+  void Reset() noexcept {
+    if (registry_ == nullptr) return;
+    registry_->RemoveCollectCallback(id_);
+    registry_ = nullptr;
+  }
+
+ private:
+  Registry* registry_;
+  Registry::CallbackId id_;
 };
 
 // Text-format helpers, public for tests and for other exporters.
