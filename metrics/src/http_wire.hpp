@@ -1,6 +1,14 @@
 // HTTP/1.x on the wire for the admin server: an incremental request parser with hard limits, and
 // the response serializer. Private to metrics/ (admin_server.cpp is its only user).
 //
+// Written by hand because the admin endpoint must bound the total time a request takes to arrive
+// and cap connections per client address while probes keep answering: cpp-httplib 0.11 (Debian
+// 12) runs a blocking thread per connection with per-read timeouts and can do neither. An
+// event-driven library (Boost.Beast's parser, libboost-dev 1.74 in Debian 12) could replace this
+// parser under the same server loop; until then the parser is kept small and strict, and
+// tests/integration/admin_http_test.cpp checks it with cpp-httplib's client and raw sockets
+// (pipelining, HEAD, chunked bodies, 100-continue, every limit).
+//
 // Strict on purpose (a request that could be read two ways is refused): CRLF or LF line ends, no
 // obsolete header folding, no space before a header's colon, Content-Length and
 // Transfer-Encoding never together, only the `chunked` transfer coding.
