@@ -1241,6 +1241,7 @@ CompiledConditionCounts LiveCompiledConditions() {
   return {ConditionInterner().LiveCount(), condition_internal::RegexInterner().LiveCount()};
 }
 
+// NOLINTNEXTLINE(bugprone-exception-escape): see the declaration.
 bool Evaluate(const Condition& condition, const EventView& event) noexcept {
   return condition_internal::EvaluateNode(*condition.impl_->root, event);
 }
