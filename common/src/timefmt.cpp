@@ -20,7 +20,9 @@ bool ReadDigits(std::string_view s, size_t pos, size_t count, int& out) {
 }  // namespace
 
 std::string FormatRfc3339(TimePoint t) {
-  using namespace std::chrono;
+  using std::chrono::days, std::chrono::duration_cast, std::chrono::floor, std::chrono::hours,
+      std::chrono::minutes, std::chrono::nanoseconds, std::chrono::seconds, std::chrono::sys_days,
+      std::chrono::year_month_day;
   auto ns = duration_cast<nanoseconds>(t.time_since_epoch());
   auto day_point = floor<days>(ns);
   year_month_day ymd{sys_days{day_point}};
@@ -47,7 +49,9 @@ std::string FormatRfc3339(TimePoint t) {
 }
 
 std::optional<TimePoint> ParseRfc3339(std::string_view s) {
-  using namespace std::chrono;
+  using std::chrono::day, std::chrono::hours, std::chrono::minutes, std::chrono::month,
+      std::chrono::nanoseconds, std::chrono::seconds, std::chrono::sys_days,
+      std::chrono::time_point_cast, std::chrono::year, std::chrono::year_month_day;
   int y, mo, d, h, mi, sec;
   if (!ReadDigits(s, 0, 4, y) || s.size() < 20 || s[4] != '-' || !ReadDigits(s, 5, 2, mo) ||
       s[7] != '-' || !ReadDigits(s, 8, 2, d) || (s[10] != 'T' && s[10] != 't' && s[10] != ' ') ||

@@ -41,10 +41,12 @@ void BackgroundWorker::Loop() {
   auto wait = [this](std::chrono::milliseconds d, bool wakeable = false,
                      Clock::time_point not_before = {}) {
     std::unique_lock lock(mu_);
+    if (wakeable) ++idle_waits_;
     cv_.wait_for(lock, d, [&] { return stop_.load() || (wakeable && woken_); });
     if (wakeable && woken_) {
-      woken_ = false;
       cv_.wait_until(lock, not_before, [&] { return stop_.load(); });
+      // Wakes that came during the gap are for the round about to start: it sees their work.
+      woken_ = false;
     }
   };
   std::chrono::milliseconds backoff{100};

@@ -6,6 +6,7 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <cstdint>
 #include <functional>
 #include <mutex>
 #include <string>
@@ -28,6 +29,9 @@ class BackgroundWorker {
   // Thread-safe; waits after a failed round (backoff) are not shortened.
   void Wake();
   bool Healthy() const { return healthy_.load(); }
+  // How many idle waits have begun (a round took all there was, then the worker waits for
+  // `idle` or a wake): the signal a caller or test waits for to know the worker went idle.
+  uint64_t IdleWaits() const { return idle_waits_.load(); }
 
  private:
   void Loop();
@@ -41,6 +45,7 @@ class BackgroundWorker {
   std::condition_variable cv_;
   bool woken_ = false;  // mu_
   std::atomic<bool> healthy_{true};
+  std::atomic<uint64_t> idle_waits_{0};
   std::thread thread_;  // last
 };
 

@@ -241,7 +241,9 @@ int RunCli(int argc, char** argv) {
   app.require_subcommand(1);
   std::string config_path;
   std::string database_url;
-  if (const char* env = std::getenv("WORKFLOWD_CONFIG")) config_path = env;
+  // Read before any thread starts; nothing in the process calls setenv.
+  if (const char* env = std::getenv("WORKFLOWD_CONFIG"))  // NOLINT(concurrency-mt-unsafe)
+    config_path = env;
 
   auto add_common = [&](CLI::App* cmd) {
     cmd->add_option("-c,--config", config_path,

@@ -7,6 +7,7 @@
 #include <limits>
 #include <stdexcept>
 #include <thread>
+#include <utility>
 
 namespace workflowd::daemon {
 
@@ -295,8 +296,8 @@ void EventPipeline::Run(const std::atomic<bool>& stop) {
     std::unique_ptr<InFlight> done;  // destroyed once the next write is under way
     if (in_flight) {
       if (!Complete(*in_flight, &batch, &next->plan, stop)) return;
-      done = std::move(in_flight);
-      if (batch.empty()) continue;  // joined the previous batch, durable with it
+      done = std::exchange(in_flight, nullptr);  // in_flight is empty from here on
+      if (batch.empty()) continue;               // joined the previous batch, durable with it
     }
     in_flight = std::move(next);
     in_flight->batch = std::move(batch);

@@ -7,7 +7,8 @@
 namespace workflowd::daemon {
 
 SystemdNotifier::SystemdNotifier() {
-  const char* socket = std::getenv("NOTIFY_SOCKET");
+  // Read once at startup; nothing in the process calls setenv.
+  const char* socket = std::getenv("NOTIFY_SOCKET");  // NOLINT(concurrency-mt-unsafe)
   enabled_ = socket != nullptr && *socket != '\0';
   uint64_t usec = 0;
   if (enabled_ && sd_watchdog_enabled(0, &usec) > 0 && usec > 0) {
@@ -15,19 +16,19 @@ SystemdNotifier::SystemdNotifier() {
   }
 }
 
-void SystemdNotifier::Ready(const std::string& status) {
+void SystemdNotifier::Ready(const std::string& status) const {
   if (enabled_) sd_notifyf(0, "READY=1\nSTATUS=%s", status.c_str());
 }
 
-void SystemdNotifier::Watchdog() {
+void SystemdNotifier::Watchdog() const {
   if (enabled_) sd_notify(0, "WATCHDOG=1");
 }
 
-void SystemdNotifier::Stopping(const std::string& status) {
+void SystemdNotifier::Stopping(const std::string& status) const {
   if (enabled_) sd_notifyf(0, "STOPPING=1\nSTATUS=%s", status.c_str());
 }
 
-void SystemdNotifier::Status(const std::string& status) {
+void SystemdNotifier::Status(const std::string& status) const {
   if (enabled_) sd_notifyf(0, "STATUS=%s", status.c_str());
 }
 

@@ -16,10 +16,10 @@ class SystemdNotifier {
   // The interval at which WATCHDOG=1 must be sent (half of WatchdogSec), if a watchdog is set.
   std::optional<std::chrono::microseconds> watchdog_interval() const { return watchdog_interval_; }
 
-  void Ready(const std::string& status);
-  void Watchdog();
-  void Stopping(const std::string& status);
-  void Status(const std::string& status);
+  void Ready(const std::string& status) const;
+  void Watchdog() const;
+  void Stopping(const std::string& status) const;
+  void Status(const std::string& status) const;
 
  private:
   bool enabled_ = false;

@@ -104,7 +104,7 @@ std::string JsonErrorDescription(const json::exception& e) {
     message.remove_prefix(end + 2);
   }
   const size_t colon = message.find(": ");
-  const std::string location = FixedText(message.substr(0, colon), "parse error");
+  std::string location = FixedText(message.substr(0, colon), "parse error");
   if (colon == std::string_view::npos) return location;
   std::string_view description = message.substr(colon + 2);
   description = description.substr(0, description.find("; last read: "));

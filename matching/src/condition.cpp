@@ -1130,10 +1130,33 @@ bool HasNonFinite(const nlohmann::json& j) {
   return false;
 }
 
+// Conditions nest at most kMaxConditionDepth levels of one or two JSON levels each (a `not`
+// object; an `all` / `any` object and its array), a leaf holds scalars or one array of them and a
+// list of conditions adds one level: JSON nested deeper is no valid condition.
+constexpr int kMaxConditionJsonDepth = 2 * kMaxConditionDepth + 4;
+
+// Whether `j` nests deeper than `limit` levels (a scalar is one). Iterative: hostile depth cannot
+// overflow the stack here.
+bool NestedDeeperThan(const nlohmann::json& j, int limit) {
+  std::vector<std::pair<const nlohmann::json*, int>> todo = {{&j, 1}};
+  while (!todo.empty()) {
+    const auto [node, depth] = todo.back();
+    todo.pop_back();
+    if (depth > limit) return true;
+    if (node->is_array() || node->is_object()) {
+      for (const auto& child : *node) todo.emplace_back(&child, depth + 1);
+    }
+  }
+  return false;
+}
+
 // The serialized source, or "" when it cannot be serialized faithfully (invalid UTF-8 in a
-// string, non-finite numbers: only possible in programmatic JSON).
+// string, non-finite numbers: only possible in programmatic JSON), or when it is nested deeper
+// than any valid condition: the compiler rejects it without recursing below kMaxConditionDepth,
+// while HasNonFinite and dump() would recurse once per level (a stack overflow under
+// AddressSanitizer at 5,000 levels, in ConditionParse.DepthLimit).
 std::string SourceText(const nlohmann::json& source) {
-  if (HasNonFinite(source)) return "";
+  if (NestedDeeperThan(source, kMaxConditionJsonDepth) || HasNonFinite(source)) return "";
   try {
     return source.dump();
   } catch (const nlohmann::json::exception&) {
@@ -1241,6 +1264,7 @@ CompiledConditionCounts LiveCompiledConditions() {
   return {ConditionInterner().LiveCount(), condition_internal::RegexInterner().LiveCount()};
 }
 
+// NOLINTNEXTLINE(bugprone-exception-escape): see the declaration.
 bool Evaluate(const Condition& condition, const EventView& event) noexcept {
   return condition_internal::EvaluateNode(*condition.impl_->root, event);
 }

@@ -28,6 +28,9 @@ constexpr char kSep = '\x1f';
 
 constexpr size_t kLine = 64;
 constexpr size_t kHugePage = size_t{2} << 20;
+// A bucket's payload stores condition pointers: the size of a pointer is the one meant.
+constexpr size_t kConditionPointerBytes =
+    sizeof(const Condition*);  // NOLINT(bugprone-sizeof-expression)
 
 }  // namespace
 
@@ -42,7 +45,7 @@ struct alignas(kLine) DefinitionIndex::Bucket {
   std::byte payload[kLine - 4 * sizeof(uint32_t)];
 
   static bool Inline(size_t count, size_t key_length) {
-    return count * sizeof(const Condition*) + key_length <= sizeof payload;
+    return count * kConditionPointerBytes + key_length <= sizeof payload;
   }
   // Where the condition pointers are (followed by the key text).
   const std::byte* place(const std::byte* table) const {
@@ -197,7 +200,7 @@ void DefinitionIndex::Build() {
       throw std::length_error("matching index: key too large");
     }
     if (!Bucket::Inline(j - i, key_length)) {
-      overflow_bytes += RoundUp((j - i) * sizeof(const Condition*) + key_length, 8);
+      overflow_bytes += RoundUp((j - i) * kConditionPointerBytes + key_length, 8);
     }
     groups.emplace_back(static_cast<uint32_t>(i), static_cast<uint32_t>(j));
     i = j;
@@ -234,7 +237,7 @@ void DefinitionIndex::Build() {
     bucket.begin = begin;
     bucket.count = end - begin;
     bucket.key_length = static_cast<uint32_t>(KeyLength(tenant, environment, event_name));
-    const size_t conditions_bytes = bucket.count * sizeof(const Condition*);
+    const size_t conditions_bytes = bucket.count * kConditionPointerBytes;
     std::byte* place = bucket.payload;
     if (!Bucket::Inline(bucket.count, bucket.key_length)) {
       place = overflow;
@@ -331,7 +334,7 @@ CandidateSet DefinitionIndex::Find(KeyHash key_hash, std::string_view tenant,
       const Bucket& bucket = buckets[(s + std::countr_zero(match) / 2) & mask_];
       if (bucket.tag != tag) continue;
       const std::byte* place = bucket.place(table_);
-      const std::byte* key = place + bucket.count * sizeof(const Condition*);
+      const std::byte* key = place + bucket.count * kConditionPointerBytes;
       if (KeyEquals(reinterpret_cast<const char*>(key), bucket.key_length, tenant, environment,
                     event_name)) {
         return CandidateSet{entries_.data() + bucket.begin,

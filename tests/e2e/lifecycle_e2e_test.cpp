@@ -175,7 +175,10 @@ TEST(LifecycleE2E, TwoReplicasShareTheWorkAndSurviveAKill) {
     }
     p.Flush();
   });
-  std::this_thread::sleep_for(400ms);
+  // Killed once the second phase's executions are being written, while events still flow.
+  h.WaitForCount(
+      "SELECT least(count(*), 1) FROM workflow_executions WHERE trigger_event_id LIKE 'p2-%'", 1,
+      30s);
   a->Signal(SIGKILL);
   a->Wait(10s);
   feeder.join();

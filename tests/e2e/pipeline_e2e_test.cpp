@@ -143,7 +143,14 @@ TEST(PipelineE2E, TenantAndEnvironmentIsolation) {
   producer.Flush();
   auto daemon = h.Start();
   EXPECT_EQ(h.WaitForCount("SELECT count(*) FROM workflow_executions", 4, 60s), 4);
-  std::this_thread::sleep_for(1s);  // nothing more may arrive
+  // An event is counted matched or unmatched once its batch's rows are committed: when all nine
+  // are counted, no execution can still arrive.
+  auto decided = [&] {
+    return h.Metric("workflowd_events_matched_total") +
+           h.Metric("workflowd_events_unmatched_total");
+  };
+  for (int i = 0; i < 100 && decided() < 9; ++i) std::this_thread::sleep_for(100ms);
+  EXPECT_EQ(h.Metric("workflowd_events_matched_total"), 4);
   EXPECT_EQ(Pairs(h),
             (std::set<std::string>{"acme-prod<-acme-prod-evt", "acme-dev<-acme-dev-evt",
                                    "globex-prod<-globex-prod-evt", "globex-dev<-globex-dev-evt"}));
@@ -158,7 +165,7 @@ TEST(PipelineE2E, EveryKindOfBadInputGoesToTheDeadLetterTopic) {
   DaemonHarness h(kBinary, "kafka: {max_record_bytes: 4096}\n");
   h.ApplyDefinitions("definitions:\n" +
                      DefinitionYaml("onboarding", "tenant_a", "prod", "customer.created"));
-  auto ce = [](Json patch) {
+  auto ce = [](const Json& patch) {
     Json j = {{"specversion", "1.0"},   {"id", "x"},
               {"source", "/s"},         {"type", "customer.created"},
               {"tenantid", "tenant_a"}, {"environmentid", "prod"}};

@@ -14,6 +14,7 @@
 #include <cstring>
 #include <optional>
 #include <string>
+#include <system_error>
 #include <vector>
 
 #include "daemon_harness.hpp"
@@ -60,7 +61,8 @@ class NotifySocket {
     addr.sun_family = AF_UNIX;
     std::strncpy(addr.sun_path, path_.c_str(), sizeof addr.sun_path - 1);
     if (::bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
-      throw std::runtime_error("bind " + path_ + ": " + std::strerror(errno));
+      throw std::runtime_error("bind " + path_ + ": " +
+                               std::error_code(errno, std::generic_category()).message());
     }
     int on = 1;
     if (::setsockopt(fd_, SOL_SOCKET, SO_PASSCRED, &on, sizeof on) != 0) {
@@ -93,7 +95,7 @@ class NotifySocket {
     Notification out{std::string(buf, static_cast<size_t>(n)), -1, Clock::now()};
     for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
       if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_CREDENTIALS) {
-        ucred cred;
+        ucred cred{};
         std::memcpy(&cred, CMSG_DATA(c), sizeof cred);
         out.sender = cred.pid;
       }

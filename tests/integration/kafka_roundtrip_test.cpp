@@ -51,7 +51,7 @@ KafkaHandle MakeClient(rd_kafka_type_t type, ConfHandle conf) {
     ADD_FAILURE() << "rd_kafka_new: " << err;
     return nullptr;
   }
-  conf.release();  // owned by the client now
+  static_cast<void>(conf.release());  // owned by the client now
   return KafkaHandle(k);
 }
 

@@ -139,7 +139,9 @@ TestRecord Poison(const std::string& id, int n, std::map<std::string, std::strin
 
 TEST(Robustness, NothingLostNothingDoubledWhateverBreaks) {
   int chaos_seconds = 40;
-  if (const char* s = std::getenv("WORKFLOWD_ROBUSTNESS_SECONDS")) chaos_seconds = std::atoi(s);
+  // Read before any thread starts; nothing calls setenv.
+  if (const char* s = std::getenv("WORKFLOWD_ROBUSTNESS_SECONDS"))  // NOLINT(concurrency-mt-unsafe)
+    chaos_seconds = std::atoi(s);
   DaemonHarness h(kBinary,
                   "dispatch: {lease: 4s, call_timeout: 1s, idle_interval: 50ms}\n"
                   "poll: {min_interval: 100ms, max_interval: 1s}\n"

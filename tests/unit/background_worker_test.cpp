@@ -14,14 +14,26 @@ namespace {
 
 using namespace std::chrono_literals;
 
-// Waits (up to `limit`) until `rounds` reaches `want`.
-bool ReachesRounds(const std::atomic<int>& rounds, int want, std::chrono::milliseconds limit) {
+// Waits (up to `limit`) until `done()`.
+template <typename Done>
+bool Eventually(Done done, std::chrono::milliseconds limit) {
   auto until = std::chrono::steady_clock::now() + limit;
-  while (rounds.load() < want) {
+  while (!done()) {
     if (std::chrono::steady_clock::now() > until) return false;
     std::this_thread::sleep_for(1ms);
   }
   return true;
+}
+
+// Waits (up to `limit`) until `rounds` reaches `want`.
+bool ReachesRounds(const std::atomic<int>& rounds, int want, std::chrono::milliseconds limit) {
+  return Eventually([&] { return rounds.load() >= want; }, limit);
+}
+
+// Waits (up to `limit`) until the worker began its `want`th idle wait: the positive signal that
+// it went idle, after which no round may start without a wake (the idle interval is an hour).
+bool GoesIdle(const BackgroundWorker& worker, uint64_t want, std::chrono::milliseconds limit) {
+  return Eventually([&] { return worker.IdleWaits() >= want; }, limit);
 }
 
 TEST(BackgroundWorker, WakeEndsTheIdleWait) {
@@ -35,15 +47,17 @@ TEST(BackgroundWorker, WakeEndsTheIdleWait) {
       },
       1h);
   worker.Start();
-  ASSERT_TRUE(ReachesRounds(rounds, 1, 30s));
-  std::this_thread::sleep_for(50ms);
-  EXPECT_EQ(rounds.load(), 1);  // idle: no round without a wake
+  ASSERT_TRUE(GoesIdle(worker, 1, 30s));
+  EXPECT_EQ(rounds.load(), 1);  // idle after one round: no round without a wake
   worker.Wake();
   ASSERT_TRUE(ReachesRounds(rounds, 2, 30s));
+  ASSERT_TRUE(GoesIdle(worker, 2, 30s));
   worker.Wake();
   ASSERT_TRUE(ReachesRounds(rounds, 3, 30s));
-  worker.Stop();  // returns although the idle wait has an hour left
-  EXPECT_EQ(rounds.load(), 3);
+  ASSERT_TRUE(GoesIdle(worker, 3, 30s));
+  worker.Stop();                // returns although the idle wait has an hour left
+  EXPECT_EQ(rounds.load(), 3);  // one round per wake
+  EXPECT_EQ(worker.IdleWaits(), 3u);
 }
 
 TEST(BackgroundWorker, AWakeDuringARoundIsNotLost) {
@@ -64,9 +78,10 @@ TEST(BackgroundWorker, AWakeDuringARoundIsNotLost) {
   worker.Start();
   release = true;
   ASSERT_TRUE(ReachesRounds(rounds, 2, 30s));  // the next wait ended at once
-  std::this_thread::sleep_for(50ms);
+  ASSERT_TRUE(GoesIdle(worker, 2, 30s));
   EXPECT_EQ(rounds.load(), 2);  // and only that wait
   worker.Stop();
+  EXPECT_EQ(rounds.load(), 2);
 }
 
 TEST(BackgroundWorker, ARoundThatLeavesWorkRunsAgainAtOnce) {
@@ -78,9 +93,8 @@ TEST(BackgroundWorker, ARoundThatLeavesWorkRunsAgainAtOnce) {
       },
       1h);
   worker.Start();
-  ASSERT_TRUE(ReachesRounds(rounds, 3, 30s));  // no wake needed between them
-  std::this_thread::sleep_for(50ms);
-  EXPECT_EQ(rounds.load(), 3);  // the third took all there was: idle until woken
+  ASSERT_TRUE(GoesIdle(worker, 1, 30s));
+  EXPECT_EQ(rounds.load(), 3);  // no wait between them; the third took all there was: idle
   worker.Wake();
   ASSERT_TRUE(ReachesRounds(rounds, 4, 30s));
   worker.Stop();
@@ -103,9 +117,10 @@ TEST(BackgroundWorker, WakesFasterThanTheGapAreGatheredIntoOneRound) {
   for (int i = 0; i < 5; ++i) worker.Wake();  // five wakes at once: one round
   ASSERT_TRUE(ReachesRounds(rounds, 2, 30s));
   EXPECT_GE(starts[1] - starts[0], 200ms);  // not before the gap
-  std::this_thread::sleep_for(50ms);
+  ASSERT_TRUE(GoesIdle(worker, 2, 30s));
   EXPECT_EQ(rounds.load(), 2);
   worker.Stop();
+  EXPECT_EQ(rounds.load(), 2);
 }
 
 }  // namespace

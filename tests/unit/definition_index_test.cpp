@@ -347,7 +347,7 @@ TEST(DefinitionIndex, LongKeysAndManyCandidatesAreFoundWithTheirConditions) {
     entries.push_back(Entry("wf_s" + std::to_string(t), "s" + std::to_string(t), "prod", "e"));
   }
   for (size_t length = 1; length <= 80; ++length) {
-    const std::string tenant(length, 'a' + static_cast<char>(length % 26));
+    const std::string tenant(length, static_cast<char>('a' + length % 26));
     for (size_t k = 0; k < length % 7 + 1; ++k) {
       entries.push_back(Entry("wf_" + std::to_string(length) + "_" + std::to_string(k), tenant,
                               "staging", "customer.created", k % 2 ? us_only : nullptr));
@@ -359,7 +359,7 @@ TEST(DefinitionIndex, LongKeysAndManyCandidatesAreFoundWithTheirConditions) {
   const DefinitionIndex moved = std::move(moved_from);
   for (const DefinitionIndex* index : {&built, &copy, &moved}) {
     for (size_t length = 1; length <= 80; ++length) {
-      const std::string tenant(length, 'a' + static_cast<char>(length % 26));
+      const std::string tenant(length, static_cast<char>('a' + length % 26));
       const CandidateSet found = index->Find(tenant, "staging", "customer.created");
       ASSERT_EQ(found.size, length % 7 + 1) << length;
       for (size_t k = 0; k < found.size; ++k) {

@@ -53,13 +53,14 @@ json Uc1() {
   return j;
 }
 
-json WithSteps(std::vector<json> steps) {
+json WithSteps(const std::vector<json>& steps) {
   json j = Uc1();
   j["steps"] = steps;
   return j;
 }
 
-json StepJson(const std::string& id, std::vector<std::string> depends_on = {}, int order = 0) {
+json StepJson(const std::string& id, const std::vector<std::string>& depends_on = {},
+              int order = 0) {
   json s = {{"id", id}, {"type", "send_email"}, {"order", order}, {"config", json::object()}};
   if (!depends_on.empty()) s["depends_on"] = depends_on;
   return s;

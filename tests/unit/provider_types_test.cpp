@@ -342,7 +342,7 @@ TEST(Validation, SerializedSizeAgreesWithDump) {
 
 TEST(SharedJsonType, SharesOneTreeAndComparesByValue) {
   SharedJson a(Json{{"event", {{"id", "e1"}}}});
-  SharedJson b = a;
+  SharedJson b = a;  // NOLINT(performance-unnecessary-copy-initialization): the copy is tested
   EXPECT_EQ(&a.get(), &b.get());  // a share, not a copy
   EXPECT_EQ(a, SharedJson(Json{{"event", {{"id", "e1"}}}}));
   EXPECT_FALSE(a == SharedJson(Json{{"event", {{"id", "e2"}}}}));

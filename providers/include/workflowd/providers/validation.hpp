@@ -15,9 +15,9 @@ inline constexpr size_t kMaxWorkflowIdBytes = 128;
 inline constexpr size_t kMaxExecutionNameBytes = 128;
 inline constexpr size_t kMaxNameBytes = 256;
 inline constexpr size_t kMaxDescriptionBytes = 1024;
-inline constexpr size_t kMaxDefinitionBytes = 256 * 1024;
-inline constexpr size_t kMaxInputBytes = 256 * 1024;
-inline constexpr size_t kMaxOutputBytes = 256 * 1024;
+inline constexpr size_t kMaxDefinitionBytes = size_t{256} * 1024;
+inline constexpr size_t kMaxInputBytes = size_t{256} * 1024;
+inline constexpr size_t kMaxOutputBytes = size_t{256} * 1024;
 inline constexpr size_t kMaxTags = 50;
 inline constexpr size_t kMaxTagBytes = 128;
 
