@@ -80,7 +80,7 @@ namespace {
 // The trigger_event document with `data` and `extensions` supplied by the caller (copied or moved
 // out of the envelope). Built member by member: an initializer list would copy them again.
 nlohmann::json BuildTriggerEvent(const Envelope& e, const RawRecord& record, nlohmann::json data,
-                                 std::map<std::string, nlohmann::json> extensions) {
+                                 std::map<std::string, nlohmann::json>&& extensions) {
   nlohmann::json j = nlohmann::json::object();
   j["id"] = e.id;
   j["type"] = e.type;
@@ -107,7 +107,7 @@ nlohmann::json BuildTriggerEvent(const Envelope& e, const RawRecord& record, nlo
 }  // namespace
 
 nlohmann::json TriggerEventJson(const Envelope& e, const RawRecord& record) {
-  return BuildTriggerEvent(e, record, e.data, e.extensions);
+  return BuildTriggerEvent(e, record, e.data, std::map<std::string, nlohmann::json>(e.extensions));
 }
 
 nlohmann::json TriggerEventJson(Envelope&& e, const RawRecord& record) {
@@ -247,13 +247,15 @@ BatchPlan PlanBatch(std::span<const RawRecord* const> records, const DecoderConf
       __builtin_prefetch(entry->name.data());
     }
     Envelope& full = *result.envelope;
-    // The data moves into the document; the rows below use only the envelope's attributes.
-    nlohmann::json trigger_event = TriggerEventJson(std::move(full), *record);
+    // The data moves into the document; the rows below use only the envelope's attributes
+    // (TriggerEventJson(Envelope&&) takes the data and extensions and leaves the rest).
+    nlohmann::json trigger_event =
+        TriggerEventJson(std::move(full), *record);  // NOLINT(bugprone-use-after-move): see above
     for (size_t k = 0; k < matched.size(); ++k) {
       const matching::IndexEntry* entry = matched[k];
       store::NewExecution e;
       e.id = NewId("ex_", now);
-      e.tenant_id = full.tenant;
+      e.tenant_id = full.tenant;  // NOLINT(bugprone-use-after-move): attributes are kept
       e.environment_id = full.environment;
       e.workflow_id = entry->definition_id;
       e.workflow_name = entry->name;
@@ -261,11 +263,14 @@ BatchPlan PlanBatch(std::span<const RawRecord* const> records, const DecoderConf
       e.provider = entry->provider;
       e.trigger_type = "event";
       e.trigger_event_id = full.id;
+      // The last row takes the document, the others a copy: only the last iteration moves it.
+      // NOLINTBEGIN(bugprone-use-after-move)
       if (k + 1 == matched.size()) {
         e.trigger_event = std::move(trigger_event);
       } else {
         e.trigger_event = trigger_event;
       }
+      // NOLINTEND(bugprone-use-after-move)
       plan.matches.push_back(
           {full.tenant, full.environment, full.id, full.type, entry->definition_id, e.id});
       plan.executions.push_back(std::move(e));

@@ -161,7 +161,7 @@ KafkaEventSource::KafkaEventSource(const KafkaSourceConfig& config)
   char err[512];
   rd_kafka_t* rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf.get(), err, sizeof err);
   if (rk == nullptr) throw KafkaError(std::string("kafka consumer: ") + err, false);
-  conf.release();  // owned by rk now
+  static_cast<void>(conf.release());  // owned by rk now
   state_->rk.reset(rk);
   rd_kafka_poll_set_consumer(rk);
   state_->queue.reset(rd_kafka_queue_get_consumer(rk));
@@ -463,7 +463,7 @@ size_t DeadLetterMaxBytes(size_t max_record_bytes) {
   // a too_large one beyond) plus workflowd's headers: the producer takes the consumer's limit
   // with room for those, and never less than librdkafka's default.
   constexpr size_t kLibrdkafkaDefault = 1'000'000;
-  constexpr size_t kHeadroom = 64 * 1024;
+  constexpr size_t kHeadroom = size_t{64} * 1024;
   return std::max(kLibrdkafkaDefault, max_record_bytes + kHeadroom);
 }
 
@@ -499,7 +499,7 @@ DeadLetterProducer::DeadLetterProducer(const std::string& brokers, std::string t
   char err[512];
   rd_kafka_t* rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf.get(), err, sizeof err);
   if (rk == nullptr) throw KafkaError(std::string("kafka producer: ") + err, false);
-  conf.release();
+  static_cast<void>(conf.release());  // owned by rk now
   state_->rk.reset(rk);
 }
 
@@ -520,7 +520,7 @@ void DeadLetterProducer::ProduceAll(const std::vector<DeadLetter>& letters,
   // broker's (or the topic's) message.max.bytes may be below ours; a dead letter must never stop
   // the stream.
   constexpr size_t kWithoutValue = std::numeric_limits<size_t>::max();
-  const std::array<size_t, 4> limits = {max_letter_bytes_, 64 * 1024, kWithoutValue, 0};
+  const std::array<size_t, 4> limits = {max_letter_bytes_, size_t{64} * 1024, kWithoutValue, 0};
   std::vector<size_t> todo(letters.size());
   for (size_t i = 0; i < todo.size(); ++i) todo[i] = i;
   // Every letter is reported by message.timeout.ms (the delivery timeout): waiting a little
@@ -571,7 +571,7 @@ void DeadLetterProducer::ProduceAll(const std::vector<DeadLetter>& letters,
         throw KafkaError(std::string("dead letter produce: ") + rd_kafka_err2str(err),
                          err != RD_KAFKA_RESP_ERR__FATAL);
       }
-      ref.release();  // owned by the delivery report now
+      static_cast<void>(ref.release());  // owned by the delivery report now
       ++produced;
     }
     auto all_reported = [&] {

@@ -88,7 +88,7 @@ auto SizeSetterOf(Field field) {
 }
 
 template <typename Field>
-auto OneOfSetter(Field field, std::vector<std::string> allowed) {
+auto OneOfSetter(Field field, const std::vector<std::string>& allowed) {
   return [field, allowed](Config& c, const std::string& v) {
     if (std::find(allowed.begin(), allowed.end(), v) == allowed.end()) {
       std::string list;
@@ -377,7 +377,7 @@ std::optional<std::string> MaskUri(const std::string& s, const std::set<std::str
   const size_t query = s.find('?', rest);
   out += s.substr(rest, query == std::string::npos ? std::string::npos : query + 1 - rest);
   if (query == std::string::npos) return out;
-  std::string_view params = std::string_view(s).substr(query + 1);
+  std::string_view params = std::string_view{s}.substr(query + 1);
   bool first = true;
   while (true) {
     const size_t amp = params.find('&');

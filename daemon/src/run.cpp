@@ -59,7 +59,7 @@ consumers::DecoderConfig DecoderFrom(const KafkaConfig& k) {
 // Blocks SIGTERM/SIGINT in every thread and turns them into `stop` from a dedicated thread.
 class SignalWatcher {
  public:
-  explicit SignalWatcher(std::atomic<bool>& stop) : stop_(stop) {
+  explicit SignalWatcher(std::atomic<bool>& stop) : stop_(stop), set_{} {
     sigemptyset(&set_);
     sigaddset(&set_, SIGTERM);
     sigaddset(&set_, SIGINT);

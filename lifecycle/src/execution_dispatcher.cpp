@@ -16,7 +16,7 @@ ExecutionDispatcher::ExecutionDispatcher(DispatcherOptions options, store::Datab
                                          const providers::Manager& manager,
                                          WorkflowCatalog& catalog, LifecycleMetrics& metrics,
                                          const Clock& clock, std::function<double()> jitter)
-    : options_(std::move(options)),
+    : options_(options),
       executions_(db),
       definitions_db_(db.dsn(), db.connect_timeout()),
       definitions_(definitions_db_),

@@ -186,6 +186,7 @@ std::vector<store::StepRecord> DeriveSteps(const std::vector<std::string>& step_
     }
   }
   std::vector<store::StepRecord> out;
+  out.reserve(step_order.size());
   for (const auto& id : step_order) out.push_back(steps[id]);
   return out;
 }

@@ -16,7 +16,7 @@ using Json = nlohmann::json;
 StatusPoller::StatusPoller(PollerOptions options, store::Database& db,
                            const providers::Manager& manager, WorkflowCatalog& catalog,
                            LifecycleMetrics& metrics, const Clock& clock)
-    : options_(std::move(options)),
+    : options_(options),
       executions_(db),
       definitions_db_(db.dsn(), db.connect_timeout()),
       definitions_(definitions_db_),

@@ -216,15 +216,15 @@ std::string ExecutionRepository::CopyText(const std::vector<NewExecution>& execu
     const auto& e = executions[i];
     if (!SameDocumentAsPrevious(executions, i)) document = Serialize(e.trigger_event);
     for (std::string_view field :
-         {std::string_view(e.id), std::string_view(e.tenant_id), std::string_view(e.environment_id),
-          std::string_view(e.workflow_id), std::string_view(e.workflow_name)}) {
+         {std::string_view{e.id}, std::string_view{e.tenant_id}, std::string_view{e.environment_id},
+          std::string_view{e.workflow_id}, std::string_view{e.workflow_name}}) {
       AppendCopyField(out, field);
       out += '\t';
     }
     out += std::to_string(e.definition_version);
     out += '\t';
-    for (std::string_view field : {std::string_view(e.provider), std::string_view(e.trigger_type),
-                                   std::string_view(e.trigger_event_id)}) {
+    for (std::string_view field : {std::string_view{e.provider}, std::string_view{e.trigger_type},
+                                   std::string_view{e.trigger_event_id}}) {
       AppendCopyField(out, field);
       out += '\t';
     }

@@ -44,7 +44,7 @@ std::vector<std::string> WithMockDefault(std::vector<std::string> env = {}) {
 // A file in the test's temporary folder, deleted with the object.
 class TempFile {
  public:
-  TempFile(const std::string& content, const std::string& extension = ".yaml")
+  explicit TempFile(const std::string& content, const std::string& extension = ".yaml")
       : path_(::testing::TempDir() + "/workflowd-cli-" + RandomSuffix() + extension) {
     Write(content);
   }

@@ -263,7 +263,7 @@ TEST(PipelineE2E, PoisonRecordsNeverStopThePartitionWithTheDefaultLimits) {
   // The source topic takes records of up to 3 MiB; the dead-letter topic keeps the defaults.
   testing::CreateTopic(h.brokers(), h.topic(), 1, {{"max.message.bytes", "3145728"}});
 
-  const auto ce = [](const std::string& id, Json patch) {
+  const auto ce = [](const std::string& id, const Json& patch) {
     Json j = {{"specversion", "1.0"},   {"id", id},
               {"source", "/s"},         {"type", "customer.created"},
               {"tenantid", "tenant_a"}, {"environmentid", "prod"}};
@@ -274,7 +274,7 @@ TEST(PipelineE2E, PoisonRecordsNeverStopThePartitionWithTheDefaultLimits) {
     std::string reason;
     TestRecord record;
   };
-  const std::string huge(1536 * 1024, 'x');
+  const std::string huge(size_t{1536} * 1024, 'x');
   std::vector<Bad> bad = {
       {"nul_character", ce("nul-data", {{"data", {{"name", std::string("a\0b", 3)}}}})},
       {"nul_character", ce("nul-subject", {{"subject", std::string("s\0", 2)}})},

@@ -517,8 +517,13 @@ TEST_F(LifecycleTest, AHungRoundLosesItsRowsAfterTheHold) {
   EXPECT_THROW(store::LifecycleRepository(replica1).RunDispatchRound(
                    clock_.Now(), 200ms, 10, 10,
                    [&](std::vector<store::ExecutionRecord>& executions) {
-                     std::this_thread::sleep_for(1s);  // far past the 200 ms hold
-                     taken_over = replica2.RunOnce();
+                     // Hung: replica 2 takes the row once PostgreSQL has ended this session
+                     // (200 ms hold), which it keeps trying for up to 10 s.
+                     const auto deadline = std::chrono::steady_clock::now() + 10s;
+                     while ((taken_over = replica2.RunOnce()) == 0 &&
+                            std::chrono::steady_clock::now() < deadline) {
+                       std::this_thread::sleep_for(50ms);
+                     }
                      std::vector<store::DispatchOutcome> outcomes(executions.size());
                      for (size_t i = 0; i < executions.size(); ++i) {
                        outcomes[i].id = executions[i].id;
@@ -695,13 +700,15 @@ TEST_F(LifecycleTest, TerminalStatesNeverChange) {
         });
         // ...which waits for the round's row lock (bounded wait for it to get there).
         pqxx::connection c(test_db_.dsn());
-        for (int i = 0; i < 500; ++i) {
+        bool waiting = false;
+        for (int i = 0; i < 500 && !waiting; ++i) {
           pqxx::work w(c);
-          if (w.exec("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'")[0][0]
-                  .as<int>() > 0)
-            break;
-          std::this_thread::sleep_for(10ms);
+          waiting =
+              w.exec("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'")[0][0]
+                  .as<int>() > 0;
+          if (!waiting) std::this_thread::sleep_for(10ms);
         }
+        EXPECT_TRUE(waiting) << "the cancel never waited for the round's row lock";
         // The engine had finished the execution before the stop reached it.
         store::PollOutcome late;
         late.id = executions.at(0).id;
