@@ -42,6 +42,7 @@ PACKAGES=(
   librdkafka-dev libpqxx-dev libspdlog-dev nlohmann-json3-dev
   libgtest-dev libgmock-dev libyaml-cpp-dev libre2-dev libcli11-dev libcpp-httplib-dev
   libsystemd-dev libcurl4-openssl-dev libsimdjson-dev libjemalloc-dev
+  prometheus-cpp-dev libutfcpp-dev libhowardhinnant-date-dev
   postgresql-15 clang-format clang-tidy procps iproute2 python3
   prometheus
   dpkg-dev file systemd adduser passwd
