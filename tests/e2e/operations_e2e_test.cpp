@@ -1,5 +1,6 @@
 // Operations through the CLI of the built binary: show, cancel, retry an execution and delete a
-// definition (EC-2), scoped to a tenant x environment.
+// definition with running executions (refused, or cancelled with force), scoped to a tenant x
+// environment.
 #include <gtest/gtest.h>
 #include <signal.h>
 

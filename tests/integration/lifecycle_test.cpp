@@ -1,7 +1,8 @@
 // The execution lifecycle against the real PostgreSQL with the mock provider: dispatch, polling,
-// timeouts, retries with backoff, rounds between replicas, fairness, cancel, retry, EC-2. Time is a
-// ManualClock: backoff, due times and timeouts move with it; only the tests of a round's own time
-// limits (the hold, the call budget) wait on real time.
+// timeouts, retries with backoff, rounds between replicas, fairness, cancel, retry, deleting a
+// definition with running executions. Time is a ManualClock: backoff, due times and timeouts move
+// with it; only the tests of a round's own time limits (the hold, the call budget) wait on real
+// time.
 #include <gtest/gtest.h>
 
 #include <functional>

@@ -100,7 +100,8 @@ TEST(Migrate, ReplicasStartingTogetherApplyEachMigrationOnce) {
 
 TEST(Migrate, ExecutionsCarryOnlyTheIndexesTheirQueriesUse) {
   // Every index of workflow_executions gets three entries per execution (an insert and two
-  // non-HOT updates): the set is deliberate. Unique key, dispatch, polls, EC-2's active count.
+  // non-HOT updates): the set is deliberate. Unique key, dispatch, polls, the running executions of
+  // a definition (deleting it).
   TestDatabase db;
   Migrate(db.dsn(), BundledMigrations());
   pqxx::connection c(db.dsn());

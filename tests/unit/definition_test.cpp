@@ -1,5 +1,5 @@
-// Workflow definitions (seed 003): parsing, defaults, round trips, every validation rule, step
-// dependency cycles (EC-6) and the execution order.
+// Workflow definitions: parsing, defaults, round trips, every validation rule, step
+// dependency cycles and the execution order.
 #include "workflowd/definitions/definition.hpp"
 
 #include <gtest/gtest.h>
@@ -111,7 +111,7 @@ TEST(Definition, Uc1ParsesValidatesAndGetsDefaults) {
   EXPECT_TRUE(d.steps[1].config["conversion_rate"].is_number_float());
   EXPECT_EQ(d.steps[1].config["initial_credits"], 100);
   EXPECT_FALSE(d.steps[1].retry_policy.has_value());
-  // Defaults of seed 003 and of this daemon.
+  // Defaults of the product requirements and of this daemon.
   EXPECT_TRUE(d.enabled);
   EXPECT_EQ(d.retry_policy, (RetryPolicy{3, 1, 2.0, 60}));
   EXPECT_EQ(d.timeout_seconds, 3600);
@@ -137,7 +137,7 @@ TEST(Definition, TheProviderIsRequired) {
 }
 
 TEST(Definition, PartialRetryPolicyTakesDefaults) {
-  // The seed's POST example gives three of the four retry fields.
+  // The product requirements' POST example gives three of the four retry fields.
   const WorkflowDefinition d = DefinitionFromJson(
       Uc1With("/retry_policy",
               {{"max_attempts", 4}, {"initial_interval_seconds", 2}, {"backoff_coefficient", 2}}));
@@ -494,7 +494,7 @@ TEST(DefinitionValidate, Dependencies) {
   ExpectValid(WithSteps({StepJson("a"), StepJson("b", {"a"}), StepJson("c", {"a", "b"})}));
 }
 
-// EC-6: circular dependencies are rejected at definition time, with the cycle named.
+// Circular step dependencies are rejected at definition time, with the cycle named.
 TEST(DefinitionValidate, SelfDependency) {
   const FieldErrors errors = ProblemsOf(WithSteps({StepJson("a", {"a"})}));
   ASSERT_EQ(errors.size(), 1u) << errors.ToString();

@@ -135,7 +135,7 @@ TEST_F(ManagerTest, ProviderErrorsPassThroughUnchanged) {
   }
 }
 
-// The whole seed 000 data flow through the real mock provider.
+// The provider framework's whole data flow through the real mock provider.
 TEST(ManagerWithMock, CreateStartMonitorStop) {
   auto registry = std::make_shared<Registry>();
   ManualClock clock;

@@ -75,7 +75,7 @@ TEST_F(MockProviderTest, CreateWorkflowIsIdempotent) {
 
 TEST_F(MockProviderTest, SucceedsAtOnceByDefaultWithStepHistory) {
   auto started = provider_.StartExecution(ctx_, "onboarding", Input("exec-1"));
-  EXPECT_EQ(started.state, ExecutionState::kRunning);  // seed 001: running or pending on return
+  EXPECT_EQ(started.state, ExecutionState::kRunning);  // StartExecution returns running or pending
   EXPECT_EQ(started.workflow_id, "onboarding");
   auto status = provider_.GetExecutionStatus(ctx_, started.execution_id);
   EXPECT_EQ(status.state, ExecutionState::kSucceeded);

@@ -1,4 +1,5 @@
-// Seed 002: JSON round trips with the seed's field names, state rules, validation and size limits.
+// Provider types: JSON round trips with the framework's field names, state rules, validation and
+// size limits.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -15,7 +16,7 @@ namespace {
 
 using namespace std::chrono_literals;
 
-// The WorkflowSpec example of seed 002, verbatim.
+// The provider framework's WorkflowSpec example, verbatim.
 constexpr const char* kSeedSpec = R"({
   "workflow_id": "tenant-provisioning",
   "provider_type": "step-functions",
@@ -34,7 +35,7 @@ constexpr const char* kSeedSpec = R"({
   "tags": {"environment": "production", "team": "platform"}
 })";
 
-// The ExecutionStatus example of seed 002, verbatim.
+// The provider framework's ExecutionStatus example, verbatim.
 constexpr const char* kSeedStatus = R"({
   "execution_id": "exec-abc123",
   "workflow_id": "tenant-provisioning",

@@ -1,5 +1,5 @@
 // Durations in the textual form of Go's time.ParseDuration ("30m", "1h30m", "1.5s", "250ms"),
-// which is what seed 002's JSON uses for timeouts and retry intervals.
+// which is what the provider types' JSON uses for timeouts and retry intervals.
 #pragma once
 
 #include <chrono>

@@ -1,7 +1,7 @@
-// A tenant's workflow definition (seed 003 "Workflow Definition"): what event starts it, which
+// A tenant's workflow definition: what event starts it, which
 // conditions filter it, which steps it runs in which dependency order, and with what retry policy.
 //
-// The JSON form uses seed 003's field names exactly (tenant_id, trigger.event_name,
+// The JSON form uses the product requirements' field names exactly (tenant_id, trigger.event_name,
 // steps[].depends_on, retry_policy.initial_interval_seconds, ...), because it is both the REST
 // API's wire format and what tenants keep in files. Parsing is strict: an unknown key anywhere is
 // an error that names the key, so a typo such as "evnet_name" is caught instead of silently
@@ -119,8 +119,8 @@ struct WorkflowDefinition {
   bool enabled = true;
   RetryPolicy retry_policy;
   int64_t timeout_seconds = 3600;  // 0 means no timeout
-  // The engine that runs it (seed 000's provider name). No default: a definition names its
-  // provider, or the loader fills in the configured default (LoadOptions).
+  // The engine that runs it (a provider name registered with the Manager). No default: a definition
+  // names its provider, or the loader fills in the configured default (LoadOptions).
   std::string provider;
   nlohmann::json provider_config;  // an object, or null when not given
   int64_t version = 0;             // server managed

@@ -1,4 +1,4 @@
-// The error taxonomy of the provider framework (seed 000) plus the transport conditions every
+// The error taxonomy of the provider framework plus the transport conditions every
 // engine client meets. Callers branch on code() and Retryable(), never on message text.
 #pragma once
 

@@ -1,5 +1,5 @@
-// The Manager facade of seed 000: structural validation, provider Validate before CreateWorkflow,
-// routing by provider name, and one log line per operation.
+// The Manager facade of the provider framework: structural validation, provider Validate before
+// CreateWorkflow, routing by provider name, and one log line per operation.
 #pragma once
 
 #include <memory>

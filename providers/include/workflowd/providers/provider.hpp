@@ -1,5 +1,5 @@
-// The Provider interface of seed 001. Every call carries a Context (deadline and cancellation)
-// and reports failure by throwing ProviderError.
+// The Provider interface every workflow engine implements. Every call carries a Context (deadline
+// and cancellation) and reports failure by throwing ProviderError.
 #pragma once
 
 #include <string>

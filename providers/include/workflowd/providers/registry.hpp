@@ -1,4 +1,4 @@
-// Thread-safe map of provider name -> provider (seed 000).
+// Thread-safe map of provider name -> provider (the Manager looks providers up here).
 #pragma once
 
 #include <map>

@@ -1,5 +1,5 @@
-// The types of seed 002: workflow specs, execution inputs, results and statuses, with JSON round
-// trips that use the seed's field names (durations as "30m", "1s"; times as RFC 3339).
+// The provider types: workflow specs, execution inputs, results and statuses, with JSON round
+// trips that use the framework's field names (durations as "30m", "1s"; times as RFC 3339).
 #pragma once
 
 #include <chrono>
@@ -31,7 +31,7 @@ std::string_view ToString(ExecutionState state);
 std::optional<ExecutionState> ParseExecutionState(std::string_view text);
 // succeeded, failed, timed_out and cancelled: such a state never changes again.
 bool IsTerminal(ExecutionState state);
-// The transitions of seed 002 (pending -> running -> terminal; pending may also end directly,
+// The allowed state transitions (pending -> running -> terminal; pending may also end directly,
 // e.g. cancelled before it started). Staying in the same state is allowed.
 bool IsAllowedTransition(ExecutionState from, ExecutionState to);
 

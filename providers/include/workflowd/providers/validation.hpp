@@ -1,4 +1,5 @@
-// Structural validation of seed 002, done by the Manager before any provider sees a request.
+// Structural validation of the provider types (ids, names, sizes), done by the Manager before any
+// provider sees a request.
 #pragma once
 
 #include <cstddef>
@@ -10,7 +11,7 @@
 
 namespace workflowd::providers {
 
-// Size limits of seed 002.
+// Size limits of the provider types (ids, names, inputs).
 inline constexpr size_t kMaxWorkflowIdBytes = 128;
 inline constexpr size_t kMaxExecutionNameBytes = 128;
 inline constexpr size_t kMaxNameBytes = 256;
@@ -25,7 +26,7 @@ inline constexpr size_t kMaxTagBytes = 128;
 bool IsValidWorkflowId(std::string_view id);
 // ^[a-zA-Z0-9-_]{1,128}$
 bool IsValidExecutionName(std::string_view name);
-// Provider names (seed 001): lowercase alphanumeric words joined by single hyphens.
+// Provider names: lowercase alphanumeric words joined by single hyphens.
 bool IsValidProviderName(std::string_view name);
 
 // The length of `j.dump()` (compact, UTF-8 passed through), computed without building the text:

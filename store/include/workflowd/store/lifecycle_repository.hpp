@@ -184,7 +184,8 @@ class LifecycleRepository {
   std::optional<std::string> Retry(const std::string& tenant_id, const std::string& environment_id,
                                    const std::string& id, const std::string& new_id, TimePoint now);
 
-  // Non-terminal executions of a definition (EC-2).
+  // Non-terminal executions of a definition (a definition with any cannot be deleted without
+  // force).
   std::vector<ExecutionRecord> ActiveOfDefinition(const std::string& tenant_id,
                                                   const std::string& environment_id,
                                                   const std::string& definition_id);

@@ -1,6 +1,7 @@
-// The in-memory mock provider of seed 000: thread-safe, with a configurable outcome per workflow or
-// per execution name, history events, the idempotency of seed 001, injected latency and errors, and
-// a counter of StartExecution calls per execution name (proof that nothing was started twice).
+// The in-memory mock provider of the provider framework: thread-safe, with a configurable outcome
+// per workflow or per execution name, history events, idempotent starts by execution name, injected
+// latency and errors, and a counter of StartExecution calls per execution name (proof that nothing
+// was started twice).
 #pragma once
 
 #include <chrono>
