@@ -13,6 +13,7 @@
 #include <sstream>
 
 #include "workflowd/common/duration.hpp"
+#include "workflowd/common/suggest.hpp"
 
 extern char** environ;
 
@@ -218,30 +219,12 @@ const Setting* FindSetting(const std::string& path) {
   return nullptr;
 }
 
-size_t EditDistance(const std::string& a, const std::string& b) {
-  std::vector<size_t> prev(b.size() + 1), cur(b.size() + 1);
-  for (size_t j = 0; j <= b.size(); ++j) prev[j] = j;
-  for (size_t i = 1; i <= a.size(); ++i) {
-    cur[0] = i;
-    for (size_t j = 1; j <= b.size(); ++j) {
-      cur[j] = std::min({prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] != b[j - 1])});
-    }
-    std::swap(prev, cur);
-  }
-  return prev[b.size()];
-}
-
 std::string Suggest(const std::string& path) {
-  std::string best;
-  size_t best_distance = 4;  // only suggest near misses
-  for (const auto& s : Settings()) {
-    size_t d = EditDistance(path, s.path);
-    if (d < best_distance) {
-      best_distance = d;
-      best = s.path;
-    }
-  }
-  return best.empty() ? "" : " (did you mean " + best + "?)";
+  std::vector<std::string_view> paths;
+  for (const auto& s : Settings()) paths.emplace_back(s.path);
+  // Only near misses: at most 3 edits.
+  const std::optional<std::string_view> best = ClosestMatch(path, paths, 3);
+  return best ? " (did you mean " + std::string(*best) + "?)" : "";
 }
 
 std::string EnvName(const std::string& path) {

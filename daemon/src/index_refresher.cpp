@@ -44,28 +44,7 @@ IndexRefresher::~IndexRefresher() { Stop(); }
 
 std::shared_ptr<const matching::DefinitionIndex> LoadIndex(
     store::DefinitionRepository& repo, std::vector<store::SkippedDefinition>* skipped) {
-  // Entries are built as the rows stream in: no full documents or definitions are held at once.
-  // In the index's own memory, which the index takes over.
-  matching::IndexEntries entries;
-  const auto skip = [&](store::SkippedDefinition&& d) {
-    if (skipped != nullptr) skipped->push_back(std::move(d));
-  };
-  repo.ForEachMatchable(
-      [&](store::MatchableDefinition&& d) {
-        matching::IndexEntry e;
-        e.definition_id = std::move(d.id);
-        e.version = d.version;
-        e.name = std::move(d.name);
-        e.provider = std::move(d.provider);
-        e.tenant_id = std::move(d.tenant_id);
-        e.environment_id = std::move(d.environment_id);
-        e.event_name = std::move(d.event_name);
-        e.condition = std::move(d.conditions);
-        entries.push_back(std::move(e));
-      },
-      skip);
-  return std::make_shared<const matching::DefinitionIndex>(
-      matching::DefinitionIndex::FromEntries(std::move(entries)));
+  return matching::BuildIndex([&](const auto& add) { repo.ForEachMatchable(add); }, skipped);
 }
 
 void IndexRefresher::LoadNow(const char* cause) {

@@ -8,6 +8,7 @@
 #include <utility>
 #include <vector>
 
+#include "workflowd/common/suggest.hpp"
 #include "workflowd/common/timefmt.hpp"
 #include "workflowd/definitions/definition.hpp"
 
@@ -74,21 +75,6 @@ std::string Quote(std::string_view s) {
   return out;
 }
 
-size_t EditDistance(std::string_view a, std::string_view b) {
-  std::vector<size_t> row(b.size() + 1);
-  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
-  for (size_t i = 1; i <= a.size(); ++i) {
-    size_t diagonal = row[0];
-    row[0] = i;
-    for (size_t j = 1; j <= b.size(); ++j) {
-      const size_t above = row[j];
-      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0 : 1)});
-      diagonal = above;
-    }
-  }
-  return row[b.size()];
-}
-
 // Reads one JSON object of a known shape, reporting every problem under its path. Unknown keys
 // are reported once, at construction, with the closest allowed key as a suggestion.
 class ObjectReader {
@@ -104,16 +90,10 @@ class ObjectReader {
     for (const auto& [key, unused] : object_.items()) {
       if (std::find(allowed.begin(), allowed.end(), key) != allowed.end()) continue;
       std::string message = "unknown key " + Quote(key);
-      std::string_view best;
-      size_t best_distance = 3;
-      for (std::string_view a : allowed) {
-        const size_t d = EditDistance(key, a);
-        if (d < best_distance) {
-          best_distance = d;
-          best = a;
-        }
+      // At most 2 edits away: a near miss.
+      if (const auto best = ClosestMatch(key, allowed, 2)) {
+        message += "; did you mean " + Quote(*best) + "?";
       }
-      if (!best.empty()) message += "; did you mean " + Quote(best) + "?";
       message += " (allowed keys: " + allowed_list + ")";
       errors_.Add(Path(key), std::move(message));
     }

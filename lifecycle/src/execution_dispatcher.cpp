@@ -17,15 +17,11 @@ ExecutionDispatcher::ExecutionDispatcher(DispatcherOptions options, store::Datab
                                          WorkflowCatalog& catalog, LifecycleMetrics& metrics,
                                          const Clock& clock, std::function<double()> jitter)
     : options_(options),
-      executions_(db),
-      definitions_db_(db.dsn(), db.connect_timeout()),
-      definitions_(definitions_db_),
       manager_(manager),
-      catalog_(catalog),
       metrics_(metrics),
       clock_(clock),
       jitter_(std::move(jitter)),
-      pool_(std::max<size_t>(1, options_.max_in_flight)) {}
+      rounds_(db, catalog, metrics, options_.max_in_flight) {}
 
 namespace {
 
@@ -73,10 +69,7 @@ store::DispatchOutcome ExecutionDispatcher::Start(store::ExecutionRecord& e, con
   try {
     InFlightStart in_flight(metrics_.in_flight.WithLabels({e.tenant_id, e.environment_id}));
     auto ctx = Context::Background().WithTimeout(options_.call_timeout);
-    {
-      std::lock_guard lock(definitions_mu_);
-      entry = catalog_.Ensure(ctx, definitions_, e.workflow_id, e.definition_version);
-    }
+    entry = rounds_.Definition(ctx, e.workflow_id, e.definition_version);
     out.at = clock_.Now();
     if (!entry) {
       out.kind = store::DispatchOutcome::Kind::kFailed;
@@ -119,13 +112,11 @@ store::DispatchOutcome ExecutionDispatcher::Start(store::ExecutionRecord& e, con
         "execution_id={} definition_id={} version={} operation={} kind={} retryable={} error={}",
         e.tenant_id, e.environment_id, e.id, e.workflow_id, e.definition_version, operation,
         failure.kind, failure.retryable, failure.message);
-    if (std::string_view(failure.kind) == "database" && failure.retryable) {
+    if (rounds_.NoteUnavailable(failure)) {
       // The database is unavailable: an outage pauses the work instead of burning the
       // execution's attempts. The row is left due and the round ends with a StoreError once
       // the other outcomes are recorded (the dispatch loop then backs off).
       out.kind = store::DispatchOutcome::Kind::kNotAttempted;
-      std::lock_guard lock(unavailable_mu_);
-      if (unavailable_.empty()) unavailable_ = failure.message;
       return out;
     }
     out.error = ErrorJson(failure);
@@ -149,10 +140,7 @@ void ExecutionDispatcher::Offer(std::vector<std::string> ids) {
 }
 
 size_t ExecutionDispatcher::RunOnce() {
-  {
-    std::lock_guard lock(unavailable_mu_);
-    unavailable_.clear();
-  }
+  const Context round_ctx = rounds_.BeginRound(options_.lease, options_.call_timeout);
   std::vector<std::string> offered;
   {
     std::lock_guard lock(offered_mu_);
@@ -161,26 +149,24 @@ size_t ExecutionDispatcher::RunOnce() {
   const TimePoint now = clock_.Now();
   const bool fair =
       offered.empty() || more_due_ || now - last_fair_round_ >= options_.fair_interval;
-  auto round_ctx =
-      Context::Background().WithTimeout(RoundCallBudget(options_.lease, options_.call_timeout));
   const auto start = [&](std::vector<store::ExecutionRecord>& executions) {
     std::vector<store::DispatchOutcome> outcomes(executions.size());
-    pool_.ParallelFor(executions.size(),
-                      [&](size_t i) { outcomes[i] = Start(executions[i], round_ctx); });
+    rounds_.pool().ParallelFor(executions.size(),
+                               [&](size_t i) { outcomes[i] = Start(executions[i], round_ctx); });
     return outcomes;
   };
   store::DispatchRound round;
   if (fair) {
     last_fair_round_ = now;
     metrics_.dispatch_rounds.WithLabels({"fair"}).Inc();
-    round = executions_.RunDispatchRound(now, options_.lease, options_.batch_size,
-                                         options_.per_scope_limit, start);
+    round = rounds_.executions().RunDispatchRound(now, options_.lease, options_.batch_size,
+                                                  options_.per_scope_limit, start);
   } else {
     metrics_.dispatch_rounds.WithLabels({"offered"}).Inc();
     // More than a batch offered: the rest is left to the next round, a fair one.
     const bool left_over = offered.size() > options_.batch_size;
     if (left_over) offered.resize(options_.batch_size);
-    round = executions_.RunDispatchRoundFor(offered, now, options_.lease, start);
+    round = rounds_.executions().RunDispatchRoundFor(offered, now, options_.lease, start);
     round.more = left_over;
   }
   more_due_ = round.more;
@@ -223,19 +209,8 @@ size_t ExecutionDispatcher::RunOnce() {
         break;
     }
   }
-  for (const auto& id : round.unstorable) {
-    metrics_.internal_errors.WithLabels({"dispatch", "unstorable"}).Inc();
-    spdlog::error(
-        "execution start outcome refused by the database, recorded without it: "
-        "execution_id={}",
-        id);
-  }
-  std::string unavailable;
-  {
-    std::lock_guard lock(unavailable_mu_);
-    unavailable.swap(unavailable_);
-  }
-  if (!unavailable.empty()) throw store::StoreError(unavailable, true);
+  rounds_.EndRound(round.unstorable, "dispatch",
+                   "execution start outcome refused by the database, recorded without it");
   return leased.size();
 }
 

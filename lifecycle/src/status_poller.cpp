@@ -17,14 +17,10 @@ StatusPoller::StatusPoller(PollerOptions options, store::Database& db,
                            const providers::Manager& manager, WorkflowCatalog& catalog,
                            LifecycleMetrics& metrics, const Clock& clock)
     : options_(options),
-      executions_(db),
-      definitions_db_(db.dsn(), db.connect_timeout()),
-      definitions_(definitions_db_),
       manager_(manager),
-      catalog_(catalog),
       metrics_(metrics),
       clock_(clock),
-      pool_(std::max<size_t>(1, options_.max_in_flight)) {}
+      rounds_(db, catalog, metrics, options_.max_in_flight) {}
 
 std::optional<store::PollOutcome> StatusPoller::Poll(const store::ExecutionRecord& e,
                                                      const Context& round) {
@@ -40,15 +36,14 @@ std::optional<store::PollOutcome> StatusPoller::Poll(const store::ExecutionRecor
   try {
     std::vector<std::string> steps;
     try {
-      std::lock_guard lock(definitions_mu_);
-      auto entry = catalog_.Ensure(ctx, definitions_, e.workflow_id, e.definition_version);
+      auto entry = rounds_.Definition(ctx, e.workflow_id, e.definition_version);
       if (entry) steps = entry->step_order;
     } catch (const providers::ProviderError&) {
       throw;
     } catch (...) {
       const InternalError failure = CurrentInternalError();
       metrics_.internal_errors.WithLabels({"poll", failure.kind}).Inc();
-      if (NoteUnavailable(failure)) return std::nullopt;
+      if (rounds_.NoteUnavailable(failure)) return std::nullopt;
       // The status is still polled without the definition's step order (its steps are then left
       // as they are): the execution's own state must not wait for a definition that no longer
       // loads.
@@ -107,7 +102,7 @@ std::optional<store::PollOutcome> StatusPoller::Poll(const store::ExecutionRecor
     // usual interval, like after a failed poll. A task on the pool must not throw.
     const InternalError failure = CurrentInternalError();
     metrics_.internal_errors.WithLabels({"poll", failure.kind}).Inc();
-    if (NoteUnavailable(failure)) return std::nullopt;
+    if (rounds_.NoteUnavailable(failure)) return std::nullopt;
     spdlog::error(
         "status poll failed with an internal error: tenant={} environment={} execution_id={} "
         "operation={} kind={} error={}",
@@ -130,28 +125,14 @@ store::PollOutcome StatusPoller::KeepRunning(const store::ExecutionRecord& e,
   return out;
 }
 
-bool StatusPoller::NoteUnavailable(const InternalError& failure) {
-  if (std::string_view(failure.kind) != "database" || !failure.retryable) return false;
-  // The database is unavailable: the row is left due (not recorded) and the round ends with a
-  // StoreError once the others are recorded, so that the poll loop backs off.
-  std::lock_guard lock(unavailable_mu_);
-  if (unavailable_.empty()) unavailable_ = failure.message;
-  return true;
-}
-
 size_t StatusPoller::RunOnce() {
-  {
-    std::lock_guard lock(unavailable_mu_);
-    unavailable_.clear();
-  }
-  auto round_ctx =
-      Context::Background().WithTimeout(RoundCallBudget(options_.lease, options_.call_timeout));
-  auto round = executions_.RunPollRound(
+  const Context round_ctx = rounds_.BeginRound(options_.lease, options_.call_timeout);
+  auto round = rounds_.executions().RunPollRound(
       clock_.Now(), options_.lease, options_.batch_size,
       [&](const std::vector<store::ExecutionRecord>& executions) {
         std::vector<std::optional<store::PollOutcome>> polled(executions.size());
-        pool_.ParallelFor(executions.size(),
-                          [&](size_t i) { polled[i] = Poll(executions[i], round_ctx); });
+        rounds_.pool().ParallelFor(executions.size(),
+                                   [&](size_t i) { polled[i] = Poll(executions[i], round_ctx); });
         std::vector<store::PollOutcome> outcomes;
         for (auto& p : polled) {
           if (p) outcomes.push_back(std::move(*p));
@@ -163,19 +144,9 @@ size_t StatusPoller::RunOnce() {
   const auto& transitions = round.transitions;
   // A full batch, or polls left for the next round when this one ran out of time.
   more_due_ = leased.size() >= options_.batch_size || outcomes.size() < leased.size();
-  for (const auto& id : round.unstorable) {
-    metrics_.internal_errors.WithLabels({"poll", "unstorable"}).Inc();
-    spdlog::error(
-        "status poll outcome refused by the database, recorded without the engine's output, "
-        "steps and history: execution_id={}",
-        id);
-  }
-  std::string unavailable;
-  {
-    std::lock_guard lock(unavailable_mu_);
-    unavailable.swap(unavailable_);
-  }
-  if (!unavailable.empty()) throw store::StoreError(unavailable, true);
+  rounds_.EndRound(round.unstorable, "poll",
+                   "status poll outcome refused by the database, recorded without the engine's "
+                   "output, steps and history");
   if (leased.empty()) return 0;
   std::map<std::string, const store::ExecutionRecord*> by_id;
   for (const auto& e : leased) by_id[e.id] = &e;

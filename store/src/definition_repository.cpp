@@ -1,11 +1,7 @@
 #include "workflowd/store/definition_repository.hpp"
 
-#include <new>
-
 #include "database_impl.hpp"
 #include "workflowd/common/ids.hpp"
-#include "workflowd/common/utf8.hpp"
-#include "workflowd/matching/field_errors.hpp"
 
 namespace workflowd::store {
 namespace {
@@ -30,7 +26,7 @@ WorkflowDefinition FromDocument(const std::string& text) {
 bool SameContent(const std::string& text, const WorkflowDefinition& def) {
   try {
     return Content(FromDocument(text)) == Content(def);
-  } catch (const matching::ValidationError&) {
+  } catch (const definitions::ValidationError&) {
     return false;
   }
 }
@@ -161,9 +157,7 @@ std::vector<WorkflowDefinition> DefinitionRepository::LoadMatchable() {
   });
 }
 
-void DefinitionRepository::ForEachMatchable(
-    const std::function<void(MatchableDefinition&&)>& fn,
-    const std::function<void(SkippedDefinition&&)>& skipped) {
+void DefinitionRepository::ForEachMatchable(const std::function<void(MatchableDefinition&&)>& fn) {
   db_.impl().Transact("load definitions", [&](pqxx::work& w) {
     // The fields of the current version's document (what LoadMatchable parses), with the
     // defaults DefinitionFromJson applies to absent ones. Rows whose document is disabled, not
@@ -193,23 +187,7 @@ void DefinitionRepository::ForEachMatchable(
         m.tenant_id = row[4].as<std::string>();
         m.environment_id = row[5].as<std::string>();
         m.event_name = row[6].as<std::string>();
-        if (!row[7].is_null()) {
-          try {
-            // As DefinitionFromJson compiles them: an empty list means no conditions.
-            const Json conditions = Json::parse(row[7].c_str());
-            if (!conditions.is_array() || !conditions.empty()) {
-              m.conditions = matching::ParseConditionList(conditions, "trigger.conditions");
-            }
-          } catch (const std::bad_alloc&) {
-            throw;  // not the document's fault: the load fails, the previous index stays
-          } catch (const std::exception& e) {
-            const bool condition = dynamic_cast<const matching::ConditionError*>(&e) != nullptr;
-            skipped({std::move(m.id), m.version, std::move(m.tenant_id),
-                     std::move(m.environment_id), condition ? "condition" : "document",
-                     SanitizeUtf8(e.what())});
-            continue;
-          }
-        }
+        if (!row[7].is_null()) m.conditions = row[7].as<std::string>();
         fn(std::move(m));
       }
     }

@@ -8,3 +8,8 @@ workflowd_test(definition_test unit
   LIBS workflowd_definitions)
 target_compile_definitions(definition_test PRIVATE
   WORKFLOWD_DEFINITIONS_TESTDATA="${CMAKE_CURRENT_SOURCE_DIR}/testdata/definitions")
+
+# Building the matching index from stored definitions (matching::BuildIndex).
+workflowd_test(index_build_test unit
+  SOURCES index_build_test.cpp
+  LIBS workflowd_matching)

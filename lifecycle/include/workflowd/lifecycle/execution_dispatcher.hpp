@@ -14,7 +14,7 @@
 
 #include "workflowd/common/clock.hpp"
 #include "workflowd/common/context.hpp"
-#include "workflowd/common/worker_pool.hpp"
+#include "workflowd/lifecycle/execution_rounds.hpp"
 #include "workflowd/lifecycle/lifecycle_metrics.hpp"
 #include "workflowd/lifecycle/workflow_catalog.hpp"
 #include "workflowd/store/database.hpp"
@@ -74,25 +74,16 @@ class ExecutionDispatcher {
               const definitions::RetryPolicy& policy, bool retryable);
 
   DispatcherOptions options_;
-  store::LifecycleRepository executions_;
-  // Definition versions are read on a connection of their own: the round's transaction holds the
-  // dispatcher's while the starts run.
-  store::Database definitions_db_;
-  store::DefinitionRepository definitions_;
-  std::mutex definitions_mu_;  // the repository's connection is used by one thread at a time
   const providers::Manager& manager_;
-  WorkflowCatalog& catalog_;
   LifecycleMetrics& metrics_;
   const Clock& clock_;
   std::function<double()> jitter_;
   std::mutex jitter_mu_;
-  std::mutex unavailable_mu_;
-  std::string unavailable_;  // unavailable_mu_: why this round's database reads failed, if they did
   bool more_due_ = false;
   std::mutex offered_mu_;
   std::vector<std::string> offered_;
   TimePoint last_fair_round_{};
-  WorkerPool pool_;
+  ExecutionRounds rounds_;  // last: its pool stops before the members the starts use go
 };
 
 }  // namespace workflowd::lifecycle

@@ -12,7 +12,7 @@
 
 #include "workflowd/common/clock.hpp"
 #include "workflowd/common/context.hpp"
-#include "workflowd/common/worker_pool.hpp"
+#include "workflowd/lifecycle/execution_rounds.hpp"
 #include "workflowd/lifecycle/lifecycle_metrics.hpp"
 #include "workflowd/lifecycle/policy.hpp"
 #include "workflowd/lifecycle/workflow_catalog.hpp"
@@ -54,22 +54,13 @@ class StatusPoller {
   // `out` turned into "still running, poll again at out.next_poll_at", with `error` stored.
   static store::PollOutcome KeepRunning(const store::ExecutionRecord& e, store::PollOutcome out,
                                         nlohmann::json error);
-  // True (and remembered for the end of the round) when `failure` means the database is down.
-  bool NoteUnavailable(const InternalError& failure);
 
   PollerOptions options_;
-  store::LifecycleRepository executions_;
-  store::Database definitions_db_;  // as ExecutionDispatcher's: the round holds the other one
-  store::DefinitionRepository definitions_;
-  std::mutex definitions_mu_;
   const providers::Manager& manager_;
-  WorkflowCatalog& catalog_;
   LifecycleMetrics& metrics_;
   const Clock& clock_;
   bool more_due_ = false;
-  std::mutex unavailable_mu_;
-  std::string unavailable_;  // unavailable_mu_: why this round's database reads failed, if they did
-  WorkerPool pool_;
+  ExecutionRounds rounds_;  // last: its pool stops before the members the polls use go
 };
 
 }  // namespace workflowd::lifecycle

@@ -9,6 +9,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <span>
 #include <string>
@@ -16,6 +17,7 @@
 #include <vector>
 
 #include "workflowd/matching/condition.hpp"
+#include "workflowd/matching/stored_definition.hpp"
 
 namespace workflowd::matching {
 
@@ -164,5 +166,23 @@ class DefinitionIndexHolder {
  private:
   std::atomic<std::shared_ptr<const DefinitionIndex>> current_;
 };
+
+// Compiles a stored definition's conditions as DefinitionFromJson does (an empty list means no
+// conditions; nullopt too). Throws ConditionError when they do not compile, another exception when
+// the text is no JSON.
+ConditionPtr CompileStoredConditions(const std::optional<std::string>& conditions);
+
+// Calls its argument once per stored definition (a repository's streamed load).
+using StoredDefinitionSource =
+    std::function<void(const std::function<void(StoredDefinition&&)>& add)>;
+
+// Builds an index from the definitions `source` hands over, compiling each one's conditions as it
+// arrives (no full list of definitions is held at once; the entries go straight into the index's
+// own memory). A definition whose conditions do not compile is left out and, when `skipped` is
+// given, listed there: one such definition must not stop every other one from loading. Running
+// out of memory is not the definition's fault: std::bad_alloc propagates (the load fails), as does
+// any exception of `source` itself.
+std::shared_ptr<const DefinitionIndex> BuildIndex(const StoredDefinitionSource& source,
+                                                  std::vector<SkippedDefinition>* skipped);
 
 }  // namespace workflowd::matching

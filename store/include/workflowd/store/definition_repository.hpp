@@ -8,7 +8,7 @@
 
 #include "workflowd/common/clock.hpp"
 #include "workflowd/definitions/definition.hpp"
-#include "workflowd/matching/condition.hpp"
+#include "workflowd/matching/stored_definition.hpp"
 #include "workflowd/store/database.hpp"
 
 namespace workflowd::store {
@@ -25,29 +25,11 @@ struct ApplyOutcome {
 
 const char* ToString(ApplyOutcome::Action action);
 
-// What the matching index needs of a definition: the fields an index entry keeps and the compiled
-// trigger conditions (null when there are none), without the rest of the document.
-struct MatchableDefinition {
-  std::string id;
-  int64_t version = 0;
-  std::string name;
-  std::string provider;
-  std::string tenant_id;
-  std::string environment_id;
-  std::string event_name;
-  matching::ConditionPtr conditions;
-};
-
-// A stored definition the matching index cannot take: its conditions no longer compile (a stored
-// document from before a change of the condition language, or one written around the API).
-struct SkippedDefinition {
-  std::string id;
-  int64_t version = 0;
-  std::string tenant_id;
-  std::string environment_id;
-  std::string reason;   // "condition" (its conditions do not compile), "document" (other)
-  std::string message;  // why, as the compiler says it (valid UTF-8)
-};
+// What the matching index needs of a definition: the fields an index entry keeps and the trigger
+// conditions as stored (JSON text). The store does not compile conditions: matching does, and
+// leaves out (SkippedDefinition) a definition whose conditions no longer compile.
+using MatchableDefinition = matching::StoredDefinition;
+using SkippedDefinition = matching::SkippedDefinition;
 
 class DefinitionRepository {
  public:
@@ -67,11 +49,9 @@ class DefinitionRepository {
   // The same definitions as LoadMatchable, one at a time and reduced to what matching needs: rows
   // are fetched in batches through a cursor (one snapshot) and only the needed fields of each
   // document are selected, so memory does not grow with the size of whole documents or with the
-  // number of definitions beyond what `fn` keeps. A definition whose conditions do not compile is
-  // handed to `skipped` instead (one such row must not stop every other definition from loading).
-  // Throws StoreError.
-  void ForEachMatchable(const std::function<void(MatchableDefinition&&)>& fn,
-                        const std::function<void(SkippedDefinition&&)>& skipped);
+  // number of definitions beyond what `fn` keeps. The conditions are handed over uncompiled
+  // (matching::BuildIndex compiles them). Throws StoreError.
+  void ForEachMatchable(const std::function<void(MatchableDefinition&&)>& fn);
 
   // One definition's current version within its tenant x environment.
   std::optional<definitions::WorkflowDefinition> Get(const std::string& tenant_id,
