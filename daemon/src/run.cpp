@@ -11,6 +11,7 @@
 #include <thread>
 #include <vector>
 
+#include "admin_endpoint.hpp"
 #include "background_worker.hpp"
 #include "event_pipeline.hpp"
 #include "index_refresher.hpp"
@@ -18,7 +19,6 @@
 #include "workflowd/lifecycle/execution_dispatcher.hpp"
 #include "workflowd/lifecycle/execution_gauges.hpp"
 #include "workflowd/lifecycle/status_poller.hpp"
-#include "workflowd/metrics/admin_server.hpp"
 #include "workflowd/providers/mock/mock_provider.hpp"
 #include "workflowd/store/migrations.hpp"
 
@@ -120,7 +120,7 @@ class HealthSwitch {
     std::lock_guard lock(mu_);
     step_ = std::move(line);
   }
-  void Serve(metrics::HealthProvider liveness, metrics::HealthProvider readiness) {
+  void Serve(HealthProvider liveness, HealthProvider readiness) {
     std::lock_guard lock(mu_);
     liveness_ = std::move(liveness);
     readiness_ = std::move(readiness);
@@ -133,12 +133,12 @@ class HealthSwitch {
     readiness_ = nullptr;
     step_ = "stopping";
   }
-  metrics::HealthReport Liveness() {
+  HealthReport Liveness() {
     std::lock_guard lock(mu_);
     if (liveness_) return liveness_();
     return {true, {{"startup", true, step_}}};
   }
-  metrics::HealthReport Readiness() {
+  HealthReport Readiness() {
     std::lock_guard lock(mu_);
     if (readiness_) return readiness_();
     return {false, {{"startup", false, step_}}};
@@ -147,11 +147,11 @@ class HealthSwitch {
  private:
   std::mutex mu_;
   std::string step_ = "starting";
-  metrics::HealthProvider liveness_, readiness_;
+  HealthProvider liveness_, readiness_;
 };
 
-metrics::AdminServerOptions AdminOptions(const std::string& listen) {
-  metrics::AdminServerOptions o;
+http::ServerOptions AdminOptions(const std::string& listen) {
+  http::ServerOptions o;
   auto colon = listen.rfind(':');
   o.bind_address = listen.substr(0, colon);
   o.port = std::stoi(listen.substr(colon + 1));
@@ -188,9 +188,9 @@ int RunDaemon(const Config& config) {
   ready_gauge.Set(0);
 
   HealthSwitch health;
-  std::unique_ptr<metrics::AdminServer> admin;
+  std::unique_ptr<AdminEndpoint> admin;
   if (!config.admin.listen.empty()) {
-    admin = std::make_unique<metrics::AdminServer>(
+    admin = std::make_unique<AdminEndpoint>(
         AdminOptions(config.admin.listen), registry, [&health] { return health.Liveness(); },
         [&health] { return health.Readiness(); });
     admin->Start();
@@ -415,7 +415,7 @@ int RunDaemon(const Config& config) {
   std::atomic<bool> pipeline_failed{false};
 
   auto liveness = [&] {
-    metrics::HealthReport r;
+    HealthReport r;
     bool alive = !pipeline_failed && std::chrono::steady_clock::now() - pipeline.LastProgress() <
                                          std::chrono::seconds(120);
     r.checks.push_back({"event_pipeline", alive, alive ? "running" : "stalled or failed"});
@@ -423,7 +423,7 @@ int RunDaemon(const Config& config) {
     return r;
   };
   auto readiness = [&] {
-    metrics::HealthReport r;
+    HealthReport r;
     r.checks.push_back({"kafka", source.Healthy(), source.HealthDetail()});
     bool db_ok = pipeline.DatabaseHealthy() && refresher.Healthy() && lifecycle_healthy();
     r.checks.push_back({"database", db_ok, db_ok ? "reachable" : "unreachable"});

@@ -1,13 +1,19 @@
-// HTTP/1.x on the wire for the admin server: an incremental request parser with hard limits, and
-// the response serializer. Private to metrics/ (admin_server.cpp is its only user).
+// HTTP/1.x on the wire for the server: an incremental request parser with hard limits, and the
+// response serializer. Private to http/ (the event loop is its only user).
 //
-// Written by hand because the admin endpoint must bound the total time a request takes to arrive
-// and cap connections per client address while probes keep answering: cpp-httplib 0.11 (Debian
-// 12) runs a blocking thread per connection with per-read timeouts and can do neither. An
-// event-driven library (Boost.Beast's parser, libboost-dev 1.74 in Debian 12) could replace this
-// parser under the same server loop; until then the parser is kept small and strict, and
-// tests/integration/admin_http_test.cpp checks it with cpp-httplib's client and raw sockets
-// (pipelining, HEAD, chunked bodies, 100-continue, every limit).
+// Written by hand, not taken from a library, because the server must bound the total time a
+// request takes to arrive and cap connections per client address while probes keep answering,
+// which needs a parser that is fed whatever bytes an event loop has read:
+// - cpp-httplib 0.11 (Debian 12's libcpp-httplib-dev) has no such parser: it reads each request
+//   on a blocking thread per connection with per-read timeouts, and can do neither bound (a few
+//   clients trickling header lines held every thread and /healthz timed out).
+// - Boost.Beast's parser (libboost-dev 1.74 in Debian 12) is incremental and could replace this
+//   one under the same loop; it is not clearly better here: it would add Boost to the build
+//   (nothing else uses it) to replace about 400 tested lines, and the strict rules below would
+//   then have to be checked against its own.
+// So the parser is kept small and strict, and tests/integration/http_server_test.cpp checks it
+// with cpp-httplib's client and raw sockets (pipelining, HEAD, chunked bodies, 100-continue, every
+// limit), tests/unit/http_wire_test.cpp byte by byte.
 //
 // Strict on purpose (a request that could be read two ways is refused): CRLF or LF line ends, no
 // obsolete header folding, no space before a header's colon, Content-Length and
@@ -21,14 +27,11 @@
 #include <utility>
 #include <vector>
 
-namespace workflowd::metrics::wire {
+#include "workflowd/http/message.hpp"
 
-struct Limits {
-  std::size_t max_request_line = 8192;                // longer: 414
-  std::size_t max_header_bytes = 64 << 10;            // request line + headers; more: 431
-  std::size_t max_headers = 100;                      // more: 431
-  std::size_t max_body_bytes = std::size_t{8} << 20;  // more: 413
-};
+namespace workflowd::http::wire {
+
+using Limits = RequestLimits;
 
 struct Request {
   std::string method;
@@ -93,4 +96,4 @@ struct Response {
 // CR/LF) and, unless head_only, the body.
 std::string Serialize(const Response& response, bool keep_alive, bool head_only);
 
-}  // namespace workflowd::metrics::wire
+}  // namespace workflowd::http::wire

@@ -1,10 +1,10 @@
-#include "http_wire.hpp"
+#include "wire.hpp"
 
 #include <algorithm>
 #include <cctype>
 #include <cstring>
 
-namespace workflowd::metrics::wire {
+namespace workflowd::http::wire {
 namespace {
 
 char Lower(char c) { return static_cast<char>(std::tolower(static_cast<unsigned char>(c))); }
@@ -401,4 +401,4 @@ std::string Serialize(const Response& response, bool keep_alive, bool head_only)
   return out;
 }
 
-}  // namespace workflowd::metrics::wire
+}  // namespace workflowd::http::wire
