@@ -26,8 +26,9 @@ struct MatchRecord {  // for logs: one line per match at debug level
   std::string execution_id;
 };
 
-// Where a record came from: enough to find it again in its batch. `topic` views the Kafka
-// client's topic name, which outlives the batch's records.
+// Where a record came from: enough to find it again in its batch. `topic` views the record's
+// topic name (for Kafka the client's, which outlives the batch's records): valid while the batch
+// lives.
 struct RecordRef {
   std::string_view topic;
   int32_t partition = 0;
