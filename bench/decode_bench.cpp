@@ -1,5 +1,5 @@
 // Micro-benchmark of the event pipeline's CPU work per record without Kafka and PostgreSQL:
-// consumers::PlanBatch (decode, match, plan rows) and consumers::DecodeRecord alone, on the
+// pipeline::PlanBatch (decode, match, plan rows) and consumers::DecodeRecord alone, on the
 // ~460-byte structured CloudEvents bench/producer.cpp writes, against the end-to-end benchmark's
 // 500-definition index (docs/benchmarks.md "Workload"); DecodeRecord also without building the
 // data (as PlanBatch decodes events no definition triggers on).
@@ -29,17 +29,17 @@
 #include <string>
 #include <vector>
 
-#include "workflowd/consumers/batch_planner.hpp"
 #include "workflowd/consumers/envelope.hpp"
 #include "workflowd/matching/condition.hpp"
 #include "workflowd/matching/definition_index.hpp"
+#include "workflowd/pipeline/batch_planner.hpp"
 
 using workflowd::TimePoint;
-using workflowd::consumers::BatchPlan;
 using workflowd::consumers::DecoderConfig;
 using workflowd::consumers::RawRecord;
 using workflowd::matching::DefinitionIndex;
 using workflowd::matching::IndexEntry;
+using workflowd::pipeline::BatchPlan;
 using Json = nlohmann::json;
 
 namespace {
@@ -189,7 +189,7 @@ int CompareIndexSizes(int small, int large, int n_events, int batch, double matc
     const auto start = std::chrono::steady_clock::now();
     for (size_t begin = 0; begin < c.pointers.size(); begin += static_cast<size_t>(batch)) {
       const size_t end = std::min(c.pointers.size(), begin + static_cast<size_t>(batch));
-      const BatchPlan plan = workflowd::consumers::PlanBatch(
+      const BatchPlan plan = workflowd::pipeline::PlanBatch(
           std::span<const RawRecord* const>(c.pointers.data() + begin, end - begin), config,
           c.index, "bench", now);
       c.decoded += plan.decoded;
@@ -293,7 +293,7 @@ int main(int argc, char** argv) {
   const auto plan_pass = [&] {
     for (size_t begin = 0; begin < pointers.size(); begin += static_cast<size_t>(batch)) {
       const size_t end = std::min(pointers.size(), begin + static_cast<size_t>(batch));
-      const BatchPlan plan = workflowd::consumers::PlanBatch(
+      const BatchPlan plan = workflowd::pipeline::PlanBatch(
           std::span<const RawRecord* const>(pointers.data() + begin, end - begin), config, index,
           "bench", now);
       decoded += plan.decoded;

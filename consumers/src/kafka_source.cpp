@@ -50,6 +50,14 @@ void ConsumedRecord::Destroy::operator()(rd_kafka_message_t* message) const noex
   rd_kafka_message_destroy(message);
 }
 
+ConsumedRecord::Released ConsumedRecord::Release() && noexcept {
+  return {std::move(raw_), message_.release()};
+}
+
+void ConsumedRecord::DestroyMessage(void* message) noexcept {
+  if (message != nullptr) rd_kafka_message_destroy(static_cast<rd_kafka_message_t*>(message));
+}
+
 // ---------------------------------------------------------------------------------------------
 // KafkaEventSource
 
@@ -267,14 +275,14 @@ void KafkaEventSource::WakeFetcherIfStalled(size_t batch_size) {
   }
 }
 
-void KafkaEventSource::MarkProcessed(const std::vector<ConsumedRecord>& batch) {
+void KafkaEventSource::MarkProcessed(std::span<const RawRecord* const> batch) {
   if (batch.empty()) return;
   std::map<std::pair<std::string, int32_t>, int64_t> next;
   // Records of one partition come in runs: one map lookup per run, not per record.
   const RawRecord* run = nullptr;
   int64_t* n = nullptr;
-  for (const auto& r : batch) {
-    const RawRecord& raw = r.raw();
+  for (const RawRecord* r : batch) {
+    const RawRecord& raw = *r;
     if (run == nullptr || raw.partition != run->partition || raw.topic != run->topic) {
       n = &next[{std::string(raw.topic), raw.partition}];
       run = &raw;

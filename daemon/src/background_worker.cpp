@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "workflowd/common/backoff.hpp"
 #include "workflowd/store/errors.hpp"
 
 namespace workflowd::daemon {
@@ -49,19 +50,19 @@ void BackgroundWorker::Loop() {
       woken_ = false;
     }
   };
-  std::chrono::milliseconds backoff{100};
+  Backoff backoff(SteadyClock::System(), std::chrono::milliseconds(100),
+                  std::chrono::milliseconds(5000));
   while (!stop_) {
     try {
       auto started = Clock::now();
       bool more = round_();
       if (!healthy_.exchange(true)) spdlog::info("{}: database is back", name_);
-      backoff = std::chrono::milliseconds(100);
+      backoff.Succeeded();
       if (!more) wait(idle_, true, started + wake_gap_);
     } catch (const store::StoreError& e) {
       if (healthy_.exchange(false))
         spdlog::error("{}: paused, database unavailable: {}", name_, e.what());
-      wait(backoff);
-      backoff = std::min(backoff * 2, std::chrono::milliseconds(5000));
+      wait(backoff.Failed());
     } catch (const std::exception& e) {
       // A bug or an unexpected answer: log it and keep the daemon serving the rest.
       spdlog::error("{}: round failed: {}", name_, e.what());

@@ -33,7 +33,8 @@ std::shared_ptr<const matching::DefinitionIndex> BuildIndex(
 
 IndexRefresher::IndexRefresher(std::string dsn, std::chrono::milliseconds connect_timeout,
                                std::chrono::milliseconds resync_interval,
-                               matching::DefinitionIndexHolder& holder, PipelineMetrics& metrics)
+                               matching::DefinitionIndexHolder& holder,
+                               pipeline::PipelineMetrics& metrics)
     : dsn_(std::move(dsn)),
       resync_interval_(resync_interval),
       db_(dsn_, connect_timeout),
@@ -119,6 +120,13 @@ void IndexRefresher::Stop() noexcept {
   if (thread_.joinable()) thread_.join();
 }
 
+void IndexRefresher::WaitUnlessStopped(const Backoff& retry) const {
+  // In steps of at most 100 ms, so that Stop() is not kept waiting.
+  while (!stop_ && !retry.Due()) {
+    std::this_thread::sleep_for(std::min(retry.Remaining(), std::chrono::milliseconds(100)));
+  }
+}
+
 void IndexRefresher::Loop() {
   // The listener LoadNow opened before the startup load has been listening since; without one
   // the first connection counts as a reconnect.
@@ -129,6 +137,8 @@ void IndexRefresher::Loop() {
   auto next_resync = std::chrono::steady_clock::now() + resync_interval_;
   bool listening = listening_since_load;
   bool dirty = false;
+  // After a lost connection or a failed reload: a fixed second before the next try.
+  Backoff retry(SteadyClock::System(), std::chrono::seconds(1), std::chrono::seconds(1));
   while (!stop_) {
     try {
       int n = listener.Wait(std::chrono::milliseconds(250));
@@ -145,8 +155,8 @@ void IndexRefresher::Loop() {
       if (listening) spdlog::warn("definition change listener lost: {}", e.what());
       listening = false;
       metrics_.database_errors.WithLabels({"listen"}).Inc();
-      for (int i = 0; i < 10 && !stop_; ++i)
-        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      retry.Failed();
+      WaitUnlessStopped(retry);
       continue;
     }
     const char* cause = nullptr;
@@ -162,8 +172,8 @@ void IndexRefresher::Loop() {
       next_resync = std::chrono::steady_clock::now() + resync_interval_;
     } catch (const std::exception& e) {
       spdlog::warn("matching index reload failed (keeping the previous index): {}", e.what());
-      for (int i = 0; i < 10 && !stop_; ++i)
-        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      retry.Failed();
+      WaitUnlessStopped(retry);
     }
   }
 }

@@ -11,9 +11,10 @@
 #include <tuple>
 #include <vector>
 
-#include "pipeline_metrics.hpp"
+#include "workflowd/common/backoff.hpp"
 #include "workflowd/definitions/definition.hpp"
 #include "workflowd/matching/definition_index.hpp"
+#include "workflowd/pipeline/pipeline_metrics.hpp"
 #include "workflowd/store/database.hpp"
 #include "workflowd/store/definition_changes.hpp"
 #include "workflowd/store/definition_repository.hpp"
@@ -34,7 +35,7 @@ class IndexRefresher {
  public:
   IndexRefresher(std::string dsn, std::chrono::milliseconds connect_timeout,
                  std::chrono::milliseconds resync_interval, matching::DefinitionIndexHolder& holder,
-                 PipelineMetrics& metrics);
+                 pipeline::PipelineMetrics& metrics);
   ~IndexRefresher();
 
   // Loads the index once; throws StoreError when the database is unreachable. The first call
@@ -52,12 +53,14 @@ class IndexRefresher {
   void Loop();
   // Logs the definitions a load left out (each once) and sets workflowd_definitions_skipped.
   void ReportSkipped(const std::vector<store::SkippedDefinition>& skipped);
+  // Waits until `retry` is due, or less when stopped.
+  void WaitUnlessStopped(const Backoff& retry) const;
 
   std::string dsn_;
   std::chrono::milliseconds resync_interval_;
   store::Database db_;
   matching::DefinitionIndexHolder& holder_;
-  PipelineMetrics& metrics_;
+  pipeline::PipelineMetrics& metrics_;
   std::atomic<bool> stop_{false};
   std::atomic<bool> healthy_{true};
   // The skipped definitions already logged, as of the last load: (id, version, message).

@@ -1,24 +1,26 @@
 #include "run.hpp"
 
-#include <signal.h>
 #include <spdlog/spdlog.h>
+#include <unistd.h>
 
 #include <atomic>
+#include <chrono>
+#include <functional>
+#include <memory>
 #include <mutex>
-#include <random>
+#include <optional>
 #include <set>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "admin_endpoint.hpp"
-#include "background_worker.hpp"
-#include "event_pipeline.hpp"
+#include "event_intake.hpp"
 #include "index_refresher.hpp"
+#include "lifecycle_loops.hpp"
+#include "signal_watcher.hpp"
 #include "systemd_notify.hpp"
-#include "workflowd/lifecycle/execution_dispatcher.hpp"
-#include "workflowd/lifecycle/execution_gauges.hpp"
-#include "workflowd/lifecycle/status_poller.hpp"
+#include "workflowd/pipeline/pipeline_metrics.hpp"
 #include "workflowd/providers/mock/mock_provider.hpp"
 #include "workflowd/store/migrations.hpp"
 
@@ -28,67 +30,6 @@
 
 namespace workflowd::daemon {
 namespace {
-
-// A dispatch loop woken by new executions starts its next lease no sooner than this after its
-// previous one: at a steady stream the event pipeline commits a small batch every few
-// milliseconds, and a lease per commit (each walking the tenant x environment scopes) was
-// PostgreSQL's largest cost; gathered, one lease takes the rows of several commits.
-constexpr std::chrono::milliseconds kDispatchWakeGap{10};
-
-// Metric families labelled by tenant x environment export this many label sets each; further
-// ones are summed into one series labelled "other" (the README's Metrics section says so): a
-// Prometheus server's cost grows with the series, and tenants are data, not configuration.
-constexpr std::size_t kMaxScopeSeries = 500;
-
-consumers::DecoderConfig DecoderFrom(const KafkaConfig& k) {
-  consumers::DecoderConfig d;
-  d.mode = k.format == "cloudevents" ? consumers::DecoderConfig::Mode::kCloudEvents
-           : k.format == "flat"      ? consumers::DecoderConfig::Mode::kFlat
-                                     : consumers::DecoderConfig::Mode::kAuto;
-  d.flat.id = k.flat.id;
-  d.flat.type = k.flat.event_name;
-  d.flat.tenant = k.flat.tenant;
-  d.flat.environment = k.flat.environment;
-  d.flat.time = k.flat.time;
-  d.flat.data = k.flat.data;
-  d.flat.source = k.flat.source;
-  d.max_record_bytes = k.max_record_bytes;
-  return d;
-}
-
-// Blocks SIGTERM/SIGINT in every thread and turns them into `stop` from a dedicated thread.
-class SignalWatcher {
- public:
-  explicit SignalWatcher(std::atomic<bool>& stop) : stop_(stop), set_{} {
-    sigemptyset(&set_);
-    sigaddset(&set_, SIGTERM);
-    sigaddset(&set_, SIGINT);
-    sigaddset(&set_, SIGUSR1);  // used to wake the watcher on shutdown
-    pthread_sigmask(SIG_BLOCK, &set_, nullptr);
-    thread_ = std::thread([this] {
-      int sig = 0;
-      while (sigwait(&set_, &sig) == 0) {
-        if (sig == SIGUSR1 && done_) return;
-        if (sig == SIGTERM || sig == SIGINT) {
-          spdlog::info("received {}, shutting down", sig == SIGTERM ? "SIGTERM" : "SIGINT");
-          stop_ = true;
-          return;
-        }
-      }
-    });
-  }
-  ~SignalWatcher() {
-    done_ = true;
-    pthread_kill(thread_.native_handle(), SIGUSR1);
-    thread_.join();
-  }
-
- private:
-  std::atomic<bool>& stop_;
-  std::atomic<bool> done_{false};
-  sigset_t set_;
-  std::thread thread_;
-};
 
 bool SleepUnless(const std::atomic<bool>& stop, std::chrono::milliseconds d) {
   auto until = std::chrono::steady_clock::now() + d;
@@ -158,6 +99,113 @@ http::ServerOptions AdminOptions(const std::string& listen) {
   return o;
 }
 
+// Waits for a database with the right schema; keeps trying (it may start after us). Returns the
+// exit code when the daemon cannot go on (a schema too old, an unusable database: 1; stopped
+// while waiting: 0).
+std::optional<int> WaitForSchema(const Config& config, const std::atomic<bool>& stop,
+                                 HealthSwitch& health, pipeline::PipelineMetrics& pm) {
+  int expected_schema = store::BundledMigrations().back().version;
+  health.Step("connecting to PostgreSQL");
+  for (bool logged = false;;) {
+    try {
+      int version = store::SchemaVersion(config.database.url);
+      if (version < expected_schema) {
+        spdlog::error(
+            "database schema is at version {}, this binary needs {}: run `workflowd "
+            "migrate` first",
+            version, expected_schema);
+        return 1;
+      }
+      return std::nullopt;
+    } catch (const store::StoreError& e) {
+      if (!e.Retryable()) {
+        spdlog::error("cannot use the database: {}", e.what());
+        return 1;
+      }
+      if (!logged) spdlog::warn("waiting for PostgreSQL: {}", e.what());
+      logged = true;
+      health.Step(std::string("waiting for PostgreSQL: ") + e.what());
+      pm.database_errors.WithLabels({"load_definitions"}).Inc();
+      if (!SleepUnless(stop, std::chrono::seconds(1))) return 0;
+    }
+  }
+}
+
+// Loads the matching index, retrying while PostgreSQL refuses; false when stopped meanwhile.
+bool LoadDefinitions(IndexRefresher& refresher, const std::atomic<bool>& stop,
+                     HealthSwitch& health) {
+  health.Step("loading workflow definitions");
+  while (true) {
+    try {
+      refresher.LoadNow("startup");
+      return true;
+    } catch (const store::StoreError& e) {
+      spdlog::warn("cannot load definitions yet: {}", e.what());
+      health.Step(std::string("cannot load workflow definitions yet: ") + e.what());
+      if (!SleepUnless(stop, std::chrono::seconds(1))) return false;
+    }
+  }
+}
+
+// Until `stop`: tells systemd once the daemon is really ready, keeps its watchdog fed only while
+// the pipeline is alive (a stuck loop gets the service restarted), and keeps workflowd_ready
+// current. Then tells systemd the daemon is stopping.
+void Supervise(const std::atomic<bool>& stop, const Config& config,
+               const matching::DefinitionIndexHolder& index, const std::function<bool()>& ready,
+               const std::function<bool()>& alive, metrics::Gauge& ready_gauge) {
+  SystemdNotifier systemd;
+  bool announced_ready = false;
+  auto next_watchdog = std::chrono::steady_clock::now();
+  while (!stop) {
+    auto now = std::chrono::steady_clock::now();
+    bool is_ready = ready();
+    ready_gauge.Set(is_ready ? 1 : 0);
+    if (!announced_ready && is_ready) {
+      systemd.Ready("consuming " + fmt::format("{}", fmt::join(config.kafka.topics, ",")) + "; " +
+                    std::to_string(index.Get()->size()) + " definitions");
+      announced_ready = true;
+    }
+    if (systemd.watchdog_interval() && now >= next_watchdog && alive()) {
+      systemd.Watchdog();
+      next_watchdog = now + *systemd.watchdog_interval();
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  systemd.Stopping("shutting down");
+}
+
+// Bounded shutdown: if stopping takes longer than `timeout` (a batch in flight that cannot
+// finish), the process exits without waiting and without committing it (it will be redelivered).
+class ShutdownDeadline {
+ public:
+  explicit ShutdownDeadline(std::chrono::milliseconds timeout)
+      : thread_([this, timeout] {
+          auto until = std::chrono::steady_clock::now() + timeout;
+          while (!finished_ && std::chrono::steady_clock::now() < until) {
+            std::this_thread::sleep_for(std::chrono::milliseconds(50));
+          }
+          if (!finished_) {
+            spdlog::error("shutdown took longer than {} ms; exiting without waiting",
+                          timeout.count());
+            spdlog::default_logger()->flush();
+            _exit(1);
+          }
+        }) {}
+  ~ShutdownDeadline() { Met(); }
+  ShutdownDeadline(const ShutdownDeadline&) = delete;
+  ShutdownDeadline& operator=(const ShutdownDeadline&) = delete;
+
+  // Everything stopped in time.
+  void Met() noexcept {
+    finished_ = true;
+    if (thread_.joinable()) thread_.join();
+  }
+
+ private:
+  std::atomic<bool> finished_{false};
+  std::thread thread_;  // last
+};
+
 }  // namespace
 
 std::shared_ptr<providers::Registry> ProviderRegistryFor(const Config& config, bool for_checks) {
@@ -183,10 +231,12 @@ int RunDaemon(const Config& config) {
   registry.AddGauge("workflowd_build_info", "Build information; always 1", {"version"})
       .WithLabels({WORKFLOWD_VERSION})
       .Set(1);
-  PipelineMetrics pm(registry);
+  pipeline::PipelineMetrics pm(registry);
   auto& ready_gauge = registry.AddGauge("workflowd_ready", "1 while /readyz reports ready, else 0");
   ready_gauge.Set(0);
 
+  // The admin endpoint (/metrics, /healthz, /readyz) opens first: until the daemon runs, its
+  // probes answer with the startup step (HealthSwitch).
   HealthSwitch health;
   std::unique_ptr<AdminEndpoint> admin;
   if (!config.admin.listen.empty()) {
@@ -198,213 +248,26 @@ int RunDaemon(const Config& config) {
                  admin->bind_address(), admin->port());
   }
 
-  // Wait for a database with the right schema; keep trying (it may start after us).
-  int expected_schema = store::BundledMigrations().back().version;
-  health.Step("connecting to PostgreSQL");
-  for (bool logged = false;;) {
-    try {
-      int version = store::SchemaVersion(config.database.url);
-      if (version < expected_schema) {
-        spdlog::error(
-            "database schema is at version {}, this binary needs {}: run `workflowd "
-            "migrate` first",
-            version, expected_schema);
-        return 1;
-      }
-      break;
-    } catch (const store::StoreError& e) {
-      if (!e.Retryable()) {
-        spdlog::error("cannot use the database: {}", e.what());
-        return 1;
-      }
-      if (!logged) spdlog::warn("waiting for PostgreSQL: {}", e.what());
-      logged = true;
-      health.Step(std::string("waiting for PostgreSQL: ") + e.what());
-      pm.database_errors.WithLabels({"load_definitions"}).Inc();
-      if (!SleepUnless(stop, std::chrono::seconds(1))) return 0;
-    }
-  }
-
+  // Startup: PostgreSQL with this binary's schema, then the matching index (both waited for).
+  if (std::optional<int> exit_code = WaitForSchema(config, stop, health, pm)) return *exit_code;
   matching::DefinitionIndexHolder index;
   IndexRefresher refresher(config.database.url, config.database.connect_timeout,
                            config.matching.resync_interval, index, pm);
-  health.Step("loading workflow definitions");
-  while (true) {
-    try {
-      refresher.LoadNow("startup");
-      break;
-    } catch (const store::StoreError& e) {
-      spdlog::warn("cannot load definitions yet: {}", e.what());
-      health.Step(std::string("cannot load workflow definitions yet: ") + e.what());
-      if (!SleepUnless(stop, std::chrono::seconds(1))) return 0;
-    }
-  }
-  refresher.Start();
+  if (!LoadDefinitions(refresher, stop, health)) return 0;
 
-  consumers::KafkaSourceConfig kc;
-  kc.brokers = config.kafka.brokers;
-  kc.group_id = config.kafka.group_id;
-  kc.topics = config.kafka.topics;
-  kc.properties = config.kafka.properties;
-  kc.commit_interval = config.kafka.commit_interval;
-  kc.client_id = "workflowd-" + config.instance_id;
-  consumers::KafkaEventSource source(kc);
-  consumers::DeadLetterProducer dlq(config.kafka.brokers, config.kafka.dlq_topic,
-                                    config.kafka.properties, config.kafka.max_record_bytes,
-                                    EventPipelineOptions{}.dead_letter_timeout);
-  store::Database db(config.database.url, config.database.connect_timeout);
-  store::ExecutionRepository executions(db);
-
-  EventPipelineOptions po;
-  po.decoder = DecoderFrom(config.kafka);
-  po.consumer_group = config.kafka.group_id;
-  po.batch_size = config.kafka.batch_size;
-  po.batch_timeout = config.kafka.batch_timeout;
-  // The dispatch loops (created below, before the pipeline runs) sleep dispatch.idle_interval
-  // when they took every due execution; new executions are offered to one of them, each in turn,
-  // and wake it (waking all made every loop run a round per committed batch). The woken loop takes
-  // them by id: at a steady stream of small batches, fair rounds (a walk over every tenant x
-  // environment with pending rows) for each batch were PostgreSQL's largest cost, growing with the
-  // number of tenants. A loop busy with a round runs again right after it; under a backlog all
-  // loops run fair rounds continuously anyway (full rounds).
-  struct DispatchTarget {
-    lifecycle::ExecutionDispatcher* dispatcher;
-    BackgroundWorker* worker;
-  };
-  std::vector<DispatchTarget> dispatch_targets;
-  std::atomic<size_t> next_to_wake{0};
-  po.on_committed = [&dispatch_targets, &next_to_wake](std::vector<std::string> ids) {
-    if (dispatch_targets.empty()) return;
-    const DispatchTarget& target = dispatch_targets[next_to_wake++ % dispatch_targets.size()];
-    target.dispatcher->Offer(std::move(ids));
-    target.worker->Wake();
-  };
-  EventPipeline pipeline(po, source, dlq, executions, index, pm, SystemClock::Instance());
-
-  // Providers and the execution lifecycle (dispatch, status polling).
-  providers::Manager manager(ProviderRegistryFor(config));
-  if (const auto names = manager.ListProviders(); names.empty()) {
-    spdlog::warn(
-        "workflow providers: none enabled; executions fail with provider_not_found until the "
-        "configuration turns one on (providers.*)");
-  } else {
-    spdlog::info("workflow providers: {}", fmt::join(names, ", "));
-  }
-  if (config.mock_provider.enabled) {
-    spdlog::warn(
-        "the mock provider is enabled: its executions run nothing and are recorded as done (for "
-        "demos and tests only)");
-  }
-  lifecycle::LifecycleMetrics lm(registry);
-  // Series labelled by tenant x environment are bounded (see kMaxScopeSeries).
-  for (metrics::GaugeFamily* family : {&lm.queued, &lm.in_flight}) {
-    family->LimitSeries(kMaxScopeSeries, "other", [](const std::string& name) {
-      spdlog::warn(
-          "metric {}: more than {} tenant x environment series; the others are summed into "
-          "tenant=\"other\",environment=\"other\"",
-          name, kMaxScopeSeries);
-    });
-  }
-  lifecycle::WorkflowCatalog catalog(manager);
-  // dispatch.workers dispatcher loops and poll.workers poller loops, each with its own
-  // connection: one loop waits on PostgreSQL most of the time, so several overlap their rounds.
-  // Each round holds its rows locked (SKIP LOCKED), which keeps loops apart like separate
-  // replicas.
-  struct DispatchLoop {
-    explicit DispatchLoop(const Config& c) : db(c.database.url, c.database.connect_timeout) {}
-    store::Database db;
-    std::mt19937_64 rng{std::random_device{}()};
-    std::unique_ptr<lifecycle::ExecutionDispatcher> dispatcher;
-    std::unique_ptr<BackgroundWorker> worker;
-  };
-  struct PollLoop {
-    explicit PollLoop(const Config& c) : db(c.database.url, c.database.connect_timeout) {}
-    store::Database db;
-    std::unique_ptr<lifecycle::StatusPoller> poller;
-    std::unique_ptr<BackgroundWorker> worker;
-  };
-  std::vector<std::unique_ptr<DispatchLoop>> dispatch_loops;
-  std::vector<std::unique_ptr<PollLoop>> poll_loops;
-  for (size_t i = 0; i < std::max<size_t>(1, config.dispatch.workers); ++i) {
-    auto loop = std::make_unique<DispatchLoop>(config);
-    lifecycle::DispatcherOptions dopts;
-    dopts.lease = config.dispatch.lease;
-    dopts.batch_size = config.dispatch.batch_size;
-    dopts.per_scope_limit = config.dispatch.per_scope_limit;
-    dopts.max_in_flight = config.dispatch.max_in_flight;
-    dopts.call_timeout = config.dispatch.call_timeout;
-    dopts.first_poll = config.poll.min_interval;
-    dopts.fair_interval = config.dispatch.idle_interval;
-    auto* rng = &loop->rng;
-    loop->dispatcher = std::make_unique<lifecycle::ExecutionDispatcher>(
-        dopts, loop->db, manager, catalog, lm, SystemClock::Instance(),
-        [rng] { return std::uniform_real_distribution<double>(0.0, 1.0)(*rng); });
-    auto* dispatcher = loop->dispatcher.get();
-    loop->worker = std::make_unique<BackgroundWorker>(
-        i == 0 ? "dispatcher" : "dispatcher-" + std::to_string(i + 1),
-        [dispatcher] {
-          dispatcher->RunOnce();
-          return dispatcher->MoreDue();
-        },
-        config.dispatch.idle_interval, kDispatchWakeGap);
-    dispatch_targets.push_back({dispatcher, loop->worker.get()});
-    dispatch_loops.push_back(std::move(loop));
-  }
-  for (size_t i = 0; i < std::max<size_t>(1, config.poll.workers); ++i) {
-    auto loop = std::make_unique<PollLoop>(config);
-    lifecycle::PollerOptions popts;
-    popts.lease = config.dispatch.lease;
-    popts.batch_size = config.poll.batch_size;
-    popts.max_in_flight = config.poll.max_in_flight;
-    popts.call_timeout = config.dispatch.call_timeout;
-    popts.min_interval = config.poll.min_interval;
-    popts.max_interval = config.poll.max_interval;
-    loop->poller = std::make_unique<lifecycle::StatusPoller>(popts, loop->db, manager, catalog, lm,
-                                                             SystemClock::Instance());
-    auto* poller = loop->poller.get();
-    loop->worker = std::make_unique<BackgroundWorker>(
-        i == 0 ? "poller" : "poller-" + std::to_string(i + 1),
-        [poller] {
-          poller->RunOnce();
-          return poller->MoreDue();
-        },
-        config.dispatch.idle_interval);
-    poll_loops.push_back(std::move(loop));
-  }
-  // The database-wide gauges, every 5 s on a connection of their own (counting terminal states
-  // scans the whole table: in a dispatch loop it held up starts for as long).
-  store::Database gauges_db(config.database.url, config.database.connect_timeout);
-  lifecycle::ExecutionGauges gauges(gauges_db, lm, SystemClock::Instance());
-  BackgroundWorker gauges_worker(
-      "gauges",
-      [&gauges] {
-        gauges.Sample();
-        return false;
-      },
-      std::chrono::seconds(5));
-  auto lifecycle_healthy = [&] {
-    for (const auto& l : dispatch_loops) {
-      if (!l->worker->Healthy()) return false;
-    }
-    for (const auto& l : poll_loops) {
-      if (!l->worker->Healthy()) return false;
-    }
-    return true;
-  };
-  if (config.dispatch.enabled) {
-    for (auto& l : dispatch_loops) l->worker->Start();
-    for (auto& l : poll_loops) l->worker->Start();
-    gauges_worker.Start();
-  } else {
-    spdlog::warn("dispatch.enabled is false: executions are recorded but not started or polled");
-  }
-
+  // The subsystems, built and started in this order and stopped in reverse order below.
+  refresher.Start();                      // reloads the index on changes and periodically
+  EventIntake intake(config, index, pm);  // the Kafka consumer joins its group
+  LifecycleLoops lifecycle(config, registry);
+  intake.OnCommitted([&lifecycle](std::vector<std::string> ids) {
+    lifecycle.Offer(std::move(ids));  // new executions: a dispatch loop starts them at once
+  });
+  lifecycle.Start();  // dispatch, status polling, gauges
   // The lag gauge follows the current assignment: a revoked partition's series goes away (an
-  // assigned one whose lag is unknown keeps its last value). Declared after `source`, so that on
-  // every way out it is removed, waiting for a scrape that runs it, before the consumer goes.
-  metrics::ScopedCollectCallback lag_collect(registry, [&source, &pm] {
+  // assigned one whose lag is unknown keeps its last value).
+  metrics::ScopedCollectCallback lag_collect(registry, [&intake, &pm] {
     std::set<std::vector<std::string>> assigned;
-    for (const auto& l : source.Lag()) {
+    for (const auto& l : intake.kafka().Lag()) {
       std::vector<std::string> labels{l.topic, std::to_string(l.partition)};
       if (l.lag >= 0) pm.lag.WithLabels(labels).Set(static_cast<double>(l.lag));
       assigned.insert(std::move(labels));
@@ -412,30 +275,31 @@ int RunDaemon(const Config& config) {
     pm.lag.RemoveExcept(assigned);
   });
 
-  std::atomic<bool> pipeline_failed{false};
-
+  // What /healthz and /readyz answer from here on.
   auto liveness = [&] {
     HealthReport r;
-    bool alive = !pipeline_failed && std::chrono::steady_clock::now() - pipeline.LastProgress() <
-                                         std::chrono::seconds(120);
+    bool alive =
+        !intake.Failed() && std::chrono::steady_clock::now() - intake.pipeline().LastProgress() <
+                                std::chrono::seconds(120);
     r.checks.push_back({"event_pipeline", alive, alive ? "running" : "stalled or failed"});
     r.ok = alive;
     return r;
   };
   auto readiness = [&] {
+    const consumers::KafkaEventSource& source = intake.kafka();
+    const pipeline::EventPipeline& pipeline = intake.pipeline();
     HealthReport r;
     r.checks.push_back({"kafka", source.Healthy(), source.HealthDetail()});
-    bool db_ok = pipeline.DatabaseHealthy() && refresher.Healthy() && lifecycle_healthy();
+    bool db_ok = pipeline.DatabaseHealthy() && refresher.Healthy() && lifecycle.Healthy();
     r.checks.push_back({"database", db_ok, db_ok ? "reachable" : "unreachable"});
     r.checks.push_back({"dead_letter_topic", pipeline.DeadLetterHealthy(),
                         pipeline.DeadLetterHealthy() ? "writable" : "unavailable"});
-    r.checks.push_back({"consuming", !source.paused() && !pipeline_failed,
+    r.checks.push_back({"consuming", !source.paused() && !intake.Failed(),
                         source.paused() ? "paused" : "consuming"});
     r.ok = true;
     for (const auto& c : r.checks) r.ok = r.ok && c.ok;
     return r;
   };
-
   health.Serve(liveness, readiness);
   // Destroyed before what the checks read (declared above).
   struct StopServing {
@@ -446,70 +310,25 @@ int RunDaemon(const Config& config) {
   spdlog::info("workflowd {} started: instance={} group={} topics={} definitions={}",
                WORKFLOWD_VERSION, config.instance_id, config.kafka.group_id,
                fmt::join(config.kafka.topics, ","), index.Get()->size());
+  intake.Start(stop);  // the event pipeline, on its own thread
 
-  int exit_code = 0;
-  std::thread worker([&] {
-    try {
-      pipeline.Run(stop);
-    } catch (const std::exception& e) {
-      spdlog::critical("event pipeline failed: {}", e.what());
-      pipeline_failed = true;
-      exit_code = 1;
-      stop = true;
-    }
-  });
+  // Serve until SIGTERM / SIGINT, or until the event pipeline fails.
+  Supervise(
+      stop, config, index, [&] { return readiness().ok; }, [&] { return liveness().ok; },
+      ready_gauge);
 
-  // Supervise: tell systemd once we are really ready, and keep its watchdog fed only while the
-  // pipeline is alive (a stuck loop gets the service restarted).
-  SystemdNotifier systemd;
-  bool announced_ready = false;
-  auto next_watchdog = std::chrono::steady_clock::now();
-  while (!stop) {
-    auto now = std::chrono::steady_clock::now();
-    bool ready = readiness().ok;
-    ready_gauge.Set(ready ? 1 : 0);
-    if (!announced_ready && ready) {
-      systemd.Ready("consuming " + fmt::format("{}", fmt::join(config.kafka.topics, ",")) + "; " +
-                    std::to_string(index.Get()->size()) + " definitions");
-      announced_ready = true;
-    }
-    if (systemd.watchdog_interval() && now >= next_watchdog && liveness().ok) {
-      systemd.Watchdog();
-      next_watchdog = now + *systemd.watchdog_interval();
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-  systemd.Stopping("shutting down");
+  // Shutdown, in reverse order of the start, bounded by shutdown_timeout.
   health.Stopping();  // /readyz: not ready, "stopping"
-  // Bounded shutdown: if the batch in flight cannot finish in time, exit without committing it
-  // (it will be redelivered).
-  std::atomic<bool> finished{false};
-  std::thread watchdog([&] {
-    auto until = std::chrono::steady_clock::now() + config.shutdown_timeout;
-    while (!finished && std::chrono::steady_clock::now() < until) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    }
-    if (!finished) {
-      spdlog::error("shutdown took longer than {} ms; exiting without waiting",
-                    config.shutdown_timeout.count());
-      spdlog::default_logger()->flush();
-      _exit(1);
-    }
-  });
-  worker.join();
-  for (auto& l : dispatch_loops) l->worker->Stop();
-  for (auto& l : poll_loops) l->worker->Stop();
-  gauges_worker.Stop();
-  // Stopped loops have finished their rounds: no row is held any more. No scrape reads the
-  // consumer once the lag callback is gone (a running one is waited for).
-  lag_collect.Reset();
-  source.Close();
+  ShutdownDeadline deadline(config.shutdown_timeout);
+  intake.Stop();        // the batch in flight finished (or abandoned uncommitted: redelivered)
+  lifecycle.Stop();     // rounds finished: no row is held any more
+  lag_collect.Reset();  // no scrape reads the consumer any more (a running one is waited for)
+  intake.Close();       // stored offsets committed, the consumer group left
   refresher.Stop();
   if (admin) admin->Stop();
-  finished = true;
-  watchdog.join();
+  deadline.Met();
   spdlog::info("workflowd stopped");
-  return exit_code;
+  return intake.Failed() ? 1 : 0;
 }
 
 }  // namespace workflowd::daemon

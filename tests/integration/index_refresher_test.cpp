@@ -11,10 +11,10 @@
 #include <stdexcept>
 #include <thread>
 
-#include "pipeline_metrics.hpp"
 #include "test_database.hpp"
 #include "workflowd/definitions/definition.hpp"
 #include "workflowd/metrics/registry.hpp"
+#include "workflowd/pipeline/pipeline_metrics.hpp"
 #include "workflowd/store/definition_repository.hpp"
 #include "workflowd/store/migrations.hpp"
 
@@ -136,7 +136,7 @@ TEST_F(IndexLoadTest, StreamedLoadGivesTheIndexOfTheFullDocuments) {
 
 TEST_F(IndexLoadTest, LoadsOnceAtStartupThenAppliesChanges) {
   metrics::Registry registry;
-  PipelineMetrics metrics(registry);
+  pipeline::PipelineMetrics metrics(registry);
   matching::DefinitionIndexHolder holder;
   IndexRefresher refresher(test_db_.dsn(), 5s, 1h, holder, metrics);
   refresher.LoadNow("startup");
@@ -201,7 +201,7 @@ TEST_F(IndexLoadTest, ADefinitionWhoseConditionsNoLongerCompileIsSkippedAndTheOt
 
   // The refresher at startup: loads the rest and exports the skipped count.
   metrics::Registry registry;
-  PipelineMetrics metrics(registry);
+  pipeline::PipelineMetrics metrics(registry);
   matching::DefinitionIndexHolder holder;
   IndexRefresher refresher(test_db_.dsn(), 5s, 1h, holder, metrics);
   ASSERT_NO_THROW(refresher.LoadNow("startup"));

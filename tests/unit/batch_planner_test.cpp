@@ -1,6 +1,6 @@
 // PlanBatch: what a batch of raw Kafka records means (execution rows, dead letters, counts),
 // decided without any I/O.
-#include "workflowd/consumers/batch_planner.hpp"
+#include "workflowd/pipeline/batch_planner.hpp"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -14,8 +14,21 @@
 
 #include "workflowd/common/timefmt.hpp"
 
-namespace workflowd::consumers {
+namespace workflowd::pipeline {
 namespace {
+
+// The event decoding's types and functions (consumers/envelope.hpp).
+using consumers::DataNeed;
+using consumers::DeadLetter;
+using consumers::DeadLetterReason;
+using consumers::DecoderConfig;
+using consumers::DecodeRecord;
+using consumers::DecodeResult;
+using consumers::Envelope;
+using consumers::EnvelopeFormat;
+using consumers::RawHeader;
+using consumers::RawRecord;
+using consumers::ViewOf;
 
 using Json = nlohmann::json;
 using ::testing::ElementsAre;
@@ -450,51 +463,6 @@ TEST_F(PlanBatchTest, DeadLetterRecordReplacesItsExecutionsWithItsDeadLetter) {
   EXPECT_EQ(headers["workflowd_source_offset"], std::to_string(records_[0]->offset));
 }
 
-TEST(FitDeadLetter, ALetterThatFitsIsUnchanged) {
-  DeadLetter letter{"k", std::string(100, 'v'), {{"h", "x"}}};
-  DeadLetter copy = letter;
-  FitDeadLetter(letter, 1000);
-  EXPECT_EQ(letter.value, copy.value);
-  EXPECT_EQ(letter.headers, copy.headers);
-}
-
-TEST(FitDeadLetter, TheValueIsCutAndTheCutSaidInAHeader) {
-  const std::string value(5000, 'v');
-  DeadLetter letter{"key", value, {{"x-original", "1"}, {"workflowd_dlq_reason", "too_large"}}};
-  FitDeadLetter(letter, 1000);
-  size_t total = letter.key->size() + letter.value->size();
-  for (const auto& [k, v] : letter.headers) total += k.size() + (v ? v->size() : 0);
-  EXPECT_LE(total, 1000u);
-  EXPECT_GT(letter.value->size(), 500u);  // as much of the value as fits
-  EXPECT_EQ(*letter.value, value.substr(0, letter.value->size()));
-  EXPECT_EQ(letter.key, "key");
-  std::map<std::string, std::optional<std::string>> h(letter.headers.begin(), letter.headers.end());
-  EXPECT_EQ(h["x-original"], "1");  // the original headers stay
-  EXPECT_EQ(h["workflowd_dlq_truncated"],
-            "value truncated from 5000 to " + std::to_string(letter.value->size()) + " bytes");
-}
-
-TEST(FitDeadLetter, HeadersTooLargeForTheLimitAreDroppedButWorkflowdsStay) {
-  DeadLetter letter{std::string(300, 'k'),
-                    std::string(100, 'v'),
-                    {{"x-huge", std::string(5000, 'h')}, {"workflowd_dlq_reason", "too_large"}}};
-  FitDeadLetter(letter, 1000);
-  std::map<std::string, std::optional<std::string>> h(letter.headers.begin(), letter.headers.end());
-  EXPECT_FALSE(h.contains("x-huge"));
-  EXPECT_FALSE(letter.key.has_value());
-  EXPECT_EQ(h["workflowd_dlq_reason"], "too_large");
-  EXPECT_EQ(h["workflowd_dlq_headers_dropped"], "true");
-  EXPECT_EQ(*letter.value, std::string(100, 'v'));  // fits once the headers went
-  FitDeadLetter(letter, 0);                         // nothing fits: no value at all
-  EXPECT_EQ(letter.value, "");
-}
-
-TEST(FitDeadLetter, TheProducerLimitFollowsTheConsumers) {
-  EXPECT_EQ(DeadLetterMaxBytes(4096), 1'000'000u);  // never below librdkafka's default
-  EXPECT_GT(DeadLetterMaxBytes(1 << 20), size_t{1 << 20});
-  EXPECT_GT(DeadLetterMaxBytes(8 << 20), size_t{8 << 20});
-}
-
 TEST(TriggerEventJson, OmitsAbsentOptionalAttributes) {
   Envelope e;
   e.id = "evt-1";
@@ -675,12 +643,6 @@ TEST(TriggerEventJson, MovingTheEnvelopeGivesTheSameDocument) {
   EXPECT_EQ(moved_from.tenant, "acme");
 }
 
-}  // namespace
-}  // namespace workflowd::consumers
-
-namespace workflowd::consumers {
-namespace {
-
 // The planner decodes record i+1 before it finishes record i, with two decoders in turn, and
 // builds a matched event's data from the parse it matched on. Whatever the mix and order of
 // records (dead letters next to each other, first or last, events with and without candidates,
@@ -813,4 +775,4 @@ TEST_F(PlanBatchTest, AgreesRecordByRecordWithDecodingEachAloneAndMatching) {
 }
 
 }  // namespace
-}  // namespace workflowd::consumers
+}  // namespace workflowd::pipeline

@@ -1,4 +1,4 @@
-# Batch planning (consumers/): records -> execution rows, dead letters and counts.
-workflowd_test(batch_planner_test unit
-  SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/batch_planner_test.cpp
+# Fitting dead letters to the producer's limit (consumers/).
+workflowd_test(dead_letter_fit_test unit
+  SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/dead_letter_fit_test.cpp
   LIBS workflowd_consumers)

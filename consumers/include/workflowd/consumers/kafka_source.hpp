@@ -9,10 +9,12 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <span>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
+#include "workflowd/consumers/dead_letter.hpp"
 #include "workflowd/consumers/envelope.hpp"
 
 namespace workflowd::consumers {
@@ -53,6 +55,15 @@ class ConsumedRecord {
   // Views into the message; valid while this object lives (moves keep them valid).
   const RawRecord& raw() const { return raw_; }
 
+  // Hands the message over with the views into it (no copy of its bytes): the new owner keeps
+  // the message while it reads the views, then destroys it with DestroyMessage.
+  struct Released {
+    RawRecord raw;
+    void* message = nullptr;
+  };
+  Released Release() && noexcept;
+  static void DestroyMessage(void* message) noexcept;
+
  private:
   struct Destroy {
     void operator()(rd_kafka_message_s* message) const noexcept;
@@ -80,9 +91,9 @@ class KafkaEventSource {
   // `max` records. Serves rebalances. Consumer errors are logged, not thrown, except fatal ones.
   std::vector<ConsumedRecord> PollBatch(size_t max, std::chrono::milliseconds timeout);
 
-  // The batch's outcome is durable: store offset + 1 of each partition's last record for commit.
-  // Records of partitions no longer assigned are ignored.
-  void MarkProcessed(const std::vector<ConsumedRecord>& batch);
+  // The outcome of the batch's records is durable: store offset + 1 of each partition's last
+  // record for commit. Records of partitions no longer assigned are ignored.
+  void MarkProcessed(std::span<const RawRecord* const> batch);
 
   // Synchronous commit of the stored offsets.
   void CommitNow();
@@ -113,12 +124,6 @@ class KafkaEventSource {
   void WakeFetcherIfStalled(size_t batch_size);
 
   std::unique_ptr<State> state_;
-};
-
-struct DeadLetter {
-  std::optional<std::string> key;
-  std::optional<std::string> value;
-  std::vector<std::pair<std::string, std::optional<std::string>>> headers;
 };
 
 // The size a dead letter may have (key, value and headers) for a consumer whose records may be up

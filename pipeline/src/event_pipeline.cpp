@@ -1,4 +1,4 @@
-#include "event_pipeline.hpp"
+#include "workflowd/pipeline/event_pipeline.hpp"
 
 #include <spdlog/spdlog.h>
 
@@ -9,23 +9,23 @@
 #include <thread>
 #include <utility>
 
-namespace workflowd::daemon {
+namespace workflowd::pipeline {
 
-EventPipeline::EventPipeline(EventPipelineOptions options, consumers::KafkaEventSource& source,
-                             consumers::DeadLetterProducer& dead_letters,
-                             store::ExecutionRepository& executions,
+EventPipeline::EventPipeline(EventPipelineOptions options, RecordSource& source,
+                             DeadLetterSink& dead_letters, ExecutionWriter& executions,
                              const matching::DefinitionIndexHolder& index, PipelineMetrics& metrics,
-                             const Clock& clock)
+                             const Clock& clock, const SteadyClock& steady)
     : options_(std::move(options)),
       source_(source),
       dead_letters_(dead_letters),
       executions_(executions),
       index_(index),
       metrics_(metrics),
-      clock_(clock) {}
+      clock_(clock),
+      steady_(steady),
+      last_progress_(steady.Now()) {}
 
-consumers::BatchPlan EventPipeline::Plan(const std::vector<consumers::ConsumedRecord>& records,
-                                         size_t from) {
+BatchPlan EventPipeline::Plan(const std::vector<SourceRecord>& records, size_t from) {
   std::vector<const consumers::RawRecord*> raw;
   raw.reserve(records.size() - from);
   // Counted per run of records of the same topic: one labelled-counter lookup per run, not per
@@ -55,20 +55,20 @@ consumers::BatchPlan EventPipeline::Plan(const std::vector<consumers::ConsumedRe
   // same as planning it whole, in about half the time when the second core is free.
   constexpr size_t kSplitAbove = 256;
   if (raw.size() <= kSplitAbove) {
-    return consumers::PlanBatch(raw, options_.decoder, *index, options_.consumer_group, now);
+    return PlanBatch(raw, options_.decoder, *index, options_.consumer_group, now);
   }
   std::span<const consumers::RawRecord* const> all(raw);
   auto first = all.first(raw.size() / 2);
   auto second = all.subspan(raw.size() / 2);
   auto later = std::async(std::launch::async, [&] {
-    return consumers::PlanBatch(second, options_.decoder, *index, options_.consumer_group, now);
+    return PlanBatch(second, options_.decoder, *index, options_.consumer_group, now);
   });
-  auto plan = consumers::PlanBatch(first, options_.decoder, *index, options_.consumer_group, now);
+  auto plan = PlanBatch(first, options_.decoder, *index, options_.consumer_group, now);
   plan.Append(later.get());
   return plan;
 }
 
-void EventPipeline::Account(const consumers::BatchPlan& plan, size_t inserted) {
+void EventPipeline::Account(const BatchPlan& plan, size_t inserted) {
   metrics_.matched.Inc(static_cast<double>(plan.matched_events));
   metrics_.unmatched.Inc(static_cast<double>(plan.unmatched_events));
   for (auto reason : consumers::AllDeadLetterReasons()) {
@@ -89,31 +89,30 @@ void EventPipeline::Account(const consumers::BatchPlan& plan, size_t inserted) {
   }
   if (!plan.dead_letters.empty()) {
     spdlog::info("{} record(s) sent to the dead-letter topic {}", plan.dead_letters.size(),
-                 dead_letters_.topic());
+                 dead_letters_.destination());
   }
 }
 
-void EventPipeline::SendDeadLetters(const consumers::BatchPlan& plan, size_t& dlq_sent) {
+void EventPipeline::SendDeadLetters(const BatchPlan& plan, size_t& dlq_sent) {
   if (dlq_sent >= plan.dead_letters.size()) return;
   std::vector<consumers::DeadLetter> pending(
       plan.dead_letters.begin() + static_cast<long>(dlq_sent), plan.dead_letters.end());
-  dead_letters_.ProduceAll(pending, options_.dead_letter_timeout);
+  dead_letters_.SendAll(pending, options_.dead_letter_timeout);
   dlq_sent = plan.dead_letters.size();
   dlq_ok_ = true;
 }
 
-void EventPipeline::DeadLetterRejected(consumers::BatchPlan& plan,
-                                       const std::vector<consumers::ConsumedRecord>& batch,
+void EventPipeline::DeadLetterRejected(BatchPlan& plan, const std::vector<SourceRecord>& batch,
                                        const std::vector<store::RejectedExecution>& rejected) {
   // One dead letter per record, whatever number of its rows were refused (found before the plan
   // changes: taking a record's executions out moves the others).
   struct Refusal {
-    consumers::RecordRef source;
+    RecordRef source;
     std::string detail;
   };
   std::vector<Refusal> refusals;
   for (const auto& r : rejected) {
-    const consumers::RecordRef& source = plan.sources.at(r.index);
+    const RecordRef& source = plan.sources.at(r.index);
     if (std::any_of(refusals.begin(), refusals.end(),
                     [&](const Refusal& f) { return f.source == source; })) {
       continue;
@@ -124,9 +123,8 @@ void EventPipeline::DeadLetterRejected(consumers::BatchPlan& plan,
                                     "): " + r.message});
   }
   for (auto& refusal : refusals) {
-    auto record = std::find_if(batch.begin(), batch.end(), [&](const consumers::ConsumedRecord& c) {
-      return refusal.source.Is(c.raw());
-    });
+    auto record = std::find_if(batch.begin(), batch.end(),
+                               [&](const SourceRecord& c) { return refusal.source.Is(c.raw()); });
     if (record == batch.end()) {
       throw std::logic_error("a refused execution's record is not in its batch");
     }
@@ -137,20 +135,19 @@ void EventPipeline::DeadLetterRejected(consumers::BatchPlan& plan,
   }
 }
 
-size_t EventPipeline::WriteOnce(consumers::BatchPlan& plan,
-                                const std::vector<consumers::ConsumedRecord>& batch,
+size_t EventPipeline::WriteOnce(BatchPlan& plan, const std::vector<SourceRecord>& batch,
                                 size_t& dlq_sent, const std::string* copy_text) {
   SendDeadLetters(plan, dlq_sent);
   // The executions of one record are written or refused together: a record is either wholly
   // recorded or wholly a dead letter.
   std::vector<size_t> groups(plan.executions.size());
   for (size_t i = 1; i < groups.size(); ++i) {
-    const consumers::RecordRef& a = plan.sources[i - 1];
-    const consumers::RecordRef& b = plan.sources[i];
+    const RecordRef& a = plan.sources[i - 1];
+    const RecordRef& b = plan.sources[i];
     groups[i] = a == b ? groups[i - 1] : groups[i - 1] + 1;
   }
   std::vector<store::RejectedExecution> rejected;
-  size_t inserted = executions_.InsertPending(plan.executions, copy_text, &rejected, groups);
+  size_t inserted = executions_.InsertPending(plan.executions, copy_text, rejected, groups);
   db_ok_ = true;
   if (!rejected.empty()) DeadLetterRejected(plan, batch, rejected);
   plan.inserted += inserted;
@@ -173,7 +170,7 @@ bool EventPipeline::Retryable(const std::exception_ptr& error) {
     if (!e.Retryable()) throw;
     if (db_ok_.exchange(false)) spdlog::error("PostgreSQL unavailable, pausing: {}", e.what());
     metrics_.database_errors.WithLabels({"record_batch"}).Inc();
-  } catch (const consumers::KafkaError& e) {
+  } catch (const DeadLetterError& e) {
     if (!e.Retryable()) throw;
     if (dlq_ok_.exchange(false))
       spdlog::error("dead-letter topic unavailable, pausing: {}", e.what());
@@ -182,10 +179,9 @@ bool EventPipeline::Retryable(const std::exception_ptr& error) {
   return true;
 }
 
-bool EventPipeline::MakeDurable(consumers::BatchPlan& plan,
-                                std::vector<consumers::ConsumedRecord>& batch,
+bool EventPipeline::MakeDurable(BatchPlan& plan, std::vector<SourceRecord>& batch,
                                 const std::atomic<bool>& stop, size_t& dlq_sent, bool failed_once) {
-  std::chrono::milliseconds backoff{100};
+  Backoff backoff(steady_, std::chrono::milliseconds(100), options_.max_backoff);
   bool paused_here = false;
   while (true) {
     if (!failed_once) {
@@ -210,29 +206,26 @@ bool EventPipeline::MakeDurable(consumers::BatchPlan& plan,
     }
     // Wait, keeping the group membership alive; records fetched before the pause are added to
     // the batch (later offsets of the same partitions), never dropped.
-    auto until = std::chrono::steady_clock::now() + backoff;
-    while (std::chrono::steady_clock::now() < until) {
+    backoff.Failed();
+    while (!backoff.Due()) {
       if (stop) return false;
-      last_progress_ = std::chrono::steady_clock::now();
+      last_progress_ = steady_.Now();
       size_t before = batch.size();
       auto more = source_.PollBatch(options_.batch_size, std::chrono::milliseconds(50));
       for (auto& r : more) batch.push_back(std::move(r));
       if (batch.size() > before) plan.Append(Plan(batch, before));
     }
-    backoff = std::min(backoff * 2, options_.max_backoff);
   }
 }
 
-void EventPipeline::Done(const std::vector<consumers::ConsumedRecord>& batch,
-                         std::chrono::steady_clock::time_point started) {
+void EventPipeline::Done(const std::vector<SourceRecord>& batch, SteadyClock::time_point started) {
   source_.MarkProcessed(batch);
   metrics_.batch_records.Observe(static_cast<double>(batch.size()));
-  metrics_.batch_duration.Observe(
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
+  metrics_.batch_duration.Observe(std::chrono::duration<double>(steady_.Now() - started).count());
 }
 
-bool EventPipeline::Complete(InFlight& write, std::vector<consumers::ConsumedRecord>* next_batch,
-                             consumers::BatchPlan* next_plan, const std::atomic<bool>& stop) {
+bool EventPipeline::Complete(InFlight& write, std::vector<SourceRecord>* next_batch,
+                             BatchPlan* next_plan, const std::atomic<bool>& stop) {
   try {
     size_t inserted = write.result.get();
     Account(write.plan, inserted);
@@ -257,7 +250,7 @@ bool EventPipeline::Complete(InFlight& write, std::vector<consumers::ConsumedRec
   return true;
 }
 
-void EventPipeline::ObserveAge(const std::vector<consumers::ConsumedRecord>& batch) {
+void EventPipeline::ObserveAge(const std::vector<SourceRecord>& batch) {
   int64_t oldest = std::numeric_limits<int64_t>::max();
   for (const auto& r : batch) {
     if (r.raw().timestamp_ms > 0) oldest = std::min(oldest, r.raw().timestamp_ms);
@@ -275,7 +268,7 @@ void EventPipeline::Run(const std::atomic<bool>& stop) {
   // order, each batch's only after its rows are committed; at most one write is in flight.
   std::unique_ptr<InFlight> in_flight;
   while (!stop) {
-    last_progress_ = std::chrono::steady_clock::now();
+    last_progress_ = steady_.Now();
     auto batch = source_.PollBatch(
         options_.batch_size, in_flight ? std::chrono::milliseconds(0) : options_.batch_timeout);
     if (batch.empty()) {
@@ -285,13 +278,13 @@ void EventPipeline::Run(const std::atomic<bool>& stop) {
       }
       continue;
     }
-    auto started = std::chrono::steady_clock::now();
+    auto started = steady_.Now();
     ObserveAge(batch);
     // Planned and rendered (the rows in COPY format) while the previous batch may still be
     // written, so that PostgreSQL waits as little as possible between two writes.
     auto next = std::make_unique<InFlight>();
     next->plan = Plan(batch, 0);
-    next->copy_text = store::ExecutionRepository::CopyText(next->plan.executions);
+    next->copy_text = executions_.Render(next->plan.executions);
     next->started = started;
     std::unique_ptr<InFlight> done;  // destroyed once the next write is under way
     if (in_flight) {
@@ -309,4 +302,4 @@ void EventPipeline::Run(const std::atomic<bool>& stop) {
   if (in_flight && !Complete(*in_flight, nullptr, nullptr, stop)) return;
 }
 
-}  // namespace workflowd::daemon
+}  // namespace workflowd::pipeline

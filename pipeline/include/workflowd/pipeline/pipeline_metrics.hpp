@@ -4,7 +4,7 @@
 #include "workflowd/consumers/envelope.hpp"
 #include "workflowd/metrics/registry.hpp"
 
-namespace workflowd::daemon {
+namespace workflowd::pipeline {
 
 struct PipelineMetrics {
   explicit PipelineMetrics(metrics::Registry& r)
@@ -84,4 +84,4 @@ struct PipelineMetrics {
   metrics::Counter& dead_letter_errors;
 };
 
-}  // namespace workflowd::daemon
+}  // namespace workflowd::pipeline

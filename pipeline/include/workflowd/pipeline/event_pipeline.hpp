@@ -3,6 +3,8 @@
 // batch's offsets for commit. Writing a batch overlaps with polling and planning the next one.
 // While PostgreSQL or the dead-letter topic is unavailable it pauses the partitions, retries with
 // backoff and resumes by itself; nothing is committed meanwhile.
+// The pipeline's dependencies are interfaces (RecordSource, DeadLetterSink, ExecutionWriter): the
+// daemon gives it the Kafka client and the execution repository, the unit tests fakes.
 #pragma once
 
 #include <atomic>
@@ -12,15 +14,18 @@
 #include <future>
 #include <memory>
 #include <string>
+#include <vector>
 
-#include "pipeline_metrics.hpp"
+#include "workflowd/common/backoff.hpp"
 #include "workflowd/common/clock.hpp"
-#include "workflowd/consumers/batch_planner.hpp"
-#include "workflowd/consumers/kafka_source.hpp"
 #include "workflowd/matching/definition_index.hpp"
-#include "workflowd/store/execution_repository.hpp"
+#include "workflowd/pipeline/batch_planner.hpp"
+#include "workflowd/pipeline/dead_letter_sink.hpp"
+#include "workflowd/pipeline/execution_writer.hpp"
+#include "workflowd/pipeline/pipeline_metrics.hpp"
+#include "workflowd/pipeline/record_source.hpp"
 
-namespace workflowd::daemon {
+namespace workflowd::pipeline {
 
 struct EventPipelineOptions {
   consumers::DecoderConfig decoder;
@@ -37,10 +42,12 @@ struct EventPipelineOptions {
 
 class EventPipeline {
  public:
-  EventPipeline(EventPipelineOptions options, consumers::KafkaEventSource& source,
-                consumers::DeadLetterProducer& dead_letters, store::ExecutionRepository& executions,
-                const matching::DefinitionIndexHolder& index, PipelineMetrics& metrics,
-                const Clock& clock);
+  // `clock`: wall time (record ages, dead-letter and execution timestamps); `steady`: waits and
+  // durations (backoff, liveness, batch durations).
+  EventPipeline(EventPipelineOptions options, RecordSource& source, DeadLetterSink& dead_letters,
+                ExecutionWriter& executions, const matching::DefinitionIndexHolder& index,
+                PipelineMetrics& metrics, const Clock& clock,
+                const SteadyClock& steady = SteadyClock::System());
 
   // Runs until `stop` becomes true. A batch in flight is finished (or, while its dependencies are
   // down, abandoned uncommitted once `stop` is set: it will be redelivered).
@@ -50,16 +57,16 @@ class EventPipeline {
   bool DatabaseHealthy() const { return db_ok_.load(); }
   bool DeadLetterHealthy() const { return dlq_ok_.load(); }
   // Steady-clock time of the loop's last iteration: liveness (a stuck loop stops updating it).
-  std::chrono::steady_clock::time_point LastProgress() const { return last_progress_.load(); }
+  SteadyClock::time_point LastProgress() const { return last_progress_.load(); }
 
  private:
   // A batch whose plan is being written on the writer thread.
   struct InFlight {
-    std::vector<consumers::ConsumedRecord> batch;
-    consumers::BatchPlan plan;
+    std::vector<SourceRecord> batch;
+    BatchPlan plan;
     size_t dlq_sent = 0;  // dead letters already acknowledged: never produced twice by a retry
-    std::chrono::steady_clock::time_point started;
-    std::string copy_text;  // the rows in COPY format (ExecutionRepository::CopyText)
+    SteadyClock::time_point started;
+    std::string copy_text;  // the rows rendered for the writer (ExecutionWriter::Render)
     std::future<size_t> result;
   };
 
@@ -67,42 +74,40 @@ class EventPipeline {
   // records whose rows PostgreSQL refused (data errors: found, left out of the transaction and
   // taken out of the plan). Returns the rows inserted by this plan's attempts so far.
   // `copy_text`: the plan's rows rendered ahead, or null. `batch`: the records of the plan.
-  size_t WriteOnce(consumers::BatchPlan& plan, const std::vector<consumers::ConsumedRecord>& batch,
-                   size_t& dlq_sent, const std::string* copy_text);
-  void SendDeadLetters(const consumers::BatchPlan& plan, size_t& dlq_sent);
+  size_t WriteOnce(BatchPlan& plan, const std::vector<SourceRecord>& batch, size_t& dlq_sent,
+                   const std::string* copy_text);
+  void SendDeadLetters(const BatchPlan& plan, size_t& dlq_sent);
   // Replaces the executions of the records whose rows PostgreSQL refused with their dead letters.
-  void DeadLetterRejected(consumers::BatchPlan& plan,
-                          const std::vector<consumers::ConsumedRecord>& batch,
+  void DeadLetterRejected(BatchPlan& plan, const std::vector<SourceRecord>& batch,
                           const std::vector<store::RejectedExecution>& rejected);
   // Logs and counts a failed write; returns true when it is worth retrying, rethrows otherwise.
   bool Retryable(const std::exception_ptr& error);
   // Retries until the plan is durable (pausing consumption meanwhile); returns false when `stop`
   // was set before it could be. `failed_once`: the first attempt already failed, start waiting.
-  bool MakeDurable(consumers::BatchPlan& plan, std::vector<consumers::ConsumedRecord>& batch,
-                   const std::atomic<bool>& stop, size_t& dlq_sent, bool failed_once);
+  bool MakeDurable(BatchPlan& plan, std::vector<SourceRecord>& batch, const std::atomic<bool>& stop,
+                   size_t& dlq_sent, bool failed_once);
   // Waits for the in-flight write and stores its offsets; on failure the next batch (if any)
   // joins it and both are retried until durable. False when stopped before that.
-  bool Complete(InFlight& write, std::vector<consumers::ConsumedRecord>* next_batch,
-                consumers::BatchPlan* next_plan, const std::atomic<bool>& stop);
-  void Done(const std::vector<consumers::ConsumedRecord>& batch,
-            std::chrono::steady_clock::time_point started);
-  consumers::BatchPlan Plan(const std::vector<consumers::ConsumedRecord>& records, size_t from);
-  void Account(const consumers::BatchPlan& plan, size_t inserted);
+  bool Complete(InFlight& write, std::vector<SourceRecord>* next_batch, BatchPlan* next_plan,
+                const std::atomic<bool>& stop);
+  void Done(const std::vector<SourceRecord>& batch, SteadyClock::time_point started);
+  BatchPlan Plan(const std::vector<SourceRecord>& records, size_t from);
+  void Account(const BatchPlan& plan, size_t inserted);
 
   // Records how old the batch's oldest record was when polled
   // (workflowd_event_age_at_poll_seconds).
-  void ObserveAge(const std::vector<consumers::ConsumedRecord>& batch);
+  void ObserveAge(const std::vector<SourceRecord>& batch);
   EventPipelineOptions options_;
-  consumers::KafkaEventSource& source_;
-  consumers::DeadLetterProducer& dead_letters_;
-  store::ExecutionRepository& executions_;
+  RecordSource& source_;
+  DeadLetterSink& dead_letters_;
+  ExecutionWriter& executions_;
   const matching::DefinitionIndexHolder& index_;
   PipelineMetrics& metrics_;
   const Clock& clock_;
+  const SteadyClock& steady_;
   std::atomic<bool> db_ok_{true};
   std::atomic<bool> dlq_ok_{true};
-  std::atomic<std::chrono::steady_clock::time_point> last_progress_{
-      std::chrono::steady_clock::now()};
+  std::atomic<SteadyClock::time_point> last_progress_;
 };
 
-}  // namespace workflowd::daemon
+}  // namespace workflowd::pipeline

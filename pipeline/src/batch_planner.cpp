@@ -1,4 +1,4 @@
-#include "workflowd/consumers/batch_planner.hpp"
+#include "workflowd/pipeline/batch_planner.hpp"
 
 #include <algorithm>
 #include <map>
@@ -8,7 +8,19 @@
 #include "workflowd/common/ids.hpp"
 #include "workflowd/common/timefmt.hpp"
 
-namespace workflowd::consumers {
+namespace workflowd::pipeline {
+
+// The event decoding's types and functions (consumers/envelope.hpp).
+using consumers::DataNeed;
+using consumers::DeadLetter;
+using consumers::DeadLetterHeaders;
+using consumers::DeadLetterReason;
+using consumers::DecoderConfig;
+using consumers::DecodeResult;
+using consumers::Envelope;
+using consumers::RawRecord;
+using consumers::StagedDecoder;
+using consumers::ViewOf;
 
 void BatchPlan::Append(BatchPlan&& other) {
   for (auto& e : other.executions) executions.push_back(std::move(e));
@@ -280,4 +292,4 @@ BatchPlan PlanBatch(std::span<const RawRecord* const> records, const DecoderConf
   return plan;
 }
 
-}  // namespace workflowd::consumers
+}  // namespace workflowd::pipeline
