@@ -58,7 +58,10 @@ set(CPACK_DEBIAN_PACKAGE_NAME workflowd)
 set(CPACK_DEBIAN_FILE_NAME DEB-DEFAULT)
 set(CPACK_DEBIAN_PACKAGE_SECTION admin)
 set(CPACK_DEBIAN_PACKAGE_PRIORITY optional)
-# Run-time library dependencies (librdkafka, libpqxx, ...) computed by dpkg-shlibdeps.
+# Run-time library dependencies (librdkafka, libpqxx, prometheus-cpp's core library, ...) computed
+# by dpkg-shlibdeps from the binary's shared libraries: workflowd links libprometheus-cpp-core.so.1.0
+# dynamically (Debian ships no static prometheus-cpp), which its package's shlibs file turns into
+# `libprometheus-cpp-core1.0 (>= 1.0.1)`.
 set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS ON)
 # postinst creates the user with systemd-sysusers, adduser or useradd (passwd is essential).
 set(CPACK_DEBIAN_PACKAGE_RECOMMENDS "systemd")

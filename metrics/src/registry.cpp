@@ -2,13 +2,18 @@
 
 #include <algorithm>
 #include <charconv>
-#include <cmath>
 #include <exception>
 #include <limits>
-#include <set>
+#include <sstream>
 #include <stdexcept>
 #include <system_error>
 #include <utility>
+
+#include "prometheus/check_names.h"
+#include "prometheus/client_metric.h"
+#include "prometheus/metric_type.h"
+#include "prometheus/text_serializer.h"
+#include "workflowd/common/utf8.hpp"
 
 namespace workflowd::metrics {
 namespace {
@@ -21,115 +26,46 @@ std::string Quoted(std::string_view s) { return "\"" + std::string(s) + "\""; }
   throw std::invalid_argument("metric " + Quoted(metric) + ": " + std::string(problem));
 }
 
-bool IsValidUtf8(std::string_view s) {
-  std::size_t i = 0;
-  while (i < s.size()) {
-    const auto c = static_cast<unsigned char>(s[i]);
-    std::size_t extra = 0;
-    std::uint32_t cp = 0;
-    if (c < 0x80) {
-      ++i;
-      continue;
-    } else if ((c & 0xE0) == 0xC0) {
-      extra = 1;
-      cp = c & 0x1F;
-    } else if ((c & 0xF0) == 0xE0) {
-      extra = 2;
-      cp = c & 0x0F;
-    } else if ((c & 0xF8) == 0xF0) {
-      extra = 3;
-      cp = c & 0x07;
-    } else {
-      return false;
+// A number in an error message (shortest round-trip form; "nan", "inf").
+std::string Number(double value) {
+  char buffer[64];
+  const std::to_chars_result result = std::to_chars(buffer, buffer + sizeof(buffer), value);
+  if (result.ec != std::errc()) return "?";  // cannot happen with a 64-byte buffer
+  return std::string(buffer, result.ptr);
+}
+
+// `bounds` checked (finite, strictly increasing; a trailing +Inf dropped) with +Inf appended.
+std::vector<double> UpperBoundsWithInf(std::vector<double> bounds) {
+  if (!bounds.empty() && bounds.back() == kInf) bounds.pop_back();
+  for (std::size_t i = 0; i < bounds.size(); ++i) {
+    if (!std::isfinite(bounds[i])) {
+      throw std::invalid_argument("histogram bucket bound " + Number(bounds[i]) +
+                                  " is not finite (only a trailing +Inf is allowed)");
     }
-    if (i + extra >= s.size()) return false;  // truncated sequence
-    for (std::size_t k = 1; k <= extra; ++k) {
-      const auto cc = static_cast<unsigned char>(s[i + k]);
-      if ((cc & 0xC0) != 0x80) return false;
-      cp = (cp << 6) | (cc & 0x3F);
+    if (i > 0 && !(bounds[i - 1] < bounds[i])) {
+      throw std::invalid_argument("histogram bucket bounds must be strictly increasing: " +
+                                  Number(bounds[i - 1]) + " then " + Number(bounds[i]));
     }
-    // Overlong encodings, surrogates and code points past U+10FFFF are invalid.
-    if ((extra == 1 && cp < 0x80) || (extra == 2 && cp < 0x800) || (extra == 3 && cp < 0x10000) ||
-        (cp >= 0xD800 && cp <= 0xDFFF) || cp > 0x10FFFF) {
-      return false;
-    }
-    i += extra + 1;
   }
-  return true;
+  bounds.push_back(kInf);
+  return bounds;
 }
 
-void AppendLabels(std::string& out, const std::vector<std::string>& names,
-                  const std::vector<std::string>& values, std::string_view le = {}) {
-  if (names.empty() && le.empty()) return;
-  out += '{';
-  for (std::size_t i = 0; i < names.size(); ++i) {
-    if (i > 0) out += ',';
-    out += names[i];
-    out += "=\"";
-    out += EscapeLabelValue(values[i]);
-    out += '"';
-  }
-  if (!le.empty()) {
-    if (!names.empty()) out += ',';
-    out += "le=\"";
-    out += le;
-    out += '"';
-  }
-  out += '}';
+// prometheus-cpp's bucket boundaries: without the +Inf bucket, which it always adds.
+prometheus::Histogram::BucketBoundaries NativeBoundaries(const std::vector<double>& with_inf) {
+  return {with_inf.begin(), with_inf.end() - 1};
 }
 
-void AppendSample(std::string& out, std::string_view name, const std::vector<std::string>& names,
-                  const std::vector<std::string>& values, double value, std::string_view le = {}) {
-  out += name;
-  AppendLabels(out, names, values, le);
-  out += ' ';
-  out += FormatValue(value);
-  out += '\n';
-}
-
-void AppendSamples(std::string& out, const std::string& name,
-                   const std::vector<std::string>& label_names,
-                   const std::vector<std::string>& label_values, const Counter& counter) {
-  AppendSample(out, name, label_names, label_values, counter.Value());
-}
-
-void AppendSamples(std::string& out, const std::string& name,
-                   const std::vector<std::string>& label_names,
-                   const std::vector<std::string>& label_values, const Gauge& gauge) {
-  AppendSample(out, name, label_names, label_values, gauge.Value());
-}
-
-void AppendSnapshot(std::string& out, const std::string& name,
-                    const std::vector<std::string>& label_names,
-                    const std::vector<std::string>& label_values,
-                    const HistogramSnapshot& snapshot) {
-  const std::string bucket_name = name + "_bucket";
-  for (std::size_t i = 0; i < snapshot.upper_bounds.size(); ++i) {
-    AppendSample(out, bucket_name, label_names, label_values,
-                 static_cast<double>(snapshot.cumulative_counts[i]),
-                 FormatValue(snapshot.upper_bounds[i]));
-  }
-  AppendSample(out, name + "_sum", label_names, label_values, snapshot.sum);
-  AppendSample(out, name + "_count", label_names, label_values,
-               static_cast<double>(snapshot.count));
-}
-
-void AppendSamples(std::string& out, const std::string& name,
-                   const std::vector<std::string>& label_names,
-                   const std::vector<std::string>& label_values, const Histogram& histogram) {
-  AppendSnapshot(out, name, label_names, label_values, histogram.Snapshot());
-}
-
-std::string_view TypeName(MetricType type) {
+prometheus::MetricType NativeType(MetricType type) {
   switch (type) {
     case MetricType::kCounter:
-      return "counter";
+      return prometheus::MetricType::Counter;
     case MetricType::kGauge:
-      return "gauge";
+      return prometheus::MetricType::Gauge;
     case MetricType::kHistogram:
-      return "histogram";
+      return prometheus::MetricType::Histogram;
   }
-  return "untyped";
+  return prometheus::MetricType::Untyped;
 }
 
 bool EndsWith(std::string_view s, std::string_view suffix) {
@@ -146,54 +82,48 @@ std::vector<std::string> ReservedNames(const std::string& name, MetricType type)
 
 }  // namespace
 
-// --- Counter, Histogram ---------------------------------------------------------------------
+// --- Counter, Gauge, Histogram --------------------------------------------------------------
 
-void Counter::Inc(double amount) {
-  if (!(amount >= 0.0)) {  // also catches NaN
-    throw std::invalid_argument("counter increment must be >= 0, got " + FormatValue(amount));
-  }
-  value_.fetch_add(amount, std::memory_order_relaxed);
+Counter::Counter() : owned_(std::make_unique<Native>()), native_(owned_.get()) {}
+
+void Counter::ThrowNegativeIncrement(double amount) {
+  throw std::invalid_argument("counter increment must be >= 0, got " + Number(amount));
 }
 
-Histogram::Histogram(std::vector<double> upper_bounds) : upper_bounds_(std::move(upper_bounds)) {
-  if (!upper_bounds_.empty() && upper_bounds_.back() == kInf) upper_bounds_.pop_back();
-  for (std::size_t i = 0; i < upper_bounds_.size(); ++i) {
-    if (!std::isfinite(upper_bounds_[i])) {
-      throw std::invalid_argument("histogram bucket bound " + FormatValue(upper_bounds_[i]) +
-                                  " is not finite (only a trailing +Inf is allowed)");
-    }
-    if (i > 0 && !(upper_bounds_[i - 1] < upper_bounds_[i])) {
-      throw std::invalid_argument("histogram bucket bounds must be strictly increasing: " +
-                                  FormatValue(upper_bounds_[i - 1]) + " then " +
-                                  FormatValue(upper_bounds_[i]));
-    }
-  }
-  upper_bounds_.push_back(kInf);
-  bucket_counts_ = std::make_unique<std::atomic<std::uint64_t>[]>(upper_bounds_.size());
-}
+Gauge::Gauge() : owned_(std::make_unique<Native>()), native_(owned_.get()) {}
 
-void Histogram::Observe(double value) noexcept {
-  std::size_t index = upper_bounds_.size() - 1;
-  if (!std::isnan(value)) {
-    index = static_cast<std::size_t>(
-        std::lower_bound(upper_bounds_.begin(), upper_bounds_.end(), value) -
-        upper_bounds_.begin());
-  }
-  bucket_counts_[index].fetch_add(1, std::memory_order_relaxed);
-  sum_.fetch_add(value, std::memory_order_relaxed);
+Histogram::Histogram(std::vector<double> upper_bounds)
+    : Histogram(std::make_shared<const std::vector<double>>(
+          UpperBoundsWithInf(std::move(upper_bounds)))) {}
+
+Histogram::Histogram(Bounds upper_bounds)
+    : upper_bounds_(std::move(upper_bounds)),
+      owned_(std::make_unique<Native>(NativeBoundaries(*upper_bounds_))),
+      native_(owned_.get()) {}
+
+Histogram::Histogram(Native& histogram, Bounds upper_bounds)
+    : upper_bounds_(std::move(upper_bounds)), native_(&histogram) {}
+
+void Histogram::ObserveNaN() noexcept {
+  // prometheus-cpp looks the bucket up with std::lower_bound, which puts NaN in the first bucket;
+  // like the Go client, count it in +Inf only (the sum becomes NaN). Rare: the allocation is fine.
+  std::vector<double> increments(upper_bounds_->size(), 0.0);
+  increments.back() = 1.0;
+  native_->ObserveMultiple(increments, std::numeric_limits<double>::quiet_NaN());
 }
 
 HistogramSnapshot Histogram::Snapshot() const {
+  // prometheus-cpp collects the buckets and the sum under the histogram's mutex: consistent.
+  const prometheus::ClientMetric collected = native_->Collect();
   HistogramSnapshot snapshot;
-  snapshot.upper_bounds = upper_bounds_;
-  snapshot.cumulative_counts.reserve(upper_bounds_.size());
-  std::uint64_t cumulative = 0;
-  for (std::size_t i = 0; i < upper_bounds_.size(); ++i) {
-    cumulative += bucket_counts_[i].load(std::memory_order_relaxed);
-    snapshot.cumulative_counts.push_back(cumulative);
+  snapshot.upper_bounds.reserve(collected.histogram.bucket.size());
+  snapshot.cumulative_counts.reserve(collected.histogram.bucket.size());
+  for (const prometheus::ClientMetric::Bucket& bucket : collected.histogram.bucket) {
+    snapshot.upper_bounds.push_back(bucket.upper_bound);
+    snapshot.cumulative_counts.push_back(bucket.cumulative_count);
   }
-  snapshot.count = cumulative;
-  snapshot.sum = sum_.load(std::memory_order_relaxed);
+  snapshot.sum = collected.histogram.sample_sum;
+  snapshot.count = collected.histogram.sample_count;
   return snapshot;
 }
 
@@ -230,9 +160,30 @@ void FamilyBase::CheckLabelValues(const std::vector<std::string>& label_values) 
 
 template <typename Metric>
 Family<Metric>::Family(std::string name, std::string help, std::vector<std::string> label_names,
-                       MetricType type, Factory factory)
+                       MetricType type, prometheus::Family<Native>& native,
+                       std::shared_ptr<const std::vector<double>> upper_bounds)
     : FamilyBase(std::move(name), std::move(help), std::move(label_names), type),
-      factory_(std::move(factory)) {}
+      native_family_(native),
+      upper_bounds_(std::move(upper_bounds)) {}
+
+template <>
+std::unique_ptr<Counter> Family<Counter>::NewChild(const prometheus::Labels* labels) {
+  if (labels == nullptr) return std::make_unique<Counter>();
+  return std::unique_ptr<Counter>(new Counter(native_family_.Add(*labels)));
+}
+
+template <>
+std::unique_ptr<Gauge> Family<Gauge>::NewChild(const prometheus::Labels* labels) {
+  if (labels == nullptr) return std::make_unique<Gauge>();
+  return std::unique_ptr<Gauge>(new Gauge(native_family_.Add(*labels)));
+}
+
+template <>
+std::unique_ptr<Histogram> Family<Histogram>::NewChild(const prometheus::Labels* labels) {
+  if (labels == nullptr) return std::unique_ptr<Histogram>(new Histogram(upper_bounds_));
+  return std::unique_ptr<Histogram>(
+      new Histogram(native_family_.Add(*labels, NativeBoundaries(*upper_bounds_)), upper_bounds_));
+}
 
 template <typename Metric>
 Metric& Family<Metric>::WithLabels(const std::vector<std::string>& label_values) {
@@ -243,9 +194,13 @@ Metric& Family<Metric>::WithLabels(const std::vector<std::string>& label_values)
   }
   CheckLabelValues(label_values);
   if (max_series_ == 0 || children_.size() < max_series_) {
-    return *children_.emplace(label_values, factory_()).first->second;
+    prometheus::Labels labels;
+    for (std::size_t i = 0; i < label_values.size(); ++i) {
+      labels.emplace(label_names()[i], label_values[i]);
+    }
+    return *children_.emplace(label_values, NewChild(&labels)).first->second;
   }
-  Metric& child = *overflow_children_.emplace(label_values, factory_()).first->second;
+  Metric& child = *overflow_children_.emplace(label_values, NewChild(nullptr)).first->second;
   if (!overflowed_) {
     overflowed_ = true;
     auto notify = on_first_overflow_;
@@ -259,12 +214,16 @@ template <typename Metric>
 bool Family<Metric>::Remove(const std::vector<std::string>& label_values) {
   std::unique_ptr<Metric> removed;  // destroyed after the lock is released
   std::lock_guard lock(mutex_);
-  for (Children* children : {&children_, &overflow_children_}) {
-    if (auto it = children->find(label_values); it != children->end()) {
-      removed = std::move(it->second);
-      children->erase(it);
-      return true;
-    }
+  if (auto it = children_.find(label_values); it != children_.end()) {
+    removed = std::move(it->second);
+    children_.erase(it);
+    native_family_.Remove(removed->native_);
+    return true;
+  }
+  if (auto it = overflow_children_.find(label_values); it != overflow_children_.end()) {
+    removed = std::move(it->second);
+    overflow_children_.erase(it);
+    return true;
   }
   return false;
 }
@@ -277,10 +236,11 @@ std::size_t Family<Metric>::RemoveExcept(const std::set<std::vector<std::string>
     for (auto it = children->begin(); it != children->end();) {
       if (keep.count(it->first) != 0) {
         ++it;
-      } else {
-        removed.push_back(std::move(it->second));
-        it = children->erase(it);
+        continue;
       }
+      if (children == &children_) native_family_.Remove(it->second->native_);
+      removed.push_back(std::move(it->second));
+      it = children->erase(it);
     }
   }
   return removed.size();
@@ -305,89 +265,94 @@ std::size_t Family<Metric>::size() const {
 
 namespace {
 
-// The overflow series: the sum of the overflowed children (and of an exported child that happens
-// to carry the overflow label values, so that no series appears twice).
-double SumOf(const std::vector<const Counter*>& parts) {
-  double sum = 0;
-  for (const Counter* part : parts) sum += part->Value();
-  return sum;
-}
-
-double SumOf(const std::vector<const Gauge*>& parts) {
-  double sum = 0;
-  for (const Gauge* part : parts) sum += part->Value();
-  return sum;
-}
-
-void AppendSum(std::string& out, const std::string& name,
-               const std::vector<std::string>& label_names,
-               const std::vector<std::string>& label_values,
-               const std::vector<const Counter*>& parts) {
-  AppendSample(out, name, label_names, label_values, SumOf(parts));
-}
-
-void AppendSum(std::string& out, const std::string& name,
-               const std::vector<std::string>& label_names,
-               const std::vector<std::string>& label_values,
-               const std::vector<const Gauge*>& parts) {
-  AppendSample(out, name, label_names, label_values, SumOf(parts));
-}
-
-void AppendSum(std::string& out, const std::string& name,
-               const std::vector<std::string>& label_names,
-               const std::vector<std::string>& label_values,
-               const std::vector<const Histogram*>& parts) {
-  HistogramSnapshot total;
-  for (const Histogram* part : parts) {
-    const HistogramSnapshot snapshot = part->Snapshot();
-    if (total.upper_bounds.empty()) {
-      total = snapshot;
-      continue;
-    }
-    for (std::size_t i = 0; i < total.cumulative_counts.size(); ++i) {
-      total.cumulative_counts[i] += snapshot.cumulative_counts[i];
-    }
-    total.sum += snapshot.sum;
-    total.count += snapshot.count;
+// Adds `part` (a child of the same family) to `total`: the value, or the bucket counts, count and
+// sum of a histogram.
+void AddTo(prometheus::ClientMetric& total, const prometheus::ClientMetric& part) {
+  total.counter.value += part.counter.value;
+  total.gauge.value += part.gauge.value;
+  prometheus::ClientMetric::Histogram& histogram = total.histogram;
+  for (std::size_t i = 0; i < histogram.bucket.size() && i < part.histogram.bucket.size(); ++i) {
+    histogram.bucket[i].cumulative_count += part.histogram.bucket[i].cumulative_count;
   }
-  AppendSnapshot(out, name, label_names, label_values, total);
+  histogram.sample_count += part.histogram.sample_count;
+  histogram.sample_sum += part.histogram.sample_sum;
+}
+
+struct Series {
+  std::vector<std::string> label_values;  // in label-name order
+  prometheus::ClientMetric metric;
+};
+
+// The family as the exposition shows it, from what prometheus-cpp collected: its children
+// (labels in name order, from a std::map, in no particular order) and the parts of the overflow
+// series (without labels).
+std::optional<prometheus::MetricFamily> Arrange(const FamilyBase& family,
+                                                std::vector<prometheus::ClientMetric> children,
+                                                std::vector<prometheus::ClientMetric> overflow,
+                                                const std::string& overflow_value) {
+  if (children.empty() && overflow.empty()) return std::nullopt;
+  const std::vector<std::string>& names = family.label_names();
+  std::vector<Series> series;
+  series.reserve(children.size() + 1);
+  for (prometheus::ClientMetric& child : children) {
+    Series s{std::vector<std::string>(names.size()), std::move(child)};
+    for (const prometheus::ClientMetric::Label& label : s.metric.label) {
+      const auto at = std::find(names.begin(), names.end(), label.name);
+      if (at != names.end())
+        s.label_values[static_cast<std::size_t>(at - names.begin())] = label.value;
+    }
+    series.push_back(std::move(s));
+  }
+  if (!overflow.empty()) {
+    Series sum{std::vector<std::string>(names.size(), overflow_value), std::move(overflow.front())};
+    for (std::size_t i = 1; i < overflow.size(); ++i) AddTo(sum.metric, overflow[i]);
+    // A child exported with the overflow label values (a tenant called like the overflow value)
+    // is summed in, so that no series appears twice.
+    const auto same = std::find_if(series.begin(), series.end(), [&](const Series& s) {
+      return s.label_values == sum.label_values;
+    });
+    if (same != series.end()) {
+      AddTo(sum.metric, same->metric);
+      series.erase(same);
+    }
+    series.push_back(std::move(sum));
+  }
+  std::sort(series.begin(), series.end(),
+            [](const Series& a, const Series& b) { return a.label_values < b.label_values; });
+
+  prometheus::MetricFamily out;
+  out.name = family.name();
+  out.help = EscapeHelp(family.help());
+  out.type = NativeType(family.type());
+  out.metric.reserve(series.size());
+  for (Series& s : series) {
+    s.metric.label.clear();
+    for (std::size_t i = 0; i < names.size(); ++i) {
+      s.metric.label.push_back({names[i], std::move(s.label_values[i])});
+    }
+    out.metric.push_back(std::move(s.metric));
+  }
+  return out;
 }
 
 }  // namespace
 
 template <typename Metric>
-void Family<Metric>::AppendTo(std::string& out) const {
-  std::lock_guard lock(mutex_);
-  if (children_.empty() && overflow_children_.empty()) return;
-  out += "# HELP ";
-  out += name();
-  out += ' ';
-  out += EscapeHelp(help());
-  out += "\n# TYPE ";
-  out += name();
-  out += ' ';
-  out += TypeName(type());
-  out += '\n';
-  if (overflow_children_.empty()) {
-    for (const auto& [label_values, child] : children_) {
-      AppendSamples(out, name(), label_names(), label_values, *child);
+std::optional<prometheus::MetricFamily> Family<Metric>::Collect() const {
+  std::vector<prometheus::ClientMetric> children;
+  std::vector<prometheus::ClientMetric> overflow;
+  std::string overflow_value;
+  {
+    std::lock_guard lock(mutex_);
+    std::vector<prometheus::MetricFamily> collected = native_family_.Collect();
+    if (!collected.empty()) children = std::move(collected.front().metric);
+    overflow.reserve(overflow_children_.size());
+    for (const auto& [label_values, child] : overflow_children_) {
+      overflow.push_back(child->native_->Collect());
     }
-    return;
+    overflow_value = overflow_value_;
   }
-  const std::vector<std::string> overflow_key(label_names().size(), overflow_value_);
-  std::vector<const Metric*> parts;
-  for (const auto& [label_values, child] : overflow_children_) parts.push_back(child.get());
-  bool overflow_done = false;
-  for (const auto& [label_values, child] : children_) {
-    if (!overflow_done && overflow_key <= label_values) {
-      if (label_values == overflow_key) parts.push_back(child.get());
-      AppendSum(out, name(), label_names(), overflow_key, parts);
-      overflow_done = true;
-      if (label_values == overflow_key) continue;
-    }
-    AppendSamples(out, name(), label_names(), label_values, *child);
-  }
-  if (!overflow_done) AppendSum(out, name(), label_names(), overflow_key, parts);
+  return Arrange(*this, std::move(children), std::move(overflow), overflow_value);
 }
 
 template class Family<Counter>;
@@ -398,7 +363,8 @@ template class Family<Histogram>;
 
 void Registry::CheckNewName(const std::string& name, MetricType type) const {
   if (!IsValidMetricName(name)) {
-    ThrowForMetric(name, "invalid metric name (must match [a-zA-Z_:][a-zA-Z0-9_:]*)");
+    ThrowForMetric(
+        name, "invalid metric name (must match [a-zA-Z_:][a-zA-Z0-9_:]* and not start with __)");
   }
   if (type == MetricType::kCounter && !EndsWith(name, "_total")) {
     ThrowForMetric(name, "counter names must end in _total");
@@ -454,8 +420,9 @@ CounterFamily& Registry::AddCounter(const std::string& name, const std::string& 
   CheckHelp(name, help);
   std::lock_guard lock(mutex_);
   CheckNewName(name, MetricType::kCounter);
-  return Insert(std::unique_ptr<CounterFamily>(new CounterFamily(
-      name, help, label_names, MetricType::kCounter, [] { return std::make_unique<Counter>(); })));
+  auto& native = prometheus::BuildCounter().Name(name).Help(help).Register(native_);
+  return Insert(std::unique_ptr<CounterFamily>(
+      new CounterFamily(name, help, label_names, MetricType::kCounter, native, nullptr)));
 }
 
 GaugeFamily& Registry::AddGauge(const std::string& name, const std::string& help,
@@ -464,8 +431,9 @@ GaugeFamily& Registry::AddGauge(const std::string& name, const std::string& help
   CheckHelp(name, help);
   std::lock_guard lock(mutex_);
   CheckNewName(name, MetricType::kGauge);
-  return Insert(std::unique_ptr<GaugeFamily>(new GaugeFamily(
-      name, help, label_names, MetricType::kGauge, [] { return std::make_unique<Gauge>(); })));
+  auto& native = prometheus::BuildGauge().Name(name).Help(help).Register(native_);
+  return Insert(std::unique_ptr<GaugeFamily>(
+      new GaugeFamily(name, help, label_names, MetricType::kGauge, native, nullptr)));
 }
 
 HistogramFamily& Registry::AddHistogram(const std::string& name, const std::string& help,
@@ -473,18 +441,18 @@ HistogramFamily& Registry::AddHistogram(const std::string& name, const std::stri
                                         std::vector<double> buckets) {
   CheckLabelNames(name, label_names, MetricType::kHistogram);
   CheckHelp(name, help);
-  // Validates the buckets once, with the metric named; children copy the validated bounds.
-  std::vector<double> bounds;
+  // Validates the buckets once, with the metric named; the children share the bounds.
+  std::shared_ptr<const std::vector<double>> bounds;
   try {
-    bounds = Histogram(std::move(buckets)).upper_bounds();
+    bounds = std::make_shared<const std::vector<double>>(UpperBoundsWithInf(std::move(buckets)));
   } catch (const std::invalid_argument& e) {
     ThrowForMetric(name, e.what());
   }
   std::lock_guard lock(mutex_);
   CheckNewName(name, MetricType::kHistogram);
-  return Insert(std::unique_ptr<HistogramFamily>(
-      new HistogramFamily(name, help, label_names, MetricType::kHistogram,
-                          [bounds] { return std::make_unique<Histogram>(bounds); })));
+  auto& native = prometheus::BuildHistogram().Name(name).Help(help).Register(native_);
+  return Insert(std::unique_ptr<HistogramFamily>(new HistogramFamily(
+      name, help, label_names, MetricType::kHistogram, native, std::move(bounds))));
 }
 
 Counter& Registry::AddCounter(const std::string& name, const std::string& help) {
@@ -532,31 +500,22 @@ std::string Registry::Serialize(std::vector<std::string>* collect_errors) const 
     }
   }
 
-  std::string out;
-  std::lock_guard lock(mutex_);
-  for (const auto& [name, family] : families_) family->AppendTo(out);
-  return out;
-}
-
-// --- Text format helpers --------------------------------------------------------------------
-
-std::string FormatValue(double value) {
-  if (std::isnan(value)) return "NaN";
-  if (std::isinf(value)) return value > 0 ? "+Inf" : "-Inf";
-  if (value == 0.0) return "0";  // also -0
-  char buffer[64];
-  std::to_chars_result result{};
-  if (std::trunc(value) == value && std::fabs(value) < 1e15) {
-    // Integral: plain digits, no exponent ("1", "1234567").
-    result = std::to_chars(buffer, buffer + sizeof(buffer), value, std::chars_format::fixed);
-  } else {
-    // Shortest representation that parses back to the same double, printf-%g style
-    // ("0.005", "0.0005", "2.5", "1e-05", "1e+20").
-    result = std::to_chars(buffer, buffer + sizeof(buffer), value, std::chars_format::general);
+  std::vector<prometheus::MetricFamily> families;
+  {
+    std::lock_guard lock(mutex_);
+    families.reserve(families_.size());
+    for (const auto& [name, family] : families_) {
+      if (std::optional<prometheus::MetricFamily> collected = family->Collect()) {
+        families.push_back(std::move(*collected));
+      }
+    }
   }
-  if (result.ec != std::errc()) return "NaN";  // cannot happen with a 64-byte buffer
-  return std::string(buffer, result.ptr);
+  std::ostringstream out;
+  prometheus::TextSerializer().Serialize(out, families);
+  return std::move(out).str();
 }
+
+// --- Names and HELP text --------------------------------------------------------------------
 
 std::string EscapeHelp(std::string_view help) {
   std::string out;
@@ -573,48 +532,12 @@ std::string EscapeHelp(std::string_view help) {
   return out;
 }
 
-std::string EscapeLabelValue(std::string_view value) {
-  std::string out;
-  out.reserve(value.size());
-  for (char c : value) {
-    if (c == '\\') {
-      out += "\\\\";
-    } else if (c == '"') {
-      out += "\\\"";
-    } else if (c == '\n') {
-      out += "\\n";
-    } else {
-      out += c;
-    }
-  }
-  return out;
-}
-
-namespace {
-
-bool IsAsciiLetter(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); }
-bool IsAsciiDigit(char c) { return c >= '0' && c <= '9'; }
-
-}  // namespace
-
 bool IsValidMetricName(std::string_view name) {
-  if (name.empty()) return false;
-  for (std::size_t i = 0; i < name.size(); ++i) {
-    const char c = name[i];
-    const bool ok = IsAsciiLetter(c) || c == '_' || c == ':' || (i > 0 && IsAsciiDigit(c));
-    if (!ok) return false;
-  }
-  return true;
+  return prometheus::CheckMetricName(std::string(name));
 }
 
 bool IsValidLabelName(std::string_view name) {
-  if (name.empty() || name.substr(0, 2) == "__") return false;
-  for (std::size_t i = 0; i < name.size(); ++i) {
-    const char c = name[i];
-    const bool ok = IsAsciiLetter(c) || c == '_' || (i > 0 && IsAsciiDigit(c));
-    if (!ok) return false;
-  }
-  return true;
+  return prometheus::CheckLabelName(std::string(name));
 }
 
 }  // namespace workflowd::metrics

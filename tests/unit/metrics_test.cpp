@@ -1,5 +1,7 @@
-// Unit tests for the metrics registry and its Prometheus text exposition (metrics/).
-// The format itself is cross-checked with promtool in tests/integration/admin_http_test.cpp.
+// Unit tests for the metrics registry and its Prometheus text exposition (metrics/, on
+// prometheus-cpp). The format itself is cross-checked with promtool in
+// tests/integration/admin_http_test.cpp. prometheus-cpp's TextSerializer writes a histogram's
+// _count and _sum before its buckets.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -15,6 +17,7 @@
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "workflowd/metrics/registry.hpp"
@@ -67,12 +70,12 @@ TEST(MetricsExpositionTest, SmallRegistryRendersExactly) {
             "workflowd_inflight_executions -2.5\n"
             "# HELP workflowd_start_seconds Provider start latency.\n"
             "# TYPE workflowd_start_seconds histogram\n"
+            "workflowd_start_seconds_count{provider=\"mock\"} 3\n"
+            "workflowd_start_seconds_sum{provider=\"mock\"} 3.055\n"
             "workflowd_start_seconds_bucket{provider=\"mock\",le=\"0.005\"} 1\n"
             "workflowd_start_seconds_bucket{provider=\"mock\",le=\"0.1\"} 2\n"
             "workflowd_start_seconds_bucket{provider=\"mock\",le=\"1\"} 2\n"
-            "workflowd_start_seconds_bucket{provider=\"mock\",le=\"+Inf\"} 3\n"
-            "workflowd_start_seconds_sum{provider=\"mock\"} 3.055\n"
-            "workflowd_start_seconds_count{provider=\"mock\"} 3\n");
+            "workflowd_start_seconds_bucket{provider=\"mock\",le=\"+Inf\"} 3\n");
 }
 
 TEST(MetricsExpositionTest, UnlabelledMetricsAreExportedAtZeroRightAway) {
@@ -82,10 +85,10 @@ TEST(MetricsExpositionTest, UnlabelledMetricsAreExportedAtZeroRightAway) {
   EXPECT_EQ(registry.Serialize(),
             "# HELP a_seconds A.\n"
             "# TYPE a_seconds histogram\n"
+            "a_seconds_count 0\n"
+            "a_seconds_sum 0\n"
             "a_seconds_bucket{le=\"1\"} 0\n"
             "a_seconds_bucket{le=\"+Inf\"} 0\n"
-            "a_seconds_sum 0\n"
-            "a_seconds_count 0\n"
             "# HELP b_total B.\n"
             "# TYPE b_total counter\n"
             "b_total 0\n");
@@ -99,34 +102,81 @@ TEST(MetricsExpositionTest, EscapesHelpAndLabelValues) {
             "# HELP x_total Line one\\nback\\\\slash \"quotes\" stay.\n"
             "# TYPE x_total counter\n"
             "x_total{v=\"a\\\\b\\\"c\\nd\"} 1\n");
-  EXPECT_EQ(EscapeLabelValue("plain ünïcode"), "plain ünïcode");
+  family.WithLabels({"plain ünïcode"}).Inc();  // UTF-8 is not escaped
+  EXPECT_THAT(registry.Serialize(), HasSubstr("x_total{v=\"plain ünïcode\"} 1\n"));
   EXPECT_EQ(EscapeHelp("a\"b"), "a\"b");  // quotes are not escaped in HELP
 }
 
-TEST(MetricsExpositionTest, FormatsValuesLikePrometheusClients) {
-  EXPECT_EQ(FormatValue(0), "0");
-  EXPECT_EQ(FormatValue(-0.0), "0");
-  EXPECT_EQ(FormatValue(1), "1");
-  EXPECT_EQ(FormatValue(-3), "-3");
-  EXPECT_EQ(FormatValue(1234567), "1234567");
-  EXPECT_EQ(FormatValue(123456789012345), "123456789012345");
-  EXPECT_EQ(FormatValue(0.1), "0.1");
-  EXPECT_EQ(FormatValue(0.005), "0.005");
-  EXPECT_EQ(FormatValue(0.0005), "0.0005");
-  EXPECT_EQ(FormatValue(2.5), "2.5");
-  EXPECT_EQ(FormatValue(1e-05), "1e-05");
-  EXPECT_EQ(FormatValue(1e20), "1e+20");
-  EXPECT_EQ(FormatValue(kInf), "+Inf");
-  EXPECT_EQ(FormatValue(-kInf), "-Inf");
-  EXPECT_EQ(FormatValue(std::nan("")), "NaN");
+// The text of each value of a one-gauge-per-value family, in the order of `values`.
+std::vector<std::string> RenderedValues(const std::vector<double>& values) {
+  Registry registry;
+  auto& family = registry.AddGauge("v", "h", {"i"});
+  for (std::size_t i = 0; i < values.size(); ++i) {
+    family.WithLabels({std::to_string(1000 + i)}).Set(values[i]);
+  }
+  const std::string text = registry.Serialize();
+  std::vector<std::string> rendered;
+  for (std::size_t i = 0; i < values.size(); ++i) {
+    const std::string head = "v{i=\"" + std::to_string(1000 + i) + "\"} ";
+    const std::size_t at = text.find(head);
+    if (at == std::string::npos) {
+      ADD_FAILURE() << head << " missing from:\n" << text;
+      rendered.emplace_back();
+      continue;
+    }
+    const std::size_t begin = at + head.size();
+    rendered.push_back(text.substr(begin, text.find('\n', begin) - begin));
+  }
+  return rendered;
 }
 
-TEST(MetricsExpositionTest, FormattedValuesRoundTrip) {
-  for (double v : {0.1 + 0.2, 1.0 / 3.0, -2.0 / 3.0, DBL_MAX, DBL_MIN, 5e-324, 1e15, 1e15 + 1,
-                   9007199254740993.0, 123.456e-7, 0.0005, 10.0}) {
-    const std::string text = FormatValue(v);
-    EXPECT_EQ(std::strtod(text.c_str(), nullptr), v) << text;  // (stod throws on subnormals)
-    EXPECT_THAT(text, Not(HasSubstr(" ")));
+// Values as prometheus-cpp's TextSerializer writes them (printf's %g with 16 significant digits):
+// integers without exponent, the usual decimals in their short form, and spellings Prometheus
+// parses ("Nan" and "-0" included: its parser reads NaN case-insensitively, -0 as zero).
+TEST(MetricsExpositionTest, FormatsValuesLikePrometheusClients) {
+  const std::vector<std::pair<double, std::string>> cases = {
+      {0, "0"},
+      {-0.0, "-0"},
+      {1, "1"},
+      {-3, "-3"},
+      {1234567, "1234567"},
+      {123456789012345, "123456789012345"},
+      {9007199254740992.0, "9007199254740992"},  // 2^53: every integer up to it is exact
+      {0.1, "0.1"},
+      {0.005, "0.005"},
+      {0.0005, "0.0005"},
+      {2.5, "2.5"},
+      {1e-05, "1e-05"},
+      {1e20, "1e+20"},
+      {kInf, "+Inf"},
+      {-kInf, "-Inf"},
+      {std::nan(""), "Nan"}};
+  std::vector<double> values;
+  for (const auto& [value, text] : cases) values.push_back(value);
+  const std::vector<std::string> rendered = RenderedValues(values);
+  ASSERT_EQ(rendered.size(), cases.size());
+  for (std::size_t i = 0; i < cases.size(); ++i) {
+    EXPECT_EQ(rendered[i], cases[i].second) << "value #" << i;
+  }
+}
+
+// 16 significant digits: integral values up to 2^53 come back exactly, any other value to within
+// one part in 10^15 (the shortest round-trip form would need up to 17 digits).
+TEST(MetricsExpositionTest, RenderedValuesParseBackToTheValue) {
+  const std::vector<double> values = {0.1 + 0.2,  1.0 / 3.0, -2.0 / 3.0, DBL_MIN,
+                                      5e-324,     1e15,      1e15 + 1,   9007199254740993.0,
+                                      123.456e-7, 0.0005,    10.0};
+  const std::vector<std::string> rendered = RenderedValues(values);
+  ASSERT_EQ(rendered.size(), values.size());
+  for (std::size_t i = 0; i < values.size(); ++i) {
+    const double v = values[i];
+    const double parsed = std::strtod(rendered[i].c_str(), nullptr);  // (stod throws on subnormals)
+    if (std::trunc(v) == v) {
+      EXPECT_EQ(parsed, v) << rendered[i];
+    } else {
+      EXPECT_LE(std::fabs(parsed - v), 1e-15 * std::fabs(v)) << rendered[i];
+    }
+    EXPECT_THAT(rendered[i], Not(HasSubstr(" ")));
   }
 }
 
@@ -406,14 +456,14 @@ TEST(MetricsSeriesTest, OverflowOfCountersAndHistogramsAndALabelSetNamedLikeTheO
   latency.WithLabels({"c"}).Observe(2);
   EXPECT_EQ(registry.Serialize(),
             "# HELP latency_seconds h\n# TYPE latency_seconds histogram\n"
+            "latency_seconds_count{tenant=\"a\"} 1\n"
+            "latency_seconds_sum{tenant=\"a\"} 0.5\n"
             "latency_seconds_bucket{tenant=\"a\",le=\"1\"} 1\n"
             "latency_seconds_bucket{tenant=\"a\",le=\"+Inf\"} 1\n"
-            "latency_seconds_sum{tenant=\"a\"} 0.5\n"
-            "latency_seconds_count{tenant=\"a\"} 1\n"
+            "latency_seconds_count{tenant=\"other\"} 2\n"
+            "latency_seconds_sum{tenant=\"other\"} 2.5\n"
             "latency_seconds_bucket{tenant=\"other\",le=\"1\"} 1\n"
             "latency_seconds_bucket{tenant=\"other\",le=\"+Inf\"} 2\n"
-            "latency_seconds_sum{tenant=\"other\"} 2.5\n"
-            "latency_seconds_count{tenant=\"other\"} 2\n"
             "# HELP starts_total h\n# TYPE starts_total counter\n"
             "starts_total{tenant=\"a\"} 2\n"
             "starts_total{tenant=\"other\"} 13\n");
@@ -517,6 +567,42 @@ TEST(MetricsConcurrencyTest, ConcurrentUpdatesAreExact) {
   EXPECT_EQ(snapshot.sum, 0.625 * kThreads * kIncrements);  // half 0.25, half 1.0: exact
   EXPECT_THAT(registry.Serialize(),
               HasSubstr("workflowd_events_total{worker=\"shared\"} 800000\n"));
+}
+
+// Series come and go (partitions assigned and revoked) while scrapes run: the handles and
+// prometheus-cpp's family stay in step, a series that is not removed is in every exposition, and
+// a removed one is gone from prometheus-cpp too (it comes back from zero).
+TEST(MetricsConcurrencyTest, RemovalWhileScrapingKeepsTheFamilyInStep) {
+  Registry registry;
+  auto& lag = registry.AddGauge("lag", "h", {"partition"});
+  lag.WithLabels({"kept"}).Set(1);
+  std::atomic<bool> stop_scraping{false};
+  std::atomic<int> scrapes{0};
+  std::atomic<int> scrapes_without_kept{0};
+  std::thread scraper([&] {
+    while (!stop_scraping.load()) {
+      if (registry.Serialize().find("lag{partition=\"kept\"} 1\n") == std::string::npos) {
+        ++scrapes_without_kept;
+      }
+      ++scrapes;
+    }
+  });
+  for (int round = 0; round < 2000 || scrapes.load() < 10; ++round) {
+    const std::string partition = std::to_string(round % 16);
+    lag.WithLabels({partition}).Set(round + 2);
+    if (round % 2 == 0) {
+      EXPECT_TRUE(lag.Remove({partition}));
+    } else {
+      lag.RemoveExcept({{"kept"}, {partition}});
+    }
+  }
+  stop_scraping.store(true);
+  scraper.join();
+  EXPECT_EQ(scrapes_without_kept.load(), 0);
+  lag.RemoveExcept({{"kept"}});
+  EXPECT_EQ(lag.size(), 1U);
+  EXPECT_EQ(registry.Serialize(), "# HELP lag h\n# TYPE lag gauge\nlag{partition=\"kept\"} 1\n");
+  EXPECT_EQ(lag.WithLabels({"3"}).Value(), 0);
 }
 
 TEST(MetricsConcurrencyTest, ConcurrentRegistrationOfTheSameNameHasOneWinner) {

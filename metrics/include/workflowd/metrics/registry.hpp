@@ -1,64 +1,105 @@
-// Prometheus metrics: a registry of counter, gauge and histogram families and its text exposition.
+// Prometheus metrics: the workflowd_ families on prometheus-cpp (Debian's prometheus-cpp-dev,
+// CMake target prometheus-cpp::core).
 //
-// Hand-written on purpose: prometheus-cpp is not packaged in Debian 12, and the subset a daemon
-// needs is small. Correctness is checked against the reference implementation: the integration
-// test feeds Serialize() output to `promtool check metrics` (Debian package `prometheus`).
+// prometheus-cpp holds the values (prometheus::Registry, Family, Counter, Gauge, Histogram) and
+// renders the text exposition (prometheus::TextSerializer); the integration test feeds the result
+// to `promtool check metrics` (Debian package `prometheus`). The handles here are thin wrappers
+// over prometheus-cpp's metrics that keep what the daemon relies on and prometheus-cpp 1.0.1 does
+// not do by itself:
+//  - a child is looked up by its label values in the order of the family's label names (no
+//    std::map built per lookup), and the exposition lists labels in that order, series sorted by
+//    their values and families by name (prometheus-cpp lists labels by name, series in hash order);
+//  - names are checked the Prometheus way at registration (counters end in `_total`, a name or a
+//    histogram's derived `_bucket`/`_sum`/`_count` name is registered once), label values and help
+//    texts must be valid UTF-8, HELP is escaped (TextSerializer writes it verbatim);
+//  - a counter refuses a negative or NaN increment (prometheus-cpp ignores the first and adds the
+//    second), and a histogram counts NaN in the +Inf bucket only (prometheus-cpp's lookup puts it
+//    in the first bucket);
+//  - series of data-driven label sets are bounded (Family::LimitSeries), and values sampled at
+//    scrape time are set by collect callbacks (Registry::AddCollectCallback).
 //
 // Threading: registration, child lookup/creation, removal and Serialize() take locks; updating a
-// child (Counter::Inc, Gauge::Set, Histogram::Observe, ...) is lock-free (relaxed atomics), so hot
-// paths can cache the reference returned by WithLabels() and update it freely.
-//
-// Depends only on the C++ standard library.
+// child goes straight to prometheus-cpp: Counter::Inc and the Gauge updates are lock-free (atomic
+// compare-and-swap), Histogram::Observe takes the histogram's own mutex (prometheus-cpp keeps its
+// buckets and sum consistent that way). Hot paths cache the reference returned by WithLabels().
 #pragma once
 
-#include <atomic>
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "prometheus/counter.h"
+#include "prometheus/family.h"
+#include "prometheus/gauge.h"
+#include "prometheus/histogram.h"
+#include "prometheus/labels.h"
+#include "prometheus/metric_family.h"
+#include "prometheus/registry.h"
+
 namespace workflowd::metrics {
+
+template <typename Metric>
+class Family;
 
 // Monotonically increasing value (Prometheus counter). Names must end in `_total`.
 class Counter {
  public:
-  Counter() = default;
+  // A counter of its own, outside any registry.
+  Counter();
   Counter(const Counter&) = delete;
   Counter& operator=(const Counter&) = delete;
 
   // Adds `amount`; throws std::invalid_argument when it is negative or NaN (counters never go
   // down; a negative amount is a programming error).
-  void Inc(double amount = 1.0);
-  double Value() const noexcept { return value_.load(std::memory_order_relaxed); }
+  void Inc(double amount = 1.0) {
+    if (!(amount >= 0.0)) ThrowNegativeIncrement(amount);  // also catches NaN
+    native_->Increment(amount);
+  }
+  double Value() const noexcept { return native_->Value(); }
 
  private:
-  std::atomic<double> value_{0.0};
+  friend class Family<Counter>;
+  using Native = prometheus::Counter;
+  explicit Counter(Native& counter) : native_(&counter) {}
+  [[noreturn]] static void ThrowNegativeIncrement(double amount);
+
+  std::unique_ptr<Native> owned_;  // set when the counter is not a family's child
+  Native* native_;
 };
 
 // Value that goes up and down (Prometheus gauge).
 class Gauge {
  public:
-  Gauge() = default;
+  // A gauge of its own, outside any registry.
+  Gauge();
   Gauge(const Gauge&) = delete;
   Gauge& operator=(const Gauge&) = delete;
 
-  void Set(double value) noexcept { value_.store(value, std::memory_order_relaxed); }
-  void Inc(double amount = 1.0) noexcept { value_.fetch_add(amount, std::memory_order_relaxed); }
-  void Dec(double amount = 1.0) noexcept { value_.fetch_sub(amount, std::memory_order_relaxed); }
-  double Value() const noexcept { return value_.load(std::memory_order_relaxed); }
+  void Set(double value) noexcept { native_->Set(value); }
+  void Inc(double amount = 1.0) noexcept { native_->Increment(amount); }
+  void Dec(double amount = 1.0) noexcept { native_->Decrement(amount); }
+  double Value() const noexcept { return native_->Value(); }
 
  private:
-  std::atomic<double> value_{0.0};
+  friend class Family<Gauge>;
+  using Native = prometheus::Gauge;
+  explicit Gauge(Native& gauge) : native_(&gauge) {}
+
+  std::unique_ptr<Native> owned_;  // set when the gauge is not a family's child
+  Native* native_;
 };
 
-// A consistent-enough copy of a histogram: counts are cumulative (Prometheus `le` semantics) and
-// the last bucket is +Inf, so cumulative_counts.back() == count.
+// A consistent copy of a histogram: counts are cumulative (Prometheus `le` semantics) and the last
+// bucket is +Inf, so cumulative_counts.back() == count.
 struct HistogramSnapshot {
   std::vector<double> upper_bounds;  // ends with +Inf
   std::vector<std::uint64_t> cumulative_counts;
@@ -69,25 +110,37 @@ struct HistogramSnapshot {
 // Distribution of observations in fixed buckets (Prometheus histogram).
 class Histogram {
  public:
-  // `upper_bounds` must be strictly increasing and not NaN; a trailing +Inf is optional (it is
-  // always added). Throws std::invalid_argument otherwise.
+  // A histogram of its own, outside any registry. `upper_bounds` must be strictly increasing and
+  // not NaN; a trailing +Inf is optional (it is always added). Throws std::invalid_argument
+  // otherwise.
   explicit Histogram(std::vector<double> upper_bounds);
   Histogram(const Histogram&) = delete;
   Histogram& operator=(const Histogram&) = delete;
 
   // Counts `value` in the first bucket whose upper bound is >= value (NaN goes to +Inf only).
-  void Observe(double value) noexcept;
+  void Observe(double value) noexcept {
+    if (std::isnan(value)) {
+      ObserveNaN();
+    } else {
+      native_->Observe(value);
+    }
+  }
 
   HistogramSnapshot Snapshot() const;
   // Upper bounds including the final +Inf.
-  const std::vector<double>& upper_bounds() const noexcept { return upper_bounds_; }
+  const std::vector<double>& upper_bounds() const noexcept { return *upper_bounds_; }
 
  private:
-  std::vector<double> upper_bounds_;
-  // Per-bucket (non-cumulative) counts; the count is derived from them so that the +Inf bucket
-  // and _count always agree in an exposition.
-  std::unique_ptr<std::atomic<std::uint64_t>[]> bucket_counts_;
-  std::atomic<double> sum_{0.0};
+  friend class Family<Histogram>;
+  using Native = prometheus::Histogram;
+  using Bounds = std::shared_ptr<const std::vector<double>>;  // shared by a family's children
+  Histogram(Native& histogram, Bounds upper_bounds);
+  explicit Histogram(Bounds upper_bounds);
+  void ObserveNaN() noexcept;
+
+  Bounds upper_bounds_;
+  std::unique_ptr<Native> owned_;  // set when the histogram is not a family's child
+  Native* native_;
 };
 
 // 0.5 ms .. 10 s, for request / query / engine call latencies in seconds.
@@ -116,8 +169,9 @@ class FamilyBase {
 
  private:
   friend class Registry;
-  // Appends `# HELP`, `# TYPE` and the samples; appends nothing when there are no children.
-  virtual void AppendTo(std::string& out) const = 0;
+  // The family as the exposition shows it (labels in label-name order, series sorted by label
+  // values, the overflow series summed in); nothing when it has no children.
+  virtual std::optional<prometheus::MetricFamily> Collect() const = 0;
 
   std::string name_;
   std::string help_;
@@ -156,15 +210,20 @@ class Family final : public FamilyBase {
 
  private:
   friend class Registry;
-  using Factory = std::function<std::unique_ptr<Metric>()>;
+  using Native = typename Metric::Native;
   using Children = std::map<std::vector<std::string>, std::unique_ptr<Metric>>;
   Family(std::string name, std::string help, std::vector<std::string> label_names, MetricType type,
-         Factory factory);
-  void AppendTo(std::string& out) const override;
+         prometheus::Family<Native>& native,
+         std::shared_ptr<const std::vector<double>> upper_bounds);
+  // A child exported on its own (added to `native_family_`), or, without labels, one of the
+  // overflow series' parts (a prometheus-cpp metric outside the registry).
+  std::unique_ptr<Metric> NewChild(const prometheus::Labels* labels);
+  std::optional<prometheus::MetricFamily> Collect() const override;
 
-  Factory factory_;
+  prometheus::Family<Native>& native_family_;  // owned by the registry's prometheus::Registry
+  std::shared_ptr<const std::vector<double>> upper_bounds_;  // histograms only, with +Inf
   mutable std::mutex mutex_;
-  // Ordered by label values: the exposition lists children in this order.
+  // The handles of the children, by label values (the order of the exposition).
   Children children_;
   // Beyond max_series_ (0: no limit): exported summed under overflow_value_.
   Children overflow_children_;
@@ -188,8 +247,8 @@ class Registry {
   Registry& operator=(const Registry&) = delete;
 
   // Registration validates the names (Prometheus data model: metric `[a-zA-Z_:][a-zA-Z0-9_:]*`,
-  // label `[a-zA-Z_][a-zA-Z0-9_]*` not starting with `__`, no duplicates, `le` reserved for
-  // histograms), requires counters to end in `_total`, and rejects a name (or a derived sample
+  // label `[a-zA-Z_][a-zA-Z0-9_]*`, neither starting with `__`, no duplicate labels, `le` reserved
+  // for histograms), requires counters to end in `_total`, and rejects a name (or a derived sample
   // name such as `x_bucket`) already registered. Errors are std::invalid_argument naming the
   // metric. Returned references live as long as the registry.
   CounterFamily& AddCounter(const std::string& name, const std::string& help,
@@ -214,8 +273,8 @@ class Registry {
   // Returns once the callback is neither registered nor running (unless called from a callback).
   void RemoveCollectCallback(CallbackId id);
 
-  // Runs the collect callbacks, then renders every family, sorted by name, in the text format
-  // 0.0.4 (`text/plain; version=0.0.4`). Messages of callbacks that threw are appended to
+  // Runs the collect callbacks, then renders every family, sorted by name, with prometheus-cpp's
+  // TextSerializer (`text/plain; version=0.0.4`). Messages of callbacks that threw are appended to
   // `collect_errors` when it is not null.
   std::string Serialize(std::vector<std::string>* collect_errors = nullptr) const;
 
@@ -225,6 +284,9 @@ class Registry {
   Family<Metric>& Insert(std::unique_ptr<Family<Metric>> family);
 
   mutable std::mutex mutex_;
+  // Owns the prometheus::Family objects the families refer to: declared before them, so that it
+  // is destroyed after them.
+  prometheus::Registry native_;
   std::map<std::string, std::unique_ptr<FamilyBase>> families_;  // by name
   std::map<std::string, std::string> sample_names_;              // sample name -> family name
 
@@ -258,14 +320,10 @@ class ScopedCollectCallback {
   Registry::CallbackId id_;
 };
 
-// Text-format helpers, public for tests and for other exporters.
-// Shortest round-trip representation; integers without exponent ("1", "1234567"); "+Inf",
-// "-Inf", "NaN".
-std::string FormatValue(double value);
-// HELP text: `\` -> `\\`, newline -> `\n`.
+// HELP text as the text format wants it: `\` -> `\\`, newline -> `\n` (prometheus-cpp 1.0.1's
+// TextSerializer escapes label values but writes HELP verbatim).
 std::string EscapeHelp(std::string_view help);
-// Label value: `\` -> `\\`, `"` -> `\"`, newline -> `\n`.
-std::string EscapeLabelValue(std::string_view value);
+// The Prometheus data model's names (prometheus::CheckMetricName / CheckLabelName).
 bool IsValidMetricName(std::string_view name);
 bool IsValidLabelName(std::string_view name);
 
