@@ -208,7 +208,7 @@ check_package() {
     || die "package version $(dpkg-deb -f "${deb}" Version) differs from workflowd version ${version}"
   local depends
   depends="$(dpkg-deb -f "${deb}" Depends)"
-  for lib in librdkafka1 libpqxx- libsystemd0 libyaml-cpp; do
+  for lib in librdkafka1 libpqxx- libsystemd0 libyaml-cpp libprometheus-cpp-core; do
     grep -q "${lib}" <<<"${depends}" || die "Depends lacks ${lib} (dpkg-shlibdeps): ${depends}"
   done
   local contents
