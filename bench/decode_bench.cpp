@@ -1,11 +1,18 @@
 // Micro-benchmark of the event pipeline's CPU work per record without Kafka and PostgreSQL:
-// consumers::PlanBatch (decode, match, plan rows) and consumers::DecodeRecord alone, on the
+// consumers::PlanBatch (decode, match, plan rows) and decoding::DecodeRecord alone, on the
 // ~460-byte structured CloudEvents bench/producer.cpp writes, against the end-to-end benchmark's
 // 500-definition index (docs/benchmarks.md "Workload"); DecodeRecord also without building the
 // data (as PlanBatch decodes events no definition triggers on).
 //
 //   decode_bench [--events 20000] [--batch 1000] [--seconds 3] [--match 0] [--only plan|decode]
+//                [--shape structured|binary|base64]
 //   decode_bench --compare-index 100,100000 [--events 20000] [--match 20] [--seconds 3]
+//
+// --shape: the producer's structured CloudEvents (the default); or the same events in binary mode
+// (ce_* headers, a content-type and two other headers, the data as ~300 bytes of UTF-8 text), or
+// structured with that text as data_base64 (application/octet-stream): the shapes that exercise
+// the decoder's UTF-8 validation and base64 decoding, measured when those were compared with
+// libraries (common/src/utf8.cpp, decoding/src/base64.cpp).
 //
 // At 0 % match half the events have a type no definition triggers on and half a defined type whose
 // condition fails, like the producer. Prints one JSON object with ns/event per case (best of 5
@@ -30,14 +37,14 @@
 #include <vector>
 
 #include "workflowd/consumers/batch_planner.hpp"
-#include "workflowd/consumers/envelope.hpp"
+#include "workflowd/decoding/decoder.hpp"
 #include "workflowd/matching/condition.hpp"
 #include "workflowd/matching/definition_index.hpp"
 
 using workflowd::TimePoint;
 using workflowd::consumers::BatchPlan;
-using workflowd::consumers::DecoderConfig;
-using workflowd::consumers::RawRecord;
+using workflowd::decoding::DecoderConfig;
+using workflowd::decoding::RawRecord;
 using workflowd::matching::DefinitionIndex;
 using workflowd::matching::IndexEntry;
 using Json = nlohmann::json;
@@ -100,10 +107,69 @@ std::vector<IndexEntry> Entries(int tenants) {
 struct Event {
   std::string key;
   std::string value;
+  std::vector<std::pair<std::string, std::string>> headers;
 };
 
+// ~300 bytes of UTF-8 text, some of it beyond ASCII, for the binary and base64 shapes.
+std::string TextData(long long seq) {
+  std::string text = "order " + std::to_string(seq) +
+                     " for Ren\xC3\xA9e M\xC3\xBCller, Stra\xC3\x9F"
+                     "e 5, ";
+  while (text.size() < 300) text += "the quick brown fox jumps over the lazy dog \xE2\x80\x94 ";
+  return text;
+}
+
+std::string Base64(std::string_view bytes) {
+  static constexpr char kAlphabet[] =
+      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string out;
+  size_t i = 0;
+  for (; i + 3 <= bytes.size(); i += 3) {
+    const uint32_t n = (static_cast<unsigned char>(bytes[i]) << 16) |
+                       (static_cast<unsigned char>(bytes[i + 1]) << 8) |
+                       static_cast<unsigned char>(bytes[i + 2]);
+    for (int shift = 18; shift >= 0; shift -= 6) out += kAlphabet[(n >> shift) & 63];
+  }
+  if (i < bytes.size()) {
+    uint32_t n = static_cast<unsigned char>(bytes[i]) << 16;
+    if (i + 1 < bytes.size()) n |= static_cast<unsigned char>(bytes[i + 1]) << 8;
+    out += kAlphabet[(n >> 18) & 63];
+    out += kAlphabet[(n >> 12) & 63];
+    out += i + 1 < bytes.size() ? kAlphabet[(n >> 6) & 63] : '=';
+    out += '=';
+  }
+  return out;
+}
+
+// The structured event `ev` in `shape` ("binary", "base64"; anything else leaves it).
+void Reshape(Event& ev, const std::string& shape, const std::string& tenant, const std::string& env,
+             const std::string& type, long long seq) {
+  const std::string id = "bench-run-" + std::to_string(seq);
+  if (shape == "binary") {
+    ev.headers = {{"ce_specversion", "1.0"},
+                  {"ce_id", id},
+                  {"ce_source", "/bench/producer"},
+                  {"ce_type", type},
+                  {"ce_tenantid", tenant},
+                  {"ce_environmentid", env},
+                  {"ce_time", "2026-01-30T09:00:00.123456Z"},
+                  {"content-type", "text/plain; charset=utf-8"},
+                  {"traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"},
+                  {"x-producer", "bench/producer \xE2\x80\x94 node 1"}};
+    ev.value = TextData(seq);
+  } else if (shape == "base64") {
+    ev.value = "{\"specversion\":\"1.0\",\"id\":\"" + id +
+               "\",\"source\":\"/bench/producer\",\"type\":\"" + type + "\",\"tenantid\":\"" +
+               tenant + "\",\"environmentid\":\"" + env +
+               "\",\"time\":\"2026-01-30T09:00:00.123456Z\",\"datacontenttype\":\"application/"
+               "octet-stream\",\"data_base64\":\"" +
+               Base64(TextData(seq)) + "\"}";
+  }
+}
+
 // The producer's Generator::Make (bench/producer.cpp), byte for byte the same document shape.
-std::vector<Event> Events(int n, int tenants, double match, uint64_t seed) {
+std::vector<Event> Events(int n, int tenants, double match, uint64_t seed,
+                          const std::string& shape = "structured") {
   std::mt19937_64 rng(seed);
   std::uniform_real_distribution<double> uniform(0.0, 1.0);
   std::vector<Event> out(static_cast<size_t>(n));
@@ -145,6 +211,7 @@ std::vector<Event> Events(int n, int tenants, double match, uint64_t seed) {
                "\",\"time\":\"2026-01-30T09:00:00.123456Z\",\"datacontenttype\":\"application/"
                "json\",\"data\":" +
                std::string(data, static_cast<size_t>(len)) + "}";
+    Reshape(ev, shape, tenant, env, type, seq);
   }
   return out;
 }
@@ -159,6 +226,7 @@ std::vector<RawRecord> Records(const std::vector<Event>& events) {
     r.key = events[i].key;
     r.value = events[i].value;
     r.timestamp_ms = 1769763600000;
+    for (const auto& [key, value] : events[i].headers) r.headers.push_back({key, value});
   }
   return records;
 }
@@ -250,6 +318,7 @@ int main(int argc, char** argv) {
   int n_events = 20000, batch = 1000;
   double seconds = 3, match = 0;
   std::string only;  // "plan" or "decode": run that case alone (for profiles)
+  std::string shape = "structured";
   int compare_small = 0, compare_large = 0;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string a = argv[i];
@@ -263,13 +332,18 @@ int main(int argc, char** argv) {
       match = std::atof(argv[i + 1]);
     } else if (a == "--only") {
       only = argv[i + 1];
+    } else if (a == "--shape" &&
+               (std::string(argv[i + 1]) == "structured" || std::string(argv[i + 1]) == "binary" ||
+                std::string(argv[i + 1]) == "base64")) {
+      shape = argv[i + 1];
     } else if (a == "--compare-index" &&
                std::sscanf(argv[i + 1], "%d,%d", &compare_small, &compare_large) == 2 &&
                compare_small > 0 && compare_large > 0) {
     } else {
       std::fprintf(stderr,
                    "usage: decode_bench [--events N] [--batch N] [--seconds S] [--match P] "
-                   "[--only plan|decode] [--compare-index SMALL,LARGE]\n");
+                   "[--only plan|decode] [--shape structured|binary|base64] "
+                   "[--compare-index SMALL,LARGE]\n");
       return 2;
     }
   }
@@ -280,7 +354,7 @@ int main(int argc, char** argv) {
 
   const int tenants = 50;
   DefinitionIndex index(Entries(tenants));
-  const std::vector<Event> events = Events(n_events, tenants, match, 42);
+  const std::vector<Event> events = Events(n_events, tenants, match, 42, shape);
   const std::vector<RawRecord> records = Records(events);
   size_t bytes = 0;
   for (const Event& e : events) bytes += e.value.size();
@@ -306,8 +380,11 @@ int main(int argc, char** argv) {
       decoded == 0 ? 0 : static_cast<double>(matched) / static_cast<double>(decoded);
 
   size_t ok = 0;
+  // Every record of every shape is an event (a dead letter would time the wrong path).
+  size_t accepted = 0;
+  for (const RawRecord& r : records) accepted += workflowd::decoding::DecodeRecord(r, config).ok();
   const auto decode_pass = [&] {
-    for (const RawRecord& r : records) ok += workflowd::consumers::DecodeRecord(r, config).ok();
+    for (const RawRecord& r : records) ok += workflowd::decoding::DecodeRecord(r, config).ok();
   };
   const double decode_ns =
       only == "plan" ? 0 : BestNsPerEvent(records.size(), seconds, decode_pass);
@@ -315,21 +392,23 @@ int main(int argc, char** argv) {
   // DecodeRecord without building data (what PlanBatch does for events without candidates).
   double lazy_ns = 0;
   if (only.empty()) {
-    const std::function<bool(const workflowd::consumers::Envelope&)> never =
-        [](const workflowd::consumers::Envelope&) { return false; };
+    const std::function<bool(const workflowd::decoding::Envelope&)> never =
+        [](const workflowd::decoding::Envelope&) { return false; };
     const auto lazy_pass = [&] {
       for (const RawRecord& r : records) {
-        ok += workflowd::consumers::DecodeRecord(r, config, never).ok();
+        ok += workflowd::decoding::DecodeRecord(r, config, never).ok();
       }
     };
     lazy_ns = BestNsPerEvent(records.size(), seconds, lazy_pass);
   }
 
   std::printf(
-      "{\"events\": %zu, \"mean_value_bytes\": %.0f, \"definitions\": %zu, \"match_percent\": %g, "
+      "{\"shape\": \"%s\", \"events\": %zu, \"accepted\": %zu, \"mean_value_bytes\": %.0f, "
+      "\"definitions\": %zu, \"match_percent\": %g, "
       "\"matched_fraction\": %.3f, \"dead_letters\": %zu, \"plan_batch_ns_per_event\": %.0f, "
       "\"decode_record_ns_per_event\": %.0f, \"decode_record_without_data_ns_per_event\": %.0f}\n",
-      events.size(), static_cast<double>(bytes) / static_cast<double>(events.size()), index.size(),
-      match, matched_fraction, dead, plan_ns, decode_ns, lazy_ns);
+      shape.c_str(), events.size(), accepted,
+      static_cast<double>(bytes) / static_cast<double>(events.size()), index.size(), match,
+      matched_fraction, dead, plan_ns, decode_ns, lazy_ns);
   return ok == 0 && only != "plan" ? 1 : 0;
 }

@@ -10,6 +10,14 @@
 
 namespace workflowd::consumers {
 
+using decoding::DataNeed;
+using decoding::DeadLetterReason;
+using decoding::DecoderConfig;
+using decoding::DecodeResult;
+using decoding::Envelope;
+using decoding::RawRecord;
+using decoding::StagedDecoder;
+
 void BatchPlan::Append(BatchPlan&& other) {
   for (auto& e : other.executions) executions.push_back(std::move(e));
   sources.insert(sources.end(), other.sources.begin(), other.sources.end());

@@ -38,7 +38,7 @@ ConsumedRecord::ConsumedRecord(rd_kafka_message_t* message) : message_(message) 
     for (size_t i = 0;
          rd_kafka_header_get_all(headers, i, &name, &value, &size) == RD_KAFKA_RESP_ERR_NO_ERROR;
          ++i) {
-      RawHeader h;
+      decoding::RawHeader h;
       h.key = name;
       if (value != nullptr) h.value = std::string_view(static_cast<const char*>(value), size);
       raw_.headers.push_back(h);
@@ -271,10 +271,10 @@ void KafkaEventSource::MarkProcessed(const std::vector<ConsumedRecord>& batch) {
   if (batch.empty()) return;
   std::map<std::pair<std::string, int32_t>, int64_t> next;
   // Records of one partition come in runs: one map lookup per run, not per record.
-  const RawRecord* run = nullptr;
+  const decoding::RawRecord* run = nullptr;
   int64_t* n = nullptr;
   for (const auto& r : batch) {
-    const RawRecord& raw = r.raw();
+    const decoding::RawRecord& raw = r.raw();
     if (run == nullptr || raw.partition != run->partition || raw.topic != run->topic) {
       n = &next[{std::string(raw.topic), raw.partition}];
       run = &raw;

@@ -17,6 +17,14 @@
 namespace workflowd::consumers {
 namespace {
 
+using decoding::DataNeed;
+using decoding::DeadLetterReason;
+using decoding::DecoderConfig;
+using decoding::DecodeResult;
+using decoding::Envelope;
+using decoding::EnvelopeFormat;
+using decoding::RawHeader;
+using decoding::RawRecord;
 using Json = nlohmann::json;
 using ::testing::ElementsAre;
 

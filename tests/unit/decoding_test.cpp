@@ -1,8 +1,6 @@
 // Envelope decoding: CloudEvents structured and binary mode, flat envelopes with default and
 // custom mappings, every dead-letter reason, the DLQ headers, the condition view, and a randomized
 // robustness test (meant to run under ASan/UBSan).
-#include "workflowd/consumers/envelope.hpp"
-
 #include <gtest/gtest.h>
 
 #include <chrono>
@@ -17,9 +15,10 @@
 #include <vector>
 
 #include "workflowd/common/timefmt.hpp"
+#include "workflowd/decoding/decoder.hpp"
 #include "workflowd/matching/condition.hpp"
 
-namespace workflowd::consumers {
+namespace workflowd::decoding {
 namespace {
 
 using nlohmann::json;
@@ -1429,4 +1428,4 @@ TEST(StagedDecoder, TwoDecodersInTurnGiveWhatDecodeRecordGives) {
 }
 
 }  // namespace
-}  // namespace workflowd::consumers
+}  // namespace workflowd::decoding

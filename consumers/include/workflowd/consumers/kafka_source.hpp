@@ -13,7 +13,7 @@
 #include <string>
 #include <vector>
 
-#include "workflowd/consumers/envelope.hpp"
+#include "workflowd/decoding/envelope.hpp"
 
 namespace workflowd::consumers {
 
@@ -51,14 +51,14 @@ class ConsumedRecord {
   explicit ConsumedRecord(rd_kafka_message_s* message);
 
   // Views into the message; valid while this object lives (moves keep them valid).
-  const RawRecord& raw() const { return raw_; }
+  const decoding::RawRecord& raw() const { return raw_; }
 
  private:
   struct Destroy {
     void operator()(rd_kafka_message_s* message) const noexcept;
   };
   std::unique_ptr<rd_kafka_message_s, Destroy> message_;
-  RawRecord raw_;
+  decoding::RawRecord raw_;
 };
 
 struct PartitionLag {
