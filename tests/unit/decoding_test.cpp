@@ -311,7 +311,7 @@ TEST(BinaryTest, BinaryBytesOfEveryLengthAreRenderedAsPaddedBase64) {
       {"\xff\xfe", "//4="},
       {"\xff\xfe\xfd", "//79"},
       {"\xff\xfe\xfd\xfc", "//79/A=="},
-      {"\xfb\xef\xbe\x00\x10\x83", "++++ABCD"},
+      {"\xfb\xef\xbe\xff\xfe\xfd", "++++//79"},
   };
   for (const auto& [bytes, text] : cases) {
     const DecodeResult r = Decode(TestRecord{bytes, headers});
