@@ -3,7 +3,10 @@
 // whitespace around its input, reads '=' anywhere as zero bits, and needs the padding. So the
 // strict rules stay here (padding optional but consistent, no '=' inside, no whitespace): the
 // padding is checked before, a missing one is supplied, and every block must decode to exactly
-// three bytes per four characters (a trimmed character changes that count).
+// three bytes per four characters (a trimmed character changes that count). Faster than the
+// hand-written decoder it replaced: `decode_bench --only decode --shape base64` (about 400
+// characters of data_base64) 2,500 -> 890 ns per event, medians of 3 in turn (2026-12-07, a busy
+// machine).
 #include "base64.hpp"
 
 #include <openssl/evp.h>
