@@ -1,5 +1,5 @@
 // Micro-benchmark of the event pipeline's CPU work per record without Kafka and PostgreSQL:
-// pipeline::PlanBatch (decode, match, plan rows) and consumers::DecodeRecord alone, on the
+// pipeline::PlanBatch (decode, match, plan rows) and decoding::DecodeRecord alone, on the
 // ~460-byte structured CloudEvents bench/producer.cpp writes, against the end-to-end benchmark's
 // 500-definition index (docs/benchmarks.md "Workload"); DecodeRecord also without building the
 // data (as PlanBatch decodes events no definition triggers on).
@@ -29,14 +29,14 @@
 #include <string>
 #include <vector>
 
-#include "workflowd/consumers/envelope.hpp"
+#include "workflowd/decoding/decoder.hpp"
 #include "workflowd/matching/condition.hpp"
 #include "workflowd/matching/definition_index.hpp"
 #include "workflowd/pipeline/batch_planner.hpp"
 
 using workflowd::TimePoint;
-using workflowd::consumers::DecoderConfig;
-using workflowd::consumers::RawRecord;
+using workflowd::decoding::DecoderConfig;
+using workflowd::decoding::RawRecord;
 using workflowd::matching::DefinitionIndex;
 using workflowd::matching::IndexEntry;
 using workflowd::pipeline::BatchPlan;
@@ -307,7 +307,7 @@ int main(int argc, char** argv) {
 
   size_t ok = 0;
   const auto decode_pass = [&] {
-    for (const RawRecord& r : records) ok += workflowd::consumers::DecodeRecord(r, config).ok();
+    for (const RawRecord& r : records) ok += workflowd::decoding::DecodeRecord(r, config).ok();
   };
   const double decode_ns =
       only == "plan" ? 0 : BestNsPerEvent(records.size(), seconds, decode_pass);
@@ -315,11 +315,11 @@ int main(int argc, char** argv) {
   // DecodeRecord without building data (what PlanBatch does for events without candidates).
   double lazy_ns = 0;
   if (only.empty()) {
-    const std::function<bool(const workflowd::consumers::Envelope&)> never =
-        [](const workflowd::consumers::Envelope&) { return false; };
+    const std::function<bool(const workflowd::decoding::Envelope&)> never =
+        [](const workflowd::decoding::Envelope&) { return false; };
     const auto lazy_pass = [&] {
       for (const RawRecord& r : records) {
-        ok += workflowd::consumers::DecodeRecord(r, config, never).ok();
+        ok += workflowd::decoding::DecodeRecord(r, config, never).ok();
       }
     };
     lazy_ns = BestNsPerEvent(records.size(), seconds, lazy_pass);

@@ -1,4 +1,4 @@
-// Fuzz target: consumers::DecodeRecord, the first code that sees a Kafka record's bytes.
+// Fuzz target: decoding::DecodeRecord, the first code that sees a Kafka record's bytes.
 //
 // Input framing (so that one byte string is a whole RawRecord and seeds stay readable):
 //
@@ -39,19 +39,19 @@
 
 #include "fuzz_check.hpp"
 #include "workflowd/common/timefmt.hpp"
-#include "workflowd/consumers/envelope.hpp"
+#include "workflowd/decoding/decoder.hpp"
 #include "workflowd/matching/condition.hpp"
 
 namespace workflowd::fuzz {
 namespace {
 
-using consumers::DeadLetterReason;
-using consumers::DecoderConfig;
-using consumers::DecodeResult;
-using consumers::Envelope;
-using consumers::EnvelopeFormat;
-using consumers::RawHeader;
-using consumers::RawRecord;
+using decoding::DeadLetterReason;
+using decoding::DecoderConfig;
+using decoding::DecodeResult;
+using decoding::Envelope;
+using decoding::EnvelopeFormat;
+using decoding::RawHeader;
+using decoding::RawRecord;
 using nlohmann::json;
 
 constexpr char kSeparator = '\xFF';
@@ -123,9 +123,9 @@ std::vector<std::string_view> Split(std::string_view bytes) {
 
 void CheckFailure(const RawRecord& record, const DecodeResult& result) {
   FUZZ_CHECK(!result.detail.empty(), std::string(ToString(result.reason)));
-  FUZZ_CHECK(consumers::DeadLetterReasonFromString(ToString(result.reason)) == result.reason,
+  FUZZ_CHECK(decoding::DeadLetterReasonFromString(ToString(result.reason)) == result.reason,
              std::string(ToString(result.reason)));
-  const auto headers = consumers::DeadLetterHeaders(
+  const auto headers = decoding::DeadLetterHeaders(
       record, result, kConsumerGroup, TimePoint{} + std::chrono::milliseconds(record.timestamp_ms));
   FUZZ_CHECK(headers.size() == 7, std::to_string(headers.size()));
   FUZZ_CHECK(
@@ -174,7 +174,7 @@ void CheckEnvelope(const Envelope& e, const DecoderConfig& config) {
              "data nested " + std::to_string(JsonNesting(e.data)) + " levels");
 
   std::vector<matching::Header> storage;
-  const matching::EventView view = consumers::ViewOf(e, storage);
+  const matching::EventView view = decoding::ViewOf(e, storage);
   FUZZ_CHECK(view.id == e.id && view.type == e.type && view.source == e.source &&
                  view.subject == e.subject && view.tenant == e.tenant &&
                  view.environment == e.environment && view.time == e.time_text,
@@ -238,7 +238,7 @@ bool HoldsNul(const json& j) {
 // What an accepted event stores (its attributes, data and extensions in the execution's
 // trigger_event) never holds NUL, which PostgreSQL refuses in jsonb and text: such records are
 // nul_character dead letters instead of a batch the database refuses.
-void CheckStorable(const consumers::Envelope& e) {
+void CheckStorable(const decoding::Envelope& e) {
   for (const std::string* s : {&e.id, &e.type, &e.source, &e.subject, &e.tenant, &e.environment,
                                &e.time_text, &e.data_content_type}) {
     FUZZ_CHECK(s->find('\0') == std::string::npos, "an attribute holds NUL: " + Printable(*s));
@@ -251,7 +251,7 @@ void CheckStorable(const consumers::Envelope& e) {
 }
 
 void DecodeAndCheck(const RawRecord& record, const DecoderConfig& config) {
-  const DecodeResult result = consumers::DecodeRecord(record, config);
+  const DecodeResult result = decoding::DecodeRecord(record, config);
   FUZZ_CHECK(result.ok() == (result.reason == DeadLetterReason::kNone),
              std::string(ToString(result.reason)));
   FUZZ_CHECK(result.reason != DeadLetterReason::kInternal,
@@ -265,7 +265,7 @@ void DecodeAndCheck(const RawRecord& record, const DecoderConfig& config) {
   CheckAgainstNlohmann(record, result);
 
   // Without data (an event no definition triggers on): the same outcome, data left null.
-  const DecodeResult lazy = consumers::DecodeRecord(
+  const DecodeResult lazy = decoding::DecodeRecord(
       record, config, [](const Envelope& e) { return e.id.size() % 2 == 0; });
   FUZZ_CHECK(lazy.reason == result.reason && lazy.detail == result.detail,
              "without data: " + std::string(ToString(lazy.reason)) + " vs " +
@@ -314,11 +314,11 @@ void DecodeAndCheck(const RawRecord& record, const DecoderConfig& config) {
   std::sort(paths.begin(), paths.end());
   paths.erase(std::unique(paths.begin(), paths.end()), paths.end());
   DecodeResult some;
-  consumers::DecodeRecord(record, config,
-                          std::function<consumers::DataNeed(const Envelope&)>([&](const Envelope&) {
-                            return consumers::DataNeed{consumers::DataNeed::Kind::kMembers, paths};
-                          }),
-                          some);
+  decoding::DecodeRecord(record, config,
+                         std::function<decoding::DataNeed(const Envelope&)>([&](const Envelope&) {
+                           return decoding::DataNeed{decoding::DataNeed::Kind::kMembers, paths};
+                         }),
+                         some);
   FUZZ_CHECK(some.reason == result.reason && some.detail == result.detail,
              "some paths: " + std::string(ToString(some.reason)) + " vs " +
                  std::string(ToString(result.reason)));
@@ -338,10 +338,10 @@ void DecodeAndCheck(const RawRecord& record, const DecoderConfig& config) {
   // In two steps (StagedDecoder, as the planner decodes): the same outcome and attributes without
   // data; another record decoded by the other decoder meanwhile does not disturb the document
   // kept; then the paths above, then all of it, from the one parse.
-  static consumers::StagedDecoder decoders[2];
+  static decoding::StagedDecoder decoders[2];
   static size_t turn = 0;
-  consumers::StagedDecoder& staged = decoders[turn % 2];
-  consumers::StagedDecoder& other = decoders[++turn % 2];
+  decoding::StagedDecoder& staged = decoders[turn % 2];
+  decoding::StagedDecoder& other = decoders[++turn % 2];
   DecodeResult steps;
   staged.DecodeAttributes(record, config, steps);
   FUZZ_CHECK(steps.reason == result.reason && steps.detail == result.detail,
@@ -366,16 +366,16 @@ void DecodeAndCheck(const RawRecord& record, const DecoderConfig& config) {
   interloper.value = kOtherValue;
   DecodeResult interloper_result;
   other.DecodeAttributes(interloper, DecoderConfig{}, interloper_result);
-  other.BuildData(consumers::DataNeed{}, interloper_result);
+  other.BuildData(decoding::DataNeed{}, interloper_result);
   FUZZ_CHECK(interloper_result.ok(), "the other decoder failed on a valid record");
-  staged.BuildData(consumers::DataNeed{consumers::DataNeed::Kind::kMembers, paths}, steps);
+  staged.BuildData(decoding::DataNeed{decoding::DataNeed::Kind::kMembers, paths}, steps);
   FUZZ_CHECK(steps.ok() && some.ok(), "staged: BuildData failed");
   FUZZ_CHECK(steps.envelope->data == some.envelope->data &&
                  steps.envelope->data_partial == some.envelope->data_partial &&
                  steps.envelope->data_is_base64 == some.envelope->data_is_base64,
              "staged: the paths' data differs: " + Printable(steps.envelope->data.dump()) + " vs " +
                  Printable(some.envelope->data.dump()));
-  staged.BuildData(consumers::DataNeed{}, steps);
+  staged.BuildData(decoding::DataNeed{}, steps);
   FUZZ_CHECK(steps.ok(), "staged: BuildData of all failed");
   FUZZ_CHECK(steps.envelope->data == full.data && !steps.envelope->data_partial &&
                  steps.envelope->data_is_base64 == full.data_is_base64 &&

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the libFuzzer targets of fuzz/ (clang, AddressSanitizer + UndefinedBehaviorSanitizer) in
 # their own build folder and runs each for a bounded time:
-#   decode_record_fuzzer  consumers::DecodeRecord on arbitrary Kafka records
+#   decode_record_fuzzer  decoding::DecodeRecord on arbitrary Kafka records
 #   condition_fuzzer      compiling, evaluating and explaining conditions
 #   definition_fuzzer     loading and validating definition files (JSON / YAML)
 # Each target's header comment (fuzz/<target>.cpp) says how it frames its input and what it checks.

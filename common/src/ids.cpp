@@ -21,4 +21,15 @@ std::string NewId(std::string_view prefix, TimePoint now) {
   return out;
 }
 
+bool IsValidScopeId(std::string_view id) {
+  const auto alnum = [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+  };
+  if (id.empty() || id.size() > 128 || !alnum(id.front())) return false;
+  for (char c : id.substr(1)) {
+    if (!alnum(c) && c != '_' && c != '.' && c != '-') return false;
+  }
+  return true;
+}
+
 }  // namespace workflowd

@@ -1,5 +1,7 @@
 #include "workflowd/common/utf8.hpp"
 
+#include <simdjson.h>
+
 namespace workflowd {
 
 size_t Utf8SequenceLength(std::string_view s, size_t i) {
@@ -29,16 +31,10 @@ size_t Utf8SequenceLength(std::string_view s, size_t i) {
   return len;
 }
 
-bool IsValidUtf8(std::string_view s) {
-  for (size_t i = 0; i < s.size();) {
-    const size_t len = Utf8SequenceLength(s, i);
-    if (len == 0) return false;
-    i += len;
-  }
-  return true;
-}
+bool IsValidUtf8(std::string_view s) { return simdjson::validate_utf8(s.data(), s.size()); }
 
 std::string SanitizeUtf8(std::string_view s) {
+  if (IsValidUtf8(s)) return std::string(s);  // the usual case, at SIMD speed
   std::string out;
   out.reserve(s.size());
   for (size_t i = 0; i < s.size();) {

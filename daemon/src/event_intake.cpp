@@ -23,11 +23,11 @@ consumers::KafkaSourceConfig SourceConfigFrom(const Config& config) {
 
 }  // namespace
 
-consumers::DecoderConfig DecoderFrom(const KafkaConfig& k) {
-  consumers::DecoderConfig d;
-  d.mode = k.format == "cloudevents" ? consumers::DecoderConfig::Mode::kCloudEvents
-           : k.format == "flat"      ? consumers::DecoderConfig::Mode::kFlat
-                                     : consumers::DecoderConfig::Mode::kAuto;
+decoding::DecoderConfig DecoderFrom(const KafkaConfig& k) {
+  decoding::DecoderConfig d;
+  d.mode = k.format == "cloudevents" ? decoding::DecoderConfig::Mode::kCloudEvents
+           : k.format == "flat"      ? decoding::DecoderConfig::Mode::kFlat
+                                     : decoding::DecoderConfig::Mode::kAuto;
   d.flat.id = k.flat.id;
   d.flat.type = k.flat.event_name;
   d.flat.tenant = k.flat.tenant;

@@ -20,7 +20,7 @@
 namespace workflowd::daemon {
 
 // The decoder settings of the `kafka` configuration section.
-consumers::DecoderConfig DecoderFrom(const KafkaConfig& k);
+decoding::DecoderConfig DecoderFrom(const KafkaConfig& k);
 
 class EventIntake {
  public:

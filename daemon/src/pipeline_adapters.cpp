@@ -19,13 +19,13 @@ std::vector<pipeline::SourceRecord> KafkaRecordSource::PollBatch(
 }
 
 void KafkaRecordSource::MarkProcessed(const std::vector<pipeline::SourceRecord>& batch) {
-  std::vector<const consumers::RawRecord*> records;
+  std::vector<const decoding::RawRecord*> records;
   records.reserve(batch.size());
   for (const auto& record : batch) records.push_back(&record.raw());
   kafka_.MarkProcessed(records);
 }
 
-void KafkaDeadLetterSink::SendAll(const std::vector<consumers::DeadLetter>& letters,
+void KafkaDeadLetterSink::SendAll(const std::vector<decoding::DeadLetter>& letters,
                                   std::chrono::milliseconds timeout) {
   try {
     producer_.ProduceAll(letters, timeout);

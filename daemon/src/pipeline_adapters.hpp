@@ -33,7 +33,7 @@ class KafkaDeadLetterSink final : public pipeline::DeadLetterSink {
  public:
   explicit KafkaDeadLetterSink(consumers::DeadLetterProducer& producer) : producer_(producer) {}
 
-  void SendAll(const std::vector<consumers::DeadLetter>& letters,
+  void SendAll(const std::vector<decoding::DeadLetter>& letters,
                std::chrono::milliseconds timeout) override;
   const std::string& destination() const override { return producer_.topic(); }
 

@@ -9,6 +9,7 @@
 #include <unordered_map>
 #include <utility>
 
+#include "workflowd/common/ids.hpp"
 #include "workflowd/definitions/definition.hpp"
 
 namespace workflowd::definitions {
@@ -25,12 +26,6 @@ template <typename First, typename Rest>
 bool Matches(std::string_view s, First first, Rest rest, size_t max_rest) {
   if (s.empty() || s.size() > max_rest + 1 || !first(s.front())) return false;
   return std::all_of(s.begin() + 1, s.end(), rest);
-}
-
-// ^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$
-bool IsValidScopeId(std::string_view s) {
-  return Matches(
-      s, IsAlnum, [](char c) { return IsAlnum(c) || c == '_' || c == '.' || c == '-'; }, 127);
 }
 
 // ^[a-z0-9][a-z0-9_-]{0,63}$
@@ -378,7 +373,7 @@ FieldErrors DefinitionProblems(const WorkflowDefinition& d) {
     if (value.empty()) {
       e.Add(field, "required");
     } else if (!IsValidScopeId(value)) {
-      e.Add(field, Quote(value) + " must match ^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$");
+      e.Add(field, Quote(value) + " must match " + std::string(kScopeIdPattern));
     }
   }
   if (d.name.empty()) {

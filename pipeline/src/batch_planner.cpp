@@ -11,16 +11,24 @@
 namespace workflowd::pipeline {
 
 // The event decoding's types and functions (consumers/envelope.hpp).
-using consumers::DataNeed;
-using consumers::DeadLetter;
-using consumers::DeadLetterHeaders;
-using consumers::DeadLetterReason;
-using consumers::DecoderConfig;
-using consumers::DecodeResult;
-using consumers::Envelope;
-using consumers::RawRecord;
-using consumers::StagedDecoder;
-using consumers::ViewOf;
+using decoding::DataNeed;
+using decoding::DeadLetter;
+using decoding::DeadLetterHeaders;
+using decoding::DeadLetterReason;
+using decoding::DecoderConfig;
+using decoding::DecodeResult;
+using decoding::Envelope;
+using decoding::RawRecord;
+using decoding::StagedDecoder;
+using decoding::ViewOf;
+
+using decoding::DataNeed;
+using decoding::DeadLetterReason;
+using decoding::DecoderConfig;
+using decoding::DecodeResult;
+using decoding::Envelope;
+using decoding::RawRecord;
+using decoding::StagedDecoder;
 
 void BatchPlan::Append(BatchPlan&& other) {
   for (auto& e : other.executions) executions.push_back(std::move(e));

@@ -26,7 +26,7 @@ EventPipeline::EventPipeline(EventPipelineOptions options, RecordSource& source,
       last_progress_(steady.Now()) {}
 
 BatchPlan EventPipeline::Plan(const std::vector<SourceRecord>& records, size_t from) {
-  std::vector<const consumers::RawRecord*> raw;
+  std::vector<const decoding::RawRecord*> raw;
   raw.reserve(records.size() - from);
   // Counted per run of records of the same topic: one labelled-counter lookup per run, not per
   // record.
@@ -57,7 +57,7 @@ BatchPlan EventPipeline::Plan(const std::vector<SourceRecord>& records, size_t f
   if (raw.size() <= kSplitAbove) {
     return PlanBatch(raw, options_.decoder, *index, options_.consumer_group, now);
   }
-  std::span<const consumers::RawRecord* const> all(raw);
+  std::span<const decoding::RawRecord* const> all(raw);
   auto first = all.first(raw.size() / 2);
   auto second = all.subspan(raw.size() / 2);
   auto later = std::async(std::launch::async, [&] {
@@ -71,10 +71,10 @@ BatchPlan EventPipeline::Plan(const std::vector<SourceRecord>& records, size_t f
 void EventPipeline::Account(const BatchPlan& plan, size_t inserted) {
   metrics_.matched.Inc(static_cast<double>(plan.matched_events));
   metrics_.unmatched.Inc(static_cast<double>(plan.unmatched_events));
-  for (auto reason : consumers::AllDeadLetterReasons()) {
+  for (auto reason : decoding::AllDeadLetterReasons()) {
     size_t n = plan.dead_by_reason[static_cast<size_t>(reason)];
     if (n > 0) {
-      metrics_.dead_lettered.WithLabels({std::string(consumers::ToString(reason))})
+      metrics_.dead_lettered.WithLabels({std::string(decoding::ToString(reason))})
           .Inc(static_cast<double>(n));
     }
   }
@@ -95,7 +95,7 @@ void EventPipeline::Account(const BatchPlan& plan, size_t inserted) {
 
 void EventPipeline::SendDeadLetters(const BatchPlan& plan, size_t& dlq_sent) {
   if (dlq_sent >= plan.dead_letters.size()) return;
-  std::vector<consumers::DeadLetter> pending(
+  std::vector<decoding::DeadLetter> pending(
       plan.dead_letters.begin() + static_cast<long>(dlq_sent), plan.dead_letters.end());
   dead_letters_.SendAll(pending, options_.dead_letter_timeout);
   dlq_sent = plan.dead_letters.size();
@@ -130,7 +130,7 @@ void EventPipeline::DeadLetterRejected(BatchPlan& plan, const std::vector<Source
     }
     spdlog::warn("record {}[{}]@{} dead-lettered: {}", refusal.source.topic,
                  refusal.source.partition, refusal.source.offset, refusal.detail);
-    plan.DeadLetterRecord(record->raw(), consumers::DeadLetterReason::kDatabaseRejected,
+    plan.DeadLetterRecord(record->raw(), decoding::DeadLetterReason::kDatabaseRejected,
                           std::move(refusal.detail), options_.consumer_group, clock_.Now());
   }
 }

@@ -18,17 +18,17 @@ namespace workflowd::pipeline {
 namespace {
 
 // The event decoding's types and functions (consumers/envelope.hpp).
-using consumers::DataNeed;
-using consumers::DeadLetter;
-using consumers::DeadLetterReason;
-using consumers::DecoderConfig;
-using consumers::DecodeRecord;
-using consumers::DecodeResult;
-using consumers::Envelope;
-using consumers::EnvelopeFormat;
-using consumers::RawHeader;
-using consumers::RawRecord;
-using consumers::ViewOf;
+using decoding::DataNeed;
+using decoding::DeadLetter;
+using decoding::DeadLetterReason;
+using decoding::DecoderConfig;
+using decoding::DecodeRecord;
+using decoding::DecodeResult;
+using decoding::Envelope;
+using decoding::EnvelopeFormat;
+using decoding::RawHeader;
+using decoding::RawRecord;
+using decoding::ViewOf;
 
 using Json = nlohmann::json;
 using ::testing::ElementsAre;

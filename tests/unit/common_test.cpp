@@ -1,5 +1,8 @@
 #include <gtest/gtest.h>
 
+#include <cstdint>
+#include <fstream>
+#include <string>
 #include <thread>
 
 #include "workflowd/common/clock.hpp"
@@ -173,6 +176,36 @@ TEST(Rfc3339, RejectsYearsOutsideTheRepresentableRangeInsteadOfWrapping) {
   EXPECT_EQ(FormatRfc3339(*last), "2262-01-01T23:58:59.999999999Z");
   EXPECT_LT(*first, *ParseRfc3339("1970-01-01T00:00:00Z"));
   EXPECT_GT(*last, *ParseRfc3339("2026-01-01T00:00:00Z"));
+}
+
+// The hand-written parser against an outside reference: testdata/rfc3339/reference.tsv, written by
+// generate.py beside it with Python's datetime.fromisoformat (random timestamps over the accepted
+// years in every spelling RFC 3339 allows, the Gregorian leap-year rule, impossible dates).
+TEST(Rfc3339, AgreesWithPythonsDatetimeOnAGeneratedTable) {
+  std::ifstream table(WORKFLOWD_RFC3339_TESTDATA "/reference.tsv");
+  ASSERT_TRUE(table.is_open()) << WORKFLOWD_RFC3339_TESTDATA "/reference.tsv";
+  size_t valid = 0, invalid = 0;
+  std::string line;
+  while (std::getline(table, line)) {
+    const size_t tab = line.find('\t');
+    ASSERT_NE(tab, std::string::npos) << line;
+    const std::string text = line.substr(0, tab), expected = line.substr(tab + 1);
+    const std::optional<TimePoint> parsed = ParseRfc3339(text);
+    if (expected == "invalid") {
+      EXPECT_FALSE(parsed.has_value()) << text << " -> " << FormatRfc3339(*parsed);
+      ++invalid;
+    } else {
+      ASSERT_TRUE(parsed.has_value()) << text;
+      EXPECT_EQ(
+          std::chrono::duration_cast<std::chrono::nanoseconds>(parsed->time_since_epoch()).count(),
+          std::stoll(expected))
+          << text;
+      ++valid;
+    }
+  }
+  // The table as generated: a truncated or emptied file fails here instead of passing.
+  EXPECT_EQ(valid, 442u);
+  EXPECT_EQ(invalid, 30u);
 }
 
 TEST(ManualClock, MovesOnlyWhenTold) {

@@ -1,9 +1,3 @@
-# Envelope decoding (consumers/).
-workflowd_test(envelope_test unit
-  SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/envelope_test.cpp
-  LIBS workflowd_consumers)
-target_compile_definitions(envelope_test PRIVATE
-  WORKFLOWD_ENVELOPES_TESTDATA="${CMAKE_CURRENT_SOURCE_DIR}/testdata/envelopes")
 # The dead-letter producer against an address nobody listens on. Not in the ThreadSanitizer
 # build: GCC 12's TSan runtime crashes in getaddrinfo on librdkafka's broker threads (as for
 # tests/integration/kafka_roundtrip_test); it runs in the regular and the ASan + UBSan builds.

@@ -113,7 +113,7 @@ class FakeSource final : public RecordSource {
     std::vector<SourceRecord> out;
     for (auto& stored : taken) {
       auto* owned = new StoredRecord(std::move(stored));
-      consumers::RawRecord raw;
+      decoding::RawRecord raw;
       raw.topic = owned->topic;
       raw.partition = owned->partition;
       raw.offset = owned->offset;
@@ -161,9 +161,9 @@ class FakeSink final : public DeadLetterSink {
 
   int fail_next = 0;                                // retryable failures before letters go through
   bool fatal = false;                               // fail with an error that is not retryable
-  std::vector<consumers::DeadLetter> acknowledged;  // on the pipeline's threads, one at a time
+  std::vector<decoding::DeadLetter> acknowledged;  // on the pipeline's threads, one at a time
 
-  void SendAll(const std::vector<consumers::DeadLetter>& letters,
+  void SendAll(const std::vector<decoding::DeadLetter>& letters,
                std::chrono::milliseconds /*timeout*/) override {
     if (fatal) {
       journal_.Add("dead letters refused");
@@ -324,7 +324,7 @@ class EventPipelineTest : public ::testing::Test {
     return "absent";
   }
   static std::map<std::string, std::optional<std::string>> Headers(
-      const consumers::DeadLetter& letter) {
+      const decoding::DeadLetter& letter) {
     return {letter.headers.begin(), letter.headers.end()};
   }
 

@@ -1,9 +1,12 @@
-// UTF-8 well-formedness (RFC 3629), shared by the event decoder, the definition loader and the
-// condition language's messages. Written here rather than taken from a library: the checks are a
-// few lines, run per byte on hot paths, and the Debian libraries at hand (simdjson validates whole
-// documents only; ICU is far too large a dependency for this) do not offer the per-sequence
-// length the callers need to sanitize or locate a bad byte. Tested against Markus Kuhn's UTF-8
-// decoder stress cases and Python's codec in tests/unit/common_test.cpp.
+// UTF-8 well-formedness (RFC 3629), the one implementation for the whole daemon: the event decoder,
+// the definition loader, the condition language's messages, the metrics. IsValidUtf8 is
+// simdjson's validate_utf8 (SIMD, already a dependency): 15x faster than a byte-by-byte check on
+// a 390-byte text, 2x on a 16-byte header (measured 2026-12-07: 102 vs 1,736 ns and 15 vs 35 ns;
+// utfcpp's utf8::is_valid took 1,866 and 38 ns, no gain); `decode_bench --only decode --shape
+// binary` (ten headers, 300 bytes of text): 1,590 -> 1,280 ns per event, medians of 3 in turn.
+// Utf8SequenceLength stays written here: neither library offers the length of one sequence, which
+// SanitizeUtf8 (one U+FFFD per bad byte) and the loader (locating a bad byte) need. Tested against
+// Markus Kuhn's UTF-8 decoder stress cases and Python's codec in tests/unit/common_test.cpp.
 #pragma once
 
 #include <cstddef>

@@ -14,10 +14,14 @@
 #include <string>
 #include <vector>
 
-#include "workflowd/consumers/dead_letter.hpp"
-#include "workflowd/consumers/envelope.hpp"
+#include "workflowd/decoding/dead_letter.hpp"
+#include "workflowd/decoding/decoder.hpp"
 
 namespace workflowd::consumers {
+
+using decoding::DeadLetter;
+using decoding::RawHeader;
+using decoding::RawRecord;
 
 // A Kafka failure; Retryable() when it may clear by itself (broker down, timeout).
 class KafkaError : public std::runtime_error {

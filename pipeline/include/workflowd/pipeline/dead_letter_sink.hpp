@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-#include "workflowd/consumers/dead_letter.hpp"
+#include "workflowd/decoding/dead_letter.hpp"
 
 namespace workflowd::pipeline {
 
@@ -29,7 +29,7 @@ class DeadLetterSink {
 
   // Sends the letters and returns once every one of them is durable; throws DeadLetterError when
   // not all were acknowledged within `timeout` (a retry sends them all again).
-  virtual void SendAll(const std::vector<consumers::DeadLetter>& letters,
+  virtual void SendAll(const std::vector<decoding::DeadLetter>& letters,
                        std::chrono::milliseconds timeout) = 0;
 
   // Where the letters go, for logs (the dead-letter topic).

@@ -28,7 +28,7 @@
 namespace workflowd::pipeline {
 
 struct EventPipelineOptions {
-  consumers::DecoderConfig decoder;
+  decoding::DecoderConfig decoder;
   std::string consumer_group;
   size_t batch_size = 2000;
   std::chrono::milliseconds batch_timeout{100};

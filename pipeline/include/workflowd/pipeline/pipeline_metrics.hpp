@@ -1,7 +1,7 @@
 // The event pipeline's Prometheus metrics (documented in the README's Metrics section).
 #pragma once
 
-#include "workflowd/consumers/envelope.hpp"
+#include "workflowd/decoding/dead_letter.hpp"
 #include "workflowd/metrics/registry.hpp"
 
 namespace workflowd::pipeline {
@@ -55,8 +55,8 @@ struct PipelineMetrics {
                                      {"operation"})),
         dead_letter_errors(r.AddCounter("workflowd_dead_letter_errors_total",
                                         "Dead-letter batches the broker did not acknowledge")) {
-    for (auto reason : consumers::AllDeadLetterReasons()) {
-      dead_lettered.WithLabels({std::string(consumers::ToString(reason))});
+    for (auto reason : decoding::AllDeadLetterReasons()) {
+      dead_lettered.WithLabels({std::string(decoding::ToString(reason))});
     }
     for (const char* reason : {"condition", "document"}) definitions_skipped.WithLabels({reason});
     for (const char* cause : {"startup", "notify", "resync"})

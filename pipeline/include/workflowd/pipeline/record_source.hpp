@@ -10,7 +10,7 @@
 #include <utility>
 #include <vector>
 
-#include "workflowd/consumers/envelope.hpp"
+#include "workflowd/decoding/decoder.hpp"
 
 namespace workflowd::pipeline {
 
@@ -22,15 +22,15 @@ class SourceRecord {
 
   // `owner` (may be null: the views point into storage that outlives the record) is released
   // with `release` when the record is destroyed.
-  SourceRecord(consumers::RawRecord raw, void* owner, Release release) noexcept
+  SourceRecord(decoding::RawRecord raw, void* owner, Release release) noexcept
       : owner_(owner, release), raw_(std::move(raw)) {}
 
   // Valid while this object lives (moves keep them valid).
-  const consumers::RawRecord& raw() const { return raw_; }
+  const decoding::RawRecord& raw() const { return raw_; }
 
  private:
   std::unique_ptr<void, Release> owner_;
-  consumers::RawRecord raw_;  // destroyed before its owner
+  decoding::RawRecord raw_;  // destroyed before its owner
 };
 
 class RecordSource {

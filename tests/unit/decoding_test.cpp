@@ -1,8 +1,6 @@
 // Envelope decoding: CloudEvents structured and binary mode, flat envelopes with default and
 // custom mappings, every dead-letter reason, the DLQ headers, the condition view, and a randomized
 // robustness test (meant to run under ASan/UBSan).
-#include "workflowd/consumers/envelope.hpp"
-
 #include <gtest/gtest.h>
 
 #include <chrono>
@@ -17,9 +15,10 @@
 #include <vector>
 
 #include "workflowd/common/timefmt.hpp"
+#include "workflowd/decoding/decoder.hpp"
 #include "workflowd/matching/condition.hpp"
 
-namespace workflowd::consumers {
+namespace workflowd::decoding {
 namespace {
 
 using nlohmann::json;
@@ -203,6 +202,38 @@ TEST(StructuredTest, DataBase64WithTextContentTypeIsDecodedText) {
   EXPECT_FALSE(r.envelope->data_is_base64);
 }
 
+// data_base64 is strict RFC 4648 base64: the standard alphabet, padding optional but then
+// complete, nothing else (no whitespace or line breaks anywhere, no '=' inside, no URL-safe
+// alphabet). Some of these a lenient decoder such as OpenSSL's EVP_DecodeBlock accepts.
+TEST(StructuredTest, DataBase64IsStrictBase64) {
+  const std::pair<std::string, std::string> accepted[] = {
+      {"QQ", "A"},   {"QQ==", "A"},      {"QUI", "AB"},          {"QUI=", "AB"}, {"QUJD", "ABC"},
+      {"QR==", "A"}, {"QUJDRA", "ABCD"}, {"QUJDREVG", "ABCDEF"}, {"", ""},       {"Kys/Pw", "++??"},
+  };
+  for (const auto& [text, bytes] : accepted) {
+    json event = Structured();
+    event.erase("data");
+    event["datacontenttype"] = "text/plain";
+    event["data_base64"] = text;
+    const DecodeResult r = DecodeValue(event.dump());
+    ASSERT_TRUE(r.ok()) << "'" << text << "': " << r.detail;
+    EXPECT_EQ(r.envelope->data, bytes) << text;
+  }
+  for (const char* text :
+       {"Q",     "QQ=",        "Q===",     "QUJD====",       "QUJD=",     "QQ=A",
+        "Q=JD",  "=QUJ",       " QUJD",    "QUJD ",          "QUJD\n",    "QUJD\r\n",
+        "QU JD", "QUJD    ",   "    QUJD", "QUJD\n\n\n\nQQ", "QUJD\tQUJ", "QU-D",
+        "QU_D",  "QUJ\xc3\xa9"}) {
+    json event = Structured();
+    event.erase("data");
+    event["datacontenttype"] = "text/plain";
+    event["data_base64"] = text;
+    const DecodeResult r = DecodeValue(event.dump());
+    EXPECT_EQ(r.reason, DeadLetterReason::kInvalidData) << "'" << text << "'";
+    EXPECT_EQ(r.detail, "data_base64: not valid base64") << "'" << text << "'";
+  }
+}
+
 TEST(StructuredTest, DataBase64OfBinaryBytesStaysBase64) {
   json event = Structured();
   event.erase("data");
@@ -270,6 +301,24 @@ TEST(BinaryTest, BinaryValueWithBinaryContentTypeIsBase64) {
   ASSERT_TRUE(r.ok()) << r.detail;
   EXPECT_EQ(r.envelope->data, "AAAAAAcC/w==");
   EXPECT_TRUE(r.envelope->data_is_base64);
+}
+
+// Every padding case of the base64 rendering of binary bytes (standard alphabet, padded).
+TEST(BinaryTest, BinaryBytesOfEveryLengthAreRenderedAsPaddedBase64) {
+  const auto headers = WithHeader(BinaryHeaders(), "content-type", "application/octet-stream");
+  const std::pair<std::string, std::string> cases[] = {
+      {"\xff", "/w=="},
+      {"\xff\xfe", "//4="},
+      {"\xff\xfe\xfd", "//79"},
+      {"\xff\xfe\xfd\xfc", "//79/A=="},
+      {"\xfb\xef\xbe\xff\xfe\xfd", "++++//79"},
+  };
+  for (const auto& [bytes, text] : cases) {
+    const DecodeResult r = Decode(TestRecord{bytes, headers});
+    ASSERT_TRUE(r.ok()) << text << ": " << r.detail;
+    EXPECT_EQ(r.envelope->data, text);
+    EXPECT_TRUE(r.envelope->data_is_base64);
+  }
 }
 
 TEST(BinaryTest, TextWithAZeroByteIsCarriedAsBase64) {
@@ -1429,4 +1478,4 @@ TEST(StagedDecoder, TwoDecodersInTurnGiveWhatDecodeRecordGives) {
 }
 
 }  // namespace
-}  // namespace workflowd::consumers
+}  // namespace workflowd::decoding

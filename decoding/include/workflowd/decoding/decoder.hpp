@@ -1,6 +1,8 @@
 // Decoding one Kafka record into an event envelope, or into the reason it goes to the dead-letter
 // topic. Pure functions: no librdkafka types, no clock, no I/O; the Kafka loop fills a RawRecord
-// (views into the rd_kafka_message_t) and acts on the DecodeResult.
+// (views into the rd_kafka_message_t) and acts on the DecodeResult. One source file per format
+// (src/structured.cpp, src/binary.cpp, src/flat.cpp), the attribute rules they share in
+// src/attributes.cpp.
 //
 // Accepted formats (docs/event-formats.md has producer examples and the reason table):
 //   - CloudEvents 1.0, structured mode: the value is a JSON object with specversion, id, source,
@@ -41,120 +43,16 @@
 #pragma once
 
 #include <cstddef>
-#include <cstdint>
 #include <functional>
-#include <map>
 #include <memory>
-#include <nlohmann/json.hpp>
-#include <optional>
 #include <span>
 #include <string>
-#include <string_view>
-#include <utility>
 #include <vector>
 
-#include "workflowd/common/clock.hpp"
-#include "workflowd/matching/condition.hpp"
+#include "workflowd/decoding/dead_letter.hpp"
+#include "workflowd/decoding/envelope.hpp"
 
-namespace workflowd::consumers {
-
-// One Kafka header; Kafka allows a null value.
-struct RawHeader {
-  std::string_view key;
-  std::optional<std::string_view> value;
-};
-
-// One Kafka record as the poll loop sees it. Views must outlive the DecodeRecord call only.
-struct RawRecord {
-  std::string_view topic;
-  int32_t partition = 0;
-  int64_t offset = 0;
-  std::optional<std::string_view> key;
-  std::optional<std::string_view> value;  // nullopt = tombstone
-  std::vector<RawHeader> headers;
-  int64_t timestamp_ms = 0;
-};
-
-enum class EnvelopeFormat {
-  kCloudEventsStructured,
-  kCloudEventsBinary,
-  kFlat,
-};
-
-// "cloudevents_structured", "cloudevents_binary", "flat".
-std::string_view ToString(EnvelopeFormat format);
-
-// A decoded event. Owns its data. Strings are valid UTF-8.
-struct Envelope {
-  std::string id;
-  std::string type;  // the event name, e.g. "customer.created"
-  std::string source;
-  std::string subject;  // empty when absent
-  std::string tenant;
-  std::string environment;
-  std::optional<TimePoint> time;
-  // The time as sent (RFC 3339). For a flat envelope's epoch-milliseconds time it is the RFC 3339
-  // rendering (UTC, "Z"), so that conditions on `time` compare instants either way.
-  std::string time_text;
-  // object/array/scalar; null when absent (a JSON null payload too), or when the caller did not
-  // want it (DecodeRecord's wants_data).
-  nlohmann::json data;
-  // True when `data` is a string holding the base64 of non-UTF-8, non-JSON bytes.
-  bool data_is_base64 = false;
-  // True when `data` holds only the members of the payload object a DataNeed asked for.
-  bool data_partial = false;
-  std::string data_content_type;  // empty when absent
-  // Kafka headers other than ce_*, in record order, for conditions on `headers.<name>`.
-  std::vector<std::pair<std::string, std::string>> headers;
-  EnvelopeFormat format = EnvelopeFormat::kCloudEventsStructured;
-  // CloudEvents attributes without a field above (extensions, dataschema); never the tenant and
-  // environment attributes. Values are strings, numbers or booleans. Empty for flat envelopes.
-  std::map<std::string, nlohmann::json> extensions;
-};
-
-// Why a record goes to the dead-letter topic. Names (ToString) are stable: metric labels and the
-// `workflowd_dlq_reason` header use them.
-enum class DeadLetterReason {
-  kNone,                    // "none": decoded fine
-  kEmptyValue,              // "empty_value": tombstone or zero bytes (structured / flat)
-  kTooLarge,                // "too_large": value + headers > max_record_bytes (before parsing)
-  kNotJson,                 // "not_json": not parseable JSON (truncated, binary, invalid UTF-8)
-  kNotObject,               // "not_object": top-level JSON array or scalar
-  kTooDeep,                 // "too_deep": JSON nested deeper than max_json_depth
-  kUnknownFormat,           // "unknown_format": neither CloudEvents nor (in its mode) flat
-  kUnsupportedSpecversion,  // "unsupported_specversion": specversion missing or not "1.0"
-  kMissingId,               // "missing_id"
-  kMissingType,             // "missing_type"
-  kMissingSource,           // "missing_source": CloudEvents only
-  kMissingTenant,           // "missing_tenant"
-  kMissingEnvironment,      // "missing_environment"
-  kWrongType,               // "wrong_type": an attribute has the wrong JSON type
-  kInvalidTime,             // "invalid_time": not RFC 3339 / epoch ms, or out of range
-  kInvalidAttribute,        // "invalid_attribute": bad tenant/environment/type/id/source/name
-  kInvalidData,             // "invalid_data": bad JSON data for a JSON content type, bad base64
-  kDuplicateHeader,         // "duplicate_header": a ce_* header repeated with different values
-  // "nul_character": a NUL character (a \u0000 escape in JSON, a zero byte in a ce_* header),
-  // which PostgreSQL cannot store (jsonb and text refuse it).
-  kNulCharacter,
-  // "database_rejected": decoded fine, but PostgreSQL refused the event's execution row (a data
-  // error, SQLSTATE class 22 or 23); set by the event pipeline, never by the decoder.
-  kDatabaseRejected,
-  kInternal,  // "internal": an unexpected exception while decoding (a bug)
-};
-
-std::string_view ToString(DeadLetterReason reason);
-std::optional<DeadLetterReason> DeadLetterReasonFromString(std::string_view name);
-// Every reason except kNone, e.g. to pre-register metric label values.
-std::span<const DeadLetterReason> AllDeadLetterReasons();
-
-struct DecodeResult {
-  std::optional<Envelope> envelope;  // set exactly when reason == kNone
-  DeadLetterReason reason = DeadLetterReason::kNone;
-  // Human-readable, names the field ("tenantid: ..."); never contains payload bytes.
-  std::string detail;
-
-  bool ok() const { return envelope.has_value(); }
-};
+namespace workflowd::decoding {
 
 // Where a flat envelope's fields are. Dotted paths walk nested objects ("meta.tenant"); a numeric
 // segment indexes an array. `data` may be empty: then the whole object is the data.
@@ -250,18 +148,4 @@ class StagedDecoder {
   std::unique_ptr<State> state_;
 };
 
-// The headers a dead-letter record gets in addition to the original ones: workflowd_dlq_reason,
-// workflowd_dlq_detail, workflowd_source_topic, workflowd_source_partition,
-// workflowd_source_offset, workflowd_consumer_group, workflowd_failed_at (RFC 3339 of failed_at).
-std::vector<std::pair<std::string, std::string>> DeadLetterHeaders(const RawRecord& record,
-                                                                   const DecodeResult& result,
-                                                                   std::string_view consumer_group,
-                                                                   TimePoint failed_at);
-
-// The event as the condition language sees it, without copying anything. Condition's EventView
-// takes its headers as a span of views, so the caller supplies the vector holding them (reuse one
-// per poll loop to avoid allocating); `envelope` and `header_storage` must outlive the view, and
-// `header_storage` must not be modified while the view is in use.
-matching::EventView ViewOf(const Envelope& envelope, std::vector<matching::Header>& header_storage);
-
-}  // namespace workflowd::consumers
+}  // namespace workflowd::decoding
