@@ -79,7 +79,7 @@ fi
 
 # The sanitizer builds trade optimisation and full debug information (line tables are enough for
 # the reports) for compile time: with ASan + UBSan, -O2 -g took 3 to 5 times as long to compile
-# as -O0 -g1 (envelope_test.cpp 93 s against 19 s); TSan keeps -O1, its tests run several times
+# as -O0 -g1 (decoding_test.cpp 93 s against 19 s); TSan keeps -O1, its tests run several times
 # slower without optimisation.
 step "building the ThreadSanitizer tests: unit and integration (${TSAN_DIR})"
 cmake -S . -B "${TSAN_DIR}" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DWORKFLOWD_TSAN=ON \
