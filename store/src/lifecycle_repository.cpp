@@ -447,14 +447,15 @@ std::vector<std::string> IdsOf(const std::vector<ExecutionRecord>& executions) {
   return ids;
 }
 
-// Writes the lease on the rows a claim picked (and holds locked until it commits).
-void Lease(pqxx::work& w, const std::vector<ExecutionRecord>& executions, const std::string& lease,
+// Writes the lease on the rows a claim picked, by their row addresses (`ctids`: a row the claim
+// holds locked cannot move until it commits): a TID scan, no index probe per row.
+void Lease(pqxx::work& w, const std::vector<std::string>& ctids, const std::string& lease,
            TimePoint expires_at) {
-  if (executions.empty()) return;
+  if (ctids.empty()) return;
   w.exec_params(
       "UPDATE workflow_executions SET lease_owner = $2, lease_expires_at = $3::timestamptz "
-      "WHERE id = ANY($1::text[])",
-      TextArray(IdsOf(executions)), lease, Ts(expires_at));
+      "WHERE ctid = ANY($1::tid[])",
+      TextArray(ctids), lease, Ts(expires_at));
 }
 
 // Releases what is left of `lease` on `ids` (rows recorded since carry it no more).
@@ -545,15 +546,18 @@ DispatchRound LifecycleRepository::ClaimDispatch(TimePoint now, std::chrono::mil
         "ORDER BY rank, next_attempt_at, created_at LIMIT $3::bigint) "
         "SELECT " +
         DispatchColumns() +
-        ", picked.at_share FROM picked JOIN workflow_executions e ON e.ctid = picked.row_ctid";
+        ", picked.at_share, e.ctid::text FROM picked JOIN workflow_executions e ON e.ctid = "
+        "picked.row_ctid";
     bool at_share = false;
+    std::vector<std::string> ctids;
     for (const auto& row : w.exec_params(sql, Ts(now), static_cast<int64_t>(per_scope_limit),
                                          static_cast<int64_t>(limit))) {
       round.executions.push_back(RecordOf(row));
       at_share = at_share || row[25].as<bool>();
+      ctids.push_back(row[26].as<std::string>());
     }
     round.more = at_share || round.executions.size() >= limit;
-    Lease(w, round.executions, round.lease, now + lease);
+    Lease(w, ctids, round.lease, now + lease);
   });
   return round;
 }
@@ -572,14 +576,17 @@ DispatchRound LifecycleRepository::ClaimDispatchFor(const std::vector<std::strin
     // when its statistics say few rows are pending) instead of probing the primary key per id.
     static const std::string kSql =
         "SELECT " + DispatchColumns() +
-        " FROM workflow_executions e WHERE e.id = ANY($1::text[]) AND " + StatusIs("pending") +
+        ", e.ctid::text FROM workflow_executions e WHERE e.id = ANY($1::text[]) AND " +
+        StatusIs("pending") +
         " AND (e.start_attempts = 0 OR e.next_attempt_at <= $2::timestamptz) "
         "AND (e.lease_expires_at IS NULL OR e.lease_expires_at <= $2::timestamptz) "
         "ORDER BY e.created_at, e.id FOR UPDATE SKIP LOCKED";
+    std::vector<std::string> ctids;
     for (const auto& row : w.exec_params(kSql, TextArray(ids), Ts(now))) {
       round.executions.push_back(RecordOf(row));
+      ctids.push_back(row[25].as<std::string>());
     }
-    Lease(w, round.executions, round.lease, now + lease);
+    Lease(w, ctids, round.lease, now + lease);
   });
   return round;
 }
@@ -600,8 +607,14 @@ void LifecycleRepository::RecordDispatch(DispatchRound& round) {
           return RecordStarts(t, round.lease, o);
         },
         DispatchFallback, unstorable);
-    // Rows not attempted (and any this round could not record) are due again at once.
-    ReleaseIn(w, IdsOf(round.executions), round.lease);
+    // Rows not attempted are due again at once (the recorded ones carry the lease no more).
+    std::vector<std::string> not_attempted;
+    for (size_t i = 0; i < round.executions.size(); ++i) {
+      if (round.outcomes[i].kind == DispatchOutcome::Kind::kNotAttempted) {
+        not_attempted.push_back(round.executions[i].id);
+      }
+    }
+    ReleaseIn(w, not_attempted, round.lease);
     round.unstorable = std::move(unstorable);
     return ids;
   });
@@ -621,15 +634,18 @@ PollRound LifecycleRepository::ClaimPoll(TimePoint now, std::chrono::millisecond
     // scan of every due row and a sort: O(due rows) per round, 1,000-2,600 heap pages for 200 rows
     // in the lifecycle benchmark, and worse the larger the backlog.
     w.exec("SET LOCAL enable_bitmapscan = off");
+    std::vector<std::string> ctids;
     for (const auto& row : w.exec_params(
              "SELECT " + PollColumns() +
-                 " FROM workflow_executions e WHERE e.status = 'running' AND e.next_poll_at <= "
+                 ", e.ctid::text FROM workflow_executions e WHERE e.status = 'running' AND "
+                 "e.next_poll_at <= "
                  "$1::timestamptz AND (e.lease_expires_at IS NULL OR e.lease_expires_at <= "
                  "$1::timestamptz) ORDER BY e.next_poll_at LIMIT $2 FOR UPDATE SKIP LOCKED",
              Ts(now), static_cast<int64_t>(limit))) {
       round.executions.push_back(RecordOf(row));
+      ctids.push_back(row[25].as<std::string>());
     }
-    Lease(w, round.executions, round.lease, now + lease);
+    Lease(w, ctids, round.lease, now + lease);
   });
   return round;
 }
@@ -646,8 +662,15 @@ void LifecycleRepository::RecordPoll(PollRound& round) {
           return RecordPolls(t, round.lease, o);
         },
         PollFallback, unstorable);
-    // Rows without an outcome (the round ran out of time) are due again at once.
-    ReleaseIn(w, IdsOf(round.executions), round.lease);
+    // Rows without an outcome (the round ran out of time) are due again at once (the recorded
+    // ones carry the lease no more).
+    std::unordered_set<std::string> polled;
+    for (const auto& o : round.outcomes) polled.insert(o.id);
+    std::vector<std::string> not_polled;
+    for (const auto& e : round.executions) {
+      if (!polled.contains(e.id)) not_polled.push_back(e.id);
+    }
+    ReleaseIn(w, not_polled, round.lease);
     round.unstorable = std::move(unstorable);
     return done;
   });
