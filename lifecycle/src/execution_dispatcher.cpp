@@ -4,6 +4,7 @@
 
 #include <set>
 #include <string_view>
+#include <utility>
 
 #include "workflowd/lifecycle/policy.hpp"
 #include "workflowd/store/errors.hpp"
@@ -16,12 +17,12 @@ ExecutionDispatcher::ExecutionDispatcher(DispatcherOptions options, store::Datab
                                          const providers::Manager& manager,
                                          WorkflowCatalog& catalog, LifecycleMetrics& metrics,
                                          const Clock& clock, std::function<double()> jitter)
-    : options_(options),
+    : options_(std::move(options)),
       manager_(manager),
       metrics_(metrics),
       clock_(clock),
       jitter_(std::move(jitter)),
-      rounds_(db, catalog, metrics, options_.max_in_flight) {}
+      rounds_(db, catalog, metrics, options_.max_in_flight, options_.lease_owner) {}
 
 namespace {
 
@@ -172,11 +173,13 @@ size_t ExecutionDispatcher::RunOnce() {
   more_due_ = round.more;
   const auto& leased = round.executions;
   const auto& outcomes = round.outcomes;
-  const std::set<std::string> unstorable(round.unstorable.begin(), round.unstorable.end());
+  std::set<std::string> not_as_decided(round.unstorable.begin(), round.unstorable.end());
+  not_as_decided.insert(round.stale.begin(), round.stale.end());
   for (size_t i = 0; i < leased.size(); ++i) {
     const auto& e = leased[i];
     const auto& o = outcomes[i];
-    if (unstorable.contains(e.id)) continue;  // recorded otherwise: counted and logged below
+    // Recorded otherwise (unstorable), or dropped (stale): counted and logged by EndRound.
+    if (not_as_decided.contains(e.id)) continue;
     switch (o.kind) {
       case store::DispatchOutcome::Kind::kStarted:
         metrics_.dispatch_attempts.WithLabels({"started"}).Inc();
@@ -209,7 +212,7 @@ size_t ExecutionDispatcher::RunOnce() {
         break;
     }
   }
-  rounds_.EndRound(round.unstorable, "dispatch",
+  rounds_.EndRound(round.unstorable, round.stale, "dispatch",
                    "execution start outcome refused by the database, recorded without it");
   return leased.size();
 }

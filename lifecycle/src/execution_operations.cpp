@@ -2,12 +2,23 @@
 
 #include <spdlog/spdlog.h>
 
+#include <chrono>
+#include <thread>
+
 #include "workflowd/common/ids.hpp"
 #include "workflowd/common/utf8.hpp"
 #include "workflowd/store/definition_repository.hpp"
 #include "workflowd/store/lifecycle_repository.hpp"
 
 namespace workflowd::lifecycle {
+namespace {
+
+// How long a cancel waits for a round that holds the execution's lease (a round's calls end
+// within its lease, 30 s by default; after that the lease expires), and how often it looks.
+constexpr std::chrono::seconds kRoundWait{60};
+constexpr std::chrono::milliseconds kRoundWaitStep{10};
+
+}  // namespace
 
 ExecutionOperations::ExecutionOperations(store::Database& db, const providers::Manager& manager,
                                          const Clock& clock)
@@ -21,11 +32,25 @@ CancelResult ExecutionOperations::Cancel(const std::string& tenant, const std::s
   if (!e)
     throw OperationError(OperationError::Kind::kNotFound,
                          "execution " + execution_id + " not found");
-  if (e->status == "pending" &&
-      repo.CancelPending(tenant, environment, execution_id, reason, clock_.Now())) {
-    return {"cancelled", true};
+  // A round holding the execution's lease is starting or polling it: the cancel waits for that
+  // round's outcome (or the lease's expiry) and then acts on the state the round wrote, so that
+  // the cancel is never overwritten by the round nor the round's answer dropped for the cancel.
+  const auto give_up = std::chrono::steady_clock::now() + kRoundWait;
+  const auto wait_for_round = [&] {
+    if (std::chrono::steady_clock::now() >= give_up) {
+      throw OperationError(OperationError::Kind::kUnavailable,
+                           "execution " + execution_id +
+                               " is still being started or polled by another round; try again");
+    }
+    std::this_thread::sleep_for(kRoundWaitStep);
+  };
+  while (e->status == "pending") {
+    if (repo.CancelPending(tenant, environment, execution_id, reason, clock_.Now())) {
+      return {"cancelled", true};
+    }
+    if (repo.Leased(tenant, environment, execution_id, clock_.Now())) wait_for_round();
+    e = repo.Get(tenant, environment, execution_id);  // it may have started meanwhile
   }
-  e = repo.Get(tenant, environment, execution_id);  // it may have started meanwhile
   if (e->status != "running") return {e->status, false};
   try {
     manager_.StopExecution(Context::Background().WithTimeout(std::chrono::seconds(10)), e->provider,
@@ -46,7 +71,11 @@ CancelResult ExecutionOperations::Cancel(const std::string& tenant, const std::s
         OperationError::Kind::kUnavailable,
         "the execution could not be stopped (internal error): " + SanitizeUtf8(err.what()));
   }
-  bool changed = repo.MarkCancelled(tenant, environment, execution_id, reason, clock_.Now());
+  bool changed = false;
+  while (!(changed = repo.MarkCancelled(tenant, environment, execution_id, reason, clock_.Now())) &&
+         repo.Leased(tenant, environment, execution_id, clock_.Now())) {
+    wait_for_round();  // a poll round holds it: the state it records decides
+  }
   auto after = repo.Get(tenant, environment, execution_id);
   spdlog::info("execution cancel: tenant={} environment={} execution_id={} reason={} status={}",
                tenant, environment, execution_id, reason, after->status);

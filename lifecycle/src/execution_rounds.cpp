@@ -10,8 +10,9 @@
 namespace workflowd::lifecycle {
 
 ExecutionRounds::ExecutionRounds(store::Database& db, WorkflowCatalog& catalog,
-                                 LifecycleMetrics& metrics, size_t max_in_flight)
-    : executions_(db),
+                                 LifecycleMetrics& metrics, size_t max_in_flight,
+                                 const std::string& lease_owner)
+    : executions_(db, lease_owner),
       definitions_db_(db.dsn(), db.connect_timeout()),
       definitions_(definitions_db_),
       catalog_(catalog),
@@ -43,11 +44,20 @@ bool ExecutionRounds::NoteUnavailable(const InternalError& failure) {
   return true;
 }
 
-void ExecutionRounds::EndRound(const std::vector<std::string>& unstorable, const char* worker,
+void ExecutionRounds::EndRound(const std::vector<std::string>& unstorable,
+                               const std::vector<std::string>& stale, const char* worker,
                                const char* refused) {
   for (const auto& id : unstorable) {
     metrics_.internal_errors.WithLabels({worker, "unstorable"}).Inc();
     spdlog::error("{}: execution_id={}", refused, id);
+  }
+  for (const auto& id : stale) {
+    metrics_.stale_outcomes.WithLabels({worker}).Inc();
+    spdlog::warn(
+        "{} outcome dropped: the round's lease on the execution was lost (it expired during the "
+        "call and another round took the execution, or the execution changed meanwhile); what "
+        "that round recorded stands: execution_id={}",
+        worker, id);
   }
   std::string unavailable;
   {

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <map>
 #include <string_view>
+#include <utility>
 
 #include "workflowd/lifecycle/policy.hpp"
 #include "workflowd/store/errors.hpp"
@@ -16,11 +17,11 @@ using Json = nlohmann::json;
 StatusPoller::StatusPoller(PollerOptions options, store::Database& db,
                            const providers::Manager& manager, WorkflowCatalog& catalog,
                            LifecycleMetrics& metrics, const Clock& clock)
-    : options_(options),
+    : options_(std::move(options)),
       manager_(manager),
       metrics_(metrics),
       clock_(clock),
-      rounds_(db, catalog, metrics, options_.max_in_flight) {}
+      rounds_(db, catalog, metrics, options_.max_in_flight, options_.lease_owner) {}
 
 std::optional<store::PollOutcome> StatusPoller::Poll(const store::ExecutionRecord& e,
                                                      const Context& round) {
@@ -144,7 +145,7 @@ size_t StatusPoller::RunOnce() {
   const auto& transitions = round.transitions;
   // A full batch, or polls left for the next round when this one ran out of time.
   more_due_ = leased.size() >= options_.batch_size || outcomes.size() < leased.size();
-  rounds_.EndRound(round.unstorable, "poll",
+  rounds_.EndRound(round.unstorable, round.stale, "poll",
                    "status poll outcome refused by the database, recorded without the engine's "
                    "output, steps and history");
   if (leased.empty()) return 0;

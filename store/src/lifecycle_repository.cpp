@@ -1,10 +1,14 @@
 #include "workflowd/store/lifecycle_repository.hpp"
 
+#include <unistd.h>
+
 #include <algorithm>
+#include <array>
 #include <exception>
 #include <optional>
-#include <type_traits>
+#include <random>
 #include <unordered_map>
+#include <unordered_set>
 
 #include "database_impl.hpp"
 #include "workflowd/common/timefmt.hpp"
@@ -197,21 +201,12 @@ std::string StatusIs(const char* status) {
   return std::string("CASE e.status WHEN '") + status + "' THEN true ELSE false END";
 }
 
-// A round holds its rows with row locks for as long as its provider calls take. PostgreSQL ends a
-// session that stays idle inside its transaction for longer than `hold`, which rolls the round back
-// and frees its rows for other loops and replicas: a replica that hangs (rather than dies, which
-// closes the connection) cannot hold rows for ever.
-std::string HoldFor(std::chrono::milliseconds hold) {
-  // 0 would turn the limit off.
-  return "SET LOCAL idle_in_transaction_session_timeout = " +
-         std::to_string(std::max<int64_t>(1, hold.count()));
-}
-
 // Records a dispatch round's outcomes with one statement (one round trip, one plan): the outcomes
-// travel as a VALUES list and each row takes the columns of its kind. Only rows still pending
-// change (the round holds them locked, so this only guards against a bug); the lease columns are
-// cleared for rows an earlier version's daemon had leased.
-size_t RecordDispatch(pqxx::transaction_base& w, const std::vector<DispatchOutcome>& outcomes) {
+// travel as a VALUES list and each row takes the columns of its kind. Only rows still pending and
+// still leased to the round change (a lease lost to a slow call, or a cancel, is never overwritten
+// by this round's stale answer), and their lease is released. Returns the ids recorded.
+std::vector<std::string> RecordStarts(pqxx::transaction_base& w, const std::string& lease,
+                                      const std::vector<DispatchOutcome>& outcomes) {
   std::string values;
   values.reserve(outcomes.size() * 200);
   for (const auto& o : outcomes) {
@@ -230,36 +225,39 @@ size_t RecordDispatch(pqxx::transaction_base& w, const std::vector<DispatchOutco
         (o.kind == DispatchOutcome::Kind::kStarted ? std::string("NULL") : OptJson(w, o.error)) +
         "::jsonb)";
   }
-  if (values.empty()) return 0;
-  return static_cast<size_t>(
-      w.exec("UPDATE workflow_executions e SET "
-             "status = CASE v.kind WHEN 'started' THEN 'running' WHEN 'failed' THEN 'failed' "
-             "ELSE e.status END, "
-             "provider_execution_id = CASE WHEN v.kind = 'started' THEN v.pid "
-             "ELSE e.provider_execution_id END, "
-             "started_at = CASE WHEN v.kind = 'started' THEN v.at ELSE e.started_at END, "
-             "next_poll_at = CASE WHEN v.kind = 'started' THEN v.next_at ELSE e.next_poll_at END, "
-             "deadline_at = CASE WHEN v.kind = 'started' THEN v.deadline ELSE e.deadline_at END, "
-             "completed_at = CASE WHEN v.kind = 'failed' THEN v.at ELSE e.completed_at END, "
-             "next_attempt_at = CASE WHEN v.kind = 'retry' THEN v.next_at END, "
-             "start_attempts = e.start_attempts + 1, error = v.error, lease_owner = NULL, "
-             "lease_expires_at = NULL, updated_at = v.at "
-             "FROM (VALUES " +
-             values +
-             ") AS v(id, kind, pid, at, next_at, deadline, error) "
-             "WHERE e.id = v.id AND " +
-             StatusIs("pending"))
-          .affected_rows());
+  std::vector<std::string> recorded;
+  if (values.empty()) return recorded;
+  const auto r = w.exec(
+      "UPDATE workflow_executions e SET "
+      "status = CASE v.kind WHEN 'started' THEN 'running' WHEN 'failed' THEN 'failed' "
+      "ELSE e.status END, "
+      "provider_execution_id = CASE WHEN v.kind = 'started' THEN v.pid "
+      "ELSE e.provider_execution_id END, "
+      "started_at = CASE WHEN v.kind = 'started' THEN v.at ELSE e.started_at END, "
+      "next_poll_at = CASE WHEN v.kind = 'started' THEN v.next_at ELSE e.next_poll_at END, "
+      "deadline_at = CASE WHEN v.kind = 'started' THEN v.deadline ELSE e.deadline_at END, "
+      "completed_at = CASE WHEN v.kind = 'failed' THEN v.at ELSE e.completed_at END, "
+      "next_attempt_at = CASE WHEN v.kind = 'retry' THEN v.next_at END, "
+      "start_attempts = e.start_attempts + 1, error = v.error, lease_owner = NULL, "
+      "lease_expires_at = NULL, updated_at = v.at "
+      "FROM (VALUES " +
+      values +
+      ") AS v(id, kind, pid, at, next_at, deadline, error) "
+      "WHERE e.id = v.id AND " +
+      StatusIs("pending") + " AND e.lease_owner = " + w.quote(lease) + " RETURNING e.id");
+  recorded.reserve(r.size());
+  for (const auto& row : r) recorded.push_back(row[0].as<std::string>());
+  return recorded;
 }
 
 // Records a poll round's outcomes: one UPDATE for the whole round (terminal is terminal: only rows
-// still running change), then one upsert of each execution's steps and one INSERT of history
-// chunks, for exactly the rows that were updated: three round trips per round, one row each.
-// Returns the ids whose status changed, with their new status.
+// still running and still leased to the round change), then one upsert of each execution's steps
+// and one INSERT of history chunks, for exactly the rows that were updated: three round trips per
+// round, one row each. Returns the ids recorded, with their new status.
 std::vector<std::pair<std::string, std::string>> RecordPolls(
-    pqxx::transaction_base& w, const std::vector<PollOutcome>& outcomes) {
-  std::vector<std::pair<std::string, std::string>> transitions;
-  if (outcomes.empty()) return transitions;
+    pqxx::transaction_base& w, const std::string& lease, const std::vector<PollOutcome>& outcomes) {
+  std::vector<std::pair<std::string, std::string>> recorded;
+  if (outcomes.empty()) return recorded;
   std::string values;
   for (const auto& o : outcomes) {
     bool terminal = o.status == "succeeded" || o.status == "failed" || o.status == "timed_out" ||
@@ -283,7 +281,8 @@ std::vector<std::pair<std::string, std::string>> RecordPolls(
       values +
       ") AS v(id, status, output, error, completed_at, next_poll_at, history_count) "
       "WHERE e.id = v.id AND " +
-      StatusIs("running") + " RETURNING e.id, e.tenant_id, e.environment_id");
+      StatusIs("running") + " AND e.lease_owner = " + w.quote(lease) +
+      " RETURNING e.id, e.tenant_id, e.environment_id");
   std::unordered_map<std::string, std::pair<std::string, std::string>> scope;
   for (const auto& row : r) {
     scope[row[0].as<std::string>()] = {row[1].as<std::string>(), row[2].as<std::string>()};
@@ -293,7 +292,7 @@ std::vector<std::pair<std::string, std::string>> RecordPolls(
     auto it = scope.find(o.id);
     if (it == scope.end()) continue;
     const auto& [tenant, env] = it->second;
-    if (o.status != "running") transitions.emplace_back(o.id, o.status);
+    recorded.emplace_back(o.id, o.status);
     if (!o.steps.empty()) {
       if (!steps.empty()) steps += ',';
       steps += "(" + w.quote(o.id) + "," + w.quote(tenant) + "," + w.quote(env) + "," +
@@ -315,13 +314,14 @@ std::vector<std::pair<std::string, std::string>> RecordPolls(
   }
   if (!chunks.empty()) {
     // One chunk per execution and poll; its events are new by history_count, which this
-    // transaction advanced while holding the row (the key still refuses a chunk twice).
+    // transaction advanced while holding the row and its lease (the key still refuses a chunk
+    // twice).
     w.exec(
         "INSERT INTO execution_history_chunks (execution_id, first_seq, tenant_id, "
         "environment_id, events) VALUES " +
         chunks + " ON CONFLICT (execution_id, first_seq) DO NOTHING");
   }
-  return transitions;
+  return recorded;
 }
 
 // Why the database refused a statement for what it carried (a value it does not take: text that
@@ -387,11 +387,7 @@ auto RecordIsolated(pqxx::work& w, const std::vector<Outcome>& outcomes, Record&
       row.commit();
       unstorable.push_back(o.id);
     }
-    if constexpr (std::is_integral_v<Result>) {
-      result += part;
-    } else {
-      result.insert(result.end(), part.begin(), part.end());
-    }
+    result.insert(result.end(), part.begin(), part.end());
   }
   return result;
 }
@@ -444,46 +440,85 @@ std::string TextArray(const std::vector<std::string>& items) {
   return out;
 }
 
-// The second half of a dispatch round: the provider starts, then their outcomes.
-void StartAndRecord(pqxx::work& w, DispatchRound& round,
-                    const LifecycleRepository::StartFn& start) {
-  if (round.executions.empty()) return;
-  round.outcomes = start(round.executions);
-  if (round.outcomes.size() != round.executions.size()) {
-    throw StoreError("dispatch round: " + std::to_string(round.outcomes.size()) + " outcomes for " +
-                         std::to_string(round.executions.size()) + " executions",
-                     false);
+std::vector<std::string> IdsOf(const std::vector<ExecutionRecord>& executions) {
+  std::vector<std::string> ids;
+  ids.reserve(executions.size());
+  for (const auto& e : executions) ids.push_back(e.id);
+  return ids;
+}
+
+// Writes the lease on the rows a claim picked, by their row addresses (`ctids`: a row the claim
+// holds locked cannot move until it commits): a TID scan, no index probe per row.
+void Lease(pqxx::work& w, const std::vector<std::string>& ctids, const std::string& lease,
+           TimePoint expires_at) {
+  if (ctids.empty()) return;
+  w.exec_params(
+      "UPDATE workflow_executions SET lease_owner = $2, lease_expires_at = $3::timestamptz "
+      "WHERE ctid = ANY($1::tid[])",
+      TextArray(ctids), lease, Ts(expires_at));
+}
+
+// Releases what is left of `lease` on `ids` (rows recorded since carry it no more).
+void ReleaseIn(pqxx::work& w, const std::vector<std::string>& ids, const std::string& lease) {
+  if (ids.empty()) return;
+  w.exec_params(
+      "UPDATE workflow_executions SET lease_owner = NULL, lease_expires_at = NULL "
+      "WHERE id = ANY($1::text[]) AND lease_owner = $2",
+      TextArray(ids), lease);
+}
+
+// The ids among `executions` that are not in `recorded`, in the executions' order, skipping those
+// `skip` says had no outcome to record.
+template <typename Skip>
+std::vector<std::string> NotRecorded(const std::vector<ExecutionRecord>& executions,
+                                     const std::unordered_set<std::string>& recorded, Skip&& skip) {
+  std::vector<std::string> out;
+  for (size_t i = 0; i < executions.size(); ++i) {
+    if (!skip(i) && !recorded.contains(executions[i].id)) out.push_back(executions[i].id);
   }
-  RecordIsolated(
-      w, round.outcomes,
-      [](pqxx::transaction_base& t, const std::vector<DispatchOutcome>& o) {
-        return RecordDispatch(t, o);
-      },
-      DispatchFallback, round.unstorable);
+  return out;
+}
+
+std::string DefaultOwner() {
+  std::array<char, 256> host{};
+  if (gethostname(host.data(), host.size() - 1) != 0) host[0] = '\0';
+  return std::string(host.data()) + "-" + std::to_string(getpid());
 }
 
 }  // namespace
 
-DispatchRound LifecycleRepository::RunDispatchRound(TimePoint now, std::chrono::milliseconds hold,
-                                                    size_t limit, size_t per_scope_limit,
-                                                    const StartFn& start) {
-  return db_.impl().Transact("dispatch round", [&](pqxx::work& w) {
-    w.exec(HoldFor(hold));
+LifecycleRepository::LifecycleRepository(Database& db, std::string owner)
+    : db_(db), owner_(owner.empty() ? DefaultOwner() : std::move(owner)) {}
+
+std::string LifecycleRepository::NewLease() const {
+  // Random, so that a token is never reused: a round's record applies to exactly the rows that
+  // round claimed, whichever replica or round claimed them before or after it.
+  thread_local std::mt19937_64 random{std::random_device{}()};
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string token = owner_ + "/";
+  for (uint64_t bits = random(), i = 0; i < 16; ++i, bits >>= 4) token += kHex[bits & 15];
+  return token;
+}
+
+DispatchRound LifecycleRepository::ClaimDispatch(TimePoint now, std::chrono::milliseconds lease,
+                                                 size_t limit, size_t per_scope_limit) {
+  DispatchRound round;
+  round.lease = NewLease();
+  db_.impl().Transact("dispatch claim", [&](pqxx::work& w) {
     // Fair share without ranking every pending row: `scopes` walks the dispatch index (tenant,
     // environment, next_attempt_at, created_at) WHERE pending, one probe per tenant x environment
     // that has pending rows (a loose index scan); `cand` takes and locks each scope's oldest due
     // rows from the same index, an equal share of the batch each (ceil(limit / scopes), at most
-    // per_scope_limit), skipping rows other rounds hold (SKIP LOCKED: replicas and loops take
-    // disjoint rows concurrently); `picked` orders them round-robin by rank within their scope,
-    // oldest first. A round may take fewer than `limit` rows when scopes are uneven; `more` then
-    // says whether a scope gave its whole share (the dispatcher runs the next round at once).
-    // Cost: O(scopes + batch), whatever the backlog.
+    // per_scope_limit), skipping rows other claims hold (SKIP LOCKED: replicas and loops take
+    // disjoint rows concurrently) and rows whose lease is live; `picked` orders them round-robin
+    // by rank within their scope, oldest first. A round may take fewer than `limit` rows when
+    // scopes are uneven; `more` then says whether a scope gave its whole share (the dispatcher
+    // runs the next round at once). Cost: O(scopes + batch), whatever the backlog.
     // Each walk probe returns the first entry it found alive in its scope, and `cand` starts that
     // scope's scan there: both would otherwise step over the same entries of rows dispatched
     // since the last vacuum (they sort first in their scope: oldest), which was most of a round's
     // cost under a backlog. The picked rows are read back by their row address (ctid: a row this
     // transaction holds locked cannot move), without a second index probe.
-    // Rows leased by an earlier version's daemon (lease_expires_at in the future) are skipped.
     std::string sql =
         "WITH RECURSIVE scopes AS ("
         "(SELECT tenant_id, environment_id, next_attempt_at, created_at FROM workflow_executions "
@@ -511,27 +546,29 @@ DispatchRound LifecycleRepository::RunDispatchRound(TimePoint now, std::chrono::
         "ORDER BY rank, next_attempt_at, created_at LIMIT $3::bigint) "
         "SELECT " +
         DispatchColumns() +
-        ", picked.at_share FROM picked JOIN workflow_executions e ON e.ctid = picked.row_ctid";
-    DispatchRound round;
+        ", picked.at_share, e.ctid::text FROM picked JOIN workflow_executions e ON e.ctid = "
+        "picked.row_ctid";
     bool at_share = false;
+    std::vector<std::string> ctids;
     for (const auto& row : w.exec_params(sql, Ts(now), static_cast<int64_t>(per_scope_limit),
                                          static_cast<int64_t>(limit))) {
       round.executions.push_back(RecordOf(row));
       at_share = at_share || row[25].as<bool>();
+      ctids.push_back(row[26].as<std::string>());
     }
     round.more = at_share || round.executions.size() >= limit;
-    StartAndRecord(w, round, start);
-    return round;
+    Lease(w, ctids, round.lease, now + lease);
   });
+  return round;
 }
 
-DispatchRound LifecycleRepository::RunDispatchRoundFor(const std::vector<std::string>& ids,
-                                                       TimePoint now,
-                                                       std::chrono::milliseconds hold,
-                                                       const StartFn& start) {
-  if (ids.empty()) return {};
-  return db_.impl().Transact("dispatch round", [&](pqxx::work& w) {
-    w.exec(HoldFor(hold));
+DispatchRound LifecycleRepository::ClaimDispatchFor(const std::vector<std::string>& ids,
+                                                    TimePoint now,
+                                                    std::chrono::milliseconds lease) {
+  DispatchRound round;
+  round.lease = NewLease();
+  if (ids.empty()) return round;
+  db_.impl().Transact("dispatch claim", [&](pqxx::work& w) {
     // A fresh row is due whatever the clocks say (next_attempt_at defaults to the inserting
     // transaction's now(), which may be a little ahead of this daemon's clock); a retried one only
     // when its backoff has passed. The status condition is opaque (StatusIs) so that the planner
@@ -539,46 +576,171 @@ DispatchRound LifecycleRepository::RunDispatchRoundFor(const std::vector<std::st
     // when its statistics say few rows are pending) instead of probing the primary key per id.
     static const std::string kSql =
         "SELECT " + DispatchColumns() +
-        " FROM workflow_executions e WHERE e.id = ANY($1::text[]) AND " + StatusIs("pending") +
+        ", e.ctid::text FROM workflow_executions e WHERE e.id = ANY($1::text[]) AND " +
+        StatusIs("pending") +
         " AND (e.start_attempts = 0 OR e.next_attempt_at <= $2::timestamptz) "
         "AND (e.lease_expires_at IS NULL OR e.lease_expires_at <= $2::timestamptz) "
         "ORDER BY e.created_at, e.id FOR UPDATE SKIP LOCKED";
-    DispatchRound round;
+    std::vector<std::string> ctids;
     for (const auto& row : w.exec_params(kSql, TextArray(ids), Ts(now))) {
       round.executions.push_back(RecordOf(row));
+      ctids.push_back(row[25].as<std::string>());
     }
-    StartAndRecord(w, round, start);
-    return round;
+    Lease(w, ctids, round.lease, now + lease);
+  });
+  return round;
+}
+
+void LifecycleRepository::RecordDispatch(DispatchRound& round) {
+  if (round.executions.empty()) return;
+  if (round.outcomes.size() != round.executions.size()) {
+    throw StoreError("dispatch round: " + std::to_string(round.outcomes.size()) + " outcomes for " +
+                         std::to_string(round.executions.size()) + " executions",
+                     false);
+  }
+  round.unstorable.clear();
+  auto recorded = db_.impl().Transact("dispatch record", [&](pqxx::work& w) {
+    std::vector<std::string> unstorable;
+    auto ids = RecordIsolated(
+        w, round.outcomes,
+        [&](pqxx::transaction_base& t, const std::vector<DispatchOutcome>& o) {
+          return RecordStarts(t, round.lease, o);
+        },
+        DispatchFallback, unstorable);
+    // Rows not attempted are due again at once (the recorded ones carry the lease no more).
+    std::vector<std::string> not_attempted;
+    for (size_t i = 0; i < round.executions.size(); ++i) {
+      if (round.outcomes[i].kind == DispatchOutcome::Kind::kNotAttempted) {
+        not_attempted.push_back(round.executions[i].id);
+      }
+    }
+    ReleaseIn(w, not_attempted, round.lease);
+    round.unstorable = std::move(unstorable);
+    return ids;
+  });
+  const std::unordered_set<std::string> done(recorded.begin(), recorded.end());
+  round.stale = NotRecorded(round.executions, done, [&](size_t i) {
+    return round.outcomes[i].kind == DispatchOutcome::Kind::kNotAttempted;
   });
 }
 
-PollRound LifecycleRepository::RunPollRound(TimePoint now, std::chrono::milliseconds hold,
-                                            size_t limit, const PollFn& poll) {
-  return db_.impl().Transact("poll round", [&](pqxx::work& w) {
+PollRound LifecycleRepository::ClaimPoll(TimePoint now, std::chrono::milliseconds lease,
+                                         size_t limit) {
+  PollRound round;
+  round.lease = NewLease();
+  db_.impl().Transact("poll claim", [&](pqxx::work& w) {
     // The due rows are taken along the poll index in next_poll_at order, stopping after `limit`.
     // Estimating few due rows (statistics from a quiet moment), the planner preferred a bitmap
     // scan of every due row and a sort: O(due rows) per round, 1,000-2,600 heap pages for 200 rows
     // in the lifecycle benchmark, and worse the larger the backlog.
-    w.exec("SET LOCAL enable_bitmapscan = off; " + HoldFor(hold));
-    PollRound round;
+    w.exec("SET LOCAL enable_bitmapscan = off");
+    std::vector<std::string> ctids;
     for (const auto& row : w.exec_params(
              "SELECT " + PollColumns() +
-                 " FROM workflow_executions e WHERE e.status = 'running' AND e.next_poll_at <= "
+                 ", e.ctid::text FROM workflow_executions e WHERE e.status = 'running' AND "
+                 "e.next_poll_at <= "
                  "$1::timestamptz AND (e.lease_expires_at IS NULL OR e.lease_expires_at <= "
                  "$1::timestamptz) ORDER BY e.next_poll_at LIMIT $2 FOR UPDATE SKIP LOCKED",
              Ts(now), static_cast<int64_t>(limit))) {
       round.executions.push_back(RecordOf(row));
+      ctids.push_back(row[25].as<std::string>());
     }
-    if (round.executions.empty()) return round;
-    round.outcomes = poll(round.executions);
-    round.transitions = RecordIsolated(
-        w, round.outcomes,
-        [](pqxx::transaction_base& t, const std::vector<PollOutcome>& o) {
-          return RecordPolls(t, o);
-        },
-        PollFallback, round.unstorable);
-    return round;
+    Lease(w, ctids, round.lease, now + lease);
   });
+  return round;
+}
+
+void LifecycleRepository::RecordPoll(PollRound& round) {
+  if (round.executions.empty()) return;
+  round.unstorable.clear();
+  round.transitions.clear();
+  auto recorded = db_.impl().Transact("poll record", [&](pqxx::work& w) {
+    std::vector<std::string> unstorable;
+    auto done = RecordIsolated(
+        w, round.outcomes,
+        [&](pqxx::transaction_base& t, const std::vector<PollOutcome>& o) {
+          return RecordPolls(t, round.lease, o);
+        },
+        PollFallback, unstorable);
+    // Rows without an outcome (the round ran out of time) are due again at once (the recorded
+    // ones carry the lease no more).
+    std::unordered_set<std::string> polled;
+    for (const auto& o : round.outcomes) polled.insert(o.id);
+    std::vector<std::string> not_polled;
+    for (const auto& e : round.executions) {
+      if (!polled.contains(e.id)) not_polled.push_back(e.id);
+    }
+    ReleaseIn(w, not_polled, round.lease);
+    round.unstorable = std::move(unstorable);
+    return done;
+  });
+  std::unordered_set<std::string> done;
+  for (const auto& [id, status] : recorded) {
+    done.insert(id);
+    if (status != "running") round.transitions.emplace_back(id, status);
+  }
+  std::unordered_set<std::string> polled;
+  for (const auto& o : round.outcomes) polled.insert(o.id);
+  round.stale = NotRecorded(round.executions, done,
+                            [&](size_t i) { return !polled.contains(round.executions[i].id); });
+}
+
+void LifecycleRepository::Release(const std::string& lease,
+                                  const std::vector<ExecutionRecord>& executions) {
+  if (executions.empty()) return;
+  db_.impl().Transact("release lease",
+                      [&](pqxx::work& w) { ReleaseIn(w, IdsOf(executions), lease); });
+}
+
+namespace {
+
+// Runs a round's calls between its claim and its record: with no transaction open. When the calls
+// fail (no outcome at all), the round's rows are released, due again at once, and the failure
+// propagates; a failure to release is left to the lease's expiry.
+template <typename Round, typename Call>
+void CallReleasingOnFailure(LifecycleRepository& repo, Round& round, Call&& call) {
+  try {
+    call();
+  } catch (...) {
+    try {
+      repo.Release(round.lease, round.executions);
+    } catch (const StoreError&) {
+      // The database is unavailable: the lease expires instead.
+    }
+    throw;
+  }
+}
+
+}  // namespace
+
+DispatchRound LifecycleRepository::RunDispatchRound(TimePoint now, std::chrono::milliseconds lease,
+                                                    size_t limit, size_t per_scope_limit,
+                                                    const StartFn& start) {
+  DispatchRound round = ClaimDispatch(now, lease, limit, per_scope_limit);
+  if (round.executions.empty()) return round;
+  CallReleasingOnFailure(*this, round, [&] { round.outcomes = start(round.executions); });
+  RecordDispatch(round);
+  return round;
+}
+
+DispatchRound LifecycleRepository::RunDispatchRoundFor(const std::vector<std::string>& ids,
+                                                       TimePoint now,
+                                                       std::chrono::milliseconds lease,
+                                                       const StartFn& start) {
+  DispatchRound round = ClaimDispatchFor(ids, now, lease);
+  if (round.executions.empty()) return round;
+  CallReleasingOnFailure(*this, round, [&] { round.outcomes = start(round.executions); });
+  RecordDispatch(round);
+  return round;
+}
+
+PollRound LifecycleRepository::RunPollRound(TimePoint now, std::chrono::milliseconds lease,
+                                            size_t limit, const PollFn& poll) {
+  PollRound round = ClaimPoll(now, lease, limit);
+  if (round.executions.empty()) return round;
+  CallReleasingOnFailure(*this, round, [&] { round.outcomes = poll(round.executions); });
+  RecordPoll(round);
+  return round;
 }
 
 std::optional<ExecutionRecord> LifecycleRepository::Get(const std::string& tenant_id,
@@ -631,7 +793,8 @@ bool LifecycleRepository::CancelPending(const std::string& tenant_id,
         "UPDATE workflow_executions SET status = 'cancelled', completed_at = $4::timestamptz, "
         "error = jsonb_build_object('code', 'Cancelled', 'message', $5::text), next_attempt_at = "
         "NULL, lease_owner = NULL, lease_expires_at = NULL, updated_at = $4::timestamptz "
-        "WHERE id = $1 AND tenant_id = $2 AND environment_id = $3 AND status = 'pending'",
+        "WHERE id = $1 AND tenant_id = $2 AND environment_id = $3 AND status = 'pending' "
+        "AND (lease_expires_at IS NULL OR lease_expires_at <= $4::timestamptz)",
         id, tenant_id, environment_id, Ts(now), reason);
     return r.affected_rows() == 1;
   });
@@ -646,9 +809,21 @@ bool LifecycleRepository::MarkCancelled(const std::string& tenant_id,
         "error = jsonb_build_object('code', 'Cancelled', 'message', $5::text), next_poll_at = "
         "NULL, lease_owner = NULL, lease_expires_at = NULL, updated_at = $4::timestamptz "
         "WHERE id = $1 AND tenant_id = $2 AND environment_id = $3 AND status IN ('pending', "
-        "'running')",
+        "'running') AND (lease_expires_at IS NULL OR lease_expires_at <= $4::timestamptz)",
         id, tenant_id, environment_id, Ts(now), reason);
     return r.affected_rows() == 1;
+  });
+}
+
+bool LifecycleRepository::Leased(const std::string& tenant_id, const std::string& environment_id,
+                                 const std::string& id, TimePoint now) {
+  return db_.impl().Transact("execution leased", [&](pqxx::work& w) {
+    return !w.exec_params(
+                 "SELECT 1 FROM workflow_executions WHERE id = $1 AND tenant_id = $2 AND "
+                 "environment_id = $3 AND status IN ('pending', 'running') AND "
+                 "lease_expires_at > $4::timestamptz",
+                 id, tenant_id, environment_id, Ts(now))
+                .empty();
   });
 }
 

@@ -1,11 +1,12 @@
 // The execution lifecycle against the real PostgreSQL with the mock provider: dispatch, polling,
 // timeouts, retries with backoff, rounds between replicas, fairness, cancel, retry, deleting a
 // definition with running executions. Time is a ManualClock: backoff, due times and timeouts move
-// with it; only the tests of a round's own time limits (the hold, the call budget) wait on real
-// time.
+// with it; only the test of a round's call budget waits on real time.
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <functional>
+#include <mutex>
 #include <new>
 #include <pqxx/pqxx>
 #include <stdexcept>
@@ -143,6 +144,26 @@ class LifecycleTest : public ::testing::Test {
     }
     return out;
   }
+
+  // Whether some other session's last statement contains `fragment`, waiting up to 5 s for it.
+  bool WaitForQuery(const std::string& fragment) {
+    pqxx::connection c(test_db_.dsn());
+    for (int i = 0; i < 500; ++i) {
+      pqxx::work w(c);
+      if (w.exec_params("SELECT count(*) FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND "
+                        "strpos(query, $1) > 0",
+                        fragment)[0][0]
+              .as<int>() > 0) {
+        return true;
+      }
+      w.commit();
+      std::this_thread::sleep_for(10ms);
+    }
+    return false;
+  }
+  // A fragment of the statement a cancel runs when a round's lease refused it
+  // (LifecycleRepository::Leased).
+  static constexpr const char* kLeasedQuery = "lease_expires_at > $4::timestamptz";
 
   std::string WorkflowIdOf(const std::string& definition) {
     return ProviderWorkflowId(definition, 1);
@@ -463,8 +484,9 @@ TEST_F(LifecycleTest, OfferedExecutionsHeldByAnotherRoundAreSkipped) {
   EXPECT_EQ(Get("ex_onboarding_e4")->status, "running");
 }
 
-// A round holds its rows with row locks while its provider calls run: another replica skips them,
-// and a replica that dies mid-round (its transaction rolls back) leaves them due at once.
+// A round's lease keeps another replica off its rows while its provider calls run, and a round
+// whose calls fail before any outcome releases its rows: due again at once, with no attempt
+// counted.
 TEST_F(LifecycleTest, RoundsKeepReplicasApartAndACrashFreesTheRows) {
   AddPending("onboarding", "tenant_a", {"e1", "e2"});
   store::Database replica1(test_db_.dsn());
@@ -475,11 +497,11 @@ TEST_F(LifecycleTest, RoundsKeepReplicasApartAndACrashFreesTheRows) {
                        -> std::vector<store::DispatchOutcome> {
                      EXPECT_EQ(executions.size(), 2u);
                      EXPECT_EQ(executions[0].start_attempts, 1);  // this attempt counts
-                     EXPECT_EQ(replica2.RunOnce(), 0u);           // held by replica 1's round
-                     throw std::runtime_error("replica 1 dies before any provider call");
+                     EXPECT_EQ(replica2.RunOnce(), 0u);           // leased by replica 1's round
+                     throw std::runtime_error("replica 1 fails before any provider call");
                    }),
                std::runtime_error);
-  EXPECT_EQ(replica2.RunOnce(), 2u);  // free again at once, no lease to wait for
+  EXPECT_EQ(replica2.RunOnce(), 2u);  // released: free again at once, no expiry to wait for
   for (const char* id : {"ex_onboarding_e1", "ex_onboarding_e2"}) {
     auto e = Get(id);
     EXPECT_EQ(e->status, "running") << id;
@@ -508,64 +530,64 @@ TEST_F(LifecycleTest, AnEarlierVersionsLeaseIsRespectedUntilItExpires) {
   EXPECT_TRUE(r[0][1].as<bool>());  // the old lease is cleared: its owner's late write is fenced
 }
 
-// A replica that hangs inside a round (its connection stays open) loses the rows after the hold:
-// PostgreSQL ends a session idle in its transaction for longer, and the round cannot record.
-TEST_F(LifecycleTest, AHungRoundLosesItsRowsAfterTheHold) {
+// A replica that hangs inside a round loses the rows when its lease expires: another replica
+// claims and starts them, and the hung round's late answer is dropped, not written over the other
+// replica's outcome.
+TEST_F(LifecycleTest, AHungRoundLosesItsRowsWhenItsLeaseExpires) {
   AddPending("onboarding", "tenant_a", {"e1"});
   store::Database replica1(test_db_.dsn());
   auto replica2 = Dispatcher();
   size_t taken_over = 0;
-  EXPECT_THROW(store::LifecycleRepository(replica1).RunDispatchRound(
-                   clock_.Now(), 200ms, 10, 10,
-                   [&](std::vector<store::ExecutionRecord>& executions) {
-                     // Hung: replica 2 takes the row once PostgreSQL has ended this session
-                     // (200 ms hold), which it keeps trying for up to 10 s.
-                     const auto deadline = std::chrono::steady_clock::now() + 10s;
-                     while ((taken_over = replica2.RunOnce()) == 0 &&
-                            std::chrono::steady_clock::now() < deadline) {
-                       std::this_thread::sleep_for(50ms);
-                     }
-                     std::vector<store::DispatchOutcome> outcomes(executions.size());
-                     for (size_t i = 0; i < executions.size(); ++i) {
-                       outcomes[i].id = executions[i].id;
-                       outcomes[i].kind = store::DispatchOutcome::Kind::kFailed;
-                       outcomes[i].at = clock_.Now();
-                     }
-                     return outcomes;
-                   }),
-               store::StoreError);
+  auto round = store::LifecycleRepository(replica1).RunDispatchRound(
+      clock_.Now(), 200ms, 10, 10, [&](std::vector<store::ExecutionRecord>& executions) {
+        EXPECT_EQ(replica2.RunOnce(), 0u);  // the lease is live
+        clock_.Advance(200ms);              // hung until the lease (200 ms) expired
+        taken_over = replica2.RunOnce();
+        std::vector<store::DispatchOutcome> outcomes(executions.size());
+        for (size_t i = 0; i < executions.size(); ++i) {
+          outcomes[i].id = executions[i].id;
+          outcomes[i].kind = store::DispatchOutcome::Kind::kFailed;
+          outcomes[i].at = clock_.Now();
+        }
+        return outcomes;
+      });
   EXPECT_EQ(taken_over, 1u);
-  EXPECT_EQ(Get("ex_onboarding_e1")->status, "running");  // replica 1's late "failed" is lost
+  EXPECT_EQ(round.stale, std::vector<std::string>{"ex_onboarding_e1"});
+  auto e = Get("ex_onboarding_e1");
+  EXPECT_EQ(e->status, "running");  // replica 1's late "failed" is dropped
+  EXPECT_TRUE(e->error.is_null());
+  EXPECT_EQ(e->start_attempts, 1);
   EXPECT_EQ(mock_->StartCalls("ex_onboarding_e1"), 1);
 }
 
+// Replica 1 claims a row and starts it at the engine, then crashes before recording: once its
+// lease expires, replica 2 starts it again, which the engine takes as the same execution (starts
+// are idempotent by execution name).
 TEST_F(LifecycleTest, StartRepeatedAfterACrashIsANoOpAtTheEngine) {
   AddPending("onboarding", "tenant_a", {"e1"});
-  store::Database replica1(test_db_.dsn());
-  providers::ExecutionResult first;
-  // Replica 1 starts it at the engine, then crashes before recording that.
-  EXPECT_THROW(store::LifecycleRepository(replica1).RunDispatchRound(
-                   clock_.Now(), 30s, 10, 10,
-                   [&](std::vector<store::ExecutionRecord>& executions)
-                       -> std::vector<store::DispatchOutcome> {
-                     auto entry = catalog_.Ensure(
-                         Context::Background(), *std::make_unique<store::DefinitionRepository>(db_),
-                         "onboarding", 1);
-                     first = manager_.StartExecution(
-                         Context::Background(), "mock", entry->spec.workflow_id,
-                         InputFor(executions.at(0), executions.at(0).trigger_event));
-                     throw std::runtime_error("replica 1 crashed");
-                   }),
-               std::runtime_error);
-  Dispatcher().RunOnce();
+  store::Database replica1_db(test_db_.dsn());
+  store::LifecycleRepository replica1(replica1_db);
+  auto claim = replica1.ClaimDispatch(clock_.Now(), 30s, 10, 10);
+  ASSERT_EQ(claim.executions.size(), 1u);
+  auto entry = catalog_.Ensure(
+      Context::Background(), *std::make_unique<store::DefinitionRepository>(db_), "onboarding", 1);
+  const auto first = manager_.StartExecution(
+      Context::Background(), "mock", entry->spec.workflow_id,
+      InputFor(claim.executions.at(0), claim.executions.at(0).trigger_event));
+  // Replica 1 crashed here: nothing recorded, its lease stays until it expires.
+  auto dispatcher = Dispatcher();
+  EXPECT_EQ(dispatcher.RunOnce(), 0u);
+  clock_.Advance(30s);
+  EXPECT_EQ(dispatcher.RunOnce(), 1u);
   auto e = Get("ex_onboarding_e1");
   EXPECT_EQ(e->status, "running");
   EXPECT_EQ(e->provider_execution_id, first.execution_id);  // the same engine execution
+  EXPECT_EQ(e->start_attempts, 1);
   EXPECT_EQ(mock_->StartCalls("ex_onboarding_e1"), 2);
   EXPECT_EQ(mock_->ExecutionCount(), 1u);
 }
 
-// A round starts provider calls only while they can end within its hold; the rest stay due,
+// A round starts provider calls only while they can end within its lease; the rest stay due,
 // untouched, and the dispatcher asks for the next round at once.
 TEST_F(LifecycleTest, ARoundOutOfTimeLeavesTheRestDue) {
   std::vector<std::string> events;
@@ -681,8 +703,8 @@ TEST_F(LifecycleTest, CancelStopsAtTheProviderAndIsIdempotent) {
   EXPECT_EQ(Get("ex_onboarding_e1")->status, "cancelled");
 }
 
-// A cancel that arrives while a poll round holds the execution waits for the round; the terminal
-// state the round recorded stands, and the cancel reports it unchanged.
+// A cancel that arrives while a poll round holds the execution's lease waits for the round; the
+// terminal state the round recorded stands, and the cancel reports it unchanged.
 TEST_F(LifecycleTest, TerminalStatesNeverChange) {
   mock_->SetDefaultOutcome(Outcome::RunUntilStopped());
   AddPending("onboarding", "tenant_a", {"e1"});
@@ -699,17 +721,14 @@ TEST_F(LifecycleTest, TerminalStatesNeverChange) {
           cancelled = ExecutionOperations(db_, manager_, clock_)
                           .Cancel("tenant_a", "prod", "ex_onboarding_e1", "user");
         });
-        // ...which waits for the round's row lock (bounded wait for it to get there).
-        pqxx::connection c(test_db_.dsn());
-        bool waiting = false;
-        for (int i = 0; i < 500 && !waiting; ++i) {
-          pqxx::work w(c);
-          waiting =
-              w.exec("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'")[0][0]
-                  .as<int>() > 0;
-          if (!waiting) std::this_thread::sleep_for(10ms);
-        }
-        EXPECT_TRUE(waiting) << "the cancel never waited for the round's row lock";
+        // ...which, refused while the round holds the lease, waits for the round (bounded wait
+        // for it to get there).
+        EXPECT_TRUE(WaitForQuery(kLeasedQuery)) << "the cancel never waited for the round's lease";
+        // The cancel wrote nothing (read on a connection of its own: the cancel uses db_).
+        store::Database look(test_db_.dsn());
+        EXPECT_EQ(
+            store::LifecycleRepository(look).Get("tenant_a", "prod", "ex_onboarding_e1")->status,
+            "running");
         // The engine had finished the execution before the stop reached it.
         store::PollOutcome late;
         late.id = executions.at(0).id;
@@ -1141,6 +1160,216 @@ TEST_F(LifecycleFailureTest, ACancelThatThrowsSomethingElseIsReportedUnavailable
     EXPECT_EQ(e.kind(), OperationError::Kind::kUnavailable);
   }
   EXPECT_EQ(Get("ex_onboarding_e1")->status, "running");
+}
+
+// --- Claim, call, record (issue 21) -------------------------------------------------------------
+
+class LifecycleLeaseTest : public LifecycleFailureTest {
+ protected:
+  // The sessions of the test database, other than the checks' own, that have a transaction open
+  // (idle in it, or running a statement in it), each as "pid state: query".
+  std::vector<std::string> OpenTransactions() {
+    pqxx::connection c(test_db_.dsn());
+    pqxx::nontransaction w(c);
+    w.exec("SET application_name = 'lifecycle_test_check'");
+    std::vector<std::string> out;
+    for (const auto& row :
+         w.exec("SELECT pid || ' ' || coalesce(state, '') || ': ' || left(query, 120) FROM "
+                "pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid() "
+                "AND application_name <> 'lifecycle_test_check' AND (xact_start IS NOT NULL OR "
+                "state LIKE 'idle in transaction%')")) {
+      out.push_back(row[0].as<std::string>());
+    }
+    return out;
+  }
+
+  std::string LeaseOwner(const std::string& id) {
+    pqxx::connection c(test_db_.dsn());
+    pqxx::work w(c);
+    auto r = w.exec_params(
+        "SELECT coalesce(lease_owner, '') FROM workflow_executions WHERE id = $1", id);
+    return r.at(0)[0].as<std::string>();
+  }
+
+  double Stale(const std::string& operation) {
+    return metrics_.stale_outcomes.WithLabels({operation}).Value();
+  }
+};
+
+// Provider calls run with no transaction open: from inside the starts and the status polls, no
+// session of the database (the daemon's: the rounds', the definitions') is inside a transaction.
+TEST_F(LifecycleLeaseTest, NoTransactionIsOpenWhileAProviderCallRuns) {
+  mock_->SetDefaultOutcome(Outcome::RunUntilStopped());
+  AddPending("onboarding", "tenant_a", {"e1", "e2"});
+  UseTamper({"ex_onboarding_e1", "ex_onboarding_e2"});
+  std::mutex mu;
+  int starts = 0;
+  int polls = 0;
+  std::vector<std::string> open;
+  tamper_->on_start = [&](const std::string&, providers::ExecutionResult&) {
+    std::lock_guard lock(mu);
+    ++starts;
+    for (auto& o : OpenTransactions()) open.push_back("during a start: " + o);
+  };
+  tamper_->on_status = [&](providers::ExecutionStatus&) {
+    std::lock_guard lock(mu);
+    ++polls;
+    for (auto& o : OpenTransactions()) open.push_back("during a poll: " + o);
+  };
+  EXPECT_EQ(Dispatcher().RunOnce(), 2u);
+  clock_.Advance(1s);
+  EXPECT_EQ(Poller().RunOnce(), 2u);
+  EXPECT_EQ(starts, 2);
+  EXPECT_EQ(polls, 2);
+  for (const auto& o : open) ADD_FAILURE() << "transaction open " << o;
+  for (const char* id : {"ex_onboarding_e1", "ex_onboarding_e2"}) {
+    auto e = Get(id);
+    EXPECT_EQ(e->status, "running") << id;
+    EXPECT_EQ(e->poll_count, 1) << id;
+    EXPECT_EQ(LeaseOwner(id), "") << id;  // recorded: the lease is released
+  }
+}
+
+// Replica 1's start is slow: its lease expires, replica 2 claims the execution, starts it (the
+// same engine execution: starts are idempotent by execution name) and records it running. Replica
+// 1's late answer (a permanent error) is dropped, counted and logged; replica 2's outcome stands.
+TEST_F(LifecycleLeaseTest, ALeaseLostDuringASlowStartLeavesTheOtherReplicasOutcome) {
+  AddPending("onboarding", "tenant_a", {"e1"});
+  UseTamper({"ex_onboarding_e1"});
+  store::Database replica1_db(test_db_.dsn());
+  auto replica1 = Dispatcher(50, 50, &replica1_db);
+  auto replica2 = Dispatcher();
+  std::atomic<bool> first{true};
+  size_t taken_over = 0;
+  tamper_->on_start = [&](const std::string&, providers::ExecutionResult&) {
+    if (!first.exchange(false)) return;  // replica 2's start
+    clock_.Advance(31s);                 // replica 1's call outlives its lease (30 s)
+    taken_over = replica2.RunOnce();
+    throw providers::ProviderError(ErrorCode::kInvalidSpec, "replica 1's late answer");
+  };
+  EXPECT_EQ(replica1.RunOnce(), 1u);
+  EXPECT_EQ(taken_over, 1u);
+  auto e = Get("ex_onboarding_e1");
+  EXPECT_EQ(e->status, "running");
+  EXPECT_TRUE(e->error.is_null());
+  EXPECT_EQ(e->start_attempts, 1);
+  EXPECT_FALSE(e->provider_execution_id.empty());
+  EXPECT_EQ(mock_->StartCalls("ex_onboarding_e1"), 2);
+  EXPECT_EQ(mock_->ExecutionCount(), 1u);
+  EXPECT_EQ(Stale("dispatch"), 1);
+  EXPECT_EQ(metrics_.dispatch_attempts.WithLabels({"failed"}).Value(), 0);
+  EXPECT_EQ(metrics_.dispatch_attempts.WithLabels({"started"}).Value(), 1);
+  EXPECT_EQ(LeaseOwner("ex_onboarding_e1"), "");
+}
+
+// The same for a status poll: replica 1's poll outlives its lease, replica 2 polls and records;
+// replica 1's late "failed" is dropped.
+TEST_F(LifecycleLeaseTest, ALeaseLostDuringASlowPollLeavesTheOtherReplicasOutcome) {
+  mock_->SetDefaultOutcome(Outcome::RunUntilStopped());
+  AddPending("onboarding", "tenant_a", {"e1"});
+  Dispatcher().RunOnce();
+  clock_.Advance(1s);
+  store::Database replica1(test_db_.dsn());
+  size_t taken_over = 0;
+  auto round = store::LifecycleRepository(replica1).RunPollRound(
+      clock_.Now(), 30s, 10, [&](const std::vector<store::ExecutionRecord>& executions) {
+        EXPECT_EQ(Poller().RunOnce(), 0u);  // the lease is live
+        clock_.Advance(30s);
+        taken_over = Poller().RunOnce();
+        store::PollOutcome late;
+        late.id = executions.at(0).id;
+        late.status = "failed";
+        late.error = {{"code", "Late"}, {"message", "replica 1's late answer"}};
+        late.completed_at = clock_.Now();
+        late.next_poll_at = clock_.Now();
+        return std::vector<store::PollOutcome>{late};
+      });
+  EXPECT_EQ(taken_over, 1u);
+  EXPECT_EQ(round.stale, std::vector<std::string>{"ex_onboarding_e1"});
+  EXPECT_TRUE(round.transitions.empty());
+  auto e = Get("ex_onboarding_e1");
+  EXPECT_EQ(e->status, "running");
+  EXPECT_TRUE(e->error.is_null());
+  EXPECT_EQ(e->poll_count, 1);  // replica 2's poll only
+}
+
+// A round that crashed after its claim (lease written, nothing recorded) holds its rows until the
+// lease expires, then another replica claims them; a record the dead round sends late is dropped.
+TEST_F(LifecycleLeaseTest, ACrashedRoundsRowsAreClaimedAgainAfterTheLeaseExpires) {
+  mock_->SetDefaultOutcome(Outcome::RunUntilStopped());
+  AddPending("onboarding", "tenant_a", {"e1", "e2"});
+  store::Database replica1_db(test_db_.dsn());
+  store::LifecycleRepository replica1(replica1_db, "replica-1");
+  auto claim = replica1.ClaimDispatch(clock_.Now(), 30s, 10, 10);
+  ASSERT_EQ(claim.executions.size(), 2u);
+  EXPECT_EQ(LeaseOwner("ex_onboarding_e1").rfind("replica-1/", 0), 0u);
+  auto dispatcher = Dispatcher();
+  EXPECT_EQ(dispatcher.RunOnce(), 0u);
+  clock_.Advance(29s);
+  EXPECT_EQ(dispatcher.RunOnce(), 0u);
+  clock_.Advance(1s);
+  EXPECT_EQ(dispatcher.RunOnce(), 2u);
+  for (const char* id : {"ex_onboarding_e1", "ex_onboarding_e2"}) {
+    auto e = Get(id);
+    EXPECT_EQ(e->status, "running") << id;
+    EXPECT_EQ(e->start_attempts, 1) << id;
+    EXPECT_EQ(mock_->StartCalls(id), 1) << id;
+  }
+  // The dead round's record, arriving late, is dropped.
+  claim.outcomes.resize(2);
+  for (size_t i = 0; i < 2; ++i) {
+    claim.outcomes[i].id = claim.executions[i].id;
+    claim.outcomes[i].kind = store::DispatchOutcome::Kind::kFailed;
+    claim.outcomes[i].at = clock_.Now();
+  }
+  replica1.RecordDispatch(claim);
+  EXPECT_EQ(claim.stale.size(), 2u);
+  EXPECT_EQ(Get("ex_onboarding_e1")->status, "running");
+
+  // The same for a poll round.
+  clock_.Advance(1s);
+  auto polls = replica1.ClaimPoll(clock_.Now(), 30s, 10);
+  ASSERT_EQ(polls.executions.size(), 2u);
+  auto poller = Poller();
+  EXPECT_EQ(poller.RunOnce(), 0u);
+  clock_.Advance(30s);
+  EXPECT_EQ(poller.RunOnce(), 2u);
+  for (const char* id : {"ex_onboarding_e1", "ex_onboarding_e2"}) {
+    EXPECT_EQ(Get(id)->poll_count, 1) << id;
+    EXPECT_EQ(LeaseOwner(id), "") << id;
+  }
+}
+
+// A cancel that arrives while a dispatch round is starting the execution waits for the round's
+// outcome, then stops at the engine what the round started: no engine execution is left running
+// behind a cancelled row, and the cancel is not overwritten by the round.
+TEST_F(LifecycleLeaseTest, ACancelDuringAStartStopsWhatTheRoundStarted) {
+  mock_->SetDefaultOutcome(Outcome::RunUntilStopped());
+  AddPending("onboarding", "tenant_a", {"e1"});
+  UseTamper({"ex_onboarding_e1"});
+  store::Database replica1(test_db_.dsn());
+  std::optional<CancelResult> cancelled;
+  std::thread user;
+  bool waited = false;
+  tamper_->on_start = [&](const std::string&, providers::ExecutionResult&) {
+    user = std::thread([&] {
+      cancelled = ExecutionOperations(db_, manager_, clock_)
+                      .Cancel("tenant_a", "prod", "ex_onboarding_e1", "user");
+    });
+    waited = WaitForQuery(kLeasedQuery);  // refused while the round holds the lease
+  };
+  EXPECT_EQ(Dispatcher(50, 50, &replica1).RunOnce(), 1u);
+  user.join();
+  EXPECT_TRUE(waited) << "the cancel never waited for the round's lease";
+  ASSERT_TRUE(cancelled);
+  EXPECT_EQ(cancelled->status, "cancelled");
+  EXPECT_TRUE(cancelled->changed);
+  auto e = Get("ex_onboarding_e1");
+  EXPECT_EQ(e->status, "cancelled");
+  EXPECT_FALSE(e->provider_execution_id.empty());
+  EXPECT_EQ(mock_->GetExecutionStatus(Context::Background(), e->provider_execution_id).state,
+            ExecutionState::kCancelled);
+  EXPECT_EQ(Stale("dispatch"), 0);
 }
 
 }  // namespace

@@ -1,16 +1,18 @@
-// Starts pending executions on their providers. One RunOnce() is one dispatch round: it locks a
-// fair batch of due pending executions (at most per_scope_limit per tenant x environment), or the
-// executions offered by this replica's event pipeline right after it created them (see Offer),
-// makes sure each one's provider workflow exists, starts it with the execution id as the execution
-// name (so a repeated start after a crash is a no-op at the engine), and records the outcomes in
-// the same transaction: running, a retry later with exponential backoff and jitter (retryable
-// errors, up to the definition's max_attempts), or failed (permanent errors).
+// Starts pending executions on their providers. One RunOnce() is one dispatch round: it claims a
+// fair batch of due pending executions under a lease (at most per_scope_limit per tenant x
+// environment), or the executions offered by this replica's event pipeline right after it created
+// them (see Offer), and commits; makes sure each one's provider workflow exists and starts it with
+// the execution id as the execution name (so a repeated start, after a crash or a lease lost to a
+// slow call, is a no-op at the engine), with no transaction open; then records the outcomes where
+// the round's lease still holds: running, a retry later with exponential backoff and jitter
+// (retryable errors, up to the definition's max_attempts), or failed (permanent errors).
 #pragma once
 
 #include <chrono>
 #include <functional>
 #include <mutex>
 #include <string>
+#include <vector>
 
 #include "workflowd/common/clock.hpp"
 #include "workflowd/common/context.hpp"
@@ -23,9 +25,11 @@
 namespace workflowd::lifecycle {
 
 struct DispatcherOptions {
-  // How long one round may hold its executions: provider calls begin only while they can end in
-  // time (lease - call_timeout), and PostgreSQL frees the rows of a round that outstays it.
+  // How long a round's lease on its executions lasts: provider calls begin only while they can end
+  // within it (lease - call_timeout), and once it expires (a replica that crashed or hung) another
+  // round may claim them; the late outcome of the round that lost them is dropped.
   std::chrono::milliseconds lease{30000};
+  std::string lease_owner;  // this replica's name in its leases (empty: <hostname>-<pid>)
   size_t batch_size = 500;
   size_t per_scope_limit = 50;  // per tenant x environment and batch: fair share
   size_t max_in_flight = 16;    // concurrent provider starts in this replica
@@ -44,7 +48,7 @@ class ExecutionDispatcher {
                       LifecycleMetrics& metrics, const Clock& clock,
                       std::function<double()> jitter);
 
-  // One lock-start-record round. Returns how many executions it took (0: nothing due).
+  // One claim-start-record round. Returns how many executions it took (0: nothing due).
   // Throws StoreError when the database is unavailable (also after recording the round's other
   // outcomes, when reading a definition version failed for that reason: those rows stay due, no
   // attempt spent). Any other failure of a start is recorded on its execution as an internal

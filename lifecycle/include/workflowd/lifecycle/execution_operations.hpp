@@ -37,7 +37,12 @@ class ExecutionOperations {
   ExecutionOperations(store::Database& db, const providers::Manager& manager, const Clock& clock);
 
   // Pending: cancelled at once. Running: StopExecution at the provider with `reason`, then
-  // cancelled. Finished: unchanged. Throws OperationError (kNotFound, kUnavailable).
+  // cancelled. Finished: unchanged. An execution a dispatch or poll round holds under its lease
+  // (being started or polled right now) is cancelled once that round has recorded its outcome
+  // (then acting on the state it wrote: a start is stopped at the provider, a terminal state the
+  // poll found stands) or its lease has expired: neither the round's answer nor the cancel is
+  // lost. Throws OperationError (kNotFound, kUnavailable, also when a round still holds the
+  // execution after a minute).
   CancelResult Cancel(const std::string& tenant, const std::string& environment,
                       const std::string& execution_id, const std::string& reason);
 

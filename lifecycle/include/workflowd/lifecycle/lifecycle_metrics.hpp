@@ -50,13 +50,20 @@ struct LifecycleMetrics {
             "by operation (dispatch, poll) and kind (database, definition: a stored definition "
             "that no longer loads, unstorable: an outcome the database refused, memory, other); "
             "each is recorded on its execution",
-            {"operation", "kind"})) {
+            {"operation", "kind"})),
+        stale_outcomes(r.AddCounter(
+            "workflowd_lifecycle_stale_outcomes_total",
+            "Start and poll outcomes dropped because their round's lease on the execution was "
+            "lost (it expired during a slow call and another round took the execution, whose "
+            "outcome stands) or the execution changed meanwhile, by operation (dispatch, poll)",
+            {"operation"})) {
     for (const char* result : {"started", "retry", "failed"})
       dispatch_attempts.WithLabels({result});
     for (const char* kind : {"fair", "offered"}) dispatch_rounds.WithLabels({kind});
     for (const char* operation : {"dispatch", "poll"}) {
       for (const char* kind : {"database", "definition", "unstorable", "memory", "other"})
         internal_errors.WithLabels({operation, kind});
+      stale_outcomes.WithLabels({operation});
     }
   }
 
@@ -72,6 +79,7 @@ struct LifecycleMetrics {
   metrics::GaugeFamily& by_state;
   metrics::Counter& timeouts;
   metrics::CounterFamily& internal_errors;
+  metrics::CounterFamily& stale_outcomes;
 };
 
 }  // namespace workflowd::lifecycle

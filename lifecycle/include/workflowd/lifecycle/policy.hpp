@@ -31,7 +31,7 @@ providers::WorkflowSpec SpecFor(const definitions::WorkflowDefinition& definitio
 providers::ExecutionInput InputFor(const store::ExecutionRecord& execution, nlohmann::json event);
 
 // How long into a dispatch or poll round provider calls may still begin: a call begun then ends
-// within the round's hold (`lease`; the config keeps it at least twice `call_timeout`).
+// within the round's lease (`lease`; the config keeps it at least twice `call_timeout`).
 std::chrono::milliseconds RoundCallBudget(std::chrono::milliseconds lease,
                                           std::chrono::milliseconds call_timeout);
 

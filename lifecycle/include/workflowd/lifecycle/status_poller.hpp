@@ -1,5 +1,6 @@
-// Brings running executions' progress into PostgreSQL. One RunOnce() is one poll round: it locks
-// the running executions whose next poll is due, asks each provider for its status, and merges it
+// Brings running executions' progress into PostgreSQL. One RunOnce() is one poll round: it claims
+// the running executions whose next poll is due under a lease (committed at once), asks each
+// provider for its status with no transaction open, and merges it (where the lease still holds)
 // following seed 004's rules: the spec never changes, terminal states never change, only real
 // changes are written (steps when different, history entries once). An execution past its
 // definition's timeout is stopped at the provider and becomes timed_out. Each execution is polled
@@ -22,8 +23,9 @@
 namespace workflowd::lifecycle {
 
 struct PollerOptions {
-  // How long one round may hold its executions (as DispatcherOptions::lease).
+  // How long a round's lease on its executions lasts (as DispatcherOptions::lease).
   std::chrono::milliseconds lease{30000};
+  std::string lease_owner;  // this replica's name in its leases (empty: <hostname>-<pid>)
   size_t batch_size = 500;
   size_t max_in_flight = 16;
   std::chrono::milliseconds call_timeout{10000};
@@ -36,7 +38,7 @@ class StatusPoller {
   StatusPoller(PollerOptions options, store::Database& db, const providers::Manager& manager,
                WorkflowCatalog& catalog, LifecycleMetrics& metrics, const Clock& clock);
 
-  // One lock-poll-record round. Returns how many executions were polled. A failed poll leaves its
+  // One claim-poll-record round. Returns how many executions were polled. A failed poll leaves its
   // execution running, polled again after the usual interval (its deadline still applies); one
   // that is not the provider's (an answer that cannot be handled, memory, a bug) is also recorded
   // as the execution's error and counted in workflowd_lifecycle_internal_errors_total. Throws

@@ -1,10 +1,14 @@
 // The execution lifecycle in PostgreSQL: dispatch rounds over pending executions and poll rounds
-// over running ones, each one transaction that holds its rows with row locks (FOR UPDATE SKIP
-// LOCKED) while the provider calls run, so loops and replicas never work on the same row and a
-// crashed replica's rows are free again at once; outcomes are recorded in the same transaction.
-// Rows leased by a daemon of an earlier version (lease_owner, lease_expires_at) are left alone
-// until their lease expires. Every time comparison uses the caller's clock (`now`), so backoff,
-// due times and timeouts are tested by moving a manual clock.
+// over running ones, each in three steps with no transaction open across the provider calls.
+// Claim: one short transaction picks the due rows (FOR UPDATE SKIP LOCKED, so concurrent claims
+// take disjoint rows), writes a lease on them (lease_owner: a token of this round alone,
+// lease_expires_at: now + the lease) and commits. Call: the provider calls run with no transaction
+// open. Record: one short transaction writes each outcome only where the row still carries the
+// round's token and the status the round saw; an outcome whose row lost its lease (it expired and
+// another round claimed the row, or a cancel took it) is dropped and reported as stale. A row whose
+// lease is live is not claimable; an expired lease (a replica that crashed or hung) is, so rows are
+// never held for longer than the lease. Every time comparison uses the caller's clock (`now`), so
+// backoff, due times, timeouts and lease expiry are tested by moving a manual clock.
 #pragma once
 
 #include <chrono>
@@ -98,8 +102,9 @@ struct TransitionCount {
   size_t count = 0;
 };
 
-// What a dispatch round locked and what came of it.
+// What a dispatch round claimed and what came of it.
 struct DispatchRound {
+  std::string lease;                        // the round's token in lease_owner
   std::vector<ExecutionRecord> executions;  // the rows handed to start (as start left them)
   std::vector<DispatchOutcome> outcomes;    // start's outcome for each, same order
   // Whether due rows may have been left behind: the batch was full or a tenant x environment gave
@@ -108,10 +113,14 @@ struct DispatchRound {
   // Ids whose outcome the database refused (a value it does not take): recorded as failed with an
   // internal_error (kind "unstorable") instead, so that the round's other outcomes are kept.
   std::vector<std::string> unstorable;
+  // Ids whose outcome was dropped: the row no longer carried the round's lease (it expired during
+  // a slow call and another round claimed the row, whose outcome stands) or was no longer pending.
+  std::vector<std::string> stale;
 };
 
-// What a poll round locked and what came of it.
+// What a poll round claimed and what came of it.
 struct PollRound {
+  std::string lease;                        // the round's token in lease_owner
   std::vector<ExecutionRecord> executions;  // the rows handed to poll
   std::vector<PollOutcome> outcomes;        // poll's outcomes
   // The ids whose status changed, with their new status.
@@ -119,6 +128,9 @@ struct PollRound {
   // Ids whose outcome the database refused: recorded without the engine's output, steps and
   // history, with an internal_error (kind "unstorable"), so that the round's others are kept.
   std::vector<std::string> unstorable;
+  // Ids whose outcome was dropped: the row no longer carried the round's lease, or was no longer
+  // running (as DispatchRound::stale).
+  std::vector<std::string> stale;
 };
 
 // `j` as JSON text that jsonb takes: ill-formed UTF-8 replaced by U+FFFD rather than thrown
@@ -129,41 +141,59 @@ std::string StorableJson(const nlohmann::json& j);
 
 class LifecycleRepository {
  public:
-  explicit LifecycleRepository(Database& db) : db_(db) {}
+  // `owner` names this replica in the lease tokens (default: <hostname>-<pid>); every round adds a
+  // random part of its own, so two rounds never share a token, even in one process.
+  explicit LifecycleRepository(Database& db, std::string owner = "");
 
-  // One dispatch round, in one transaction: locks up to `limit` pending executions due at `now`,
-  // at most `per_scope_limit` per tenant x environment (fair share: a flood from one tenant cannot
-  // fill the batch), oldest first, skipping rows another round holds (FOR UPDATE SKIP LOCKED);
-  // hands them to `start` (their start_attempts already count this attempt), records the outcome
-  // `start` returns for each (same order; kNotAttempted leaves a row as it was) and commits.
-  // Nothing is written to lease the rows: the row locks keep other loops and replicas off them
-  // while the provider calls run, a replica that dies mid-round rolls back (its rows are due again
-  // at once, and a repeated start is a no-op at the engine), and one that stays inside a round
-  // longer than `hold` loses its session (idle_in_transaction_session_timeout), which frees them.
-  // An exception from `start` rolls the round back and propagates. `start` may move members out of
-  // the records (the trigger event, into a provider input); the round returns them as it left them.
+  // Claims a dispatch round and commits: up to `limit` pending executions due at `now` whose lease
+  // is free or expired, at most `per_scope_limit` per tenant x environment (fair share: a flood
+  // from one tenant cannot fill the batch), oldest first, skipping rows another claim is taking
+  // (FOR UPDATE SKIP LOCKED); leased to a new token until now + `lease`. Their start_attempts
+  // already count the attempt being made (RecordDispatch stores it).
+  DispatchRound ClaimDispatch(TimePoint now, std::chrono::milliseconds lease, size_t limit,
+                              size_t per_scope_limit);
+  // The same over given executions (the ones an event batch just created): claims those of `ids`
+  // that are still pending and due (never started yet, or their retry is due at `now`) and not
+  // leased, in creation order, by primary key. No walk over the tenants x environments with
+  // pending rows: its cost grows with their number, this one's only with the batch. Ids that are
+  // unknown, leased or no longer pending are left out (they are hints; the fair round finds
+  // whatever is due in any case). `more` is always false.
+  DispatchRound ClaimDispatchFor(const std::vector<std::string>& ids, TimePoint now,
+                                 std::chrono::milliseconds lease);
+  // Records round.outcomes (one per execution, same order) in one short transaction, each only
+  // where the row still carries round.lease and is pending (the others go to round.stale); a
+  // kNotAttempted outcome leaves its row as it was, due again at once (its lease is released).
+  // An outcome the database refuses is recorded without what it carried (round.unstorable).
+  void RecordDispatch(DispatchRound& round);
+
+  // Claims a poll round and commits: up to `limit` running executions whose next poll is due at
+  // `now` and whose lease is free or expired, in next_poll_at order (their trigger_event is not
+  // read: null), leased as in ClaimDispatch.
+  PollRound ClaimPoll(TimePoint now, std::chrono::milliseconds lease, size_t limit);
+  // Records round.outcomes (any subset, by id) where the row still carries round.lease and is
+  // running (the others go to round.stale): steps are upserted when different, the new history
+  // entries appended as one chunk. Rows without an outcome are released, due again at once.
+  void RecordPoll(PollRound& round);
+
+  // Releases what is left of a round's lease (rows it recorded carry it no more): for a round
+  // whose calls failed before any outcome, so that its rows are due again at once.
+  void Release(const std::string& lease, const std::vector<ExecutionRecord>& executions);
+
+  // Claim, start, record: ClaimDispatch, then `start` with no transaction open, then
+  // RecordDispatch. `start` returns one outcome per execution, same order. An exception from
+  // `start` releases the round's rows and propagates. `start` may move members out of the records
+  // (the trigger event, into a provider input); the round returns them as it left them.
   using StartFn =
       std::function<std::vector<DispatchOutcome>(std::vector<ExecutionRecord>& executions)>;
-  DispatchRound RunDispatchRound(TimePoint now, std::chrono::milliseconds hold, size_t limit,
+  DispatchRound RunDispatchRound(TimePoint now, std::chrono::milliseconds lease, size_t limit,
                                  size_t per_scope_limit, const StartFn& start);
-
-  // The same round over given executions (the ones an event batch just created): locks those of
-  // `ids` that are still pending and due (never started yet, or their retry is due at `now`),
-  // skipping rows another round holds, in creation order, by primary key. No walk over the
-  // tenants x environments with pending rows: its cost grows with their number, this one's only
-  // with the batch. Ids that are unknown, taken or no longer pending are left out (they are
-  // hints; the fair round above finds whatever is due in any case). `more` is always false.
+  // ClaimDispatchFor, start, RecordDispatch.
   DispatchRound RunDispatchRoundFor(const std::vector<std::string>& ids, TimePoint now,
-                                    std::chrono::milliseconds hold, const StartFn& start);
-
-  // One poll round, in one transaction: locks up to `limit` running executions whose next poll is
-  // due at `now` (their trigger_event is not read: null), hands them to `poll`, records the
-  // outcomes it returns (any subset, by id: only rows still running change; steps are upserted
-  // when different; the new history entries are appended as one chunk) and commits. Row locks and
-  // `hold` as in RunDispatchRound.
+                                    std::chrono::milliseconds lease, const StartFn& start);
+  // ClaimPoll, then `poll` with no transaction open, then RecordPoll (as RunDispatchRound).
   using PollFn =
       std::function<std::vector<PollOutcome>(const std::vector<ExecutionRecord>& executions)>;
-  PollRound RunPollRound(TimePoint now, std::chrono::milliseconds hold, size_t limit,
+  PollRound RunPollRound(TimePoint now, std::chrono::milliseconds lease, size_t limit,
                          const PollFn& poll);
 
   std::optional<ExecutionRecord> Get(const std::string& tenant_id,
@@ -171,12 +201,18 @@ class LifecycleRepository {
   std::vector<StepRecord> Steps(const std::string& execution_id);
   std::vector<HistoryRecord> History(const std::string& execution_id);
 
-  // Marks a pending execution cancelled without a provider call; returns true when it was pending.
+  // Marks a pending execution cancelled without a provider call; returns true when it was pending
+  // and not leased at `now` (a round is starting it: see Leased).
   bool CancelPending(const std::string& tenant_id, const std::string& environment_id,
                      const std::string& id, const std::string& reason, TimePoint now);
-  // Marks a running execution cancelled after the provider stopped it; true when it changed.
+  // Marks a running (or pending) execution cancelled after the provider stopped it; true when it
+  // changed. A row leased at `now` is left alone (a round is polling it: see Leased).
   bool MarkCancelled(const std::string& tenant_id, const std::string& environment_id,
                      const std::string& id, const std::string& reason, TimePoint now);
+  // Whether the execution is pending or running and leased by a round at `now`: a cancel waits
+  // for that round's outcome (or the lease's expiry) rather than have it dropped as stale.
+  bool Leased(const std::string& tenant_id, const std::string& environment_id,
+              const std::string& id, TimePoint now);
 
   // Creates a new pending attempt of a failed / timed_out / cancelled execution, linked by
   // retry_of to it. Returns the new id; nullopt when the execution is not retryable (throws
@@ -197,7 +233,10 @@ class LifecycleRepository {
   std::vector<std::pair<std::string, size_t>> CountByStatus(bool include_terminal = true);
 
  private:
+  std::string NewLease() const;
+
   Database& db_;
+  std::string owner_;
 };
 
 }  // namespace workflowd::store
