@@ -61,12 +61,13 @@ LifecycleLoops::LifecycleLoops(const Config& config, metrics::Registry& registry
   }
   // dispatch.workers dispatcher loops and poll.workers poller loops, each with its own
   // connection: one loop waits on PostgreSQL most of the time, so several overlap their rounds.
-  // Each round holds its rows locked (SKIP LOCKED), which keeps loops apart like separate
-  // replicas.
+  // Each round claims its rows under a lease of its own (picked with SKIP LOCKED), which keeps
+  // loops apart like separate replicas.
   for (size_t i = 0; i < std::max<size_t>(1, config.dispatch.workers); ++i) {
     auto loop = std::make_unique<DispatchLoop>(config);
     lifecycle::DispatcherOptions dopts;
     dopts.lease = config.dispatch.lease;
+    dopts.lease_owner = config.instance_id;
     dopts.batch_size = config.dispatch.batch_size;
     dopts.per_scope_limit = config.dispatch.per_scope_limit;
     dopts.max_in_flight = config.dispatch.max_in_flight;
@@ -91,6 +92,7 @@ LifecycleLoops::LifecycleLoops(const Config& config, metrics::Registry& registry
     auto loop = std::make_unique<PollLoop>(config);
     lifecycle::PollerOptions popts;
     popts.lease = config.dispatch.lease;
+    popts.lease_owner = config.instance_id;
     popts.batch_size = config.poll.batch_size;
     popts.max_in_flight = config.poll.max_in_flight;
     popts.call_timeout = config.dispatch.call_timeout;

@@ -95,8 +95,8 @@ void EventPipeline::Account(const BatchPlan& plan, size_t inserted) {
 
 void EventPipeline::SendDeadLetters(const BatchPlan& plan, size_t& dlq_sent) {
   if (dlq_sent >= plan.dead_letters.size()) return;
-  std::vector<decoding::DeadLetter> pending(
-      plan.dead_letters.begin() + static_cast<long>(dlq_sent), plan.dead_letters.end());
+  std::vector<decoding::DeadLetter> pending(plan.dead_letters.begin() + static_cast<long>(dlq_sent),
+                                            plan.dead_letters.end());
   dead_letters_.SendAll(pending, options_.dead_letter_timeout);
   dlq_sent = plan.dead_letters.size();
   dlq_ok_ = true;

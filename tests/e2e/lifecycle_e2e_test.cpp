@@ -145,7 +145,7 @@ TEST(LifecycleE2E, TwoReplicasShareTheWorkAndSurviveAKill) {
   EXPECT_EQ(counts.size(), static_cast<size_t>(kFirst));
   for (const auto& [name, count] : counts) ASSERT_EQ(count, 1) << name << " started twice";
   // Both replicas did part of the work: starts follow the partitions each consumed, polls are
-  // shared through the rounds' row locks. Which replica polls what depends on timing (a busy
+  // shared through the rounds' leases. Which replica polls what depends on timing (a busy
   // poller keeps taking what becomes due while an idle one sleeps), so the share is asserted over
   // starts and polls together.
   auto metric = [&](const std::string& sample, int port) {

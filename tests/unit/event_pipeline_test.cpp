@@ -159,8 +159,8 @@ class FakeSink final : public DeadLetterSink {
  public:
   explicit FakeSink(Journal& journal) : journal_(journal) {}
 
-  int fail_next = 0;                                // retryable failures before letters go through
-  bool fatal = false;                               // fail with an error that is not retryable
+  int fail_next = 0;                               // retryable failures before letters go through
+  bool fatal = false;                              // fail with an error that is not retryable
   std::vector<decoding::DeadLetter> acknowledged;  // on the pipeline's threads, one at a time
 
   void SendAll(const std::vector<decoding::DeadLetter>& letters,

@@ -68,8 +68,8 @@ struct BatchPlan {
 // The dead letter of `record`: its key, value and headers as they were, plus the
 // workflowd_dlq_* headers of DeadLetterHeaders.
 decoding::DeadLetter MakeDeadLetter(const decoding::RawRecord& record,
-                                     const decoding::DecodeResult& result,
-                                     std::string_view consumer_group, TimePoint now);
+                                    const decoding::DecodeResult& result,
+                                    std::string_view consumer_group, TimePoint now);
 
 // The execution's trigger_event document: the envelope's attributes, data and Kafka coordinates.
 nlohmann::json TriggerEventJson(const decoding::Envelope& envelope,
