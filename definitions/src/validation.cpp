@@ -1,5 +1,5 @@
 // The semantic rules of a workflow definition, the cron syntax check, and the step dependency
-// graph (cycle detection for EC-6 and the execution order).
+// graph (circular step dependencies are refused with the cycle named; the execution order).
 #include <algorithm>
 #include <charconv>
 #include <cmath>

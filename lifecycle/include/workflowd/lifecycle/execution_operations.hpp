@@ -1,6 +1,7 @@
 // Operations on executions and definitions that a user asks for (the REST API and the CLI):
-// cancel, retry, and deleting a definition that still has executions (seed 003 EC-2). Every call
-// is scoped to a tenant x environment; something outside it is reported as not found.
+// cancel, retry, and deleting a definition that still has running executions (refused unless
+// forced, which cancels them). Every call is scoped to a tenant x environment; something outside it
+// is reported as not found.
 #pragma once
 
 #include <stdexcept>

@@ -1,7 +1,8 @@
 // Lifecycle decisions as plain functions: how a definition version becomes a provider workflow,
 // how long to wait before the next start attempt or status poll, which provider errors are worth
-// retrying, and how a provider's status maps onto step executions (seed 003 EC-4) and history.
-// No I/O here: the dispatcher and the poller call these and persist the results.
+// retrying, and how a provider's status maps onto step executions (a partial failure keeps the
+// completed steps) and history. No I/O here: the dispatcher and the poller call these and persist
+// the results.
 #pragma once
 
 #include <chrono>
@@ -72,7 +73,7 @@ nlohmann::json ErrorJson(const InternalError& error);
 // Step executions derived from the provider's status: StateEntered/StateExited history events
 // (details.state = step id) give running/completed with times. When the execution succeeded,
 // unfinished steps are completed; when it failed, timed out or was cancelled, the step that was
-// running failed (with the execution's error) and the ones never reached are skipped (EC-4).
+// running failed (with the execution's error) and the ones never reached are skipped.
 std::vector<store::StepRecord> DeriveSteps(const std::vector<std::string>& step_order,
                                            const providers::ExecutionStatus& status,
                                            const std::string& final_state);

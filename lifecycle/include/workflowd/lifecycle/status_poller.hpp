@@ -1,7 +1,7 @@
 // Brings running executions' progress into PostgreSQL. One RunOnce() is one poll round: it claims
 // the running executions whose next poll is due under a lease (committed at once), asks each
 // provider for its status with no transaction open, and merges it (where the lease still holds)
-// following seed 004's rules: the spec never changes, terminal states never change, only real
+// by these rules: the spec never changes, terminal states never change, only real
 // changes are written (steps when different, history entries once). An execution past its
 // definition's timeout is stopped at the provider and becomes timed_out. Each execution is polled
 // again after an adaptive interval: fast while young, slower for long-running ones.

@@ -1,4 +1,4 @@
-// The trigger-condition language of workflow definitions (seed 003 `trigger.conditions`,
+// The trigger-condition language of workflow definitions (`trigger.conditions`,
 // `steps[].condition`): a small, total, side-effect-free predicate over one event.
 //
 // Syntax (JSON):
