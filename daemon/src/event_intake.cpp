@@ -49,17 +49,14 @@ EventIntake::EventIntake(const Config& config, const matching::DefinitionIndexHo
       executions_(db_),
       record_source_(source_),
       dead_letter_sink_(dead_letters_),
-      writer_(executions_),
+      writer_(executions_, config.instance_id, config.dispatch.lease),
       pipeline_(
-          [&config, this] {
+          [&config] {
             pipeline::EventPipelineOptions po;
             po.decoder = DecoderFrom(config.kafka);
             po.consumer_group = config.kafka.group_id;
             po.batch_size = config.kafka.batch_size;
             po.batch_timeout = config.kafka.batch_timeout;
-            po.on_committed = [this](std::vector<std::string> ids) {
-              if (on_committed_) on_committed_(std::move(ids));
-            };
             return po;
           }(),
           record_source_, dead_letter_sink_, writer_, index, metrics, SystemClock::Instance()) {}

@@ -30,11 +30,9 @@ class EventIntake {
               pipeline::PipelineMetrics& metrics);
   ~EventIntake();
 
-  // Called (on the writing thread) with the ids of new executions once they are committed. Set
-  // before Start.
-  void OnCommitted(std::function<void(std::vector<std::string> execution_ids)> callback) {
-    on_committed_ = std::move(callback);
-  }
+  // Where new executions go once they are committed (on the writing thread): they are inserted
+  // leased to it while it wants them (RepositoryExecutionWriter). Set before Start.
+  void OfferTo(NewExecutionsTarget& target) { writer_.SetTarget(&target); }
 
   // Runs the pipeline on its own thread until `stop` is set. Should it fail, the failure is
   // logged, Failed() becomes true and `stop` is set.
@@ -57,7 +55,6 @@ class EventIntake {
   KafkaRecordSource record_source_;
   KafkaDeadLetterSink dead_letter_sink_;
   RepositoryExecutionWriter writer_;
-  std::function<void(std::vector<std::string>)> on_committed_;
   pipeline::EventPipeline pipeline_;
   std::atomic<bool> failed_{false};
   std::atomic<bool>* stop_ = nullptr;  // Start's

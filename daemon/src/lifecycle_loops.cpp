@@ -122,10 +122,15 @@ void LifecycleLoops::Start() {
   for (auto& l : dispatch_loops_) l->worker->Start();
   for (auto& l : poll_loops_) l->worker->Start();
   gauges_worker_.Start();
+  running_ = true;
 }
 
 void LifecycleLoops::Stop() noexcept {
+  running_ = false;
   for (auto& l : dispatch_loops_) l->worker->Stop();
+  // What was offered and not started yet: due again at once, for another replica or the next
+  // start, rather than after its lease.
+  for (auto& l : dispatch_loops_) l->dispatcher->ReleaseOffers();
   for (auto& l : poll_loops_) l->worker->Stop();
   gauges_worker_.Stop();
 }
@@ -140,18 +145,35 @@ bool LifecycleLoops::Healthy() const {
   return true;
 }
 
-void LifecycleLoops::Offer(std::vector<std::string> execution_ids) {
+bool LifecycleLoops::WantsOffers() const {
+  if (!running_) return false;
+  for (const auto& l : dispatch_loops_) {
+    if (l->dispatcher->WantsOffers()) return true;
+  }
+  return false;
+}
+
+void LifecycleLoops::Offer(lifecycle::LeasedOffer offer) {
   // The dispatch loops sleep dispatch.idle_interval when they took every due execution; new
   // executions are offered to one of them, each in turn, and wake it (waking all made every loop
-  // run a round per committed batch). The woken loop takes them by id: at a steady stream of small
-  // batches, fair rounds (a walk over every tenant x environment with pending rows) for each batch
-  // were PostgreSQL's largest cost, growing with the number of tenants. A loop busy with a round
-  // runs again right after it; under a backlog all loops run fair rounds continuously anyway (full
-  // rounds).
+  // run a round per committed batch). The woken loop starts them from the offer: at a steady
+  // stream of small batches, fair rounds (a walk over every tenant x environment with pending
+  // rows) for each batch were PostgreSQL's largest cost, growing with the number of tenants, and
+  // a claim transaction per batch cost as much again. A loop busy with a round runs again right
+  // after it; under a backlog all loops run fair rounds continuously anyway (full rounds).
   if (dispatch_loops_.empty()) return;
-  const DispatchLoop& loop = *dispatch_loops_[next_to_wake_++ % dispatch_loops_.size()];
-  loop.dispatcher->Offer(std::move(execution_ids));
-  loop.worker->Wake();
+  const size_t first = next_to_wake_++;
+  const DispatchLoop* chosen = dispatch_loops_[first % dispatch_loops_.size()].get();
+  for (size_t k = 0; k < dispatch_loops_.size(); ++k) {
+    const DispatchLoop* loop = dispatch_loops_[(first + k) % dispatch_loops_.size()].get();
+    if (loop->dispatcher->WantsOffers()) {
+      chosen = loop;
+      break;
+    }
+  }
+  // One that wants none keeps none: it releases the rows in its next round.
+  chosen->dispatcher->Offer(std::move(offer));
+  chosen->worker->Wake();
 }
 
 }  // namespace workflowd::daemon

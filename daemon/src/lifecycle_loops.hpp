@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "background_worker.hpp"
+#include "pipeline_adapters.hpp"
 #include "workflowd/daemon/config.hpp"
 #include "workflowd/lifecycle/execution_dispatcher.hpp"
 #include "workflowd/lifecycle/execution_gauges.hpp"
@@ -20,11 +21,11 @@
 
 namespace workflowd::daemon {
 
-class LifecycleLoops {
+class LifecycleLoops final : public NewExecutionsTarget {
  public:
   // Builds the providers (logging which are enabled) and the loops; nothing runs before Start.
   LifecycleLoops(const Config& config, metrics::Registry& registry);
-  ~LifecycleLoops();
+  ~LifecycleLoops() override;
 
   // Starts the loops, unless dispatch.enabled is false (then executions are only recorded).
   void Start();
@@ -32,9 +33,11 @@ class LifecycleLoops {
   void Stop() noexcept;
   // False while a loop's database is unavailable.
   bool Healthy() const;
-  // New executions (committed by the event pipeline): offered to one dispatch loop, each in turn,
-  // and that loop woken.
-  void Offer(std::vector<std::string> execution_ids);
+  // New executions (committed by the event pipeline, leased by their insert): offered to one
+  // dispatch loop that wants them, each in turn, and that loop woken.
+  void Offer(lifecycle::LeasedOffer offer) override;
+  // Whether the loops run and one of them would keep an offer now.
+  bool WantsOffers() const override;
 
  private:
   struct DispatchLoop {
@@ -52,6 +55,7 @@ class LifecycleLoops {
   };
 
   bool enabled_;
+  std::atomic<bool> running_{false};
   providers::Manager manager_;
   lifecycle::LifecycleMetrics metrics_;
   lifecycle::WorkflowCatalog catalog_;

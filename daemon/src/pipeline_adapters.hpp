@@ -4,10 +4,12 @@
 #pragma once
 
 #include <chrono>
+#include <span>
 #include <string>
 #include <vector>
 
 #include "workflowd/consumers/kafka_source.hpp"
+#include "workflowd/lifecycle/execution_dispatcher.hpp"
 #include "workflowd/pipeline/dead_letter_sink.hpp"
 #include "workflowd/pipeline/execution_writer.hpp"
 #include "workflowd/pipeline/record_source.hpp"
@@ -41,22 +43,42 @@ class KafkaDeadLetterSink final : public pipeline::DeadLetterSink {
   consumers::DeadLetterProducer& producer_;
 };
 
+// Where the executions the event pipeline commits go next: this replica's dispatch loops.
+class NewExecutionsTarget {
+ public:
+  virtual ~NewExecutionsTarget() = default;
+  // Whether rows inserted now should be leased to this replica's dispatch loops (else they are
+  // inserted unleased, for any replica's fair rounds). Thread-safe.
+  virtual bool WantsOffers() const = 0;
+  // The rows of one committed batch, leased to this replica by their insert. Thread-safe.
+  virtual void Offer(lifecycle::LeasedOffer offer) = 0;
+};
+
+// Writes through the execution repository. With a target that wants them, the rows are inserted
+// leased to this replica (the claim is the insert: no claim transaction, no read-back) and handed
+// to the target right after their commit.
 class RepositoryExecutionWriter final : public pipeline::ExecutionWriter {
  public:
-  explicit RepositoryExecutionWriter(store::ExecutionRepository& repository)
-      : repository_(repository) {}
+  // `owner`: this replica's name in lease tokens; `lease`: how long a lease written by an insert
+  // lasts (dispatch.lease).
+  RepositoryExecutionWriter(store::ExecutionRepository& repository, std::string owner,
+                            std::chrono::milliseconds lease)
+      : repository_(repository), owner_(std::move(owner)), lease_(lease) {}
 
-  std::string Render(const std::vector<store::NewExecution>& executions) const override {
-    return store::ExecutionRepository::CopyText(executions);
-  }
+  // Set before the pipeline runs; null: rows are inserted unleased.
+  void SetTarget(NewExecutionsTarget* target) { target_ = target; }
+
+  pipeline::RenderedRows Render(const std::vector<store::NewExecution>& executions) const override;
   size_t InsertPending(const std::vector<store::NewExecution>& executions,
-                       const std::string* rendered, std::vector<store::RejectedExecution>& rejected,
-                       std::span<const size_t> groups) override {
-    return repository_.InsertPending(executions, rendered, &rejected, groups);
-  }
+                       const pipeline::RenderedRows* rendered,
+                       std::vector<store::RejectedExecution>& rejected,
+                       std::span<const size_t> groups) override;
 
  private:
   store::ExecutionRepository& repository_;
+  std::string owner_;
+  std::chrono::milliseconds lease_;
+  NewExecutionsTarget* target_ = nullptr;
 };
 
 }  // namespace workflowd::daemon

@@ -259,10 +259,8 @@ int RunDaemon(const Config& config) {
   refresher.Start();                      // reloads the index on changes and periodically
   EventIntake intake(config, index, pm);  // the Kafka consumer joins its group
   LifecycleLoops lifecycle(config, registry);
-  intake.OnCommitted([&lifecycle](std::vector<std::string> ids) {
-    lifecycle.Offer(std::move(ids));  // new executions: a dispatch loop starts them at once
-  });
-  lifecycle.Start();  // dispatch, status polling, gauges
+  intake.OfferTo(lifecycle);  // new executions: a dispatch loop starts them at once
+  lifecycle.Start();          // dispatch, status polling, gauges
   // The lag gauge follows the current assignment: a revoked partition's series goes away (an
   // assigned one whose lag is unknown keeps its last value).
   metrics::ScopedCollectCallback lag_collect(registry, [&intake, &pm] {

@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <set>
 #include <string_view>
 #include <utility>
@@ -12,6 +13,34 @@
 namespace workflowd::lifecycle {
 
 using Json = nlohmann::json;
+
+LeasedOffer OfferOf(const store::PendingLease& lease,
+                    const std::vector<store::NewExecution>& executions,
+                    const std::vector<bool>& inserted) {
+  LeasedOffer offer;
+  offer.lease = lease.owner;
+  offer.expires_at = lease.expires_at;
+  for (size_t i = 0; i < executions.size() && i < inserted.size(); ++i) {
+    if (!inserted[i]) continue;
+    const store::NewExecution& n = executions[i];
+    store::ExecutionRecord e;
+    e.id = n.id;
+    e.tenant_id = n.tenant_id;
+    e.environment_id = n.environment_id;
+    e.workflow_id = n.workflow_id;
+    e.workflow_name = n.workflow_name;
+    e.definition_version = n.definition_version;
+    e.provider = n.provider;
+    e.trigger_type = n.trigger_type;
+    e.trigger_event_id = n.trigger_event_id;
+    e.trigger_event = n.trigger_event;
+    e.status = "pending";
+    e.start_attempts = 1;  // the attempt about to be made, as a claim reads it
+    e.created_at = lease.leased_at;
+    offer.executions.push_back(std::move(e));
+  }
+  return offer;
+}
 
 ExecutionDispatcher::ExecutionDispatcher(DispatcherOptions options, store::Database& db,
                                          const providers::Manager& manager,
@@ -37,6 +66,13 @@ class InFlightStart {
  private:
   metrics::Gauge& gauge_;
 };
+
+std::vector<std::string> IdsOf(const std::vector<store::ExecutionRecord>& executions) {
+  std::vector<std::string> ids;
+  ids.reserve(executions.size());
+  for (const auto& e : executions) ids.push_back(e.id);
+  return ids;
+}
 
 }  // namespace
 
@@ -128,49 +164,137 @@ store::DispatchOutcome ExecutionDispatcher::Start(store::ExecutionRecord& e, con
   return out;
 }
 
-void ExecutionDispatcher::Offer(std::vector<std::string> ids) {
+void ExecutionDispatcher::Offer(LeasedOffer offer) {
+  if (offer.executions.empty()) return;
   std::lock_guard lock(offered_mu_);
-  // Bounded: past a few batches the fair rounds take over anyway (the dispatcher is behind).
-  if (offered_.size() >= 4 * options_.batch_size) return;
-  if (offered_.empty()) {
-    offered_ = std::move(ids);
-  } else {
-    offered_.insert(offered_.end(), std::make_move_iterator(ids.begin()),
-                    std::make_move_iterator(ids.end()));
+  if (offered_rows_ < 4 * options_.batch_size) {
+    offered_rows_ += offer.executions.size();
+    offered_.push_back(std::move(offer));
+    return;
+  }
+  // Behind by a few batches: the fair rounds take over (they claim the oldest due rows first,
+  // fairly), so this offer's rows are released rather than queued without bound.
+  for (const auto& e : offer.executions) {
+    to_release_.push_back(e.id);
+    to_release_leases_.push_back(offer.lease);
   }
 }
 
-size_t ExecutionDispatcher::RunOnce() {
-  const Context round_ctx = rounds_.BeginRound(options_.lease, options_.call_timeout);
-  std::vector<std::string> offered;
+bool ExecutionDispatcher::WantsOffers() const {
+  std::lock_guard lock(offered_mu_);
+  return offered_rows_ < 4 * options_.batch_size;
+}
+
+bool ExecutionDispatcher::MoreDue() const {
+  if (more_due_) return true;
+  std::lock_guard lock(offered_mu_);
+  return !offered_.empty() || !to_release_.empty();
+}
+
+void ExecutionDispatcher::ReleaseOffers() noexcept {
+  std::vector<std::string> ids, leases;
   {
     std::lock_guard lock(offered_mu_);
-    offered.swap(offered_);
+    ids.swap(to_release_);
+    leases.swap(to_release_leases_);
+    for (const auto& offer : offered_) {
+      for (const auto& e : offer.executions) {
+        ids.push_back(e.id);
+        leases.push_back(offer.lease);
+      }
+    }
+    offered_.clear();
+    offered_rows_ = 0;
   }
+  try {
+    rounds_.executions().Release(ids, leases);
+  } catch (const std::exception& e) {
+    // Their leases expire instead: another round takes them then.
+    spdlog::warn("could not release the leases of {} offered executions: {}", ids.size(), e.what());
+  }
+}
+
+size_t ExecutionDispatcher::RunOffered() {
+  std::vector<LeasedOffer> offers;
+  std::vector<std::string> release_ids, release_leases;
+  {
+    std::lock_guard lock(offered_mu_);
+    release_ids.swap(to_release_);
+    release_leases.swap(to_release_leases_);
+    size_t rows = 0;
+    // Whole offers, up to about a batch: an offer is one committed event batch.
+    while (!offered_.empty() &&
+           (rows == 0 || rows + offered_.front().executions.size() <= options_.batch_size)) {
+      rows += offered_.front().executions.size();
+      offered_rows_ -= offered_.front().executions.size();
+      offers.push_back(std::move(offered_.front()));
+      offered_.pop_front();
+    }
+  }
+  if (!release_ids.empty()) rounds_.executions().Release(release_ids, release_leases);
+  if (offers.empty()) return 0;
+  metrics_.dispatch_rounds.WithLabels({"offered"}).Inc();
   const TimePoint now = clock_.Now();
-  const bool fair =
-      offered.empty() || more_due_ || now - last_fair_round_ >= options_.fair_interval;
-  const auto start = [&](std::vector<store::ExecutionRecord>& executions) {
-    std::vector<store::DispatchOutcome> outcomes(executions.size());
-    rounds_.pool().ParallelFor(executions.size(),
-                               [&](size_t i) { outcomes[i] = Start(executions[i], round_ctx); });
-    return outcomes;
-  };
   store::DispatchRound round;
-  if (fair) {
-    last_fair_round_ = now;
-    metrics_.dispatch_rounds.WithLabels({"fair"}).Inc();
-    round = rounds_.executions().RunDispatchRound(now, options_.lease, options_.batch_size,
-                                                  options_.per_scope_limit, start);
-  } else {
-    metrics_.dispatch_rounds.WithLabels({"offered"}).Inc();
-    // More than a batch offered: the rest is left to the next round, a fair one.
-    const bool left_over = offered.size() > options_.batch_size;
-    if (left_over) offered.resize(options_.batch_size);
-    round = rounds_.executions().RunDispatchRoundFor(offered, now, options_.lease, start);
-    round.more = left_over;
+  TimePoint expires = offers.front().expires_at;
+  for (auto& offer : offers) {
+    expires = std::min(expires, offer.expires_at);
+    for (auto& e : offer.executions) {
+      round.executions.push_back(std::move(e));
+      round.leases.push_back(offer.lease);
+    }
   }
+  // Calls begin only while they can end within the earliest of the leases (an offer that waited
+  // in the queue for most of its lease is released instead: kNotAttempted).
+  const auto budget =
+      std::chrono::duration_cast<std::chrono::milliseconds>(expires - now) - options_.call_timeout;
+  const Context round_ctx = rounds_.BeginRound(options_.lease, options_.call_timeout)
+                                .WithTimeout(std::max(budget, std::chrono::milliseconds(0)));
+  round.outcomes.resize(round.executions.size());
+  try {
+    rounds_.pool().ParallelFor(round.executions.size(), [&](size_t i) {
+      round.outcomes[i] = Start(round.executions[i], round_ctx);
+    });
+  } catch (...) {
+    try {
+      rounds_.executions().Release(IdsOf(round.executions), round.leases);
+    } catch (const store::StoreError&) {
+      // The database is unavailable: the leases expire instead.
+    }
+    throw;
+  }
+  rounds_.executions().RecordDispatch(round);
+  Account(round);
+  return static_cast<size_t>(std::count_if(
+      round.outcomes.begin(), round.outcomes.end(),
+      [](const auto& o) { return o.kind != store::DispatchOutcome::Kind::kNotAttempted; }));
+}
+
+size_t ExecutionDispatcher::RunOnce() {
+  size_t taken = RunOffered();
+  const TimePoint now = clock_.Now();
+  // The fair round finds what no offer names (retries that came due, rows of other replicas or
+  // from before a restart, rows inserted unleased while this dispatcher was behind): after offers
+  // at least every fair_interval, and at once when the last fair round left rows behind.
+  const bool fair = taken == 0 || more_due_ || now - last_fair_round_ >= options_.fair_interval;
+  if (!fair) return taken;
+  const Context round_ctx = rounds_.BeginRound(options_.lease, options_.call_timeout);
+  last_fair_round_ = now;
+  metrics_.dispatch_rounds.WithLabels({"fair"}).Inc();
+  store::DispatchRound round = rounds_.executions().RunDispatchRound(
+      now, options_.lease, options_.batch_size, options_.per_scope_limit,
+      [&](std::vector<store::ExecutionRecord>& executions) {
+        std::vector<store::DispatchOutcome> outcomes(executions.size());
+        rounds_.pool().ParallelFor(
+            executions.size(), [&](size_t i) { outcomes[i] = Start(executions[i], round_ctx); });
+        return outcomes;
+      });
   more_due_ = round.more;
+  Account(round);
+  return taken + round.executions.size();
+}
+
+void ExecutionDispatcher::Account(const store::DispatchRound& round) {
   const auto& leased = round.executions;
   const auto& outcomes = round.outcomes;
   std::set<std::string> not_as_decided(round.unstorable.begin(), round.unstorable.end());
@@ -214,7 +338,6 @@ size_t ExecutionDispatcher::RunOnce() {
   }
   rounds_.EndRound(round.unstorable, round.stale, "dispatch",
                    "execution start outcome refused by the database, recorded without it");
-  return leased.size();
 }
 
 }  // namespace workflowd::lifecycle

@@ -136,7 +136,7 @@ void EventPipeline::DeadLetterRejected(BatchPlan& plan, const std::vector<Source
 }
 
 size_t EventPipeline::WriteOnce(BatchPlan& plan, const std::vector<SourceRecord>& batch,
-                                size_t& dlq_sent, const std::string* copy_text) {
+                                size_t& dlq_sent, const RenderedRows* copy_text) {
   SendDeadLetters(plan, dlq_sent);
   // The executions of one record are written or refused together: a record is either wholly
   // recorded or wholly a dead letter.

@@ -5,8 +5,10 @@
 #include <pqxx/tablewriter>
 #include <span>
 #include <tuple>
+#include <unordered_map>
 
 #include "database_impl.hpp"
+#include "workflowd/common/timefmt.hpp"
 
 namespace workflowd::store {
 namespace {
@@ -58,18 +60,24 @@ void AppendCopyField(std::string& out, std::string_view s) {
   }
 }
 
-const std::vector<std::string>& CopyColumns() {
+const std::vector<std::string>& CopyColumns(bool leased) {
   static const std::vector<std::string> kColumns = {
       "id",           "tenant_id",     "environment_id",
       "workflow_id",  "workflow_name", "definition_version",
       "provider",     "trigger_type",  "trigger_event_id",
       "trigger_event"};
-  return kColumns;
+  static const std::vector<std::string> kLeasedColumns = [] {
+    std::vector<std::string> columns = kColumns;
+    columns.emplace_back("lease_owner");
+    columns.emplace_back("lease_expires_at");
+    return columns;
+  }();
+  return leased ? kLeasedColumns : kColumns;
 }
 
 // COPY of the whole batch. Returns false (with the savepoint rolled back, the transaction still
 // usable) when a row already exists: COPY has no ON CONFLICT clause.
-bool CopyAll(pqxx::work& w, const std::string& copy_text) {
+bool CopyAll(pqxx::work& w, const std::string& copy_text, bool leased) {
   try {
     pqxx::subtransaction copy(w, "copy_executions");
     {
@@ -77,8 +85,8 @@ bool CopyAll(pqxx::work& w, const std::string& copy_text) {
 #pragma GCC diagnostic ignored "-Wdeprecated-declarations"
       // tablewriter (deprecated in later libpqxx, the only public raw-line COPY writer in 6.4):
       // the batch goes out as one COPY data message instead of one per row.
-      pqxx::tablewriter out(copy, "workflow_executions", CopyColumns().begin(),
-                            CopyColumns().end());
+      const auto& columns = CopyColumns(leased);
+      pqxx::tablewriter out(copy, "workflow_executions", columns.begin(), columns.end());
 #pragma GCC diagnostic pop
       // write_raw_line adds the final newline itself.
       out.write_raw_line(copy_text.substr(0, copy_text.size() - 1));
@@ -93,15 +101,21 @@ bool CopyAll(pqxx::work& w, const std::string& copy_text) {
 }
 
 // Inserts the rows `rows` (indices into `executions`) with one multi-row INSERT ... ON CONFLICT
-// DO NOTHING: a single round trip, values quoted by libpq.
+// DO NOTHING: a single round trip, values quoted by libpq. Leased to `lease` when given. Sets the
+// flags in `inserted` (when given) of the rows it inserted.
 size_t InsertSkippingExisting(pqxx::transaction_base& w,
                               const std::vector<NewExecution>& executions,
                               const std::vector<std::string>& documents,
-                              std::span<const size_t> rows) {
+                              std::span<const size_t> rows, const PendingLease* lease,
+                              std::vector<bool>* inserted) {
   std::string sql =
       "INSERT INTO workflow_executions (id, tenant_id, environment_id, workflow_id, "
       "workflow_name, definition_version, provider, trigger_type, trigger_event_id, "
-      "trigger_event) VALUES ";
+      "trigger_event, lease_owner, lease_expires_at) VALUES ";
+  const std::string lease_values =
+      lease == nullptr ? std::string(",NULL,NULL")
+                       : ',' + w.quote(lease->owner) + ',' +
+                             w.quote(FormatRfc3339(lease->expires_at)) + "::timestamptz";
   sql.reserve(sql.size() + rows.size() * 512);
   for (size_t k = 0; k < rows.size(); ++k) {
     const size_t i = rows[k];
@@ -112,10 +126,19 @@ size_t InsertSkippingExisting(pqxx::transaction_base& w,
            w.quote(e.workflow_id) + ',' + w.quote(e.workflow_name) + ',' +
            std::to_string(e.definition_version) + ',' + w.quote(e.provider) + ',' +
            w.quote(e.trigger_type) + ',' + w.quote(e.trigger_event_id) + ',' +
-           w.quote(documents[i]) + "::jsonb)";
+           w.quote(documents[i]) + "::jsonb" + lease_values + ')';
   }
-  sql += " ON CONFLICT (workflow_id, trigger_event_id, attempt) DO NOTHING";
-  return static_cast<size_t>(w.exec(sql).affected_rows());
+  sql += " ON CONFLICT (workflow_id, trigger_event_id, attempt) DO NOTHING RETURNING id";
+  const pqxx::result r = w.exec(sql);
+  if (inserted != nullptr && !r.empty()) {
+    std::unordered_map<std::string_view, size_t> index;
+    for (size_t i : rows) index.emplace(executions[i].id, i);
+    for (const auto& row : r) {
+      auto it = index.find(std::string_view(row[0].c_str(), row[0].size()));
+      if (it != index.end()) (*inserted)[it->second] = true;
+    }
+  }
+  return r.size();
 }
 
 std::vector<size_t> AllRows(size_t n) {
@@ -146,7 +169,8 @@ struct RowGroup {
 size_t InsertFindingRejected(pqxx::work& w, const std::vector<NewExecution>& executions,
                              const std::vector<std::string>& documents,
                              std::span<const RowGroup> part,
-                             std::vector<RejectedExecution>& rejected) {
+                             std::vector<RejectedExecution>& rejected, const PendingLease* lease,
+                             std::vector<bool>* inserted) {
   if (part.empty()) return 0;
   std::vector<size_t> rows;
   for (const RowGroup& g : part) {
@@ -154,9 +178,15 @@ size_t InsertFindingRejected(pqxx::work& w, const std::vector<NewExecution>& exe
   }
   try {
     pqxx::subtransaction attempt(w, "insert_executions");
-    size_t inserted = InsertSkippingExisting(attempt, executions, documents, rows);
+    std::vector<bool> flags;
+    if (inserted != nullptr) flags.assign(executions.size(), false);
+    size_t count = InsertSkippingExisting(attempt, executions, documents, rows, lease,
+                                          inserted != nullptr ? &flags : nullptr);
     attempt.commit();
-    return inserted;
+    if (inserted != nullptr) {
+      for (size_t i : rows) (*inserted)[i] = (*inserted)[i] || flags[i];
+    }
+    return count;
   } catch (const pqxx::sql_error& e) {
     if (!IsDataError(e.sqlstate())) throw;
     if (part.size() == 1) {
@@ -165,8 +195,10 @@ size_t InsertFindingRejected(pqxx::work& w, const std::vector<NewExecution>& exe
     }
   }
   size_t half = part.size() / 2;
-  return InsertFindingRejected(w, executions, documents, part.first(half), rejected) +
-         InsertFindingRejected(w, executions, documents, part.subspan(half), rejected);
+  return InsertFindingRejected(w, executions, documents, part.first(half), rejected, lease,
+                               inserted) +
+         InsertFindingRejected(w, executions, documents, part.subspan(half), rejected, lease,
+                               inserted);
 }
 
 bool HoldsNul(const NewExecution& e) {
@@ -208,7 +240,15 @@ bool IsDataError(std::string_view sqlstate) {
   return (sqlstate.rfind("22", 0) == 0 || sqlstate.rfind("23", 0) == 0) && sqlstate != "23505";
 }
 
-std::string ExecutionRepository::CopyText(const std::vector<NewExecution>& executions) {
+std::string ExecutionRepository::CopyText(const std::vector<NewExecution>& executions,
+                                          const PendingLease* lease) {
+  std::string lease_fields;
+  if (lease != nullptr) {
+    lease_fields = '\t';
+    AppendCopyField(lease_fields, lease->owner);
+    lease_fields += '\t';
+    lease_fields += FormatRfc3339(lease->expires_at);  // digits, '-', ':', '.', 'T', 'Z'
+  }
   std::string out;
   out.reserve(executions.size() * 900);
   std::string document;
@@ -229,6 +269,7 @@ std::string ExecutionRepository::CopyText(const std::vector<NewExecution>& execu
       out += '\t';
     }
     AppendCopyField(out, document);
+    out += lease_fields;
     out += '\n';
   }
   return out;
@@ -237,11 +278,13 @@ std::string ExecutionRepository::CopyText(const std::vector<NewExecution>& execu
 size_t ExecutionRepository::InsertPending(const std::vector<NewExecution>& executions,
                                           const std::string* copy_text,
                                           std::vector<RejectedExecution>* rejected,
-                                          std::span<const size_t> groups) {
+                                          std::span<const size_t> groups, const PendingLease* lease,
+                                          std::vector<bool>* inserted) {
+  if (inserted != nullptr) inserted->assign(executions.size(), false);
   if (executions.empty()) return 0;
   std::string own_text;
   if (copy_text == nullptr) {
-    own_text = CopyText(executions);
+    own_text = CopyText(executions, lease);
     copy_text = &own_text;
   }
   return db_.impl().Transact("record executions", [&](pqxx::work& w) {
@@ -254,20 +297,26 @@ size_t ExecutionRepository::InsertPending(const std::vector<NewExecution>& execu
     // A row PostgreSQL refuses (data error: a value it cannot store) fails the COPY too; with
     // `rejected`, the rows are then inserted in halves until the refused ones are found.
     if (rejected != nullptr) rejected->clear();
+    if (inserted != nullptr) inserted->assign(executions.size(), false);  // a retried transaction
     try {
-      if (CopyAll(w, *copy_text)) return executions.size();
+      if (CopyAll(w, *copy_text, lease != nullptr)) {
+        if (inserted != nullptr) inserted->assign(executions.size(), true);
+        return executions.size();
+      }
     } catch (const pqxx::sql_error& e) {
       if (rejected == nullptr || !IsDataError(e.sqlstate())) throw;
     }
     const std::vector<std::string> documents = TriggerEventTexts(executions);
     if (rejected == nullptr) {
-      return InsertSkippingExisting(w, executions, documents, AllRows(executions.size()));
+      return InsertSkippingExisting(w, executions, documents, AllRows(executions.size()), lease,
+                                    inserted);
     }
     const std::vector<RowGroup> to_try = GroupsToTry(executions, groups, *rejected);
-    const size_t inserted = InsertFindingRejected(w, executions, documents, to_try, *rejected);
+    const size_t count =
+        InsertFindingRejected(w, executions, documents, to_try, *rejected, lease, inserted);
     std::sort(rejected->begin(), rejected->end(),
               [](const auto& a, const auto& b) { return a.index < b.index; });
-    return inserted;
+    return count;
   });
 }
 

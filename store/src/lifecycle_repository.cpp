@@ -205,12 +205,36 @@ std::string StatusIs(const char* status) {
 // travel as a VALUES list and each row takes the columns of its kind. Only rows still pending and
 // still leased to the round change (a lease lost to a slow call, or a cancel, is never overwritten
 // by this round's stale answer), and their lease is released. Returns the ids recorded.
-std::vector<std::string> RecordStarts(pqxx::transaction_base& w, const std::string& lease,
+// The lease each execution of a dispatch round is recorded under: the round's, or each one's own.
+class LeaseOf {
+ public:
+  explicit LeaseOf(const DispatchRound& round) : round_(round) {
+    if (round.leases.empty()) return;
+    for (size_t i = 0; i < round.executions.size(); ++i) {
+      by_id_.emplace(round.executions[i].id, &round.leases[i]);
+    }
+  }
+  const std::string& operator()(const std::string& id) const {
+    return by_id_.empty() ? round_.lease : *by_id_.at(id);
+  }
+
+ private:
+  const DispatchRound& round_;
+  std::unordered_map<std::string_view, const std::string*> by_id_;
+};
+
+std::vector<std::string> RecordStarts(pqxx::transaction_base& w, const LeaseOf& lease_of,
                                       const std::vector<DispatchOutcome>& outcomes) {
   std::string values;
-  values.reserve(outcomes.size() * 200);
+  values.reserve(outcomes.size() * 240);
+  std::string last_lease, quoted_lease;
   for (const auto& o : outcomes) {
     if (o.kind == DispatchOutcome::Kind::kNotAttempted) continue;
+    const std::string& lease = lease_of(o.id);
+    if (quoted_lease.empty() || lease != last_lease) {
+      last_lease = lease;
+      quoted_lease = w.quote(lease);
+    }
     const char* kind = o.kind == DispatchOutcome::Kind::kStarted ? "'started'"
                        : o.kind == DispatchOutcome::Kind::kRetry ? "'retry'"
                                                                  : "'failed'";
@@ -223,7 +247,7 @@ std::vector<std::string> RecordStarts(pqxx::transaction_base& w, const std::stri
         OptTs(w, o.kind == DispatchOutcome::Kind::kStarted ? o.deadline_at : std::nullopt) +
         "::timestamptz," +
         (o.kind == DispatchOutcome::Kind::kStarted ? std::string("NULL") : OptJson(w, o.error)) +
-        "::jsonb)";
+        "::jsonb," + quoted_lease + ')';
   }
   std::vector<std::string> recorded;
   if (values.empty()) return recorded;
@@ -242,9 +266,9 @@ std::vector<std::string> RecordStarts(pqxx::transaction_base& w, const std::stri
       "lease_expires_at = NULL, updated_at = v.at "
       "FROM (VALUES " +
       values +
-      ") AS v(id, kind, pid, at, next_at, deadline, error) "
+      ") AS v(id, kind, pid, at, next_at, deadline, error, lease) "
       "WHERE e.id = v.id AND " +
-      StatusIs("pending") + " AND e.lease_owner = " + w.quote(lease) + " RETURNING e.id");
+      StatusIs("pending") + " AND e.lease_owner = v.lease RETURNING e.id");
   recorded.reserve(r.size());
   for (const auto& row : r) recorded.push_back(row[0].as<std::string>());
   return recorded;
@@ -467,6 +491,17 @@ void ReleaseIn(pqxx::work& w, const std::vector<std::string>& ids, const std::st
       TextArray(ids), lease);
 }
 
+// The same with a token per row: `leases[i]` is that of `ids[i]`.
+void ReleaseIn(pqxx::work& w, const std::vector<std::string>& ids,
+               const std::vector<std::string>& leases) {
+  if (ids.empty()) return;
+  w.exec_params(
+      "UPDATE workflow_executions e SET lease_owner = NULL, lease_expires_at = NULL "
+      "FROM unnest($1::text[], $2::text[]) AS v(id, lease) "
+      "WHERE e.id = v.id AND e.lease_owner = v.lease",
+      TextArray(ids), TextArray(leases));
+}
+
 // The ids among `executions` that are not in `recorded`, in the executions' order, skipping those
 // `skip` says had no outcome to record.
 template <typename Skip>
@@ -490,12 +525,10 @@ std::string DefaultOwner() {
 LifecycleRepository::LifecycleRepository(Database& db, std::string owner)
     : db_(db), owner_(owner.empty() ? DefaultOwner() : std::move(owner)) {}
 
-std::string LifecycleRepository::NewLease() const {
-  // Random, so that a token is never reused: a round's record applies to exactly the rows that
-  // round claimed, whichever replica or round claimed them before or after it.
+std::string NewLeaseToken(const std::string& owner) {
   thread_local std::mt19937_64 random{std::random_device{}()};
   static constexpr char kHex[] = "0123456789abcdef";
-  std::string token = owner_ + "/";
+  std::string token = (owner.empty() ? DefaultOwner() : owner) + "/";
   for (uint64_t bits = random(), i = 0; i < 16; ++i, bits >>= 4) token += kHex[bits & 15];
   return token;
 }
@@ -503,7 +536,7 @@ std::string LifecycleRepository::NewLease() const {
 DispatchRound LifecycleRepository::ClaimDispatch(TimePoint now, std::chrono::milliseconds lease,
                                                  size_t limit, size_t per_scope_limit) {
   DispatchRound round;
-  round.lease = NewLease();
+  round.lease = NewLeaseToken(owner_);
   db_.impl().Transact("dispatch claim", [&](pqxx::work& w) {
     // Fair share without ranking every pending row: `scopes` walks the dispatch index (tenant,
     // environment, next_attempt_at, created_at) WHERE pending, one probe per tenant x environment
@@ -562,35 +595,6 @@ DispatchRound LifecycleRepository::ClaimDispatch(TimePoint now, std::chrono::mil
   return round;
 }
 
-DispatchRound LifecycleRepository::ClaimDispatchFor(const std::vector<std::string>& ids,
-                                                    TimePoint now,
-                                                    std::chrono::milliseconds lease) {
-  DispatchRound round;
-  round.lease = NewLease();
-  if (ids.empty()) return round;
-  db_.impl().Transact("dispatch claim", [&](pqxx::work& w) {
-    // A fresh row is due whatever the clocks say (next_attempt_at defaults to the inserting
-    // transaction's now(), which may be a little ahead of this daemon's clock); a retried one only
-    // when its backoff has passed. The status condition is opaque (StatusIs) so that the planner
-    // cannot choose to scan the partial dispatch index (every pending row; a plan it could prefer
-    // when its statistics say few rows are pending) instead of probing the primary key per id.
-    static const std::string kSql =
-        "SELECT " + DispatchColumns() +
-        ", e.ctid::text FROM workflow_executions e WHERE e.id = ANY($1::text[]) AND " +
-        StatusIs("pending") +
-        " AND (e.start_attempts = 0 OR e.next_attempt_at <= $2::timestamptz) "
-        "AND (e.lease_expires_at IS NULL OR e.lease_expires_at <= $2::timestamptz) "
-        "ORDER BY e.created_at, e.id FOR UPDATE SKIP LOCKED";
-    std::vector<std::string> ctids;
-    for (const auto& row : w.exec_params(kSql, TextArray(ids), Ts(now))) {
-      round.executions.push_back(RecordOf(row));
-      ctids.push_back(row[25].as<std::string>());
-    }
-    Lease(w, ctids, round.lease, now + lease);
-  });
-  return round;
-}
-
 void LifecycleRepository::RecordDispatch(DispatchRound& round) {
   if (round.executions.empty()) return;
   if (round.outcomes.size() != round.executions.size()) {
@@ -598,23 +602,30 @@ void LifecycleRepository::RecordDispatch(DispatchRound& round) {
                          std::to_string(round.executions.size()) + " executions",
                      false);
   }
+  if (!round.leases.empty() && round.leases.size() != round.executions.size()) {
+    throw StoreError("dispatch round: " + std::to_string(round.leases.size()) + " leases for " +
+                         std::to_string(round.executions.size()) + " executions",
+                     false);
+  }
   round.unstorable.clear();
+  const LeaseOf lease_of(round);
   auto recorded = db_.impl().Transact("dispatch record", [&](pqxx::work& w) {
     std::vector<std::string> unstorable;
     auto ids = RecordIsolated(
         w, round.outcomes,
         [&](pqxx::transaction_base& t, const std::vector<DispatchOutcome>& o) {
-          return RecordStarts(t, round.lease, o);
+          return RecordStarts(t, lease_of, o);
         },
         DispatchFallback, unstorable);
     // Rows not attempted are due again at once (the recorded ones carry the lease no more).
-    std::vector<std::string> not_attempted;
+    std::vector<std::string> not_attempted, their_leases;
     for (size_t i = 0; i < round.executions.size(); ++i) {
       if (round.outcomes[i].kind == DispatchOutcome::Kind::kNotAttempted) {
         not_attempted.push_back(round.executions[i].id);
+        their_leases.push_back(lease_of(round.executions[i].id));
       }
     }
-    ReleaseIn(w, not_attempted, round.lease);
+    ReleaseIn(w, not_attempted, their_leases);
     round.unstorable = std::move(unstorable);
     return ids;
   });
@@ -627,7 +638,7 @@ void LifecycleRepository::RecordDispatch(DispatchRound& round) {
 PollRound LifecycleRepository::ClaimPoll(TimePoint now, std::chrono::milliseconds lease,
                                          size_t limit) {
   PollRound round;
-  round.lease = NewLease();
+  round.lease = NewLeaseToken(owner_);
   db_.impl().Transact("poll claim", [&](pqxx::work& w) {
     // The due rows are taken along the poll index in next_poll_at order, stopping after `limit`.
     // Estimating few due rows (statistics from a quiet moment), the planner preferred a bitmap
@@ -692,6 +703,12 @@ void LifecycleRepository::Release(const std::string& lease,
                       [&](pqxx::work& w) { ReleaseIn(w, IdsOf(executions), lease); });
 }
 
+void LifecycleRepository::Release(const std::vector<std::string>& ids,
+                                  const std::vector<std::string>& leases) {
+  if (ids.empty()) return;
+  db_.impl().Transact("release lease", [&](pqxx::work& w) { ReleaseIn(w, ids, leases); });
+}
+
 namespace {
 
 // Runs a round's calls between its claim and its record: with no transaction open. When the calls
@@ -717,17 +734,6 @@ DispatchRound LifecycleRepository::RunDispatchRound(TimePoint now, std::chrono::
                                                     size_t limit, size_t per_scope_limit,
                                                     const StartFn& start) {
   DispatchRound round = ClaimDispatch(now, lease, limit, per_scope_limit);
-  if (round.executions.empty()) return round;
-  CallReleasingOnFailure(*this, round, [&] { round.outcomes = start(round.executions); });
-  RecordDispatch(round);
-  return round;
-}
-
-DispatchRound LifecycleRepository::RunDispatchRoundFor(const std::vector<std::string>& ids,
-                                                       TimePoint now,
-                                                       std::chrono::milliseconds lease,
-                                                       const StartFn& start) {
-  DispatchRound round = ClaimDispatchFor(ids, now, lease);
   if (round.executions.empty()) return round;
   CallReleasingOnFailure(*this, round, [&] { round.outcomes = start(round.executions); });
   RecordDispatch(round);

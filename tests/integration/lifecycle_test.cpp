@@ -97,9 +97,10 @@ class LifecycleTest : public ::testing::Test {
     return StatusPoller(o, db_, manager_, catalog_, metrics_, clock_);
   }
 
-  // Inserts pending executions of `definition` for the given event ids.
-  void AddPending(const std::string& definition, const std::string& tenant,
-                  const std::vector<std::string>& events) {
+  // New executions of `definition` for the given event ids.
+  static std::vector<store::NewExecution> Rows(const std::string& definition,
+                                               const std::string& tenant,
+                                               const std::vector<std::string>& events) {
     std::vector<store::NewExecution> rows;
     for (const auto& ev : events) {
       store::NewExecution e;
@@ -114,7 +115,13 @@ class LifecycleTest : public ::testing::Test {
       e.trigger_event = {{"id", ev}};
       rows.push_back(e);
     }
-    store::ExecutionRepository(db_).InsertPending(rows);
+    return rows;
+  }
+
+  // Inserts pending executions of `definition` for the given event ids.
+  void AddPending(const std::string& definition, const std::string& tenant,
+                  const std::vector<std::string>& events) {
+    store::ExecutionRepository(db_).InsertPending(Rows(definition, tenant, events));
     // Rows are due "now" on the database clock; make them due on the manual clock as well.
     pqxx::connection c(test_db_.dsn());
     pqxx::work w(c);
@@ -122,6 +129,32 @@ class LifecycleTest : public ::testing::Test {
         "UPDATE workflow_executions SET next_attempt_at = '2020-01-01T00:00:00Z', created_at = "
         "'2026-01-30T10:00:00Z' WHERE status = 'pending'");
     w.commit();
+  }
+
+  // Inserts pending executions of `definition` leased by the insert to a new token for `lease`
+  // from the manual clock's now, as the event pipeline does; returns the offer of the rows it
+  // created.
+  LeasedOffer AddLeasedPending(const std::string& definition, const std::string& tenant,
+                               const std::vector<std::string>& events,
+                               std::chrono::milliseconds lease = 30s) {
+    const std::vector<store::NewExecution> rows = Rows(definition, tenant, events);
+    const store::PendingLease pending{store::NewLeaseToken("test"), clock_.Now(),
+                                      clock_.Now() + lease};
+    std::vector<bool> inserted;
+    std::vector<store::RejectedExecution> rejected;
+    store::ExecutionRepository(db_).InsertPending(rows, nullptr, &rejected, {}, &pending,
+                                                  &inserted);
+    LeasedOffer offer = OfferOf(pending, rows, inserted);
+    // Due on the manual clock too, once released (the lease stays as the insert wrote it).
+    pqxx::connection c(test_db_.dsn());
+    pqxx::work w(c);
+    for (const auto& e : offer.executions) {
+      w.exec_params(
+          "UPDATE workflow_executions SET next_attempt_at = '2020-01-01T00:00:00Z' WHERE id = $1",
+          e.id);
+    }
+    w.commit();
+    return offer;
   }
 
   // Runs `sql` in its own transaction with $1 = the manual clock's now (RFC 3339).
@@ -396,92 +429,140 @@ TEST_F(LifecycleTest, ARoundSaysWhetherDueExecutionsWereLeftBehind) {
   EXPECT_FALSE(poller.MoreDue());
 }
 
-// Executions offered by the pipeline are taken by id, without the fair walk: rows not offered wait
+// Executions offered by the pipeline were leased by their insert: they are started from the offer
+// (no claim transaction, no walk), and no other round takes them meanwhile; rows not offered wait
 // for the next fair round (due at once when nothing is offered, else every fair_interval).
-TEST_F(LifecycleTest, OfferedExecutionsAreTakenByIdWithoutAWalk) {
+TEST_F(LifecycleTest, OfferedExecutionsAreStartedFromTheOfferWithoutAClaim) {
   AddPending("onboarding", "tenant_a", {"a1"});
   auto dispatcher = Dispatcher();
   EXPECT_EQ(dispatcher.RunOnce(), 1u);  // nothing offered: a fair round
-  AddPending("onboarding", "tenant_a", {"a2", "a3"});
+  LeasedOffer offer = AddLeasedPending("onboarding", "tenant_a", {"a2", "a3"});
   AddPending("billing", "tenant_b", {"b1"});
-  dispatcher.Offer({"ex_onboarding_a2", "ex_unknown", "ex_onboarding_a1"});
-  EXPECT_EQ(dispatcher.RunOnce(), 1u);  // a2 only: a1 runs already, the unknown id is skipped
+  ASSERT_EQ(offer.executions.size(), 2u);
+  EXPECT_EQ(offer.executions[0].start_attempts, 1);
+  // Leased by the insert: another replica's fair round takes only the unleased row.
+  store::Database replica2_db(test_db_.dsn());
+  auto replica2 = Dispatcher(50, 50, &replica2_db);
+  EXPECT_EQ(replica2.RunOnce(), 1u);
+  EXPECT_EQ(Get("ex_billing_b1", "tenant_b")->status, "running");
+  EXPECT_EQ(Get("ex_onboarding_a2")->status, "pending");
+
+  dispatcher.Offer(std::move(offer));
+  EXPECT_TRUE(dispatcher.MoreDue());  // an offer is queued
+  EXPECT_EQ(dispatcher.RunOnce(), 2u);
   EXPECT_FALSE(dispatcher.MoreDue());
-  EXPECT_EQ(Get("ex_onboarding_a2")->status, "running");
-  EXPECT_EQ(Get("ex_onboarding_a3")->status, "pending");  // not offered, no walk
-  EXPECT_EQ(Get("ex_billing_b1", "tenant_b")->status, "pending");
-  EXPECT_EQ(mock_->StartCalls("ex_onboarding_a2"), 1);
-  EXPECT_EQ(mock_->StartCalls("ex_onboarding_a1"), 1);  // not started again
-  EXPECT_EQ(metrics_.dispatch_rounds.WithLabels({"fair"}).Value(), 1);
-  EXPECT_EQ(metrics_.dispatch_rounds.WithLabels({"offered"}).Value(), 1);
-  // Offers keep coming, but the last fair round is fair_interval (100 ms) old: a fair round, which
-  // takes the offered row too.
-  AddPending("onboarding", "tenant_a", {"a4"});
-  clock_.Advance(100ms);
-  dispatcher.Offer({"ex_onboarding_a4"});
-  EXPECT_EQ(dispatcher.RunOnce(), 3u);
+  for (const char* id : {"ex_onboarding_a2", "ex_onboarding_a3"}) {
+    const auto e = Get(id);
+    EXPECT_EQ(e->status, "running") << id;
+    EXPECT_EQ(e->start_attempts, 1) << id;
+    EXPECT_EQ(mock_->StartCalls(id), 1) << id;
+  }
+  // The fair rounds: the first dispatcher's first one and the other replica's (same metrics); none
+  // for the offer.
   EXPECT_EQ(metrics_.dispatch_rounds.WithLabels({"fair"}).Value(), 2);
-  for (const char* id : {"ex_onboarding_a3", "ex_onboarding_a4"}) {
+  EXPECT_EQ(metrics_.dispatch_rounds.WithLabels({"offered"}).Value(), 1);
+  EXPECT_EQ(metrics_.stale_outcomes.WithLabels({"dispatch"}).Value(), 0);
+  // The lease went with the record.
+  pqxx::connection c(test_db_.dsn());
+  pqxx::work w(c);
+  EXPECT_EQ(w.exec("SELECT count(*) FROM workflow_executions WHERE lease_owner IS NOT NULL")[0][0]
+                .as<int>(),
+            0);
+  w.commit();
+
+  // Offers keep coming, but the last fair round is fair_interval (100 ms) old: the offered round,
+  // then a fair round, which finds the unleased row.
+  AddPending("onboarding", "tenant_a", {"a5"});
+  clock_.Advance(100ms);
+  dispatcher.Offer(AddLeasedPending("onboarding", "tenant_a", {"a4"}));
+  EXPECT_EQ(dispatcher.RunOnce(), 2u);
+  EXPECT_EQ(metrics_.dispatch_rounds.WithLabels({"fair"}).Value(), 3);
+  EXPECT_EQ(metrics_.dispatch_rounds.WithLabels({"offered"}).Value(), 2);
+  for (const char* id : {"ex_onboarding_a4", "ex_onboarding_a5"}) {
     EXPECT_EQ(Get(id)->status, "running") << id;
   }
-  EXPECT_EQ(Get("ex_billing_b1", "tenant_b")->status, "running");
 }
 
-// An offered row that never started is due whatever the clocks say; one whose start is waiting for
-// its retry backoff is not. More than a batch offered: the rest is left to a fair round next.
-TEST_F(LifecycleTest, OfferedExecutionsRespectRetryBackoffAndTheBatchSize) {
-  AddPending("onboarding", "tenant_a", {"warm"});
-  auto dispatcher = Dispatcher(/*batch=*/2);
-  EXPECT_EQ(dispatcher.RunOnce(), 1u);  // the fair round of a fresh dispatcher
-  AddPending("onboarding", "tenant_a", {"fresh", "backoff", "x1", "x2", "x3"});
-  // The database's clock ahead of the daemon's for a fresh row; a retry an hour away.
-  ExecAtNow(
-      "UPDATE workflow_executions SET next_attempt_at = $1::timestamptz + interval '1 second' "
-      "WHERE id = 'ex_onboarding_fresh'");
-  ExecAtNow(
-      "UPDATE workflow_executions SET start_attempts = 1, next_attempt_at = $1::timestamptz + "
-      "interval '1 hour' WHERE id = 'ex_onboarding_backoff'");
-  dispatcher.Offer({"ex_onboarding_fresh", "ex_onboarding_backoff"});
+// An insert leases only the rows it creates: a redelivered event's existing row is not offered.
+TEST_F(LifecycleTest, AnInsertLeasesAndOffersOnlyTheRowsItCreated) {
+  AddPending("onboarding", "tenant_a", {"old"});
+  auto dispatcher = Dispatcher();
   EXPECT_EQ(dispatcher.RunOnce(), 1u);
-  EXPECT_EQ(Get("ex_onboarding_fresh")->status, "running");
-  EXPECT_EQ(Get("ex_onboarding_backoff")->status, "pending");
-  EXPECT_EQ(mock_->StartCalls("ex_onboarding_backoff"), 0);
+  LeasedOffer offer = AddLeasedPending("onboarding", "tenant_a", {"old", "new"});
+  ASSERT_EQ(offer.executions.size(), 1u);
+  EXPECT_EQ(offer.executions[0].id, "ex_onboarding_new");
+  dispatcher.Offer(std::move(offer));
+  EXPECT_EQ(dispatcher.RunOnce(), 1u);
+  EXPECT_EQ(mock_->StartCalls("ex_onboarding_old"), 1);
+  EXPECT_EQ(Get("ex_onboarding_new")->status, "running");
+}
 
-  dispatcher.Offer({"ex_onboarding_x1", "ex_onboarding_x2"});
-  dispatcher.Offer({"ex_onboarding_x3"});
-  EXPECT_EQ(dispatcher.RunOnce(), 2u);  // one batch of the three offered
+// Offers past a batch wait for the next round; past a few batches queued the dispatcher keeps no
+// more (WantsOffers turns false) and releases the rows of what it is given anyway: a fair round
+// takes them. Every row starts exactly once.
+TEST_F(LifecycleTest, OfferedExecutionsBeyondTheQueueAreReleasedForTheFairRounds) {
+  auto dispatcher = Dispatcher(/*batch=*/2);
+  EXPECT_EQ(dispatcher.RunOnce(), 0u);  // the fair round of a fresh dispatcher
+  EXPECT_TRUE(dispatcher.WantsOffers());
+  std::vector<std::string> ids;
+  for (int k = 0; k < 5; ++k) {  // 4 offers of 2 fill the queue (4 x batch); the fifth is extra
+    const std::string a = "q" + std::to_string(2 * k), b = "q" + std::to_string(2 * k + 1);
+    dispatcher.Offer(AddLeasedPending("onboarding", "tenant_a", {a, b}));
+    ids.push_back("ex_onboarding_" + a);
+    ids.push_back("ex_onboarding_" + b);
+  }
+  EXPECT_FALSE(dispatcher.WantsOffers());
+  EXPECT_EQ(dispatcher.RunOnce(), 2u);  // one batch of the offers; the extra rows released
   EXPECT_TRUE(dispatcher.MoreDue());
-  EXPECT_EQ(dispatcher.RunOnce(), 1u);  // a fair round takes the third
-  EXPECT_EQ(metrics_.dispatch_rounds.WithLabels({"offered"}).Value(), 2);
-  EXPECT_EQ(metrics_.dispatch_rounds.WithLabels({"fair"}).Value(), 2);
-  for (const char* id : {"ex_onboarding_x1", "ex_onboarding_x2", "ex_onboarding_x3"}) {
+  EXPECT_TRUE(dispatcher.WantsOffers());
+  size_t started = 2;
+  for (int round = 0; round < 10 && dispatcher.MoreDue(); ++round) {
+    clock_.Advance(100ms);
+    started += dispatcher.RunOnce();
+  }
+  EXPECT_EQ(started, 10u);
+  for (const auto& id : ids) {
     EXPECT_EQ(Get(id)->status, "running") << id;
     EXPECT_EQ(mock_->StartCalls(id), 1) << id;
   }
-  EXPECT_EQ(Get("ex_onboarding_backoff")->status, "pending");  // still waiting for its backoff
+  EXPECT_EQ(metrics_.stale_outcomes.WithLabels({"dispatch"}).Value(), 0);
 }
 
-// An offered row that another round holds is skipped, not waited for.
-TEST_F(LifecycleTest, OfferedExecutionsHeldByAnotherRoundAreSkipped) {
-  AddPending("onboarding", "tenant_a", {"e1", "e2"});
-  store::Database replica1(test_db_.dsn());
-  auto replica2 = Dispatcher();
-  EXPECT_EQ(replica2.RunOnce(), 2u);  // a fair round: both
-  AddPending("onboarding", "tenant_a", {"e3", "e4"});
-  clock_.Advance(1ms);
-  store::LifecycleRepository(replica1).RunDispatchRoundFor(
-      {"ex_onboarding_e3"}, clock_.Now(), 30s,
-      [&](std::vector<store::ExecutionRecord>& executions) {
-        EXPECT_EQ(executions.size(), 1u);
-        replica2.Offer({"ex_onboarding_e3", "ex_onboarding_e4"});
-        EXPECT_EQ(replica2.RunOnce(), 1u);  // e4; e3 is held by replica 1's round
-        std::vector<store::DispatchOutcome> outcomes(1);
-        outcomes[0].id = executions[0].id;
-        outcomes[0].kind = store::DispatchOutcome::Kind::kNotAttempted;
-        return outcomes;
-      });
-  EXPECT_EQ(Get("ex_onboarding_e3")->status, "pending");  // replica 1 left it as it was
-  EXPECT_EQ(Get("ex_onboarding_e4")->status, "running");
+// An offer whose lease would end before a call could (it waited in the queue) is not started from
+// the offer: its rows are released and a fair round starts them. Once its lease expired and another
+// replica took the rows, the offer changes nothing: they start exactly once.
+TEST_F(LifecycleTest, AnOfferWhoseLeaseRanOutIsNotStartedFromTheOffer) {
+  auto dispatcher = Dispatcher();
+  EXPECT_EQ(dispatcher.RunOnce(), 0u);
+  // Default call_timeout 10 s: a lease of 5 s leaves no time for a call.
+  dispatcher.Offer(AddLeasedPending("onboarding", "tenant_a", {"short"}, 5s));
+  EXPECT_EQ(dispatcher.RunOnce(), 1u);  // released by the offered round, started by the fair one
+  EXPECT_EQ(Get("ex_onboarding_short")->status, "running");
+  EXPECT_EQ(mock_->StartCalls("ex_onboarding_short"), 1);
+
+  LeasedOffer late = AddLeasedPending("onboarding", "tenant_a", {"late"}, 30s);
+  clock_.Advance(31s);
+  store::Database replica2_db(test_db_.dsn());
+  auto replica2 = Dispatcher(50, 50, &replica2_db);
+  EXPECT_EQ(replica2.RunOnce(), 1u);  // the lease expired: another replica's fair round
+  dispatcher.Offer(std::move(late));
+  dispatcher.RunOnce();
+  EXPECT_EQ(Get("ex_onboarding_late")->status, "running");
+  EXPECT_EQ(mock_->StartCalls("ex_onboarding_late"), 1);
+  EXPECT_EQ(metrics_.stale_outcomes.WithLabels({"dispatch"}).Value(), 0);
+}
+
+// At shutdown the offers not started yet are released: another replica starts them at once.
+TEST_F(LifecycleTest, ReleasedOffersAreDueAtOnceForOtherReplicas) {
+  auto dispatcher = Dispatcher();
+  dispatcher.Offer(AddLeasedPending("onboarding", "tenant_a", {"s1", "s2"}));
+  store::Database replica2_db(test_db_.dsn());
+  auto replica2 = Dispatcher(50, 50, &replica2_db);
+  EXPECT_EQ(replica2.RunOnce(), 0u);  // leased to the first
+  dispatcher.ReleaseOffers();
+  EXPECT_FALSE(dispatcher.MoreDue());
+  EXPECT_EQ(replica2.RunOnce(), 2u);
+  EXPECT_EQ(Get("ex_onboarding_s1")->status, "running");
 }
 
 // A round's lease keeps another replica off its rows while its provider calls run, and a round

@@ -208,12 +208,13 @@ class FakeWriter final : public ExecutionWriter {
     cv_.notify_all();
   }
 
-  std::string Render(const std::vector<store::NewExecution>& executions) const override {
-    return "rows:" + std::to_string(executions.size());
+  pipeline::RenderedRows Render(const std::vector<store::NewExecution>& executions) const override {
+    return {"rows:" + std::to_string(executions.size()), std::nullopt};
   }
 
   size_t InsertPending(const std::vector<store::NewExecution>& executions,
-                       const std::string* rendered, std::vector<store::RejectedExecution>& rejected,
+                       const pipeline::RenderedRows* rendered,
+                       std::vector<store::RejectedExecution>& rejected,
                        std::span<const size_t> groups) override {
     attempts.push_back(clock_.Now());
     if (on_insert) on_insert();
@@ -223,7 +224,7 @@ class FakeWriter final : public ExecutionWriter {
       cv_.wait(lock, [&] { return gate_open_; });
     }
     if (rendered != nullptr) {
-      EXPECT_EQ(*rendered, Render(executions));
+      EXPECT_EQ(rendered->text, Render(executions).text);
     }
     EXPECT_EQ(groups.size(), executions.size());
     if (fatal) {

@@ -1,14 +1,16 @@
-// Starts pending executions on their providers. One RunOnce() is one dispatch round: it claims a
-// fair batch of due pending executions under a lease (at most per_scope_limit per tenant x
-// environment), or the executions offered by this replica's event pipeline right after it created
-// them (see Offer), and commits; makes sure each one's provider workflow exists and starts it with
+// Starts pending executions on their providers. A dispatch round claims a fair batch of due pending
+// executions under a lease (at most per_scope_limit per tenant x environment) and commits, or takes
+// the executions offered by this replica's event pipeline right after it created them, leased by
+// their insert (see Offer); makes sure each one's provider workflow exists and starts it with
 // the execution id as the execution name (so a repeated start, after a crash or a lease lost to a
 // slow call, is a no-op at the engine), with no transaction open; then records the outcomes where
 // the round's lease still holds: running, a retry later with exponential backoff and jitter
 // (retryable errors, up to the definition's max_attempts), or failed (permanent errors).
 #pragma once
 
+#include <atomic>
 #include <chrono>
+#include <deque>
 #include <functional>
 #include <mutex>
 #include <string>
@@ -20,9 +22,25 @@
 #include "workflowd/lifecycle/lifecycle_metrics.hpp"
 #include "workflowd/lifecycle/workflow_catalog.hpp"
 #include "workflowd/store/database.hpp"
+#include "workflowd/store/execution_repository.hpp"
 #include "workflowd/store/lifecycle_repository.hpp"
 
 namespace workflowd::lifecycle {
+
+// Executions the event pipeline of this replica just committed, leased already by the insert
+// (store::PendingLease): the dispatcher starts them from these records, with no claim transaction
+// and without reading them back.
+struct LeasedOffer {
+  std::string lease;  // the token the rows carry
+  TimePoint expires_at;
+  std::vector<store::ExecutionRecord> executions;  // as inserted: pending, start_attempts 1
+};
+
+// The offer of the rows an insert leased (store::ExecutionRepository::InsertPending with `lease`):
+// those of `executions` whose flag in `inserted` is set, as a claim would read them.
+LeasedOffer OfferOf(const store::PendingLease& lease,
+                    const std::vector<store::NewExecution>& executions,
+                    const std::vector<bool>& inserted);
 
 struct DispatcherOptions {
   // How long a round's lease on its executions lasts: provider calls begin only while they can end
@@ -48,25 +66,35 @@ class ExecutionDispatcher {
                       LifecycleMetrics& metrics, const Clock& clock,
                       std::function<double()> jitter);
 
-  // One claim-start-record round. Returns how many executions it took (0: nothing due).
+  // One dispatch step: the queued offers' executions (up to a batch) started and recorded, then,
+  // when due, a fair claim-start-record round. Returns how many executions it took (0: nothing
+  // due).
   // Throws StoreError when the database is unavailable (also after recording the round's other
   // outcomes, when reading a definition version failed for that reason: those rows stay due, no
   // attempt spent). Any other failure of a start is recorded on its execution as an internal
   // error (retried under the definition's retry policy when retryable, else failed at once) and
   // counted in workflowd_lifecycle_internal_errors_total.
-  // The round takes the offered executions by id (no walk over the tenants x environments, whose
-  // cost grows with their number) unless the last round may have left due executions behind,
-  // nothing was offered, or the last fair round is fair_interval old: then it is the fair round,
-  // and the offers are dropped (they are pending rows that it finds).
+  // Offers cost no claim and no walk over the tenants x environments (whose cost grows with their
+  // number); the fair round runs when nothing was offered, when the last fair round may have left
+  // due executions behind, or when it is fair_interval old.
   size_t RunOnce();
 
-  // Thread-safe. Ids of executions just committed as pending by this replica, for the next round.
-  // Hints only: an id that is unknown, already taken or no longer due is skipped, and one that is
-  // dropped is found by a fair round; nothing depends on an offer for correctness.
-  void Offer(std::vector<std::string> ids);
+  // Thread-safe. Executions just committed by this replica's event pipeline, leased to this
+  // dispatcher by their insert: the next round starts them (they are not claimable by any other
+  // round until their lease expires). Past a few batches queued (the dispatcher is behind), an
+  // offer is not kept: its rows are released by the next round (due again, for the fair rounds).
+  // Rows whose lease would end before a call could (queued too long) are released, not started.
+  void Offer(LeasedOffer offer);
+  // Thread-safe. Whether an offer would be kept now (the pipeline then leases the rows it inserts
+  // to this dispatcher; else it inserts them unleased, for the fair rounds).
+  bool WantsOffers() const;
+  // Releases the rows of every offer still queued (at shutdown, so that other replicas or the
+  // next start take them at once instead of after their lease). Never throws.
+  void ReleaseOffers() noexcept;
   // Whether the last round may have left due executions behind (its batch was full, or a tenant x
-  // environment gave its whole share): then the next round should run at once.
-  bool MoreDue() const { return more_due_; }
+  // environment gave its whole share, or offers are queued): then the next round should run at
+  // once.
+  bool MoreDue() const;
 
  private:
   // Gives up e.trigger_event (moved into the provider input). Never throws but for a failure
@@ -76,6 +104,10 @@ class ExecutionDispatcher {
   // policy allows another attempt, else failed.
   void Decide(store::DispatchOutcome& out, const store::ExecutionRecord& e,
               const definitions::RetryPolicy& policy, bool retryable);
+  // Starts the executions of queued offers (at most a batch) and records their outcomes.
+  size_t RunOffered();
+  // Counts and logs a recorded round's outcomes, ends it (ExecutionRounds::EndRound).
+  void Account(const store::DispatchRound& round);
 
   DispatcherOptions options_;
   const providers::Manager& manager_;
@@ -83,9 +115,12 @@ class ExecutionDispatcher {
   const Clock& clock_;
   std::function<double()> jitter_;
   std::mutex jitter_mu_;
-  bool more_due_ = false;
-  std::mutex offered_mu_;
-  std::vector<std::string> offered_;
+  std::atomic<bool> more_due_ = false;
+  mutable std::mutex offered_mu_;
+  std::deque<LeasedOffer> offered_;  // offered_mu_
+  size_t offered_rows_ = 0;          // offered_mu_: the executions in offered_
+  // offered_mu_: rows of offers not kept, with their tokens, released by the next round.
+  std::vector<std::string> to_release_, to_release_leases_;
   TimePoint last_fair_round_{};
   ExecutionRounds rounds_;  // last: its pool stops before the members the starts use go
 };

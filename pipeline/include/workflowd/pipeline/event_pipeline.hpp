@@ -66,7 +66,7 @@ class EventPipeline {
     BatchPlan plan;
     size_t dlq_sent = 0;  // dead letters already acknowledged: never produced twice by a retry
     SteadyClock::time_point started;
-    std::string copy_text;  // the rows rendered for the writer (ExecutionWriter::Render)
+    RenderedRows copy_text;  // the rows rendered for the writer (ExecutionWriter::Render)
     std::future<size_t> result;
   };
 
@@ -75,7 +75,7 @@ class EventPipeline {
   // taken out of the plan). Returns the rows inserted by this plan's attempts so far.
   // `copy_text`: the plan's rows rendered ahead, or null. `batch`: the records of the plan.
   size_t WriteOnce(BatchPlan& plan, const std::vector<SourceRecord>& batch, size_t& dlq_sent,
-                   const std::string* copy_text);
+                   const RenderedRows* copy_text);
   void SendDeadLetters(const BatchPlan& plan, size_t& dlq_sent);
   // Replaces the executions of the records whose rows PostgreSQL refused with their dead letters.
   void DeadLetterRejected(BatchPlan& plan, const std::vector<SourceRecord>& batch,

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstddef>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -12,6 +13,13 @@
 
 namespace workflowd::pipeline {
 
+// A batch's rows as the writer renders them ahead of the write (ExecutionWriter::Render): the text
+// of the rows, and the dispatch lease they are written with, if any.
+struct RenderedRows {
+  std::string text;
+  std::optional<store::PendingLease> lease;
+};
+
 class ExecutionWriter {
  public:
   virtual ~ExecutionWriter() = default;
@@ -19,7 +27,7 @@ class ExecutionWriter {
   // The rows rendered for InsertPending ahead of the write: the pipeline renders a batch while the
   // previous one is being written. Called on the pipeline's thread, possibly while InsertPending
   // runs on the writing thread.
-  virtual std::string Render(const std::vector<store::NewExecution>& executions) const = 0;
+  virtual RenderedRows Render(const std::vector<store::NewExecution>& executions) const = 0;
 
   // Inserts pending executions in one transaction, skipping any that exist already; returns how
   // many rows were new. Rows refused for their data are left out and listed in `rejected` (by
@@ -27,7 +35,7 @@ class ExecutionWriter {
   // row) are written or refused together. `rendered`: Render(executions), or null.
   // Throws store::StoreError: Retryable() when nothing was written and a later try may succeed.
   virtual size_t InsertPending(const std::vector<store::NewExecution>& executions,
-                               const std::string* rendered,
+                               const RenderedRows* rendered,
                                std::vector<store::RejectedExecution>& rejected,
                                std::span<const size_t> groups) = 0;
 };

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "workflowd/common/clock.hpp"
 #include "workflowd/store/database.hpp"
 
 namespace workflowd::store {
@@ -23,6 +24,15 @@ struct NewExecution {
   std::string trigger_type = "event";
   std::string trigger_event_id;
   nlohmann::json trigger_event;  // the envelope: id, type, source, time, data, ...
+};
+
+// A dispatch lease written with the rows themselves (lease_owner, lease_expires_at; see
+// LifecycleRepository): the inserting replica claims its new executions in the transaction that
+// creates them, and starts them from memory without a claim transaction of its own.
+struct PendingLease {
+  std::string owner;     // the lease token (NewLeaseToken)
+  TimePoint leased_at;   // when the rows were rendered with it
+  TimePoint expires_at;  // leased_at + the lease
 };
 
 // A row PostgreSQL refused with a data error (SQLSTATE class 22, e.g. 22P05 for \u0000 in jsonb,
@@ -52,13 +62,19 @@ class ExecutionRepository {
   // (by index), and the other rows are committed; when null, such an error throws like any other.
   // `groups`: empty, or one number per row; consecutive rows with the same number (e.g. the
   // executions of one event) are written or refused together.
+  // `lease`: when given, the new rows are written leased to it, and `copy_text` (when given) must
+  // be CopyText(executions, lease). `inserted`: when given, set to one flag per row: whether this
+  // call inserted it (false for rows that existed already and for rejected ones).
   size_t InsertPending(const std::vector<NewExecution>& executions,
                        const std::string* copy_text = nullptr,
                        std::vector<RejectedExecution>* rejected = nullptr,
-                       std::span<const size_t> groups = {});
+                       std::span<const size_t> groups = {}, const PendingLease* lease = nullptr,
+                       std::vector<bool>* inserted = nullptr);
 
-  // The rows in PostgreSQL COPY text format, one line each, ready for InsertPending.
-  static std::string CopyText(const std::vector<NewExecution>& executions);
+  // The rows in PostgreSQL COPY text format, one line each, ready for InsertPending (with the
+  // lease's columns when `lease` is given).
+  static std::string CopyText(const std::vector<NewExecution>& executions,
+                              const PendingLease* lease = nullptr);
 
  private:
   Database& db_;

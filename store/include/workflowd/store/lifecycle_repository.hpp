@@ -104,7 +104,10 @@ struct TransitionCount {
 
 // What a dispatch round claimed and what came of it.
 struct DispatchRound {
-  std::string lease;                        // the round's token in lease_owner
+  std::string lease;  // the round's token in lease_owner
+  // When not empty: each execution's own token, same order (a round over executions the event
+  // pipeline inserted already leased, in several batches); `lease` is then unused.
+  std::vector<std::string> leases;
   std::vector<ExecutionRecord> executions;  // the rows handed to start (as start left them)
   std::vector<DispatchOutcome> outcomes;    // start's outcome for each, same order
   // Whether due rows may have been left behind: the batch was full or a tenant x environment gave
@@ -139,6 +142,11 @@ struct PollRound {
 // written through it.
 std::string StorableJson(const nlohmann::json& j);
 
+// A new lease token: `owner` (empty: <hostname>-<pid>), '/', and a random part, so that a token is
+// never reused: a record applies to exactly the rows leased to it, whichever replica or round
+// leased them before or after.
+std::string NewLeaseToken(const std::string& owner);
+
 class LifecycleRepository {
  public:
   // `owner` names this replica in the lease tokens (default: <hostname>-<pid>); every round adds a
@@ -152,18 +160,11 @@ class LifecycleRepository {
   // already count the attempt being made (RecordDispatch stores it).
   DispatchRound ClaimDispatch(TimePoint now, std::chrono::milliseconds lease, size_t limit,
                               size_t per_scope_limit);
-  // The same over given executions (the ones an event batch just created): claims those of `ids`
-  // that are still pending and due (never started yet, or their retry is due at `now`) and not
-  // leased, in creation order, by primary key. No walk over the tenants x environments with
-  // pending rows: its cost grows with their number, this one's only with the batch. Ids that are
-  // unknown, leased or no longer pending are left out (they are hints; the fair round finds
-  // whatever is due in any case). `more` is always false.
-  DispatchRound ClaimDispatchFor(const std::vector<std::string>& ids, TimePoint now,
-                                 std::chrono::milliseconds lease);
   // Records round.outcomes (one per execution, same order) in one short transaction, each only
-  // where the row still carries round.lease and is pending (the others go to round.stale); a
-  // kNotAttempted outcome leaves its row as it was, due again at once (its lease is released).
-  // An outcome the database refuses is recorded without what it carried (round.unstorable).
+  // where the row still carries round.lease (or its own of round.leases) and is pending (the others
+  // go to round.stale); a kNotAttempted outcome leaves its row as it was, due again at once (its
+  // lease is released). An outcome the database refuses is recorded without what it carried
+  // (round.unstorable).
   void RecordDispatch(DispatchRound& round);
 
   // Claims a poll round and commits: up to `limit` running executions whose next poll is due at
@@ -178,6 +179,8 @@ class LifecycleRepository {
   // Releases what is left of a round's lease (rows it recorded carry it no more): for a round
   // whose calls failed before any outcome, so that its rows are due again at once.
   void Release(const std::string& lease, const std::vector<ExecutionRecord>& executions);
+  // The same for rows of several tokens: `leases[i]` is that of `ids[i]`.
+  void Release(const std::vector<std::string>& ids, const std::vector<std::string>& leases);
 
   // Claim, start, record: ClaimDispatch, then `start` with no transaction open, then
   // RecordDispatch. `start` returns one outcome per execution, same order. An exception from
@@ -187,9 +190,6 @@ class LifecycleRepository {
       std::function<std::vector<DispatchOutcome>(std::vector<ExecutionRecord>& executions)>;
   DispatchRound RunDispatchRound(TimePoint now, std::chrono::milliseconds lease, size_t limit,
                                  size_t per_scope_limit, const StartFn& start);
-  // ClaimDispatchFor, start, RecordDispatch.
-  DispatchRound RunDispatchRoundFor(const std::vector<std::string>& ids, TimePoint now,
-                                    std::chrono::milliseconds lease, const StartFn& start);
   // ClaimPoll, then `poll` with no transaction open, then RecordPoll (as RunDispatchRound).
   using PollFn =
       std::function<std::vector<PollOutcome>(const std::vector<ExecutionRecord>& executions)>;
@@ -233,8 +233,6 @@ class LifecycleRepository {
   std::vector<std::pair<std::string, size_t>> CountByStatus(bool include_terminal = true);
 
  private:
-  std::string NewLease() const;
-
   Database& db_;
   std::string owner_;
 };
