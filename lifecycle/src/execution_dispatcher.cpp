@@ -294,14 +294,42 @@ size_t ExecutionDispatcher::RunOnce() {
   return taken + round.executions.size();
 }
 
+void ExecutionDispatcher::StopIfCancelled(const store::ExecutionRecord& e,
+                                          const store::DispatchOutcome& o) {
+  try {
+    const auto now = rounds_.executions().Get(e.tenant_id, e.environment_id, e.id);
+    if (!now || now->status != "cancelled") return;  // another round's: that round follows it
+    manager_.StopExecution(Context::Background().WithTimeout(options_.call_timeout), e.provider,
+                           o.provider_execution_id,
+                           "the execution was cancelled while its start was in flight");
+    spdlog::info(
+        "execution stopped at the engine: it was cancelled while its start was in flight (the "
+        "start outlived its lease): tenant={} environment={} execution_id={} provider={} "
+        "provider_execution_id={}",
+        e.tenant_id, e.environment_id, e.id, e.provider, o.provider_execution_id);
+  } catch (const std::exception& err) {
+    spdlog::warn(
+        "execution cancelled while its start was in flight could not be stopped at the engine "
+        "(it may run to its end there): tenant={} environment={} execution_id={} provider={} "
+        "provider_execution_id={} error={}",
+        e.tenant_id, e.environment_id, e.id, e.provider, o.provider_execution_id, err.what());
+  }
+}
+
 void ExecutionDispatcher::Account(const store::DispatchRound& round) {
   const auto& leased = round.executions;
   const auto& outcomes = round.outcomes;
   std::set<std::string> not_as_decided(round.unstorable.begin(), round.unstorable.end());
   not_as_decided.insert(round.stale.begin(), round.stale.end());
+  const std::set<std::string> stale(round.stale.begin(), round.stale.end());
   for (size_t i = 0; i < leased.size(); ++i) {
     const auto& e = leased[i];
     const auto& o = outcomes[i];
+    // A start that outlived its lease into a cancel: the engine's execution has nobody to
+    // follow it, so it is stopped.
+    if (o.kind == store::DispatchOutcome::Kind::kStarted && stale.contains(e.id)) {
+      StopIfCancelled(e, o);
+    }
     // Recorded otherwise (unstorable), or dropped (stale): counted and logged by EndRound.
     if (not_as_decided.contains(e.id)) continue;
     switch (o.kind) {

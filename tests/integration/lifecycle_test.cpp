@@ -971,6 +971,35 @@ class LifecycleFailureTest : public LifecycleTest {
   std::shared_ptr<TamperingProvider> tamper_;
 };
 
+// A start that outlived its round's lease while the execution was cancelled: the round's outcome
+// is dropped (the cancel stands) and the engine's execution is stopped, not left running with
+// nobody to follow it.
+TEST_F(LifecycleFailureTest, AStartThatOutlivedItsLeaseIntoACancelIsStoppedAtTheEngine) {
+  AddPending("onboarding", "tenant_a", {"c1"});
+  UseTamper({"ex_onboarding_c1"});
+  mock_->SetExecutionOutcome("ex_onboarding_c1", Outcome::RunUntilStopped());
+  store::Database canceller_db(test_db_.dsn());
+  std::string started, stopped;
+  bool cancelled = false;
+  tamper_->on_start = [&](const std::string&, providers::ExecutionResult& r) {
+    started = r.execution_id;
+    clock_.Advance(31s);  // the call outlived the round's lease (30 s): a cancel takes the row
+    cancelled =
+        store::LifecycleRepository(canceller_db)
+            .CancelPending("tenant_a", "prod", "ex_onboarding_c1", "by a user", clock_.Now());
+  };
+  tamper_->on_stop = [&](const std::string& id) { stopped = id; };
+  auto dispatcher = Dispatcher();
+  EXPECT_EQ(dispatcher.RunOnce(), 1u);
+  EXPECT_TRUE(cancelled);
+  EXPECT_EQ(Get("ex_onboarding_c1")->status, "cancelled");
+  ASSERT_FALSE(started.empty());
+  EXPECT_EQ(stopped, started);
+  EXPECT_EQ(mock_->GetExecutionStatus(Context::Background(), started).state,
+            ExecutionState::kCancelled);
+  EXPECT_EQ(metrics_.stale_outcomes.WithLabels({"dispatch"}).Value(), 1);
+}
+
 // A start that fails with something other than a ProviderError (a bug, memory running out) used
 // to escape the worker thread (std::terminate: the daemon died) or leave the round with the
 // in-flight gauge never decremented. Now each is recorded on its own execution and the rest of the

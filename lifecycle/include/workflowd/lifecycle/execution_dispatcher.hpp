@@ -106,6 +106,10 @@ class ExecutionDispatcher {
               const definitions::RetryPolicy& policy, bool retryable);
   // Starts the executions of queued offers (at most a batch) and records their outcomes.
   size_t RunOffered();
+  // A start whose outcome was dropped as stale: when the execution was cancelled meanwhile (the
+  // start outlived its lease, and a cancel took the row), the engine's execution is stopped
+  // (best effort, logged). When another round took the row over, it is left to that round.
+  void StopIfCancelled(const store::ExecutionRecord& e, const store::DispatchOutcome& o);
   // Counts and logs a recorded round's outcomes, ends it (ExecutionRounds::EndRound).
   void Account(const store::DispatchRound& round);
 
