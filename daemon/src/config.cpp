@@ -5,6 +5,8 @@
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
+#include <array>
+#include <cstdio>
 #include <fstream>
 #include <functional>
 #include <memory>
@@ -22,7 +24,9 @@ namespace {
 
 using Problems = std::vector<std::string>;
 
-enum class Kind { kString, kDuration, kSize, kStringList, kStringMap };
+// kNode: a structured value (a list of maps) handed over as it is; not settable from the
+// environment.
+enum class Kind { kString, kDuration, kSize, kStringList, kStringMap, kNode };
 
 struct Setting {
   std::string path;  // section.key
@@ -31,6 +35,7 @@ struct Setting {
   std::function<void(Config&, const std::string&)> set_scalar;
   std::function<void(Config&, const std::vector<std::string>&)> set_list;
   std::function<void(Config&, const std::string&, const std::string&)> set_map_entry;
+  std::function<void(Config&, const YAML::Node&, const std::string& path)> set_node = nullptr;
 };
 
 std::string Trim(std::string s) {
@@ -74,17 +79,55 @@ auto DurationSetterOf(Field field) {
   };
 }
 
+// `v` read whole by `parse` (std::stoll, std::stod, ...); nullopt when it is not all a number.
+template <typename Parse>
+auto ParseWhole(const std::string& v, Parse parse) -> std::optional<decltype(parse(v, nullptr))> {
+  try {
+    size_t pos = 0;
+    auto n = parse(v, &pos);
+    if (pos == v.size()) return n;
+  } catch (const std::exception&) {
+  }
+  return std::nullopt;
+}
+
 template <typename Field>
 auto SizeSetterOf(Field field) {
   return [field](Config& c, const std::string& v) {
-    try {
-      size_t pos = 0;
-      long long n = std::stoll(v, &pos);
-      if (pos != v.size() || n <= 0) throw std::invalid_argument(v);
-      field(c) = static_cast<size_t>(n);
-    } catch (const std::exception&) {
+    const auto n =
+        ParseWhole(v, [](const std::string& t, size_t* pos) { return std::stoll(t, pos); });
+    if (!n || *n <= 0) {
       Problem("\"" + v + "\" is not a positive integer");
+      return;
     }
+    field(c) = static_cast<size_t>(*n);
+  };
+}
+
+// Durations of the mock's misbehaviour, where 0s is a valid value.
+template <typename Field>
+auto NonNegativeDurationSetterOf(Field field) {
+  return [field](Config& c, const std::string& v) {
+    auto d = ParseDuration(v);
+    if (!d) {
+      Problem("\"" + v + "\" is not a duration of 0s or more; use e.g. \"200ms\", \"5s\"");
+      return;
+    }
+    field(c) = *d;
+  };
+}
+
+// A number; its range is checked with the rest of the setting's section.
+template <typename Field>
+auto NumberSetterOf(Field field) {
+  return [field](Config& c, const std::string& v) {
+    const auto n =
+        ParseWhole(v, [](const std::string& t, size_t* pos) { return std::stod(t, pos); });
+    if (!n) {
+      Problem("\"" + v + "\" is not a number; e.g. 0.05");
+      return;
+    }
+    field(c) = *n;
   };
 }
 
@@ -99,6 +142,115 @@ auto OneOfSetter(Field field, const std::vector<std::string>& allowed) {
     }
     field(c) = v;
   };
+}
+
+// providers.mock.outages: [{after: 60s, duration: 30s, mode: unavailable}, ...]
+void SetOutages(Config& c, const YAML::Node& value, const std::string& path) {
+  using providers::mock::Outage;
+  auto& outages = c.mock_provider.misbehaviour.outages;
+  outages.clear();
+  if (!value.IsSequence()) {
+    g_problems->push_back(path +
+                          ": expected a list of windows, e.g. [{after: 60s, duration: 30s, "
+                          "mode: unavailable}]");
+    return;
+  }
+  for (size_t i = 0; i < value.size(); ++i) {
+    const std::string field = path + "[" + std::to_string(i) + "]";
+    const YAML::Node& item = value[i];
+    if (!item.IsMap()) {
+      g_problems->push_back(field + ": expected a map {after: 60s, duration: 30s, mode: ...}");
+      continue;
+    }
+    Outage o;
+    bool has_after = false;
+    bool has_duration = false;
+    for (const auto& kv : item) {
+      const std::string key = kv.first.as<std::string>();
+      const std::string where = field + "." + key;
+      if (!kv.second.IsScalar()) {
+        g_problems->push_back(where + ": expected a single value");
+        continue;
+      }
+      const std::string v = kv.second.as<std::string>();
+      if (key == "after" || key == "duration") {
+        const auto d = ParseDuration(v);
+        if (!d) {
+          g_problems->push_back(where + ": \"" + v +
+                                "\" is not a duration of 0s or more; use e.g. \"30s\", \"2m\"");
+        }
+        (key == "after" ? o.after : o.duration) = d.value_or(std::chrono::nanoseconds::zero());
+        (key == "after" ? has_after : has_duration) = true;
+      } else if (key == "mode") {
+        const auto mode = providers::mock::ParseOutageMode(v);
+        if (!mode) {
+          g_problems->push_back(where + ": \"" + v +
+                                "\" is not one of unavailable, hang, throttle");
+        }
+        o.mode = mode.value_or(o.mode);
+      } else {
+        g_problems->push_back(where + ": unknown key (expected after, duration, mode)");
+      }
+    }
+    if (!has_after) {
+      g_problems->push_back(field +
+                            ".after: missing; the time from the start, e.g. 60s (0s: at once)");
+    }
+    if (!has_duration) g_problems->push_back(field + ".duration: missing; e.g. 30s");
+    // A window with a missing or bad value is left out, so its problem is reported once.
+    if (has_after && has_duration) outages.push_back(o);
+  }
+}
+
+// providers.mock.*: the engine's misbehaviour on purpose (see providers/mock/misbehaviour.hpp).
+void AddMockMisbehaviourSettings(std::vector<Setting>& s) {
+  using providers::mock::Latency;
+  auto add = [&](std::string path, auto setter) {
+    s.push_back(Setting{std::move(path), Kind::kString, false, setter, nullptr, nullptr});
+  };
+  add("providers.mock.latency.distribution", [](Config& c, const std::string& v) {
+    const auto kind = providers::mock::ParseLatencyKind(v);
+    if (!kind) {
+      Problem("\"" + v + "\" is not one of none, fixed, uniform, long_tail");
+      return;
+    }
+    c.mock_provider.misbehaviour.latency.kind = *kind;
+  });
+  for (auto [key, member] :
+       std::initializer_list<std::pair<const char*, std::chrono::nanoseconds Latency::*>>{
+           {"base", &Latency::base},
+           {"min", &Latency::min},
+           {"max", &Latency::max},
+           {"tail", &Latency::tail}}) {
+    auto m = member;
+    add(std::string("providers.mock.latency.") + key,
+        NonNegativeDurationSetterOf([m](Config & c) -> auto& {
+          return c.mock_provider.misbehaviour.latency.*m;
+        }));
+  }
+  add("providers.mock.latency.tail_ratio", NumberSetterOf([](Config & c) -> auto& {
+        return c.mock_provider.misbehaviour.latency.tail_ratio;
+      }));
+  add("providers.mock.hang_ratio",
+      NumberSetterOf([](Config & c) -> auto& { return c.mock_provider.misbehaviour.hang_ratio; }));
+  add("providers.mock.max_calls_per_second", NumberSetterOf([](Config & c) -> auto& {
+        return c.mock_provider.misbehaviour.max_calls_per_second;
+      }));
+  add("providers.mock.seed", [](Config& c, const std::string& v) {
+    // std::stoull reads "-1" as the largest integer: a sign is refused first.
+    const auto n =
+        v.starts_with('-')
+            ? std::nullopt
+            : ParseWhole(v, [](const std::string& t, size_t* pos) { return std::stoull(t, pos); });
+    if (!n) {
+      Problem("\"" + v + "\" is not an integer of 0 or more");
+      return;
+    }
+    c.mock_provider.misbehaviour.seed = *n;
+  });
+  Setting outages{"providers.mock.outages", Kind::kNode, false, nullptr, nullptr, nullptr};
+  outages.set_node = SetOutages;
+  s.push_back(std::move(outages));
 }
 
 const std::vector<Setting>& Settings() {
@@ -198,6 +350,7 @@ const std::vector<Setting>& Settings() {
     boolean("providers.mock.enabled", [](Config& c) -> bool& { return c.mock_provider.enabled; });
     scalar("providers.mock.start_log", Kind::kString,
            StringSetter([](Config& c) -> std::string& { return c.mock_provider.start_log; }));
+    AddMockMisbehaviourSettings(s);
     scalar("log.level", Kind::kString,
            OneOfSetter([](Config& c) -> std::string& { return c.log.level; },
                        {"trace", "debug", "info", "warn", "error"}));
@@ -484,6 +637,9 @@ void ApplyYaml(Config& config, const YAML::Node& node, const std::string& prefix
           }
         }
         break;
+      case Kind::kNode:
+        setting->set_node(config, value, path);
+        break;
       default:
         if (!value.IsScalar()) {
           problems.push_back(path + ": expected a single value");
@@ -496,7 +652,7 @@ void ApplyYaml(Config& config, const YAML::Node& node, const std::string& prefix
 
 void ApplyEnvironment(Config& config, const Environment& env, Problems& problems) {
   for (const auto& s : Settings()) {
-    if (s.kind == Kind::kStringMap) continue;
+    if (s.kind == Kind::kStringMap || s.kind == Kind::kNode) continue;
     auto it = env.find(EnvName(s.path));
     if (it == env.end()) continue;
     std::string where = it->first;
@@ -551,7 +707,21 @@ void ReadPropertiesFile(Config& config, Problems& problems) {
   }
 }
 
+void ValidateMockMisbehaviour(const Config& config, Problems& problems) {
+  const auto& m = config.mock_provider.misbehaviour;
+  for (auto& p : providers::mock::MisbehaviourProblems(m, "providers.mock.")) {
+    problems.push_back(std::move(p));
+  }
+  if (!config.mock_provider.enabled && (m.Any() || m.seed)) {
+    problems.push_back(
+        "providers.mock: latency, hang_ratio, outages, max_calls_per_second or seed set while "
+        "providers.mock.enabled is false; turn the mock on (tests and benchmarks only) or remove "
+        "them");
+  }
+}
+
 void ValidateProviders(const Config& config, Problems& problems) {
+  ValidateMockMisbehaviour(config, problems);
   const std::string& name = config.default_provider;
   if (name.empty()) return;
   const auto& known = KnownProviders();
@@ -729,6 +899,51 @@ bool IsSecretKafkaProperty(const std::string& key) {
          key == "ssl_key";
 }
 
+namespace {
+
+// 0.05 rather than the emitter's 0.050000000000000003.
+std::string Decimal(double n) {
+  std::array<char, 32> buf{};
+  std::snprintf(buf.data(), buf.size(), "%g", n);
+  return buf.data();
+}
+
+// Only the keys the distribution uses, so that the output reads back as the same configuration.
+void DescribeMockMisbehaviour(YAML::Emitter& out, const providers::mock::Misbehaviour& m) {
+  using providers::mock::Latency;
+  const Latency& l = m.latency;
+  out << YAML::Key << "latency" << YAML::Value << YAML::BeginMap;
+  out << YAML::Key << "distribution" << YAML::Value << providers::mock::ToString(l.kind);
+  if (l.kind == Latency::Kind::kFixed || l.kind == Latency::Kind::kLongTail) {
+    out << YAML::Key << "base" << YAML::Value << FormatDuration(l.base);
+  }
+  if (l.kind == Latency::Kind::kUniform) {
+    out << YAML::Key << "min" << YAML::Value << FormatDuration(l.min);
+    out << YAML::Key << "max" << YAML::Value << FormatDuration(l.max);
+  }
+  if (l.kind == Latency::Kind::kLongTail) {
+    out << YAML::Key << "tail_ratio" << YAML::Value << Decimal(l.tail_ratio);
+    out << YAML::Key << "tail" << YAML::Value << FormatDuration(l.tail);
+  }
+  out << YAML::EndMap;
+  out << YAML::Key << "hang_ratio" << YAML::Value << Decimal(m.hang_ratio);
+  out << YAML::Key << "max_calls_per_second" << YAML::Value << Decimal(m.max_calls_per_second);
+  out << YAML::Key << "outages" << YAML::Value;
+  if (m.outages.empty()) out << YAML::Flow;  // "outages: []"
+  out << YAML::BeginSeq;
+  for (const auto& o : m.outages) {
+    out << YAML::Flow << YAML::BeginMap;
+    out << YAML::Key << "after" << YAML::Value << FormatDuration(o.after);
+    out << YAML::Key << "duration" << YAML::Value << FormatDuration(o.duration);
+    out << YAML::Key << "mode" << YAML::Value << providers::mock::ToString(o.mode);
+    out << YAML::EndMap;
+  }
+  out << YAML::EndSeq;
+  if (m.seed) out << YAML::Key << "seed" << YAML::Value << *m.seed;  // none: random
+}
+
+}  // namespace
+
 std::string DescribeConfig(const Config& c) {
   YAML::Emitter out;
   auto ms = [](std::chrono::milliseconds d) { return FormatDuration(d); };
@@ -790,6 +1005,7 @@ std::string DescribeConfig(const Config& c) {
   out << YAML::Key << "mock" << YAML::Value << YAML::BeginMap;
   out << YAML::Key << "enabled" << YAML::Value << c.mock_provider.enabled;
   out << YAML::Key << "start_log" << YAML::Value << c.mock_provider.start_log;
+  DescribeMockMisbehaviour(out, c.mock_provider.misbehaviour);
   out << YAML::EndMap << YAML::EndMap;
   out << YAML::Key << "log" << YAML::Value << YAML::BeginMap;
   out << YAML::Key << "level" << YAML::Value << c.log.level;

@@ -217,6 +217,12 @@ std::shared_ptr<providers::Registry> ProviderRegistryFor(const Config& config, b
       if (!config.mock_provider.start_log.empty()) {
         mock->SetStartLog(config.mock_provider.start_log);
       }
+      if (const auto& m = config.mock_provider.misbehaviour; m.Any()) {
+        mock->SetMisbehaviour(m);
+        // Loud, so that nobody takes what it measures for an engine's real behaviour.
+        spdlog::warn("the mock provider misbehaves on purpose (tests and benchmarks only): {}",
+                     providers::mock::Describe(m));
+      }
     }
     registry->Register(mock);
   }

@@ -31,7 +31,7 @@ std::string LifecycleConfig(const std::string& start_log) {
 }
 
 std::string Definition(const std::string& id, const std::string& event, const std::string& mock,
-                       int timeout_seconds = 600) {
+                       int timeout_seconds = 600, const std::string& retry_policy = "") {
   return "  - id: " + id + "\n    tenant_id: tenant_a\n    environment_id: prod\n    name: " + id +
          "\n    trigger: {type: event, event_name: " + event +
          "}\n    steps:\n"
@@ -42,7 +42,8 @@ std::string Definition(const std::string& id, const std::string& event, const st
          "[create_wallet]}\n"
          "    timeout_seconds: " +
          std::to_string(timeout_seconds) +
-         "\n    provider: mock\n    provider_config: {mock: " + mock + "}\n";
+         "\n    provider: mock\n    provider_config: {mock: " + mock + "}\n" +
+         (retry_policy.empty() ? "" : "    retry_policy: " + retry_policy + "\n");
 }
 
 std::map<std::string, int> StartCounts(const std::string& path) {
@@ -107,6 +108,48 @@ TEST(LifecycleE2E, EventsRunToTheirTerminalStatesWithSteps) {
   EXPECT_EQ(h.Metric("workflowd_execution_timeouts_total"), 1);
   for (const auto& [name, count] : StartCounts(start_log)) EXPECT_EQ(count, 1) << name;
   EXPECT_EQ(StartCounts(start_log).size(), 7u);
+  daemon->Signal(SIGTERM);
+  EXPECT_EQ(daemon->Wait(20s), 0);
+  std::remove(start_log.c_str());
+}
+
+// The mock engine down for the daemon's first seconds (providers.mock.outages): the starts made
+// during the outage fail as unavailable and are retried, and every execution starts, once, after
+// it.
+TEST(LifecycleE2E, StartsDuringAnEngineOutageAreRetriedAfterIt) {
+  std::string start_log = ::testing::TempDir() + "/starts-" + RandomSuffix();
+  DaemonHarness h(kBinary,
+                  "dispatch: {lease: 3s, call_timeout: 1s, idle_interval: 50ms}\n"
+                  "poll: {min_interval: 100ms, max_interval: 1s}\n"
+                  "providers: {mock: {start_log: " +
+                      start_log + ", outages: [{after: 0s, duration: 5s, mode: unavailable}]}}\n");
+  // Retries every 0.5 to 1 s, up to 20 attempts: enough to outlast the outage.
+  h.ApplyDefinitions("definitions:\n" +
+                     Definition("ok", "order.placed", "{outcome: succeed}", 600,
+                                "{max_attempts: 20, initial_interval_seconds: 1, "
+                                "backoff_coefficient: 1.0, max_interval_seconds: 1}"));
+  TestProducer producer(h.brokers());
+  for (int i = 0; i < 5; ++i) {
+    producer.Produce(h.topic(),
+                     Structured("ok-" + std::to_string(i), "tenant_a", "prod", "order.placed", {}));
+  }
+  producer.Flush();
+  auto daemon = h.Start();
+  EXPECT_TRUE(daemon->WaitForOutput("the mock provider misbehaves on purpose", 10s))
+      << daemon->Output();
+  EXPECT_NE(daemon->Output().find("outage unavailable at +0s for 5s"), std::string::npos);
+  EXPECT_EQ(h.WaitForCount("SELECT count(*) FROM workflow_executions WHERE workflow_id = 'ok' AND "
+                           "status = 'succeeded'",
+                           5, 60s),
+            5)
+      << daemon->Output();
+  // The outage was met: starts failed as unavailable before the ones that went through.
+  EXPECT_GT(h.Metric("workflowd_provider_errors_total{provider=\"mock\",operation=\"start_"
+                     "execution\",code=\"unavailable\"}"),
+            0)
+      << h.Get("/metrics").second;
+  for (const auto& [name, count] : StartCounts(start_log)) EXPECT_EQ(count, 1) << name;
+  EXPECT_EQ(StartCounts(start_log).size(), 5u);
   daemon->Signal(SIGTERM);
   EXPECT_EQ(daemon->Wait(20s), 0);
   std::remove(start_log.c_str());

@@ -315,5 +315,117 @@ TEST(Config, OfflineChecksNeedNoDatabase) {
       ParseConfig("database: {url_file: /nonexistent/url}", "f", {}, ConfigUse::kOffline));
 }
 
+TEST(Config, TheMockMisbehavesOnlyWhenConfigured) {
+  const Config c = ParseConfig(R"(
+providers:
+  mock:
+    enabled: true
+    seed: 42
+    latency: {distribution: long_tail, base: 200ms, tail_ratio: 0.05, tail: 5s}
+    hang_ratio: 0.01
+    max_calls_per_second: 500
+    outages:
+      - {after: 60s, duration: 30s, mode: unavailable}
+      - {after: 5m, duration: 1m, mode: hang}
+)",
+                               "f", kDbEnv);
+  const auto& m = c.mock_provider.misbehaviour;
+  using providers::mock::Latency;
+  using providers::mock::OutageMode;
+  EXPECT_EQ(m.latency.kind, Latency::Kind::kLongTail);
+  EXPECT_EQ(m.latency.base, 200ms);
+  EXPECT_EQ(m.latency.tail_ratio, 0.05);
+  EXPECT_EQ(m.latency.tail, 5s);
+  EXPECT_EQ(m.hang_ratio, 0.01);
+  EXPECT_EQ(m.max_calls_per_second, 500);
+  EXPECT_EQ(m.seed, 42u);
+  ASSERT_EQ(m.outages.size(), 2u);
+  EXPECT_EQ(m.outages[0].after, 60s);
+  EXPECT_EQ(m.outages[0].duration, 30s);
+  EXPECT_EQ(m.outages[0].mode, OutageMode::kUnavailable);
+  EXPECT_EQ(m.outages[1].after, 5min);
+  EXPECT_EQ(m.outages[1].mode, OutageMode::kHang);
+  const std::string text = DescribeConfig(c);
+  EXPECT_NE(text.find("    latency:\n      distribution: long_tail\n      base: 200ms\n      "
+                      "tail_ratio: 0.05\n      tail: 5s\n    hang_ratio: 0.01\n    "
+                      "max_calls_per_second: 500\n    outages:\n      - {after: 1m, duration: "
+                      "30s, mode: unavailable}\n      - {after: 5m, duration: 1m, mode: hang}\n    "
+                      "seed: 42"),
+            std::string::npos)
+      << text;
+  // Defaults: nothing at all.
+  const Config d = ParseConfig("providers: {mock: {enabled: true}}", "f", kDbEnv);
+  EXPECT_FALSE(d.mock_provider.misbehaviour.Any());
+  EXPECT_FALSE(d.mock_provider.misbehaviour.seed.has_value());
+  EXPECT_NE(DescribeConfig(d).find("    latency:\n      distribution: none\n    hang_ratio: 0\n"
+                                   "    max_calls_per_second: 0\n    outages: []\n"),
+            std::string::npos)
+      << DescribeConfig(d);
+}
+
+TEST(Config, TheMockMisbehaviourFromTheEnvironment) {
+  Environment env = kDbEnv;
+  env["WORKFLOWD_PROVIDERS_MOCK_ENABLED"] = "true";
+  env["WORKFLOWD_PROVIDERS_MOCK_LATENCY_DISTRIBUTION"] = "uniform";
+  env["WORKFLOWD_PROVIDERS_MOCK_LATENCY_MIN"] = "50ms";
+  env["WORKFLOWD_PROVIDERS_MOCK_LATENCY_MAX"] = "300ms";
+  env["WORKFLOWD_PROVIDERS_MOCK_HANG_RATIO"] = "0.2";
+  const auto& m = ParseConfig("", "d", env).mock_provider.misbehaviour;
+  EXPECT_EQ(m.latency.kind, providers::mock::Latency::Kind::kUniform);
+  EXPECT_EQ(m.latency.min, 50ms);
+  EXPECT_EQ(m.latency.max, 300ms);
+  EXPECT_EQ(m.hang_ratio, 0.2);
+}
+
+TEST(Config, TheMockMisbehaviourProblemsNameTheKey) {
+  const auto problems = ProblemsOf(R"(
+providers:
+  mock:
+    enabled: true
+    seed: -1
+    latency: {distribution: uniform, min: 300ms, max: 100ms, base: -5s}
+    hang_ratio: 1.5
+    max_calls_per_second: lots
+    outages:
+      - {after: 60s, duration: 30s, mode: unavailable}
+      - {after: 70s, duration: 10s, mode: down}
+      - {after: 10m, length: 30s}
+      - 42
+)");
+  EXPECT_TRUE(Mentions(problems, "providers.mock.seed: \"-1\" is not an integer of 0 or more"));
+  EXPECT_TRUE(Mentions(problems,
+                       "providers.mock.latency.min: 300ms is more than providers.mock.latency.max "
+                       "(100ms); swap them"))
+      << ::testing::PrintToString(problems);
+  EXPECT_TRUE(Mentions(problems, "providers.mock.latency.base: \"-5s\" is not a duration of 0s"));
+  EXPECT_TRUE(Mentions(problems, "providers.mock.hang_ratio: 1.5 is not between 0 and 1"));
+  EXPECT_TRUE(Mentions(problems, "providers.mock.max_calls_per_second: \"lots\" is not a number"));
+  EXPECT_TRUE(Mentions(problems,
+                       "providers.mock.outages[1].mode: \"down\" is not one of unavailable, "
+                       "hang, throttle"));
+  EXPECT_TRUE(Mentions(problems, "providers.mock.outages[1]: overlaps providers.mock.outages[0]"));
+  EXPECT_TRUE(Mentions(problems,
+                       "providers.mock.outages[2].length: unknown key (expected after, duration, "
+                       "mode)"));
+  EXPECT_TRUE(Mentions(problems, "providers.mock.outages[2].duration: missing"));
+  EXPECT_TRUE(Mentions(problems, "providers.mock.outages[3]: expected a map"));
+  EXPECT_TRUE(Mentions(ProblemsOf("providers: {mock: {enabled: true, latency: {distribution: "
+                                  "gaussian}}}"),
+                       "providers.mock.latency.distribution: \"gaussian\" is not one of none, "
+                       "fixed, uniform, long_tail"));
+  EXPECT_TRUE(Mentions(ProblemsOf("providers: {mock: {enabled: true, latency: {base: 1s}}}"),
+                       "providers.mock.latency.base: set, but providers.mock.latency.distribution "
+                       "is none"));
+  EXPECT_TRUE(Mentions(ProblemsOf("providers: {mock: {enabled: true, outages: {after: 1s}}}"),
+                       "providers.mock.outages: expected a list of windows"));
+  EXPECT_TRUE(Mentions(
+      ProblemsOf("providers: {mock: {enabled: true, hang_ration: 0.5}}"),
+      "providers.mock.hang_ration: unknown key (did you mean providers.mock.hang_ratio?)"));
+  // Misbehaviour of a mock that is off is a mistake too.
+  EXPECT_TRUE(Mentions(ProblemsOf("providers: {mock: {hang_ratio: 0.5}}"),
+                       "providers.mock: latency, hang_ratio, outages, max_calls_per_second or seed "
+                       "set while providers.mock.enabled is false"));
+}
+
 }  // namespace
 }  // namespace workflowd::daemon

@@ -132,13 +132,30 @@ Faults FaultsFromProviderConfig(const Json& provider_config) {
   return f;
 }
 
-MockProvider::MockProvider(const Clock& clock) : clock_(clock) {}
+MockProvider::MockProvider(const Clock& clock) : clock_(clock), created_at_(clock.Now()) {}
 MockProvider::~MockProvider() = default;
+
+namespace {
+
+// A hang ends with the call's deadline or cancellation; one with neither ends after this long, so
+// that no call hangs for ever.
+constexpr std::chrono::minutes kLongestHang{1};
+
+[[noreturn]] void Hang(const Context& ctx, const std::string& what, const std::string& why) {
+  ctx.WaitFor(kLongestHang);
+  if (ctx.State() == ContextState::kCancelled) {
+    throw ProviderError(ErrorCode::kCancelled, what + ": cancelled while the " + why);
+  }
+  throw ProviderError(ErrorCode::kDeadlineExceeded, what + ": " + why + " until the deadline");
+}
+
+}  // namespace
 
 void MockProvider::BeforeCall(const Context& ctx, Operation op, const char* what) {
   ThrowIfDone(ctx, what);
   std::chrono::nanoseconds latency;
   std::optional<ErrorCode> injected;
+  CallFault fault;
   {
     std::lock_guard lock(mu_);
     latency = latency_;
@@ -147,7 +164,12 @@ void MockProvider::BeforeCall(const Context& ctx, Operation op, const char* what
       --it->second.first;
       injected = it->second.second;
     }
+    if (planner_) fault = planner_->Next(op, clock_.Now());
   }
+  // An engine that is down or throttling answers at once; latency is for the calls it serves.
+  if (fault.error) throw ProviderError(*fault.error, std::string(what) + ": " + fault.reason);
+  if (fault.hang) Hang(ctx, what, fault.reason);
+  latency += fault.latency;
   if (latency.count() > 0 && !ctx.WaitFor(latency)) ThrowIfDone(ctx, what);
   if (injected) {
     throw ProviderError(*injected, std::string(what) + ": injected mock error");
@@ -556,6 +578,56 @@ void MockProvider::SetLatency(std::chrono::nanoseconds latency) {
 void MockProvider::InjectErrors(Operation op, int count, ErrorCode code) {
   std::lock_guard lock(mu_);
   injected_[op] = {count, code};
+}
+
+void MockProvider::ChangeMisbehaviour(const std::function<void(Misbehaviour&)>& change) {
+  std::lock_guard lock(mu_);
+  Misbehaviour m = planner_ ? planner_->misbehaviour() : Misbehaviour{};
+  change(m);
+  if (auto problems = MisbehaviourProblems(m); !problems.empty()) {
+    Invalid("mock misbehaviour: " + problems.front());
+  }
+  if (!m.Any() && !m.seed) {
+    planner_.reset();  // back to the fast path
+  } else if (planner_) {
+    planner_->Set(std::move(m));
+  } else {
+    planner_ = std::make_unique<MisbehaviourPlanner>(std::move(m), created_at_);
+  }
+}
+
+void MockProvider::SetMisbehaviour(Misbehaviour misbehaviour) {
+  ChangeMisbehaviour([&](Misbehaviour& m) { m = std::move(misbehaviour); });
+}
+
+Misbehaviour MockProvider::GetMisbehaviour() const {
+  std::lock_guard lock(mu_);
+  return planner_ ? planner_->misbehaviour() : Misbehaviour{};
+}
+
+void MockProvider::SetCallLatency(Latency latency) {
+  ChangeMisbehaviour([&](Misbehaviour& m) { m.latency = latency; });
+}
+
+void MockProvider::SetCallLatency(Operation op, Latency latency) {
+  ChangeMisbehaviour(
+      [&](Misbehaviour& m) { m.operation_latency.at(static_cast<size_t>(op)) = latency; });
+}
+
+void MockProvider::SetHangRatio(double ratio) {
+  ChangeMisbehaviour([&](Misbehaviour& m) { m.hang_ratio = ratio; });
+}
+
+void MockProvider::SetOutages(std::vector<Outage> outages) {
+  ChangeMisbehaviour([&](Misbehaviour& m) { m.outages = std::move(outages); });
+}
+
+void MockProvider::SetMaxCallsPerSecond(double calls_per_second) {
+  ChangeMisbehaviour([&](Misbehaviour& m) { m.max_calls_per_second = calls_per_second; });
+}
+
+void MockProvider::SetSeed(uint64_t seed) {
+  ChangeMisbehaviour([&](Misbehaviour& m) { m.seed = seed; });
 }
 
 int MockProvider::StartCalls(const std::string& execution_name) const {

@@ -17,6 +17,8 @@
 #include <string>
 #include <vector>
 
+#include "workflowd/providers/mock/misbehaviour.hpp"
+
 namespace workflowd::daemon {
 
 struct DatabaseConfig {
@@ -85,6 +87,9 @@ struct PollConfig {
 struct MockProviderConfig {
   bool enabled = false;
   std::string start_log;  // diagnostics: append each start's execution name to this file
+  // providers.mock.{latency.*, hang_ratio, outages, max_calls_per_second, seed}: a slow, hanging,
+  // throttling or failing engine on purpose, for tests and benchmarks. Nothing by default.
+  providers::mock::Misbehaviour misbehaviour;
 };
 
 struct LogConfig {

@@ -7,6 +7,7 @@
 #include <chrono>
 #include <deque>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -16,6 +17,7 @@
 #include <vector>
 
 #include "workflowd/common/clock.hpp"
+#include "workflowd/providers/mock/misbehaviour.hpp"
 #include "workflowd/providers/provider.hpp"
 
 namespace workflowd::providers::mock {
@@ -63,14 +65,6 @@ struct Faults {
 };
 Faults FaultsFromProviderConfig(const Json& provider_config);
 
-enum class Operation {
-  kCreateWorkflow,
-  kStartExecution,
-  kGetExecutionStatus,
-  kStopExecution,
-  kDeleteWorkflow
-};
-
 class MockProvider final : public Provider {
  public:
   static constexpr const char* kName = "mock";
@@ -97,6 +91,19 @@ class MockProvider final : public Provider {
   void SetLatency(std::chrono::nanoseconds latency);
   // The next `count` calls of `op` throw ProviderError(code) before doing anything.
   void InjectErrors(Operation op, int count, ErrorCode code);
+
+  // Engine-wide misbehaviour (see misbehaviour.hpp) of StartExecution, GetExecutionStatus and
+  // StopExecution; outage windows count from this provider's creation. Each setter keeps the
+  // rest of the configuration and throws ProviderError(kInvalidSpec) naming the first problem.
+  // Nothing configured (the default) costs a call one pointer test.
+  void SetMisbehaviour(Misbehaviour misbehaviour);
+  Misbehaviour GetMisbehaviour() const;
+  void SetCallLatency(Latency latency);                // every affected operation
+  void SetCallLatency(Operation op, Latency latency);  // this one only
+  void SetHangRatio(double ratio);
+  void SetOutages(std::vector<Outage> outages);
+  void SetMaxCallsPerSecond(double calls_per_second);  // 0: no limit
+  void SetSeed(uint64_t seed);
 
   // Lets GetExecutionStatus / StopExecution answer for executions started by another instance of
   // the mock (another daemon replica, or this process before a restart): execution ids carry the
@@ -137,6 +144,8 @@ class MockProvider final : public Provider {
   struct ExecutionRecord;
 
   void BeforeCall(const Context& ctx, Operation op, const char* what);
+  // Validates the changed misbehaviour and hands it to the planner.
+  void ChangeMisbehaviour(const std::function<void(Misbehaviour&)>& change);
   // Settles an execution whose outcome is due at `now`; terminal states are stored, never undone.
   void Settle(ExecutionRecord& e, TimePoint now) const;
   ExecutionStatus StatusOf(const ExecutionRecord& e) const;
@@ -183,6 +192,9 @@ class MockProvider final : public Provider {
   std::map<std::string, Outcome> execution_outcomes_;
   std::chrono::nanoseconds latency_{0};
   std::map<Operation, std::pair<int, ErrorCode>> injected_;
+  const TimePoint created_at_;  // where outage windows count from
+  // Null until some misbehaviour is configured: the hot path then only tests the pointer.
+  std::unique_ptr<MisbehaviourPlanner> planner_;
   uint64_t generated_names_ = 0;
 };
 
