@@ -1,6 +1,8 @@
-// The execution lifecycle as the daemon runs it: the workflow providers, dispatch.workers
-// dispatcher loops and poll.workers poller loops (each on its own PostgreSQL connection), and the
-// database-wide execution gauges, each on a BackgroundWorker.
+// The execution lifecycle as the daemon runs it: the workflow providers, and for each provider its
+// gate (start slots, circuit breaker, poll rate: providers.<name>.*), dispatch.workers dispatcher
+// loops and poll.workers poller loops of its own (each on its own PostgreSQL connection), so that
+// one engine's slowness or outage never holds up another's; and the database-wide execution
+// gauges, each on a BackgroundWorker.
 #pragma once
 
 #include <atomic>
@@ -13,6 +15,7 @@
 #include "workflowd/daemon/config.hpp"
 #include "workflowd/lifecycle/execution_dispatcher.hpp"
 #include "workflowd/lifecycle/execution_gauges.hpp"
+#include "workflowd/lifecycle/provider_gate.hpp"
 #include "workflowd/lifecycle/status_poller.hpp"
 #include "workflowd/metrics/registry.hpp"
 #include "workflowd/providers/manager.hpp"
@@ -32,8 +35,8 @@ class LifecycleLoops {
   void Stop() noexcept;
   // False while a loop's database is unavailable.
   bool Healthy() const;
-  // New executions (committed by the event pipeline): offered to one dispatch loop, each in turn,
-  // and that loop woken.
+  // New executions (committed by the event pipeline): offered to one dispatch loop of each
+  // provider, each in turn, and that loop woken (it takes those of its provider).
   void Offer(std::vector<std::string> execution_ids);
 
  private:
@@ -47,17 +50,32 @@ class LifecycleLoops {
   struct PollLoop {
     explicit PollLoop(const Config& c) : db(c.database.url, c.database.connect_timeout) {}
     store::Database db;
+    std::mt19937_64 rng{std::random_device{}()};
     std::unique_ptr<lifecycle::StatusPoller> poller;
     std::unique_ptr<BackgroundWorker> worker;
   };
 
+  // One provider's gate and the dispatch loops offers for it go to.
+  struct ProviderLoops {
+    std::unique_ptr<lifecycle::ProviderGate> gate;
+    std::vector<DispatchLoop*> dispatch;
+    std::atomic<size_t> next_to_wake{0};
+  };
+
+  void OfferTo(ProviderLoops& group, std::vector<std::string> execution_ids);
+  // A dispatch loop with these options on a BackgroundWorker named `name`, kept in
+  // dispatch_loops_.
+  DispatchLoop* AddDispatchLoop(const Config& config, const lifecycle::DispatcherOptions& options,
+                                const std::string& name, std::chrono::milliseconds idle_interval);
+
   bool enabled_;
   providers::Manager manager_;
   lifecycle::LifecycleMetrics metrics_;
+  lifecycle::ProviderGateMetrics gate_metrics_;
   lifecycle::WorkflowCatalog catalog_;
+  std::vector<std::unique_ptr<ProviderLoops>> providers_;  // before the loops that use the gates
   std::vector<std::unique_ptr<DispatchLoop>> dispatch_loops_;
   std::vector<std::unique_ptr<PollLoop>> poll_loops_;
-  std::atomic<size_t> next_to_wake_{0};
   store::Database gauges_db_;
   lifecycle::ExecutionGauges gauges_;
   BackgroundWorker gauges_worker_;

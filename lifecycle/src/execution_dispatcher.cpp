@@ -2,6 +2,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+#include <atomic>
 #include <set>
 #include <string_view>
 #include <utility>
@@ -38,7 +40,63 @@ class InFlightStart {
   metrics::Gauge& gauge_;
 };
 
+// The start slots a round took from its provider's gate: each start gives its own back when its
+// call ended (so another loop may use it while this round's slowest call runs), the rest are
+// given back with the round, whichever way it ends.
+class RoundSlots {
+ public:
+  RoundSlots(ProviderGate* gate, size_t reserved) : gate_(gate), reserved_(reserved) {}
+  ~RoundSlots() {
+    if (gate_ && reserved_ > used_) gate_->ReleaseStart(reserved_ - used_);
+  }
+  RoundSlots(const RoundSlots&) = delete;
+  RoundSlots& operator=(const RoundSlots&) = delete;
+  void CallEnded() {
+    if (!gate_) return;
+    ++used_;
+    gate_->ReleaseStart();
+  }
+
+ private:
+  ProviderGate* gate_;
+  size_t reserved_;
+  std::atomic<size_t> used_{0};
+};
+
 }  // namespace
+
+providers::ExecutionResult ExecutionDispatcher::StartAtEngine(const Context& ctx,
+                                                              store::ExecutionRecord& e,
+                                                              const std::string& workflow_id) {
+  const size_t attempts = options_.gate ? options_.gate->limits().retry_attempts : 1;
+  auto backoff =
+      options_.gate ? options_.gate->limits().retry_initial_backoff : std::chrono::milliseconds(0);
+  for (size_t attempt = 1;; ++attempt) {
+    try {
+      // The trigger event is copied while the call may be repeated, moved into the last one.
+      return manager_.StartExecution(
+          ctx, e.provider, workflow_id,
+          InputFor(e, attempt < attempts ? e.trigger_event : std::move(e.trigger_event)));
+    } catch (const providers::ProviderError& err) {
+      if (!err.Retryable() || attempt >= attempts || !ctx.WaitFor(backoff)) throw;
+      options_.gate->NoteQuickRetry();
+      backoff = std::min(backoff * 2, options_.gate->limits().retry_max_backoff);
+    }
+  }
+}
+
+void ExecutionDispatcher::Park(store::DispatchOutcome& out, const store::ExecutionRecord& e,
+                               const providers::ProviderError& err) const {
+  out.kind = store::DispatchOutcome::Kind::kParked;
+  out.error = {{"code", "engine_unavailable"},
+               {"parked", true},
+               {"provider", e.provider},
+               {"message", "parked, waiting for the engine: provider " + e.provider +
+                               " is unavailable (its circuit breaker is open); the start is "
+                               "made when it answers again, without spending an attempt"},
+               {"last_error", ErrorJson(err)}};
+  options_.gate->NoteParked();
+}
 
 void ExecutionDispatcher::Decide(store::DispatchOutcome& out, const store::ExecutionRecord& e,
                                  const definitions::RetryPolicy& policy, bool retryable) {
@@ -63,13 +121,15 @@ store::DispatchOutcome ExecutionDispatcher::Start(store::ExecutionRecord& e, con
   if (round.Done()) {
     // The round's time is up: the row is left as it was, due for the next round.
     out.kind = store::DispatchOutcome::Kind::kNotAttempted;
+    if (options_.gate) options_.gate->ProbeNotMade();
     return out;
   }
   const char* operation = "create_workflow";
   std::shared_ptr<const CatalogEntry> entry;
   try {
     InFlightStart in_flight(metrics_.in_flight.WithLabels({e.tenant_id, e.environment_id}));
-    auto ctx = Context::Background().WithTimeout(options_.call_timeout);
+    auto ctx = Context::Background().WithTimeout(
+        options_.gate ? options_.gate->limits().call_timeout : options_.call_timeout);
     entry = rounds_.Definition(ctx, e.workflow_id, e.definition_version);
     out.at = clock_.Now();
     if (!entry) {
@@ -80,8 +140,8 @@ store::DispatchOutcome ExecutionDispatcher::Start(store::ExecutionRecord& e, con
     } else {
       operation = "start_execution";
       // The record's trigger event moves into the input: the round needs it no more.
-      auto result = manager_.StartExecution(ctx, e.provider, entry->spec.workflow_id,
-                                            InputFor(e, std::move(e.trigger_event)));
+      auto result = StartAtEngine(ctx, e, entry->spec.workflow_id);
+      if (options_.gate) options_.gate->Succeeded();
       out.at = clock_.Now();
       out.kind = store::DispatchOutcome::Kind::kStarted;
       out.provider_execution_id = result.execution_id;
@@ -97,6 +157,16 @@ store::DispatchOutcome ExecutionDispatcher::Start(store::ExecutionRecord& e, con
     metrics_.provider_errors.WithLabels({e.provider, operation, providers::ToString(err.code())})
         .Inc();
     out.error = ErrorJson(err);
+    if (options_.gate) {
+      // An outage counts toward the breaker; any other answer (the definition's own failure) is
+      // the engine working.
+      if (!err.Retryable()) {
+        options_.gate->Succeeded();
+      } else if (options_.gate->Failed() != CircuitState::kClosed) {
+        Park(out, e, err);
+        return out;
+      }
+    }
     Decide(out, e, entry ? entry->definition.retry_policy : definitions::RetryPolicy{},
            err.Retryable());
   } catch (...) {
@@ -104,6 +174,7 @@ store::DispatchOutcome ExecutionDispatcher::Start(store::ExecutionRecord& e, con
     // or a bug. An internal error of this attempt, recorded on the execution like a provider
     // error; a task on the pool must not throw.
     const InternalError failure = CurrentInternalError();
+    if (options_.gate) options_.gate->ProbeNotMade();  // no answer of the engine's
     out.at = clock_.Now();
     out.provider_execution_id.clear();
     out.deadline_at.reset();
@@ -141,7 +212,23 @@ void ExecutionDispatcher::Offer(std::vector<std::string> ids) {
 }
 
 size_t ExecutionDispatcher::RunOnce() {
-  const Context round_ctx = rounds_.BeginRound(options_.lease, options_.call_timeout);
+  const std::chrono::milliseconds call_timeout =
+      options_.gate ? options_.gate->limits().call_timeout : options_.call_timeout;
+  const Context round_ctx = rounds_.BeginRound(options_.lease, call_timeout);
+  // What the provider admits now: with no slot free the loop waits for one (a bounded, real-time
+  // wait) and runs again; with the breaker open it sleeps like an idle loop.
+  bool probe = false;
+  const size_t admitted =
+      options_.gate ? options_.gate->AdmitStarts(options_.batch_size, &probe) : options_.batch_size;
+  RoundSlots slots(options_.gate, admitted);
+  if (admitted == 0) {
+    // Every slot busy: run again as soon as one is free (waiting at most fair_interval). The
+    // breaker open, or the drain rate after an outage holding starts back: sleep like an idle
+    // loop. The offers stay for the next round.
+    more_due_ = options_.gate->state() == CircuitState::kClosed && !options_.gate->SlotFree() &&
+                options_.gate->WaitForSlot(options_.fair_interval);
+    return 0;
+  }
   std::vector<std::string> offered;
   {
     std::lock_guard lock(offered_mu_);
@@ -152,26 +239,33 @@ size_t ExecutionDispatcher::RunOnce() {
       offered.empty() || more_due_ || now - last_fair_round_ >= options_.fair_interval;
   const auto start = [&](std::vector<store::ExecutionRecord>& executions) {
     std::vector<store::DispatchOutcome> outcomes(executions.size());
-    rounds_.pool().ParallelFor(executions.size(),
-                               [&](size_t i) { outcomes[i] = Start(executions[i], round_ctx); });
+    rounds_.pool().ParallelFor(executions.size(), [&](size_t i) {
+      outcomes[i] = Start(executions[i], round_ctx);
+      slots.CallEnded();
+    });
     return outcomes;
   };
   store::DispatchRound round;
   if (fair) {
     last_fair_round_ = now;
     metrics_.dispatch_rounds.WithLabels({"fair"}).Inc();
-    round = rounds_.executions().RunDispatchRound(now, options_.lease, options_.batch_size,
-                                                  options_.per_scope_limit, start);
+    round = rounds_.executions().RunDispatchRound(now, options_.lease, admitted,
+                                                  options_.per_scope_limit, start,
+                                                  options_.provider, options_.other_than);
+    round.more =
+        round.more || (admitted < options_.batch_size && round.executions.size() >= admitted);
   } else {
     metrics_.dispatch_rounds.WithLabels({"offered"}).Inc();
     // More than a batch offered: the rest is left to the next round, a fair one.
     const bool left_over = offered.size() > options_.batch_size;
     if (left_over) offered.resize(options_.batch_size);
-    round = rounds_.executions().RunDispatchRoundFor(offered, now, options_.lease, start);
-    round.more = left_over;
+    round = rounds_.executions().RunDispatchRoundFor(offered, now, options_.lease, start,
+                                                     options_.provider, admitted);
+    round.more = left_over || (admitted < offered.size() && round.executions.size() >= admitted);
   }
   more_due_ = round.more;
   const auto& leased = round.executions;
+  if (probe && leased.empty()) options_.gate->ProbeNotMade();  // nothing to probe with
   const auto& outcomes = round.outcomes;
   std::set<std::string> not_as_decided(round.unstorable.begin(), round.unstorable.end());
   not_as_decided.insert(round.stale.begin(), round.stale.end());
@@ -200,6 +294,12 @@ size_t ExecutionDispatcher::RunOnce() {
         break;
       case store::DispatchOutcome::Kind::kNotAttempted:
         more_due_ = true;  // still due: the next round takes it at once
+        break;
+      case store::DispatchOutcome::Kind::kParked:
+        // Counted in workflowd_lifecycle_parked_total; the breaker logs its change of state once.
+        spdlog::debug(
+            "execution start parked: tenant={} environment={} execution_id={} provider={}",
+            e.tenant_id, e.environment_id, e.id, e.provider);
         break;
       case store::DispatchOutcome::Kind::kFailed:
         metrics_.dispatch_attempts.WithLabels({"failed"}).Inc();
