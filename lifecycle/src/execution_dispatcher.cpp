@@ -51,6 +51,13 @@ class RoundSlots {
   }
   RoundSlots(const RoundSlots&) = delete;
   RoundSlots& operator=(const RoundSlots&) = delete;
+  // The claim took `claimed` executions: the slots reserved beyond them are given back at once,
+  // not held while the round's calls run.
+  void Claimed(size_t claimed) {
+    if (!gate_ || claimed >= reserved_) return;
+    gate_->ReleaseStart(reserved_ - claimed);
+    reserved_ = claimed;
+  }
   void CallEnded() {
     if (!gate_) return;
     ++used_;
@@ -238,6 +245,7 @@ size_t ExecutionDispatcher::RunOnce() {
   const bool fair =
       offered.empty() || more_due_ || now - last_fair_round_ >= options_.fair_interval;
   const auto start = [&](std::vector<store::ExecutionRecord>& executions) {
+    slots.Claimed(executions.size());
     std::vector<store::DispatchOutcome> outcomes(executions.size());
     rounds_.pool().ParallelFor(executions.size(), [&](size_t i) {
       outcomes[i] = Start(executions[i], round_ctx);

@@ -1446,9 +1446,11 @@ class LifecycleGateTest : public LifecycleFailureTest {
     return ProviderGate(provider, limits, steady_, &gate_metrics_);
   }
 
-  ExecutionDispatcher GatedDispatcher(ProviderGate& gate, store::Database& db, size_t batch = 50) {
+  ExecutionDispatcher GatedDispatcher(ProviderGate& gate, store::Database& db, size_t batch = 50,
+                                      size_t per_scope = 50) {
     DispatcherOptions o;
     o.batch_size = batch;
+    o.per_scope_limit = per_scope;
     o.max_in_flight = gate.limits().max_in_flight;
     o.provider = gate.provider();
     o.gate = &gate;
@@ -1588,6 +1590,30 @@ TEST_F(LifecycleGateTest, AHungEngineNeverDelaysAnotherEnginesStarts) {
   EXPECT_EQ(Count("provider = 'hanging' AND status = 'running'"), 4u);
   EXPECT_EQ(hung.RunOnce(), 1u);  // the slots are free again
   EXPECT_EQ(Count("provider = 'hanging' AND status = 'running'"), 5u);
+}
+
+// A round holds the slots of the executions it claimed, no more: what the gate admitted beyond
+// them (a tenant's fair share left them unclaimed) is free for the provider's other loops while
+// the round's calls run, and every slot is free again once the round ended.
+TEST_F(LifecycleGateTest, ARoundHoldsOnlyTheSlotsOfTheExecutionsItClaimed) {
+  AddPending("onboarding", "tenant_a", {"a1", "a2", "a3", "a4", "a5"});
+  UseTamper({"ex_onboarding_a1", "ex_onboarding_a2", "ex_onboarding_a3", "ex_onboarding_a4",
+             "ex_onboarding_a5"});
+  ProviderLimits limits;
+  limits.max_in_flight = 10;
+  auto gate = Gate("tamper", limits);
+  std::mutex mu;
+  double most_in_flight = 0;
+  tamper_->on_start = [&](const std::string&, providers::ExecutionResult&) {
+    std::lock_guard lock(mu);
+    most_in_flight =
+        std::max(most_in_flight, gate_metrics_.in_flight.WithLabels({"tamper"}).Value());
+  };
+  EXPECT_EQ(GatedDispatcher(gate, db_, 50, 2).RunOnce(), 2u);  // the tenant's share: 2
+  EXPECT_GT(most_in_flight, 0);
+  EXPECT_LE(most_in_flight, 2);
+  EXPECT_EQ(gate_metrics_.in_flight.WithLabels({"tamper"}).Value(), 0);
+  EXPECT_TRUE(gate.SlotFree());
 }
 
 // The offered path (executions the event pipeline just created) takes only its provider's.
