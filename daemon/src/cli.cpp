@@ -181,6 +181,13 @@ nlohmann::json ExecutionJson(const store::ExecutionRecord& e,
                       {"output", e.output},
                       {"error", e.error}};
   if (!e.retry_of.empty()) j["retry_of"] = e.retry_of;
+  // A start that failed during its engine's outage leaves the execution pending and parked (no
+  // attempt spent): shown as such, from the error the dispatcher recorded.
+  if (e.status == "pending" && e.error.is_object() && e.error.value("parked", false)) {
+    j["parked"] = true;
+    j["status_detail"] = "parked: waiting for provider " + e.provider +
+                         " (its engine is unavailable); started when it answers again";
+  }
   nlohmann::json s = nlohmann::json::array();
   for (const auto& step : steps) {
     nlohmann::json one = {{"step_id", step.step_id}, {"status", step.status}};

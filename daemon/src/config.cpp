@@ -91,13 +91,14 @@ auto ParseWhole(const std::string& v, Parse parse) -> std::optional<decltype(par
   return std::nullopt;
 }
 
+// An integer of at least `min`.
 template <typename Field>
-auto SizeSetterOf(Field field) {
-  return [field](Config& c, const std::string& v) {
+auto IntegerSetterOf(Field field, long long min) {
+  return [field, min](Config& c, const std::string& v) {
     const auto n =
         ParseWhole(v, [](const std::string& t, size_t* pos) { return std::stoll(t, pos); });
-    if (!n || *n <= 0) {
-      Problem("\"" + v + "\" is not a positive integer");
+    if (!n || *n < min) {
+      Problem("\"" + v + "\" is not a " + (min > 0 ? "positive" : "non-negative") + " integer");
       return;
     }
     field(c) = static_cast<size_t>(*n);
@@ -129,6 +130,17 @@ auto NumberSetterOf(Field field) {
     }
     field(c) = *n;
   };
+}
+
+template <typename Field>
+auto SizeSetterOf(Field field) {
+  return IntegerSetterOf(field, 1);
+}
+
+// A non-negative integer (0 allowed: "unbounded" where the key says so).
+template <typename Field>
+auto CountSetterOf(Field field) {
+  return IntegerSetterOf(field, 0);
 }
 
 template <typename Field>
@@ -351,6 +363,39 @@ const std::vector<Setting>& Settings() {
     scalar("providers.mock.start_log", Kind::kString,
            StringSetter([](Config& c) -> std::string& { return c.mock_provider.start_log; }));
     AddMockMisbehaviourSettings(s);
+    // providers.<name>.* limits of each provider of this build.
+    for (const auto& name : KnownProviders()) {
+      const std::string at = "providers." + name + ".";
+      auto limits = [name](Config& c) -> ProviderLimitsConfig& { return c.provider_limits[name]; };
+      scalar(at + "max_in_flight", Kind::kSize,
+             SizeSetterOf([limits](Config & c) -> auto& { return limits(c).max_in_flight; }));
+      scalar(at + "call_timeout", Kind::kDuration,
+             DurationSetterOf([limits](Config & c) -> auto& { return limits(c).call_timeout; }));
+      scalar(at + "retry.attempts", Kind::kSize,
+             SizeSetterOf([limits](Config & c) -> auto& { return limits(c).retry_attempts; }));
+      scalar(at + "retry.initial_backoff", Kind::kDuration,
+             DurationSetterOf([limits](Config & c) -> auto& {
+               return limits(c).retry_initial_backoff;
+             }));
+      scalar(
+          at + "retry.max_backoff", Kind::kDuration,
+          DurationSetterOf([limits](Config & c) -> auto& { return limits(c).retry_max_backoff; }));
+      scalar(at + "breaker.failure_threshold", Kind::kSize,
+             SizeSetterOf([limits](Config & c) -> auto& {
+               return limits(c).breaker_failure_threshold;
+             }));
+      scalar(at + "breaker.open_interval", Kind::kDuration,
+             DurationSetterOf([limits](Config & c) -> auto& {
+               return limits(c).breaker_open_interval;
+             }));
+      scalar(at + "breaker.drain_rate", Kind::kSize,
+             SizeSetterOf([limits](Config & c) -> auto& { return limits(c).breaker_drain_rate; }));
+      scalar(
+          at + "breaker.drain_ramp", Kind::kDuration,
+          DurationSetterOf([limits](Config & c) -> auto& { return limits(c).breaker_drain_ramp; }));
+      scalar(at + "polls_per_second", Kind::kSize,
+             CountSetterOf([limits](Config & c) -> auto& { return limits(c).polls_per_second; }));
+    }
     scalar("log.level", Kind::kString,
            OneOfSetter([](Config& c) -> std::string& { return c.log.level; },
                        {"trace", "debug", "info", "warn", "error"}));
@@ -737,6 +782,23 @@ void ValidateProviders(const Config& config, Problems& problems) {
   }
 }
 
+void ValidateProviderLimits(const Config& config, Problems& problems) {
+  for (const auto& [name, limits] : config.provider_limits) {
+    const std::string at = "providers." + name + ".";
+    if (limits.max_in_flight.value_or(0) > 1024)
+      problems.push_back(at + "max_in_flight: at most 1024");
+    if (limits.call_timeout && config.dispatch.lease < *limits.call_timeout * 2) {
+      problems.push_back(at +
+                         "call_timeout: dispatch.lease must be at least twice it, so a lease "
+                         "cannot expire while its provider call is still running");
+    }
+    if (limits.retry_initial_backoff > limits.retry_max_backoff) {
+      problems.push_back(at + "retry.initial_backoff: must not exceed retry.max_backoff");
+    }
+    if (limits.retry_attempts > 10) problems.push_back(at + "retry.attempts: at most 10");
+  }
+}
+
 void Validate(Config& config, Problems& problems, ConfigUse use) {
   if (use == ConfigUse::kConnect) {
     if (config.database.url.empty() && !config.database.url_file.empty()) {
@@ -790,6 +852,7 @@ void Validate(Config& config, Problems& problems, ConfigUse use) {
   if (config.poll.min_interval > config.poll.max_interval) {
     problems.push_back("poll.min_interval: must not exceed poll.max_interval");
   }
+  ValidateProviderLimits(config, problems);
   if (config.dispatch.lease < config.dispatch.call_timeout * 2) {
     problems.push_back(
         "dispatch.lease: must be at least twice dispatch.call_timeout, so a lease "
@@ -942,6 +1005,30 @@ void DescribeMockMisbehaviour(YAML::Emitter& out, const providers::mock::Misbeha
   if (m.seed) out << YAML::Key << "seed" << YAML::Value << *m.seed;  // none: random
 }
 
+// The providers.<name>.* limits, as keys of that provider's map (defaults shown resolved).
+void DescribeProviderLimits(YAML::Emitter& out, const Config& c, const std::string& name) {
+  auto ms = [](std::chrono::milliseconds d) { return FormatDuration(d); };
+  const auto it = c.provider_limits.find(name);
+  const ProviderLimitsConfig limits =
+      it == c.provider_limits.end() ? ProviderLimitsConfig{} : it->second;
+  out << YAML::Key << "max_in_flight" << YAML::Value
+      << limits.max_in_flight.value_or(c.dispatch.max_in_flight);
+  out << YAML::Key << "call_timeout" << YAML::Value
+      << ms(limits.call_timeout.value_or(c.dispatch.call_timeout));
+  out << YAML::Key << "retry" << YAML::Value << YAML::BeginMap;
+  out << YAML::Key << "attempts" << YAML::Value << limits.retry_attempts;
+  out << YAML::Key << "initial_backoff" << YAML::Value << ms(limits.retry_initial_backoff);
+  out << YAML::Key << "max_backoff" << YAML::Value << ms(limits.retry_max_backoff);
+  out << YAML::EndMap;
+  out << YAML::Key << "breaker" << YAML::Value << YAML::BeginMap;
+  out << YAML::Key << "failure_threshold" << YAML::Value << limits.breaker_failure_threshold;
+  out << YAML::Key << "open_interval" << YAML::Value << ms(limits.breaker_open_interval);
+  out << YAML::Key << "drain_rate" << YAML::Value << limits.breaker_drain_rate;
+  out << YAML::Key << "drain_ramp" << YAML::Value << ms(limits.breaker_drain_ramp);
+  out << YAML::EndMap;
+  out << YAML::Key << "polls_per_second" << YAML::Value << limits.polls_per_second;
+}
+
 }  // namespace
 
 std::string DescribeConfig(const Config& c) {
@@ -1006,6 +1093,7 @@ std::string DescribeConfig(const Config& c) {
   out << YAML::Key << "enabled" << YAML::Value << c.mock_provider.enabled;
   out << YAML::Key << "start_log" << YAML::Value << c.mock_provider.start_log;
   DescribeMockMisbehaviour(out, c.mock_provider.misbehaviour);
+  DescribeProviderLimits(out, c, "mock");
   out << YAML::EndMap << YAML::EndMap;
   out << YAML::Key << "log" << YAML::Value << YAML::BeginMap;
   out << YAML::Key << "level" << YAML::Value << c.log.level;

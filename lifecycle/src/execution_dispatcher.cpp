@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <atomic>
 #include <set>
 #include <string_view>
 #include <utility>
@@ -74,7 +75,70 @@ std::vector<std::string> IdsOf(const std::vector<store::ExecutionRecord>& execut
   return ids;
 }
 
+// The start slots a round took from its provider's gate: each start gives its own back when its
+// call ended (so another loop may use it while this round's slowest call runs), the rest are
+// given back with the round, whichever way it ends.
+class RoundSlots {
+ public:
+  RoundSlots(ProviderGate* gate, size_t reserved) : gate_(gate), reserved_(reserved) {}
+  ~RoundSlots() {
+    if (gate_ && reserved_ > used_) gate_->ReleaseStart(reserved_ - used_);
+  }
+  RoundSlots(const RoundSlots&) = delete;
+  RoundSlots& operator=(const RoundSlots&) = delete;
+  // The claim took `claimed` executions: the slots reserved beyond them are given back at once,
+  // not held while the round's calls run.
+  void Claimed(size_t claimed) {
+    if (!gate_ || claimed >= reserved_) return;
+    gate_->ReleaseStart(reserved_ - claimed);
+    reserved_ = claimed;
+  }
+  void CallEnded() {
+    if (!gate_) return;
+    ++used_;
+    gate_->ReleaseStart();
+  }
+
+ private:
+  ProviderGate* gate_;
+  size_t reserved_;
+  std::atomic<size_t> used_{0};
+};
+
 }  // namespace
+
+providers::ExecutionResult ExecutionDispatcher::StartAtEngine(const Context& ctx,
+                                                              store::ExecutionRecord& e,
+                                                              const std::string& workflow_id) {
+  const size_t attempts = options_.gate ? options_.gate->limits().retry_attempts : 1;
+  auto backoff =
+      options_.gate ? options_.gate->limits().retry_initial_backoff : std::chrono::milliseconds(0);
+  for (size_t attempt = 1;; ++attempt) {
+    try {
+      // The trigger event is copied while the call may be repeated, moved into the last one.
+      return manager_.StartExecution(
+          ctx, e.provider, workflow_id,
+          InputFor(e, attempt < attempts ? e.trigger_event : std::move(e.trigger_event)));
+    } catch (const providers::ProviderError& err) {
+      if (!err.Retryable() || attempt >= attempts || !ctx.WaitFor(backoff)) throw;
+      options_.gate->NoteQuickRetry();
+      backoff = std::min(backoff * 2, options_.gate->limits().retry_max_backoff);
+    }
+  }
+}
+
+void ExecutionDispatcher::Park(store::DispatchOutcome& out, const store::ExecutionRecord& e,
+                               const providers::ProviderError& err) const {
+  out.kind = store::DispatchOutcome::Kind::kParked;
+  out.error = {{"code", "engine_unavailable"},
+               {"parked", true},
+               {"provider", e.provider},
+               {"message", "parked, waiting for the engine: provider " + e.provider +
+                               " is unavailable (its circuit breaker is open); the start is "
+                               "made when it answers again, without spending an attempt"},
+               {"last_error", ErrorJson(err)}};
+  options_.gate->NoteParked();
+}
 
 void ExecutionDispatcher::Decide(store::DispatchOutcome& out, const store::ExecutionRecord& e,
                                  const definitions::RetryPolicy& policy, bool retryable) {
@@ -99,13 +163,15 @@ store::DispatchOutcome ExecutionDispatcher::Start(store::ExecutionRecord& e, con
   if (round.Done()) {
     // The round's time is up: the row is left as it was, due for the next round.
     out.kind = store::DispatchOutcome::Kind::kNotAttempted;
+    if (options_.gate) options_.gate->ProbeNotMade();
     return out;
   }
   const char* operation = "create_workflow";
   std::shared_ptr<const CatalogEntry> entry;
   try {
     InFlightStart in_flight(metrics_.in_flight.WithLabels({e.tenant_id, e.environment_id}));
-    auto ctx = Context::Background().WithTimeout(options_.call_timeout);
+    auto ctx = Context::Background().WithTimeout(
+        options_.gate ? options_.gate->limits().call_timeout : options_.call_timeout);
     entry = rounds_.Definition(ctx, e.workflow_id, e.definition_version);
     out.at = clock_.Now();
     if (!entry) {
@@ -116,8 +182,8 @@ store::DispatchOutcome ExecutionDispatcher::Start(store::ExecutionRecord& e, con
     } else {
       operation = "start_execution";
       // The record's trigger event moves into the input: the round needs it no more.
-      auto result = manager_.StartExecution(ctx, e.provider, entry->spec.workflow_id,
-                                            InputFor(e, std::move(e.trigger_event)));
+      auto result = StartAtEngine(ctx, e, entry->spec.workflow_id);
+      if (options_.gate) options_.gate->Succeeded();
       out.at = clock_.Now();
       out.kind = store::DispatchOutcome::Kind::kStarted;
       out.provider_execution_id = result.execution_id;
@@ -133,6 +199,16 @@ store::DispatchOutcome ExecutionDispatcher::Start(store::ExecutionRecord& e, con
     metrics_.provider_errors.WithLabels({e.provider, operation, providers::ToString(err.code())})
         .Inc();
     out.error = ErrorJson(err);
+    if (options_.gate) {
+      // An outage counts toward the breaker; any other answer (the definition's own failure) is
+      // the engine working.
+      if (!err.Retryable()) {
+        options_.gate->Succeeded();
+      } else if (options_.gate->Failed() != CircuitState::kClosed) {
+        Park(out, e, err);
+        return out;
+      }
+    }
     Decide(out, e, entry ? entry->definition.retry_policy : definitions::RetryPolicy{},
            err.Retryable());
   } catch (...) {
@@ -140,6 +216,7 @@ store::DispatchOutcome ExecutionDispatcher::Start(store::ExecutionRecord& e, con
     // or a bug. An internal error of this attempt, recorded on the execution like a provider
     // error; a task on the pool must not throw.
     const InternalError failure = CurrentInternalError();
+    if (options_.gate) options_.gate->ProbeNotMade();  // no answer of the engine's
     out.at = clock_.Now();
     out.provider_execution_id.clear();
     out.deadline_at.reset();
@@ -181,6 +258,9 @@ void ExecutionDispatcher::Offer(LeasedOffer offer) {
 }
 
 bool ExecutionDispatcher::WantsOffers() const {
+  // Only while the provider answers as usual: during an outage, its probe and the drain after it,
+  // new executions wait with the parked ones and start in the fair rounds' order.
+  if (options_.gate != nullptr && !options_.gate->Steady()) return false;
   std::lock_guard lock(offered_mu_);
   return offered_rows_ < 4 * options_.batch_size;
 }
@@ -214,6 +294,10 @@ void ExecutionDispatcher::ReleaseOffers() noexcept {
   }
 }
 
+std::chrono::milliseconds ExecutionDispatcher::CallTimeout() const {
+  return options_.gate != nullptr ? options_.gate->limits().call_timeout : options_.call_timeout;
+}
+
 size_t ExecutionDispatcher::RunOffered() {
   std::vector<LeasedOffer> offers;
   std::vector<std::string> release_ids, release_leases;
@@ -244,16 +328,30 @@ size_t ExecutionDispatcher::RunOffered() {
       round.leases.push_back(offer.lease);
     }
   }
+  // What the provider admits now (free start slots, the breaker, the drain rate after an outage):
+  // the offered rows beyond it are released, due again for the fair rounds, which take them in
+  // fair order as slots free up.
+  bool probe = false;
+  const size_t admitted =
+      options_.gate != nullptr
+          ? options_.gate->AdmitStarts(round.executions.size(), &probe)
+          : round.executions.size();
+  RoundSlots slots(options_.gate, admitted);
   // Calls begin only while they can end within the earliest of the leases (an offer that waited
   // in the queue for most of its lease is released instead: kNotAttempted).
   const auto budget =
-      std::chrono::duration_cast<std::chrono::milliseconds>(expires - now) - options_.call_timeout;
-  const Context round_ctx = rounds_.BeginRound(options_.lease, options_.call_timeout)
+      std::chrono::duration_cast<std::chrono::milliseconds>(expires - now) - CallTimeout();
+  const Context round_ctx = rounds_.BeginRound(options_.lease, CallTimeout())
                                 .WithTimeout(std::max(budget, std::chrono::milliseconds(0)));
   round.outcomes.resize(round.executions.size());
+  for (size_t i = admitted; i < round.executions.size(); ++i) {
+    round.outcomes[i].id = round.executions[i].id;
+    round.outcomes[i].kind = store::DispatchOutcome::Kind::kNotAttempted;
+  }
   try {
-    rounds_.pool().ParallelFor(round.executions.size(), [&](size_t i) {
+    rounds_.pool().ParallelFor(admitted, [&](size_t i) {
       round.outcomes[i] = Start(round.executions[i], round_ctx);
+      slots.CallEnded();
     });
   } catch (...) {
     try {
@@ -271,25 +369,47 @@ size_t ExecutionDispatcher::RunOffered() {
 }
 
 size_t ExecutionDispatcher::RunOnce() {
-  size_t taken = RunOffered();
+  const size_t taken = RunOffered();
   const TimePoint now = clock_.Now();
-  // The fair round finds what no offer names (retries that came due, rows of other replicas or
-  // from before a restart, rows inserted unleased while this dispatcher was behind): after offers
-  // at least every fair_interval, and at once when the last fair round left rows behind.
+  // The fair round finds what no offer holds (retries that came due, rows of other replicas or
+  // from before a restart, rows inserted unleased while this dispatcher was behind, parked rows
+  // once the provider answers again): after offers at least every fair_interval, and at once when
+  // the last fair round left rows behind.
   const bool fair = taken == 0 || more_due_ || now - last_fair_round_ >= options_.fair_interval;
   if (!fair) return taken;
-  const Context round_ctx = rounds_.BeginRound(options_.lease, options_.call_timeout);
+  const Context round_ctx = rounds_.BeginRound(options_.lease, CallTimeout());
+  // What the provider admits now: with no slot free the loop waits for one (a bounded, real-time
+  // wait) and runs again; with the breaker open it sleeps like an idle loop.
+  bool probe = false;
+  const size_t admitted = options_.gate != nullptr
+                              ? options_.gate->AdmitStarts(options_.batch_size, &probe)
+                              : options_.batch_size;
+  RoundSlots slots(options_.gate, admitted);
+  if (admitted == 0) {
+    // Every slot busy: run again as soon as one is free (waiting at most fair_interval). The
+    // breaker open, or the drain rate after an outage holding starts back: sleep like an idle
+    // loop.
+    more_due_ = options_.gate->state() == CircuitState::kClosed && !options_.gate->SlotFree() &&
+                options_.gate->WaitForSlot(options_.fair_interval);
+    return taken;
+  }
   last_fair_round_ = now;
   metrics_.dispatch_rounds.WithLabels({"fair"}).Inc();
   store::DispatchRound round = rounds_.executions().RunDispatchRound(
-      now, options_.lease, options_.batch_size, options_.per_scope_limit,
+      now, options_.lease, admitted, options_.per_scope_limit,
       [&](std::vector<store::ExecutionRecord>& executions) {
+        slots.Claimed(executions.size());
         std::vector<store::DispatchOutcome> outcomes(executions.size());
-        rounds_.pool().ParallelFor(
-            executions.size(), [&](size_t i) { outcomes[i] = Start(executions[i], round_ctx); });
+        rounds_.pool().ParallelFor(executions.size(), [&](size_t i) {
+          outcomes[i] = Start(executions[i], round_ctx);
+          slots.CallEnded();
+        });
         return outcomes;
-      });
-  more_due_ = round.more;
+      },
+      options_.provider, options_.other_than);
+  more_due_ =
+      round.more || (admitted < options_.batch_size && round.executions.size() >= admitted);
+  if (probe && round.executions.empty()) options_.gate->ProbeNotMade();  // nothing to probe with
   Account(round);
   return taken + round.executions.size();
 }
@@ -352,6 +472,12 @@ void ExecutionDispatcher::Account(const store::DispatchRound& round) {
         break;
       case store::DispatchOutcome::Kind::kNotAttempted:
         more_due_ = true;  // still due: the next round takes it at once
+        break;
+      case store::DispatchOutcome::Kind::kParked:
+        // Counted in workflowd_lifecycle_parked_total; the breaker logs its change of state once.
+        spdlog::debug(
+            "execution start parked: tenant={} environment={} execution_id={} provider={}",
+            e.tenant_id, e.environment_id, e.id, e.provider);
         break;
       case store::DispatchOutcome::Kind::kFailed:
         metrics_.dispatch_attempts.WithLabels({"failed"}).Inc();

@@ -23,16 +23,33 @@ StatusPoller::StatusPoller(PollerOptions options, store::Database& db,
       clock_(clock),
       rounds_(db, catalog, metrics, options_.max_in_flight, options_.lease_owner) {}
 
+std::chrono::milliseconds StatusPoller::Spread(std::chrono::milliseconds interval) {
+  if (options_.jitter <= 0 || !options_.random) return interval;
+  double r;
+  {
+    std::lock_guard lock(random_mu_);
+    r = options_.random();
+  }
+  const double factor = 1.0 - options_.jitter + 2.0 * options_.jitter * r;
+  return std::chrono::milliseconds(
+      static_cast<int64_t>(static_cast<double>(interval.count()) * factor));
+}
+
 std::optional<store::PollOutcome> StatusPoller::Poll(const store::ExecutionRecord& e,
                                                      const Context& round) {
-  if (round.Done()) return std::nullopt;  // the round's time is up: polled in the next one
-  auto ctx = Context::Background().WithTimeout(options_.call_timeout);
+  if (round.Done()) {
+    // The round's time is up: polled in the next one.
+    if (options_.gate) options_.gate->ProbeNotMade();
+    return std::nullopt;
+  }
+  auto ctx = Context::Background().WithTimeout(options_.gate ? options_.gate->limits().call_timeout
+                                                             : options_.call_timeout);
   TimePoint now = clock_.Now();
   TimePoint started = e.started_at.value_or(e.created_at);
   auto age = std::chrono::duration_cast<std::chrono::milliseconds>(now - started);
   store::PollOutcome out;
   out.id = e.id;
-  out.next_poll_at = now + PollInterval(age, options_.min_interval, options_.max_interval);
+  out.next_poll_at = now + Spread(PollInterval(age, options_.min_interval, options_.max_interval));
   const char* operation = "create_workflow";
   try {
     std::vector<std::string> steps;
@@ -56,6 +73,7 @@ std::optional<store::PollOutcome> StatusPoller::Poll(const store::ExecutionRecor
     }
     operation = "get_execution_status";
     auto status = manager_.GetExecutionStatus(ctx, e.provider, e.provider_execution_id);
+    if (options_.gate) options_.gate->Succeeded();
     std::string state(providers::ToString(status.state));
     if (!providers::IsTerminal(status.state) && e.deadline_at && now >= *e.deadline_at) {
       // The definition's timeout passed: stop it at the engine, then it is timed out here.
@@ -85,6 +103,14 @@ std::optional<store::PollOutcome> StatusPoller::Poll(const store::ExecutionRecor
     out.history_count = std::max(e.history_count, static_cast<int>(status.history.size()));
     return out;
   } catch (const providers::ProviderError& err) {
+    if (options_.gate) {
+      // An outage counts toward the breaker; any other answer is the engine working.
+      if (err.Retryable()) {
+        options_.gate->Failed();
+      } else {
+        options_.gate->Succeeded();
+      }
+    }
     metrics_.provider_errors.WithLabels({e.provider, operation, providers::ToString(err.code())})
         .Inc();
     if (std::string(operation) == "get_execution_status") {
@@ -102,6 +128,7 @@ std::optional<store::PollOutcome> StatusPoller::Poll(const store::ExecutionRecor
     // logged and recorded on the execution, which stays running and is polled again after the
     // usual interval, like after a failed poll. A task on the pool must not throw.
     const InternalError failure = CurrentInternalError();
+    if (options_.gate) options_.gate->ProbeNotMade();  // no answer of the engine's
     metrics_.internal_errors.WithLabels({"poll", failure.kind}).Inc();
     if (rounds_.NoteUnavailable(failure)) return std::nullopt;
     spdlog::error(
@@ -127,9 +154,18 @@ store::PollOutcome StatusPoller::KeepRunning(const store::ExecutionRecord& e,
 }
 
 size_t StatusPoller::RunOnce() {
-  const Context round_ctx = rounds_.BeginRound(options_.lease, options_.call_timeout);
+  const Context round_ctx = rounds_.BeginRound(
+      options_.lease, options_.gate ? options_.gate->limits().call_timeout : options_.call_timeout);
+  // The breaker open (the rows keep their next_poll_at) or no poll token left: nothing this round.
+  bool probe = false;
+  const size_t admitted =
+      options_.gate ? options_.gate->AdmitPolls(options_.batch_size, &probe) : options_.batch_size;
+  if (admitted == 0) {
+    more_due_ = false;
+    return 0;
+  }
   auto round = rounds_.executions().RunPollRound(
-      clock_.Now(), options_.lease, options_.batch_size,
+      clock_.Now(), options_.lease, admitted,
       [&](const std::vector<store::ExecutionRecord>& executions) {
         std::vector<std::optional<store::PollOutcome>> polled(executions.size());
         rounds_.pool().ParallelFor(executions.size(),
@@ -139,12 +175,17 @@ size_t StatusPoller::RunOnce() {
           if (p) outcomes.push_back(std::move(*p));
         }
         return outcomes;
-      });
+      },
+      options_.provider);
   const auto& leased = round.executions;
   const auto& outcomes = round.outcomes;
   const auto& transitions = round.transitions;
+  if (options_.gate) {
+    options_.gate->ReturnPolls(admitted - std::min(admitted, leased.size()));
+    if (probe && leased.empty()) options_.gate->ProbeNotMade();  // nothing to probe with
+  }
   // A full batch, or polls left for the next round when this one ran out of time.
-  more_due_ = leased.size() >= options_.batch_size || outcomes.size() < leased.size();
+  more_due_ = leased.size() >= admitted || outcomes.size() < leased.size();
   rounds_.EndRound(round.unstorable, round.stale, "poll",
                    "status poll outcome refused by the database, recorded without the engine's "
                    "output, steps and history");

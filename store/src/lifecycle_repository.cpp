@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <array>
 #include <exception>
+#include <limits>
 #include <optional>
 #include <random>
 #include <unordered_map>
@@ -235,9 +236,10 @@ std::vector<std::string> RecordStarts(pqxx::transaction_base& w, const LeaseOf& 
       last_lease = lease;
       quoted_lease = w.quote(lease);
     }
-    const char* kind = o.kind == DispatchOutcome::Kind::kStarted ? "'started'"
-                       : o.kind == DispatchOutcome::Kind::kRetry ? "'retry'"
-                                                                 : "'failed'";
+    const char* kind = o.kind == DispatchOutcome::Kind::kStarted  ? "'started'"
+                       : o.kind == DispatchOutcome::Kind::kRetry  ? "'retry'"
+                       : o.kind == DispatchOutcome::Kind::kParked ? "'parked'"
+                                                                  : "'failed'";
     if (!values.empty()) values += ',';
     values +=
         '(' + w.quote(o.id) + ',' + kind + ',' +
@@ -261,8 +263,10 @@ std::vector<std::string> RecordStarts(pqxx::transaction_base& w, const LeaseOf& 
       "next_poll_at = CASE WHEN v.kind = 'started' THEN v.next_at ELSE e.next_poll_at END, "
       "deadline_at = CASE WHEN v.kind = 'started' THEN v.deadline ELSE e.deadline_at END, "
       "completed_at = CASE WHEN v.kind = 'failed' THEN v.at ELSE e.completed_at END, "
-      "next_attempt_at = CASE WHEN v.kind = 'retry' THEN v.next_at END, "
-      "start_attempts = e.start_attempts + 1, error = v.error, lease_owner = NULL, "
+      "next_attempt_at = CASE v.kind WHEN 'retry' THEN v.next_at WHEN 'parked' THEN "
+      "e.next_attempt_at END, "
+      "start_attempts = e.start_attempts + CASE v.kind WHEN 'parked' THEN 0 ELSE 1 END, "
+      "error = v.error, lease_owner = NULL, "
       "lease_expires_at = NULL, updated_at = v.at "
       "FROM (VALUES " +
       values +
@@ -534,43 +538,61 @@ std::string NewLeaseToken(const std::string& owner) {
 }
 
 DispatchRound LifecycleRepository::ClaimDispatch(TimePoint now, std::chrono::milliseconds lease,
-                                                 size_t limit, size_t per_scope_limit) {
+                                                 size_t limit, size_t per_scope_limit,
+                                                 const std::string& provider,
+                                                 const std::vector<std::string>& except) {
   DispatchRound round;
   round.lease = NewLeaseToken(owner_);
+  if (limit == 0) return round;
   db_.impl().Transact("dispatch claim", [&](pqxx::work& w) {
-    // Fair share without ranking every pending row: `scopes` walks the dispatch index (tenant,
-    // environment, next_attempt_at, created_at) WHERE pending, one probe per tenant x environment
-    // that has pending rows (a loose index scan); `cand` takes and locks each scope's oldest due
-    // rows from the same index, an equal share of the batch each (ceil(limit / scopes), at most
-    // per_scope_limit), skipping rows other claims hold (SKIP LOCKED: replicas and loops take
-    // disjoint rows concurrently) and rows whose lease is live; `picked` orders them round-robin
-    // by rank within their scope, oldest first. A round may take fewer than `limit` rows when
-    // scopes are uneven; `more` then says whether a scope gave its whole share (the dispatcher
-    // runs the next round at once). Cost: O(scopes + batch), whatever the backlog.
-    // Each walk probe returns the first entry it found alive in its scope, and `cand` starts that
-    // scope's scan there: both would otherwise step over the same entries of rows dispatched
-    // since the last vacuum (they sort first in their scope: oldest), which was most of a round's
-    // cost under a backlog. The picked rows are read back by their row address (ctid: a row this
-    // transaction holds locked cannot move), without a second index probe.
-    std::string sql =
+    // Fair share without ranking every pending row: `scopes` walks the dispatch index (provider,
+    // tenant, environment, next_attempt_at, created_at) WHERE pending, one probe per provider x
+    // tenant x environment that has pending rows (only the given provider's, when one is given) (a
+    // loose index scan); `cand` takes and locks each scope's oldest due rows from the same index,
+    // an equal share of the batch each (ceil(limit / scopes), at most per_scope_limit), skipping
+    // rows other claims hold (SKIP LOCKED: replicas and loops take disjoint rows concurrently) and
+    // rows whose lease is live; `picked` orders them round-robin by rank within their scope, oldest
+    // first. A round may take fewer than `limit` rows when scopes are uneven; `more` then says
+    // whether a scope gave its whole share (the dispatcher runs the next round at once). Cost:
+    // O(scopes + batch), whatever the backlog. Each walk probe returns the first entry it found
+    // alive in its scope, and `cand` starts that scope's scan there: both would otherwise step over
+    // the same entries of rows dispatched since the last vacuum (they sort first in their scope:
+    // oldest), which was most of a round's cost under a backlog. The picked rows are read back by
+    // their row address (ctid: a row this transaction holds locked cannot move), without a second
+    // index probe. With a provider, every probe stays within its part of the index: another
+    // provider's backlog (parked during its outage) costs this claim nothing. Without a provider
+    // but with providers to leave out (`except`), the walk still visits their scopes (one probe
+    // each) but takes no row of theirs.
+    const std::string only = provider.empty() ? "" : "AND provider = $4 ";
+    const bool excluding = provider.empty() && !except.empty();
+    const std::string live =
+        excluding ? "(SELECT * FROM scopes WHERE NOT (provider = ANY($4::text[]))) s" : "scopes s";
+    const std::string sql =
         "WITH RECURSIVE scopes AS ("
-        "(SELECT tenant_id, environment_id, next_attempt_at, created_at FROM workflow_executions "
-        "WHERE status = 'pending' ORDER BY tenant_id, environment_id, next_attempt_at, created_at "
-        "LIMIT 1) "
+        "(SELECT provider, tenant_id, environment_id, next_attempt_at, created_at FROM "
+        "workflow_executions WHERE status = 'pending' " +
+        only +
+        "ORDER BY provider, tenant_id, environment_id, next_attempt_at, created_at LIMIT 1) "
         "UNION ALL "
-        "SELECT n.tenant_id, n.environment_id, n.next_attempt_at, n.created_at FROM scopes s "
-        "CROSS JOIN LATERAL (SELECT tenant_id, environment_id, next_attempt_at, created_at "
-        "FROM workflow_executions WHERE status = 'pending' "
-        "AND (tenant_id, environment_id) > (s.tenant_id, s.environment_id) "
-        "ORDER BY tenant_id, environment_id, next_attempt_at, created_at LIMIT 1) n), "
+        "SELECT n.provider, n.tenant_id, n.environment_id, n.next_attempt_at, n.created_at FROM "
+        "scopes s CROSS JOIN LATERAL (SELECT provider, tenant_id, environment_id, "
+        "next_attempt_at, created_at FROM workflow_executions WHERE status = 'pending' " +
+        only +
+        "AND (provider, tenant_id, environment_id) > (s.provider, s.tenant_id, s.environment_id) "
+        "ORDER BY provider, tenant_id, environment_id, next_attempt_at, created_at LIMIT 1) n), "
         "share AS (SELECT least($2::bigint, ($3::bigint + count(*) - 1) / greatest(count(*), 1)) "
-        "AS n FROM scopes), "
+        "AS n FROM " +
+        live +
+        "), "
         "cand AS (SELECT c.row_ctid, c.next_attempt_at, c.created_at, row_number() OVER "
-        "(PARTITION BY s.tenant_id, s.environment_id ORDER BY c.next_attempt_at, c.created_at) "
-        "AS rank FROM scopes s CROSS JOIN LATERAL (SELECT ctid AS row_ctid, next_attempt_at, "
-        "created_at FROM workflow_executions WHERE status = 'pending' AND tenant_id = s.tenant_id "
-        "AND environment_id = s.environment_id AND (tenant_id, environment_id, next_attempt_at, "
-        "created_at) >= (s.tenant_id, s.environment_id, s.next_attempt_at, s.created_at) "
+        "(PARTITION BY s.provider, s.tenant_id, s.environment_id ORDER BY c.next_attempt_at, "
+        "c.created_at) AS rank FROM " +
+        live +
+        " CROSS JOIN LATERAL (SELECT ctid AS row_ctid, "
+        "next_attempt_at, created_at FROM workflow_executions WHERE status = 'pending' AND "
+        "provider = s.provider AND tenant_id = s.tenant_id AND environment_id = s.environment_id "
+        "AND (provider, tenant_id, environment_id, next_attempt_at, created_at) >= (s.provider, "
+        "s.tenant_id, s.environment_id, s.next_attempt_at, s.created_at) "
         "AND next_attempt_at <= $1::timestamptz "
         "AND (lease_expires_at IS NULL OR lease_expires_at <= $1::timestamptz) "
         "ORDER BY next_attempt_at, created_at LIMIT (SELECT n FROM share) "
@@ -583,8 +605,13 @@ DispatchRound LifecycleRepository::ClaimDispatch(TimePoint now, std::chrono::mil
         "picked.row_ctid";
     bool at_share = false;
     std::vector<std::string> ctids;
-    for (const auto& row : w.exec_params(sql, Ts(now), static_cast<int64_t>(per_scope_limit),
-                                         static_cast<int64_t>(limit))) {
+    const auto per_scope = static_cast<int64_t>(per_scope_limit);
+    const auto batch = static_cast<int64_t>(limit);
+    const pqxx::result rows =
+        !provider.empty() ? w.exec_params(sql, Ts(now), per_scope, batch, provider)
+        : excluding       ? w.exec_params(sql, Ts(now), per_scope, batch, TextArray(except))
+                          : w.exec_params(sql, Ts(now), per_scope, batch);
+    for (const auto& row : rows) {
       round.executions.push_back(RecordOf(row));
       at_share = at_share || row[25].as<bool>();
       ctids.push_back(row[26].as<std::string>());
@@ -636,23 +663,29 @@ void LifecycleRepository::RecordDispatch(DispatchRound& round) {
 }
 
 PollRound LifecycleRepository::ClaimPoll(TimePoint now, std::chrono::milliseconds lease,
-                                         size_t limit) {
+                                         size_t limit, const std::string& provider) {
   PollRound round;
   round.lease = NewLeaseToken(owner_);
+  if (limit == 0) return round;
   db_.impl().Transact("poll claim", [&](pqxx::work& w) {
     // The due rows are taken along the poll index in next_poll_at order, stopping after `limit`.
     // Estimating few due rows (statistics from a quiet moment), the planner preferred a bitmap
     // scan of every due row and a sort: O(due rows) per round, 1,000-2,600 heap pages for 200 rows
     // in the lifecycle benchmark, and worse the larger the backlog.
     w.exec("SET LOCAL enable_bitmapscan = off");
+    // With a provider, along that provider's part of the poll index (provider, next_poll_at).
     std::vector<std::string> ctids;
-    for (const auto& row : w.exec_params(
-             "SELECT " + PollColumns() +
-                 ", e.ctid::text FROM workflow_executions e WHERE e.status = 'running' AND "
-                 "e.next_poll_at <= "
-                 "$1::timestamptz AND (e.lease_expires_at IS NULL OR e.lease_expires_at <= "
-                 "$1::timestamptz) ORDER BY e.next_poll_at LIMIT $2 FOR UPDATE SKIP LOCKED",
-             Ts(now), static_cast<int64_t>(limit))) {
+    const std::string sql =
+        "SELECT " + PollColumns() +
+        ", e.ctid::text FROM workflow_executions e WHERE e.status = 'running' AND " +
+        (provider.empty() ? "" : "e.provider = $3 AND ") +
+        "e.next_poll_at <= $1::timestamptz AND (e.lease_expires_at IS NULL OR "
+        "e.lease_expires_at <= $1::timestamptz) ORDER BY e.next_poll_at LIMIT $2 FOR UPDATE "
+        "SKIP LOCKED";
+    const pqxx::result rows =
+        provider.empty() ? w.exec_params(sql, Ts(now), static_cast<int64_t>(limit))
+                         : w.exec_params(sql, Ts(now), static_cast<int64_t>(limit), provider);
+    for (const auto& row : rows) {
       round.executions.push_back(RecordOf(row));
       ctids.push_back(row[25].as<std::string>());
     }
@@ -732,8 +765,10 @@ void CallReleasingOnFailure(LifecycleRepository& repo, Round& round, Call&& call
 
 DispatchRound LifecycleRepository::RunDispatchRound(TimePoint now, std::chrono::milliseconds lease,
                                                     size_t limit, size_t per_scope_limit,
-                                                    const StartFn& start) {
-  DispatchRound round = ClaimDispatch(now, lease, limit, per_scope_limit);
+                                                    const StartFn& start,
+                                                    const std::string& provider,
+                                                    const std::vector<std::string>& except) {
+  DispatchRound round = ClaimDispatch(now, lease, limit, per_scope_limit, provider, except);
   if (round.executions.empty()) return round;
   CallReleasingOnFailure(*this, round, [&] { round.outcomes = start(round.executions); });
   RecordDispatch(round);
@@ -741,8 +776,9 @@ DispatchRound LifecycleRepository::RunDispatchRound(TimePoint now, std::chrono::
 }
 
 PollRound LifecycleRepository::RunPollRound(TimePoint now, std::chrono::milliseconds lease,
-                                            size_t limit, const PollFn& poll) {
-  PollRound round = ClaimPoll(now, lease, limit);
+                                            size_t limit, const PollFn& poll,
+                                            const std::string& provider) {
+  PollRound round = ClaimPoll(now, lease, limit, provider);
   if (round.executions.empty()) return round;
   CallReleasingOnFailure(*this, round, [&] { round.outcomes = poll(round.executions); });
   RecordPoll(round);

@@ -94,5 +94,42 @@ TEST(OperationsE2E, CancelRetryShowAndDeleteThroughTheCli) {
   EXPECT_EQ(daemon->Wait(20s), 0);
 }
 
+// An execution parked during its engine's outage (pending, its start's error saying so) is shown
+// as parked.
+TEST(OperationsE2E, ShowSaysAnExecutionIsParked) {
+  DaemonHarness h(kBinary, "dispatch: {enabled: false}\n");
+  h.ApplyDefinitions(
+      "definitions:\n"
+      "  - id: parked\n    tenant_id: tenant_a\n    environment_id: prod\n    name: parked\n"
+      "    trigger: {type: event, event_name: order.placed}\n"
+      "    steps: [{id: s1, order: 1, type: assign_plan, config: {}}]\n");
+  TestProducer producer(h.brokers());
+  producer.Produce(h.topic(), Structured("e1", "tenant_a", "prod", "order.placed", {}));
+  producer.Flush();
+  auto daemon = h.Start();
+  ASSERT_EQ(
+      h.WaitForCount("SELECT count(*) FROM workflow_executions WHERE status = 'pending'", 1, 60s),
+      1);
+  std::string id = h.Query("SELECT id FROM workflow_executions WHERE trigger_event_id = 'e1'")[0][0]
+                       .as<std::string>();
+  auto [code, out] =
+      h.Cli({"executions", "show", id, "--tenant", "tenant_a", "--environment", "prod"});
+  ASSERT_EQ(code, 0) << out;
+  EXPECT_FALSE(Json::parse(out.substr(out.find('{'))).contains("parked")) << out;
+  h.Exec(
+      "UPDATE workflow_executions SET error = '{\"code\": \"engine_unavailable\", \"parked\": "
+      "true, \"provider\": \"mock\"}' WHERE id = '" +
+      id + "'");
+  std::tie(code, out) =
+      h.Cli({"executions", "show", id, "--tenant", "tenant_a", "--environment", "prod"});
+  ASSERT_EQ(code, 0) << out;
+  auto shown = Json::parse(out.substr(out.find('{')));
+  EXPECT_EQ(shown["status"], "pending");
+  EXPECT_EQ(shown["parked"], true);
+  EXPECT_NE(shown["status_detail"].get<std::string>().find("parked: waiting for provider mock"),
+            std::string::npos)
+      << out;
+}
+
 }  // namespace
 }  // namespace workflowd

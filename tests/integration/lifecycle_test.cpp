@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <condition_variable>
 #include <functional>
 #include <mutex>
 #include <new>
@@ -13,11 +14,13 @@
 #include <thread>
 
 #include "test_database.hpp"
+#include "workflowd/common/backoff.hpp"
 #include "workflowd/common/timefmt.hpp"
 #include "workflowd/lifecycle/execution_dispatcher.hpp"
 #include "workflowd/lifecycle/execution_gauges.hpp"
 #include "workflowd/lifecycle/execution_operations.hpp"
 #include "workflowd/lifecycle/policy.hpp"
+#include "workflowd/lifecycle/provider_gate.hpp"
 #include "workflowd/lifecycle/status_poller.hpp"
 #include "workflowd/providers/mock/mock_provider.hpp"
 #include "workflowd/store/errors.hpp"
@@ -1480,6 +1483,311 @@ TEST_F(LifecycleLeaseTest, ACancelDuringAStartStopsWhatTheRoundStarted) {
   EXPECT_EQ(mock_->GetExecutionStatus(Context::Background(), e->provider_execution_id).state,
             ExecutionState::kCancelled);
   EXPECT_EQ(Stale("dispatch"), 0);
+}
+
+// An engine whose starts block until released (or until their call's deadline): a hung engine.
+class HangingProvider : public providers::Provider {
+ public:
+  explicit HangingProvider(std::shared_ptr<MockProvider> mock) : mock_(std::move(mock)) {}
+  std::string Name() const override { return "hanging"; }
+  providers::CreateWorkflowResult CreateWorkflow(const Context& ctx,
+                                                 const providers::WorkflowSpec& spec) override {
+    return mock_->CreateWorkflow(ctx, spec);
+  }
+  providers::ExecutionResult StartExecution(const Context& ctx, const std::string& workflow_id,
+                                            providers::ExecutionInput input) override {
+    {
+      std::unique_lock lock(mu_);
+      ++blocked_;
+      changed_.notify_all();
+      changed_.wait(lock, [&] { return released_ || ctx.Done(); });
+      --blocked_;
+    }
+    return mock_->StartExecution(ctx, workflow_id, std::move(input));
+  }
+  providers::ExecutionStatus GetExecutionStatus(const Context& ctx,
+                                                const std::string& execution_id) override {
+    return mock_->GetExecutionStatus(ctx, execution_id);
+  }
+  void StopExecution(const Context& ctx, const std::string& execution_id,
+                     const std::string& reason) override {
+    mock_->StopExecution(ctx, execution_id, reason);
+  }
+  void DeleteWorkflow(const Context& ctx, const std::string& workflow_id) override {
+    mock_->DeleteWorkflow(ctx, workflow_id);
+  }
+  void Validate(const Context& ctx, const providers::WorkflowSpec& spec) override {
+    mock_->Validate(ctx, spec);
+  }
+
+  // Waits until `n` starts are blocked in the engine (a positive signal, at most 10 s).
+  bool WaitBlocked(int n) {
+    std::unique_lock lock(mu_);
+    return changed_.wait_for(lock, 10s, [&] { return blocked_ >= n; });
+  }
+  int Blocked() {
+    std::lock_guard lock(mu_);
+    return blocked_;
+  }
+  void Release() {
+    std::lock_guard lock(mu_);
+    released_ = true;
+    changed_.notify_all();
+  }
+
+ private:
+  std::shared_ptr<MockProvider> mock_;
+  std::mutex mu_;
+  std::condition_variable changed_;
+  int blocked_ = 0;
+  bool released_ = false;
+};
+
+// Per-provider gates: start slots, circuit breaker, poll rate. The breakers' time is a manual
+// steady clock, moved with the fixture's wall clock.
+class LifecycleGateTest : public LifecycleFailureTest {
+ protected:
+  LifecycleGateTest()
+      : gate_metrics_(metrics_registry_), hanging_(std::make_shared<HangingProvider>(mock_)) {
+    registry_->Register(hanging_);
+  }
+
+  ProviderGate Gate(const std::string& provider, ProviderLimits limits) {
+    return ProviderGate(provider, limits, steady_, &gate_metrics_);
+  }
+
+  ExecutionDispatcher GatedDispatcher(ProviderGate& gate, store::Database& db, size_t batch = 50,
+                                      size_t per_scope = 50) {
+    DispatcherOptions o;
+    o.batch_size = batch;
+    o.per_scope_limit = per_scope;
+    o.max_in_flight = gate.limits().max_in_flight;
+    o.provider = gate.provider();
+    o.gate = &gate;
+    return ExecutionDispatcher(o, db, manager_, catalog_, metrics_, clock_, [] { return 0.5; });
+  }
+
+  void MoveToProvider(const std::vector<std::string>& ids, const std::string& provider) {
+    for (const auto& id : ids) {
+      ExecAtNow("UPDATE workflow_executions SET provider = '" + provider + "' WHERE id = '" + id +
+                "' AND $1::text IS NOT NULL");
+    }
+  }
+
+  size_t Count(const std::string& where) {
+    pqxx::connection c(test_db_.dsn());
+    pqxx::work w(c);
+    return w.exec("SELECT count(*) FROM workflow_executions WHERE " + where)[0][0].as<size_t>();
+  }
+
+  void Advance(std::chrono::milliseconds d) {
+    clock_.Advance(d);
+    steady_.Advance(d);
+  }
+
+  ManualSteadyClock steady_;
+  ProviderGateMetrics gate_metrics_;
+  std::shared_ptr<HangingProvider> hanging_;
+};
+
+// The engine keeps failing: after breaker_failure_threshold consecutive failures its breaker
+// opens, the start that failed then is parked (pending, no attempt spent, its error says so) and
+// no further execution is claimed for it; after the interval one probe goes, and once the engine
+// answers the parked and waiting executions all start exactly once, each round taking them in fair
+// order (one tenant's flood does not go first).
+TEST_F(LifecycleGateTest, AnOutageParksExecutionsWithoutSpendingAttemptsThenTheyDrainFairly) {
+  std::vector<std::string> flood;
+  for (int i = 1; i <= 6; ++i) flood.push_back("a" + std::to_string(i));
+  AddPending("onboarding", "tenant_a", flood);
+  AddPending("billing", "tenant_b", {"b1", "b2"});
+  mock_->InjectErrors(Operation::kStartExecution, 1000, ErrorCode::kUnavailable);
+  ProviderLimits limits;
+  limits.max_in_flight = 2;
+  limits.breaker_failure_threshold = 2;
+  limits.breaker_open_interval = 10s;
+  limits.breaker_drain_rate = 1000;
+  auto gate = Gate("mock", limits);
+  auto dispatcher = GatedDispatcher(gate, db_);
+
+  // One execution of each tenant (the fair share of two slots): both fail; the second failure
+  // opens the breaker and parks its execution.
+  EXPECT_EQ(dispatcher.RunOnce(), 2u);
+  EXPECT_EQ(gate.state(), CircuitState::kOpen);
+  EXPECT_EQ(Count("error->>'code' = 'unavailable' AND start_attempts = 1 AND status = 'pending'"),
+            1u);
+  EXPECT_EQ(Count("error->>'code' = 'engine_unavailable' AND (error->>'parked')::boolean AND "
+                  "error->'last_error'->>'code' = 'unavailable' AND start_attempts = 0 AND "
+                  "status = 'pending'"),
+            1u);
+  EXPECT_EQ(gate_metrics_.parked.WithLabels({"mock"}).Value(), 1);
+  EXPECT_EQ(gate_metrics_.circuit_state.WithLabels({"mock", "open"}).Value(), 1);
+
+  // Open: nothing is claimed, however long the backlog waits (well within the open interval).
+  Advance(5s);
+  EXPECT_EQ(dispatcher.RunOnce(), 0u);
+  EXPECT_EQ(Count("error IS NULL AND start_attempts = 0 AND status = 'pending'"), 6u);
+
+  // The engine answers again; after the interval one probe, then the backlog drains.
+  mock_->InjectErrors(Operation::kStartExecution, 0, ErrorCode::kUnavailable);
+  Advance(5s);
+  EXPECT_EQ(dispatcher.RunOnce(), 1u);  // the probe
+  EXPECT_EQ(gate.state(), CircuitState::kClosed);
+  EXPECT_EQ(gate_metrics_.probes.WithLabels({"mock", "success"}).Value(), 1);
+  for (int round = 0; round < 10 && Count("status = 'pending'") > 0; ++round) {
+    EXPECT_GT(dispatcher.RunOnce(), 0u) << round;
+    const size_t a = Count("status = 'running' AND tenant_id = 'tenant_a'");
+    const size_t b = Count("status = 'running' AND tenant_id = 'tenant_b'");
+    // Fair order: while tenant_b has executions waiting, the flood of tenant_a is never two
+    // starts ahead of it.
+    if (Count("status = 'pending' AND tenant_id = 'tenant_b'") > 0) {
+      EXPECT_LE(a, b + 1) << round;
+    }
+  }
+  EXPECT_EQ(Count("status = 'running'"), 8u);
+  for (const auto& ev : flood) EXPECT_EQ(mock_->StartCalls("ex_onboarding_" + ev), 1) << ev;
+  for (const char* ev : {"b1", "b2"}) {
+    EXPECT_EQ(mock_->StartCalls(std::string("ex_billing_") + ev), 1) << ev;
+  }
+  // Only the failure before the breaker opened spent an attempt.
+  EXPECT_EQ(Count("start_attempts = 2"), 1u);
+  EXPECT_EQ(Count("start_attempts = 1"), 7u);
+}
+
+// Failures that are the definition's own (permanent errors) are answers: they never open the
+// breaker, however many in a row.
+TEST_F(LifecycleGateTest, PermanentErrorsNeverOpenTheBreaker) {
+  AddPending("onboarding", "tenant_a", {"e1", "e2", "e3", "e4"});
+  mock_->InjectErrors(Operation::kStartExecution, 1000, ErrorCode::kInvalidSpec);
+  ProviderLimits limits;
+  limits.breaker_failure_threshold = 2;
+  auto gate = Gate("mock", limits);
+  EXPECT_EQ(GatedDispatcher(gate, db_).RunOnce(), 4u);
+  EXPECT_EQ(gate.state(), CircuitState::kClosed);
+  EXPECT_EQ(Count("status = 'failed' AND error->>'code' = 'invalid_spec'"), 4u);
+  EXPECT_EQ(gate_metrics_.parked.WithLabels({"mock"}).Value(), 0);
+}
+
+// Engine A hangs: its starts hold all of A's slots until their deadline. Engine B's executions
+// still all start, while A's calls are still blocked: each provider has its own rounds and slots.
+TEST_F(LifecycleGateTest, AHungEngineNeverDelaysAnotherEnginesStarts) {
+  AddPending("onboarding", "tenant_a", {"a1", "a2", "a3", "a4", "a5"});
+  AddPending("billing", "tenant_b", {"b1", "b2", "b3"});
+  MoveToProvider({"ex_onboarding_a1", "ex_onboarding_a2", "ex_onboarding_a3", "ex_onboarding_a4",
+                  "ex_onboarding_a5"},
+                 "hanging");
+  ProviderLimits hung_limits;
+  hung_limits.max_in_flight = 4;
+  hung_limits.call_timeout = 60s;
+  auto hung_gate = Gate("hanging", hung_limits);
+  auto mock_gate = Gate("mock", ProviderLimits{});
+  store::Database hung_db(test_db_.dsn());
+  auto hung = GatedDispatcher(hung_gate, hung_db);
+  auto other = GatedDispatcher(mock_gate, db_);
+
+  std::thread hung_round([&] { EXPECT_EQ(hung.RunOnce(), 4u); });
+  ASSERT_TRUE(hanging_->WaitBlocked(4));
+  EXPECT_EQ(hung_gate.AdmitStarts(1), 0u);  // every slot of A taken by its hung calls
+
+  EXPECT_EQ(other.RunOnce(), 3u);
+  EXPECT_EQ(hanging_->Blocked(), 4);  // B's starts completed while A's calls still hang
+  for (const char* ev : {"b1", "b2", "b3"}) {
+    EXPECT_EQ(Get(std::string("ex_billing_") + ev, "tenant_b")->status, "running") << ev;
+  }
+  EXPECT_EQ(Count("provider = 'hanging' AND status = 'running'"), 0u);
+
+  hanging_->Release();
+  hung_round.join();
+  EXPECT_EQ(Count("provider = 'hanging' AND status = 'running'"), 4u);
+  EXPECT_EQ(hung.RunOnce(), 1u);  // the slots are free again
+  EXPECT_EQ(Count("provider = 'hanging' AND status = 'running'"), 5u);
+}
+
+// A round holds the slots of the executions it claimed, no more: what the gate admitted beyond
+// them (a tenant's fair share left them unclaimed) is free for the provider's other loops while
+// the round's calls run, and every slot is free again once the round ended.
+TEST_F(LifecycleGateTest, ARoundHoldsOnlyTheSlotsOfTheExecutionsItClaimed) {
+  AddPending("onboarding", "tenant_a", {"a1", "a2", "a3", "a4", "a5"});
+  UseTamper({"ex_onboarding_a1", "ex_onboarding_a2", "ex_onboarding_a3", "ex_onboarding_a4",
+             "ex_onboarding_a5"});
+  ProviderLimits limits;
+  limits.max_in_flight = 10;
+  auto gate = Gate("tamper", limits);
+  std::mutex mu;
+  double most_in_flight = 0;
+  tamper_->on_start = [&](const std::string&, providers::ExecutionResult&) {
+    std::lock_guard lock(mu);
+    most_in_flight =
+        std::max(most_in_flight, gate_metrics_.in_flight.WithLabels({"tamper"}).Value());
+  };
+  EXPECT_EQ(GatedDispatcher(gate, db_, 50, 2).RunOnce(), 2u);  // the tenant's share: 2
+  EXPECT_GT(most_in_flight, 0);
+  EXPECT_LE(most_in_flight, 2);
+  EXPECT_EQ(gate_metrics_.in_flight.WithLabels({"tamper"}).Value(), 0);
+  EXPECT_TRUE(gate.SlotFree());
+}
+
+// The offered path (executions the event pipeline just created) takes only its provider's.
+TEST_F(LifecycleGateTest, OfferedExecutionsAreTakenByTheirProvidersDispatcher) {
+  hanging_->Release();
+  auto mock_gate = Gate("mock", ProviderLimits{});
+  auto hung_gate = Gate("hanging", ProviderLimits{});
+  auto for_mock = GatedDispatcher(mock_gate, db_);
+  auto for_hanging = GatedDispatcher(hung_gate, db_);
+  // Fair rounds first (nothing due yet): the next rounds take the offers by id.
+  EXPECT_EQ(for_mock.RunOnce(), 0u);
+  EXPECT_EQ(for_hanging.RunOnce(), 0u);
+  AddPending("onboarding", "tenant_a", {"a1", "a2"});
+  MoveToProvider({"ex_onboarding_a2"}, "hanging");
+  for_mock.Offer({"ex_onboarding_a1", "ex_onboarding_a2"});
+  for_hanging.Offer({"ex_onboarding_a1", "ex_onboarding_a2"});
+  EXPECT_EQ(for_mock.RunOnce(), 1u);
+  EXPECT_EQ(metrics_.dispatch_rounds.WithLabels({"offered"}).Value(), 1);
+  EXPECT_EQ(Get("ex_onboarding_a1")->status, "running");
+  EXPECT_EQ(Get("ex_onboarding_a2")->status, "pending");
+  EXPECT_EQ(for_hanging.RunOnce(), 1u);
+  EXPECT_EQ(metrics_.dispatch_rounds.WithLabels({"offered"}).Value(), 2);
+  EXPECT_EQ(Get("ex_onboarding_a2")->status, "running");
+}
+
+// Polls per provider and second are bounded (a poll round takes at most the tokens there are),
+// polls of a provider whose breaker is open are held back with their due times kept, and each
+// next poll is spread around the adaptive interval.
+TEST_F(LifecycleGateTest, PollsAreBoundedPerSecondHeldWhileTheBreakerIsOpenAndSpread) {
+  mock_->SetDefaultOutcome(Outcome::RunUntilStopped());
+  std::vector<std::string> events;
+  for (int i = 1; i <= 10; ++i) events.push_back("e" + std::to_string(i));
+  AddPending("onboarding", "tenant_a", events);
+  ProviderLimits limits;
+  limits.polls_per_second = 3;
+  limits.breaker_failure_threshold = 1;
+  auto gate = Gate("mock", limits);
+  EXPECT_EQ(GatedDispatcher(gate, db_).RunOnce(), 10u);
+  PollerOptions o;
+  o.max_in_flight = 4;
+  o.provider = "mock";
+  o.gate = &gate;
+  o.jitter = 0.2;
+  o.random = [] { return 0.0; };  // the shortest spread interval: 0.8 x
+  StatusPoller poller(o, db_, manager_, catalog_, metrics_, clock_);
+  clock_.Advance(1s);  // every poll due (wall time only: no poll token accrues)
+  EXPECT_EQ(poller.RunOnce(), 3u);
+  EXPECT_EQ(poller.RunOnce(), 0u);
+  steady_.Advance(1s);
+  EXPECT_EQ(poller.RunOnce(), 3u);
+  EXPECT_EQ(Count("poll_count = 1"), 6u);
+  // 0.8 x the 200 ms minimum interval.
+  EXPECT_EQ(Count("poll_count = 1 AND next_poll_at = '" + FormatRfc3339(clock_.Now() + 160ms) +
+                  "'::timestamptz"),
+            6u);
+
+  // The engine fails once: the breaker (threshold 1) opens; due polls are held back.
+  gate.Failed();
+  ASSERT_EQ(gate.state(), CircuitState::kOpen);
+  steady_.Advance(1s);
+  EXPECT_EQ(poller.RunOnce(), 0u);
+  EXPECT_EQ(Count("poll_count = 0 AND next_poll_at <= '" + FormatRfc3339(clock_.Now()) +
+                  "'::timestamptz"),
+            4u);
 }
 
 }  // namespace

@@ -100,8 +100,9 @@ TEST(Migrate, ReplicasStartingTogetherApplyEachMigrationOnce) {
 
 TEST(Migrate, ExecutionsCarryOnlyTheIndexesTheirQueriesUse) {
   // Every index of workflow_executions gets three entries per execution (an insert and two
-  // non-HOT updates): the set is deliberate. Unique key, dispatch, polls, the running executions of
-  // a definition (deleting it).
+  // non-HOT updates): the set is deliberate. Unique key, dispatch and polls (both per provider:
+  // each engine's rounds claim its own rows), the running executions of a definition (deleting
+  // it).
   TestDatabase db;
   Migrate(db.dsn(), BundledMigrations());
   pqxx::connection c(db.dsn());
@@ -111,10 +112,11 @@ TEST(Migrate, ExecutionsCarryOnlyTheIndexesTheirQueriesUse) {
                                 "'workflow_executions' ORDER BY indexname")) {
     names.push_back(row[0].as<std::string>());
   }
-  EXPECT_EQ(names, (std::vector<std::string>{
-                       "workflow_executions_dispatch_idx", "workflow_executions_event_key",
-                       "workflow_executions_pkey", "workflow_executions_poll_idx",
-                       "workflow_executions_workflow_idx"}));
+  EXPECT_EQ(names,
+            (std::vector<std::string>{"workflow_executions_event_key", "workflow_executions_pkey",
+                                      "workflow_executions_provider_dispatch_idx",
+                                      "workflow_executions_provider_poll_idx",
+                                      "workflow_executions_workflow_idx"}));
 }
 
 TEST(Migrate, UpgradeKeepsStepsAndHistoryOfExistingExecutions) {

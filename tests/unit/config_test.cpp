@@ -152,6 +152,54 @@ log: {level: loud}
   EXPECT_GE(problems.size(), 7u);
 }
 
+// providers.<name>.*: each provider's own limits; without them a provider follows dispatch.*.
+TEST(Config, ProviderLimitsDefaultToTheDispatchSettings) {
+  auto c = ParseConfig("dispatch: {max_in_flight: 32, call_timeout: 5s}", "defaults", kDbEnv);
+  EXPECT_FALSE(c.provider_limits["mock"].max_in_flight.has_value());
+  EXPECT_NE(DescribeConfig(c).find("max_in_flight: 32"), std::string::npos);
+  c = ParseConfig(R"(
+providers:
+  mock:
+    max_in_flight: 64
+    call_timeout: 2s
+    retry: {attempts: 3, initial_backoff: 20ms, max_backoff: 200ms}
+    breaker: {failure_threshold: 4, open_interval: 15s, drain_rate: 20, drain_ramp: 1m}
+    polls_per_second: 0
+)",
+                  "workflowd.yaml",
+                  {{"WORKFLOWD_DATABASE_URL", "postgresql://u@h/db"},
+                   {"WORKFLOWD_PROVIDERS_MOCK_POLLS_PER_SECOND", "25"}});
+  const auto& mock = c.provider_limits["mock"];
+  EXPECT_EQ(mock.max_in_flight, 64u);
+  EXPECT_EQ(mock.call_timeout, std::chrono::seconds(2));
+  EXPECT_EQ(mock.retry_attempts, 3u);
+  EXPECT_EQ(mock.retry_initial_backoff, std::chrono::milliseconds(20));
+  EXPECT_EQ(mock.retry_max_backoff, std::chrono::milliseconds(200));
+  EXPECT_EQ(mock.breaker_failure_threshold, 4u);
+  EXPECT_EQ(mock.breaker_open_interval, std::chrono::seconds(15));
+  EXPECT_EQ(mock.breaker_drain_rate, 20u);
+  EXPECT_EQ(mock.breaker_drain_ramp, std::chrono::minutes(1));
+  EXPECT_EQ(mock.polls_per_second, 25u);  // the environment wins
+}
+
+TEST(Config, ProviderLimitsAreValidated) {
+  auto problems = ProblemsOf(R"(
+dispatch: {lease: 10s, call_timeout: 1s}
+providers:
+  mock:
+    max_in_flight: 0
+    call_timeout: 6s
+    retry: {initial_backoff: 2s, max_backoff: 1s}
+    polls_per_second: -1
+  mokc: {max_in_flight: 1}
+)");
+  EXPECT_TRUE(Mentions(problems, "providers.mock.max_in_flight: \"0\" is not a positive integer"));
+  EXPECT_TRUE(Mentions(problems, "providers.mock.call_timeout: dispatch.lease must be at least"));
+  EXPECT_TRUE(Mentions(problems, "providers.mock.retry.initial_backoff"));
+  EXPECT_TRUE(Mentions(problems, "providers.mock.polls_per_second: \"-1\" is not a non-negative"));
+  EXPECT_TRUE(Mentions(problems, "providers.mokc"));
+}
+
 TEST(Config, DlqTopicMustNotBeConsumed) {
   EXPECT_TRUE(Mentions(ProblemsOf("kafka: {topics: [a, b], dlq_topic: b}"), "kafka.dlq_topic"));
 }

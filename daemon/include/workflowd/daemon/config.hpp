@@ -13,6 +13,7 @@
 
 #include <chrono>
 #include <map>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -92,6 +93,23 @@ struct MockProviderConfig {
   providers::mock::Misbehaviour misbehaviour;
 };
 
+// providers.<name>.*: one provider's own limits (each engine has its own calls in flight,
+// deadline, quick retries, circuit breaker and poll rate). Unset max_in_flight and call_timeout
+// follow dispatch.max_in_flight and dispatch.call_timeout, so a configuration without them
+// behaves as before.
+struct ProviderLimitsConfig {
+  std::optional<size_t> max_in_flight;                    // concurrent starts in this replica
+  std::optional<std::chrono::milliseconds> call_timeout;  // deadline of one call, its retries in
+  size_t retry_attempts = 1;                              // tries of one call (1: no quick retry)
+  std::chrono::milliseconds retry_initial_backoff{50};
+  std::chrono::milliseconds retry_max_backoff{1000};
+  size_t breaker_failure_threshold = 5;  // consecutive outage failures that open the breaker
+  std::chrono::milliseconds breaker_open_interval{10000};  // open -> one probe call
+  size_t breaker_drain_rate = 50;                          // starts/s once the breaker closed
+  std::chrono::milliseconds breaker_drain_ramp{30000};     // ... ramping up to unbounded
+  size_t polls_per_second = 0;                             // 0: unbounded
+};
+
 struct LogConfig {
   std::string level = "info";   // trace | debug | info | warn | error
   std::string format = "text";  // text | json
@@ -105,6 +123,8 @@ struct Config {
   DispatchConfig dispatch;
   PollConfig poll;
   MockProviderConfig mock_provider;  // providers.mock.*
+  // providers.<name>.* limits by provider name (an absent name: all defaults).
+  std::map<std::string, ProviderLimitsConfig> provider_limits;
   // providers.default: the provider of a definition that names none, when it is applied or
   // validated; empty (the default): such a definition is refused.
   std::string default_provider;

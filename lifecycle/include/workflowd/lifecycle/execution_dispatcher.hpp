@@ -20,6 +20,7 @@
 #include "workflowd/common/context.hpp"
 #include "workflowd/lifecycle/execution_rounds.hpp"
 #include "workflowd/lifecycle/lifecycle_metrics.hpp"
+#include "workflowd/lifecycle/provider_gate.hpp"
 #include "workflowd/lifecycle/workflow_catalog.hpp"
 #include "workflowd/store/database.hpp"
 #include "workflowd/store/execution_repository.hpp"
@@ -56,6 +57,17 @@ struct DispatcherOptions {
   // While executions keep being offered, the fair round still runs at least this often: it finds
   // what no offer names (retries that came due, rows of other replicas or from before a restart).
   std::chrono::milliseconds fair_interval{100};
+  // The provider whose executions this dispatcher starts (empty: every provider's), and its gate
+  // (null: none): then a round claims only as many executions as the gate admits (free start
+  // slots, the breaker, the drain rate after an outage), each call takes the gate's call_timeout
+  // and quick retries instead of call_timeout above, and a start that fails while the breaker is
+  // not closed is parked. The gate outlives the dispatcher.
+  std::string provider;
+  ProviderGate* gate = nullptr;
+  // Without a provider: the providers whose executions this dispatcher leaves to theirs (the
+  // daemon's dispatcher of last resort takes only executions of providers that are not enabled,
+  // and fails them with provider_not_found).
+  std::vector<std::string> other_than;
 };
 
 class ExecutionDispatcher {
@@ -100,11 +112,21 @@ class ExecutionDispatcher {
   // Gives up e.trigger_event (moved into the provider input). Never throws but for a failure
   // while handling a failure (memory).
   store::DispatchOutcome Start(store::ExecutionRecord& e, const Context& round);
+  // The engine call of a start, repeated at once on a retryable error while the gate's
+  // retry_attempts and the call's deadline allow.
+  providers::ExecutionResult StartAtEngine(const Context& ctx, store::ExecutionRecord& e,
+                                           const std::string& workflow_id);
+  // A start that failed for the engine's outage while its breaker is not closed: parked.
+  void Park(store::DispatchOutcome& out, const store::ExecutionRecord& e,
+            const providers::ProviderError& err) const;
   // A failed attempt (out.at and out.error set): a retry after a backoff while `retryable` and the
   // policy allows another attempt, else failed.
   void Decide(store::DispatchOutcome& out, const store::ExecutionRecord& e,
               const definitions::RetryPolicy& policy, bool retryable);
-  // Starts the executions of queued offers (at most a batch) and records their outcomes.
+  // The deadline of one call: the provider gate's, else call_timeout.
+  std::chrono::milliseconds CallTimeout() const;
+  // Starts the executions of queued offers (at most a batch, as many as the provider's gate
+  // admits; the rest are released) and records their outcomes.
   size_t RunOffered();
   // A start whose outcome was dropped as stale: when the execution was cancelled meanwhile (the
   // start outlived its lease, and a cancel took the row), the engine's execution is stopped

@@ -8,6 +8,7 @@
 #pragma once
 
 #include <chrono>
+#include <functional>
 #include <mutex>
 #include <string>
 
@@ -16,6 +17,7 @@
 #include "workflowd/lifecycle/execution_rounds.hpp"
 #include "workflowd/lifecycle/lifecycle_metrics.hpp"
 #include "workflowd/lifecycle/policy.hpp"
+#include "workflowd/lifecycle/provider_gate.hpp"
 #include "workflowd/lifecycle/workflow_catalog.hpp"
 #include "workflowd/store/database.hpp"
 #include "workflowd/store/lifecycle_repository.hpp"
@@ -31,6 +33,18 @@ struct PollerOptions {
   std::chrono::milliseconds call_timeout{10000};
   std::chrono::milliseconds min_interval{200};
   std::chrono::milliseconds max_interval{30000};
+  // Spread: each next poll is the adaptive interval times a factor in [1 - jitter, 1 + jitter]
+  // drawn from `random` (values in [0, 1)), so that executions started together do not poll
+  // together forever, nor all at once after a restart. 0 (or no `random`): no spread.
+  double jitter = 0;
+  std::function<double()> random;
+  // The provider whose executions this poller polls (empty: every provider's), and its gate (null:
+  // none): then a round claims only as many executions as the gate admits (none while the
+  // breaker is open: the rows keep their next_poll_at; at most polls_per_second), each call takes
+  // the gate's call_timeout, and failed polls count toward the breaker. The gate outlives the
+  // poller.
+  std::string provider;
+  ProviderGate* gate = nullptr;
 };
 
 class StatusPoller {
@@ -61,7 +75,11 @@ class StatusPoller {
   const providers::Manager& manager_;
   LifecycleMetrics& metrics_;
   const Clock& clock_;
+  // The adaptive interval spread by options_.jitter.
+  std::chrono::milliseconds Spread(std::chrono::milliseconds interval);
+
   bool more_due_ = false;
+  std::mutex random_mu_;    // options_.random is called from the pool's threads
   ExecutionRounds rounds_;  // last: its pool stops before the members the polls use go
 };
 

@@ -13,6 +13,7 @@
 
 #include <chrono>
 #include <functional>
+#include <limits>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
@@ -71,7 +72,9 @@ struct HistoryRecord {
 // Outcome of one dispatch attempt.
 struct DispatchOutcome {
   // kNotAttempted: no provider call was made (the round ran out of time); the row stays as it was.
-  enum class Kind { kStarted, kRetry, kFailed, kNotAttempted };
+  // kParked: the start failed because the provider's engine is down (its circuit breaker is
+  // open): the row stays pending and due as it was, the attempt is not counted, `error` says why.
+  enum class Kind { kStarted, kRetry, kFailed, kNotAttempted, kParked };
   Kind kind = Kind::kStarted;
   std::string id;
   std::string provider_execution_id;     // kStarted
@@ -158,8 +161,12 @@ class LifecycleRepository {
   // from one tenant cannot fill the batch), oldest first, skipping rows another claim is taking
   // (FOR UPDATE SKIP LOCKED); leased to a new token until now + `lease`. Their start_attempts
   // already count the attempt being made (RecordDispatch stores it).
+  // With a `provider`, only that provider's executions, and the fair share is per tenant x
+  // environment within it (without, per provider x tenant x environment); without a provider,
+  // none of the providers in `except`.
   DispatchRound ClaimDispatch(TimePoint now, std::chrono::milliseconds lease, size_t limit,
-                              size_t per_scope_limit);
+                              size_t per_scope_limit, const std::string& provider = "",
+                              const std::vector<std::string>& except = {});
   // Records round.outcomes (one per execution, same order) in one short transaction, each only
   // where the row still carries round.lease (or its own of round.leases) and is pending (the others
   // go to round.stale); a kNotAttempted outcome leaves its row as it was, due again at once (its
@@ -170,7 +177,9 @@ class LifecycleRepository {
   // Claims a poll round and commits: up to `limit` running executions whose next poll is due at
   // `now` and whose lease is free or expired, in next_poll_at order (their trigger_event is not
   // read: null), leased as in ClaimDispatch.
-  PollRound ClaimPoll(TimePoint now, std::chrono::milliseconds lease, size_t limit);
+  // With a `provider`, only that provider's executions.
+  PollRound ClaimPoll(TimePoint now, std::chrono::milliseconds lease, size_t limit,
+                      const std::string& provider = "");
   // Records round.outcomes (any subset, by id) where the row still carries round.lease and is
   // running (the others go to round.stale): steps are upserted when different, the new history
   // entries appended as one chunk. Rows without an outcome are released, due again at once.
@@ -189,12 +198,14 @@ class LifecycleRepository {
   using StartFn =
       std::function<std::vector<DispatchOutcome>(std::vector<ExecutionRecord>& executions)>;
   DispatchRound RunDispatchRound(TimePoint now, std::chrono::milliseconds lease, size_t limit,
-                                 size_t per_scope_limit, const StartFn& start);
+                                 size_t per_scope_limit, const StartFn& start,
+                                 const std::string& provider = "",
+                                 const std::vector<std::string>& except = {});
   // ClaimPoll, then `poll` with no transaction open, then RecordPoll (as RunDispatchRound).
   using PollFn =
       std::function<std::vector<PollOutcome>(const std::vector<ExecutionRecord>& executions)>;
   PollRound RunPollRound(TimePoint now, std::chrono::milliseconds lease, size_t limit,
-                         const PollFn& poll);
+                         const PollFn& poll, const std::string& provider = "");
 
   std::optional<ExecutionRecord> Get(const std::string& tenant_id,
                                      const std::string& environment_id, const std::string& id);
