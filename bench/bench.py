@@ -642,6 +642,33 @@ COMMIT;""")
             f"{span:.1f}s  cpu={r['cpu']}")
         self.results["lifecycle"] = r
 
+    def phase_engine(self):
+        """Starts per second against a slow engine: every mock call takes --engine-latency-ms, and
+        the mock provider has --engine-slots calls in flight. Target: 0.8 x slots / latency, with
+        PostgreSQL below half a core."""
+        n = self.args.engine_events
+        lat, slots = self.args.engine_latency_ms, self.args.engine_slots
+        topic = self.topic(f"bench.engine.{self.run_id}")
+        log(f"producing {n} events at 100% match to {topic} (engine latency {lat} ms, "
+            f"{slots} calls in flight)")
+        self.produce(topic, n, 100)
+        extra = self.lifecycle_config()
+        mock = {"enabled": True, "latency": {"distribution": "fixed", "base": f"{lat}ms"}}
+        mock.update(self.engine_slots_config(slots))
+        extra.setdefault("providers", {})["mock"] = mock
+        extra.setdefault("dispatch", {}).setdefault("max_in_flight", slots)
+        started = lambda m: metric(m, 'workflowd_dispatch_attempts_total{result="started"}')
+        r = self.ingest("engine", topic, n, started, dispatch=True, extra=extra)
+        r.update({"latency_ms": lat, "slots": slots, "goal": 0.8 * slots * 1000.0 / lat})
+        log(f"engine: {r['rate']:.0f} starts/s (10-90 %) at {lat} ms x {slots} in flight "
+            f"(goal {r['goal']:.0f})  cpu={r['cpu']}")
+        self.results["engine"] = r
+
+    @staticmethod
+    def engine_slots_config(slots):
+        """The mock provider's own calls-in-flight limit."""
+        return {"max_in_flight": slots}
+
     def lifecycle_config(self):
         extra = {}
         for kv in self.args.daemon_set or []:
@@ -967,6 +994,14 @@ GROUP BY s ORDER BY s""")]
                 f"{L['succeeded_rows']:,}/{L['target']:,} succeeded in {L['db_span_s']:.0f} s "
                 f"(first created -> last succeeded); 10-90 % window {L['rate']:,.0f}/s; daemon VmHWM "
                 f"{L['vm_hwm_kb'] / 1024:.0f} MB; " + fmt_cpu(L["cpu"]))
+        if "engine" in R:
+            E = R["engine"]
+            v = E["rate"]
+            pg = (E.get("cpu") or {}).get("pg", 0.0)
+            ok = v >= E["goal"] and pg < 50.0
+            row(f"slow engine: starts with {E['latency_ms']} ms per call, {E['slots']} in flight",
+                v, "starts/s", f">= 0.8 x C/L = {E['goal']:,.0f}, pg < 50 %", v / E["goal"], ok,
+                f"{E['final']:,.0f}/{E['target']:,} started; " + fmt_cpu(E["cpu"]))
         for s in R.get("steady", []):
             tag = f"steady {s['rate']:,} events/s, {s['match']:g} % match"
             v = s["commit"]["p99_ms"]
@@ -1067,7 +1102,10 @@ def main():
     ap.add_argument("--repeat", type=int, default=2)
     ap.add_argument("--match-seconds", type=float, default=2)
     ap.add_argument("--phase-timeout", type=float, default=120)
-    ap.add_argument("--phases", default="ceilings,ingest,lifecycle,steady,match,large")
+    ap.add_argument("--engine-events", type=int, default=20000)
+    ap.add_argument("--engine-latency-ms", type=int, default=50)
+    ap.add_argument("--engine-slots", type=int, default=64)
+    ap.add_argument("--phases", default="ceilings,ingest,lifecycle,engine,steady,match,large")
     ap.add_argument("--daemon-set", action="append",
                     help="extra daemon config for the lifecycle phases, SECTION.KEY=VALUE")
     ap.add_argument("--perf", action="store_true")
@@ -1108,6 +1146,8 @@ def main():
         b.phase_ingest()
     if "lifecycle" in phases:
         b.phase_lifecycle()
+    if "engine" in phases:
+        b.phase_engine()
     if "steady" in phases:
         b.phase_steady()
     if "match" in phases:

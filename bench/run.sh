@@ -19,7 +19,10 @@
 #   --steady-match LIST     match rates of the latency runs, one run each (default 20,100)
 #   --large-definitions N   definitions for the matching/RSS runs (default 100000)
 #   --tenants N             tenants of the base set (x 2 environments x 5 event names; default 50)
-#   --phases LIST           ceilings,ingest,lifecycle,steady,match,large (default all)
+#   --engine-events N       executions of the slow-engine run (default 20000)
+#   --engine-latency-ms L   mock latency per call in the slow-engine run (default 50)
+#   --engine-slots C        mock calls in flight in the slow-engine run (default 64)
+#   --phases LIST           ceilings,ingest,lifecycle,engine,steady,match,large (default all)
 #   --daemon-set K=V        extra daemon config for the lifecycle runs (e.g. dispatch.batch_size=500)
 #   --perf                  record a cpu-clock profile of each daemon run (perf record -g) into the
 #                           work folder; `perf report -i FILE` afterwards
@@ -47,17 +50,18 @@ full=(--events 1000000 --lifecycle-events 50000 --steady-seconds 30 --steady-dra
 args=("${full[@]}")
 while [[ $# -gt 0 ]]; do
   case "$1" in
-    --quick) args+=(--events 200000 --copy-rows 100000 --lifecycle-events 10000 --steady-seconds 10 --steady-drain 10
+    --quick) args+=(--events 200000 --copy-rows 100000 --lifecycle-events 10000 --engine-events 5000 --steady-seconds 10 --steady-drain 10
                     --steady-broker-warmup 10 --repeat 1 --match-seconds 1 --phase-timeout 60) ;;
     --full) args+=("${full[@]}") ;;
     --no-build) build=0 ;;
     --keep-services) keep=1 ;;
     --perf) args+=(--perf) ;;
     --events|--lifecycle-events|--steady-rate|--steady-seconds|--steady-match|\
-    --large-definitions|--tenants|--phases|--daemon-set|--partitions|--repeat|--steady-drain|--steady-warmup|--steady-broker-warmup|--phase-timeout|--copy-rows)
+    --large-definitions|--tenants|--phases|--daemon-set|--partitions|--repeat|--steady-drain|--steady-warmup|--steady-broker-warmup|--phase-timeout|--copy-rows|\
+    --engine-events|--engine-latency-ms|--engine-slots)
       [[ $# -ge 2 ]] || { echo "run.sh: $1 needs a value" >&2; exit 2; }
       args+=("$1" "$2"); shift ;;
-    -h|--help) sed -n '2,32p' "${BASH_SOURCE[0]}"; exit 0 ;;
+    -h|--help) sed -n '2,35p' "${BASH_SOURCE[0]}"; exit 0 ;;
     *) echo "run.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
   shift

@@ -221,8 +221,9 @@ bool LifecycleLoops::Healthy() const {
 bool LifecycleLoops::WantsOffers() const {
   if (!running_ || providers_.empty()) return false;
   for (const auto& group : providers_) {
-    const bool any = std::any_of(group->dispatch.begin(), group->dispatch.end(),
-                                 [](const DispatchLoop* l) { return l->dispatcher->WantsOffers(); });
+    const bool any =
+        std::any_of(group->dispatch.begin(), group->dispatch.end(),
+                    [](const DispatchLoop* l) { return l->dispatcher->WantsOffers(); });
     if (!any) return false;
   }
   return true;

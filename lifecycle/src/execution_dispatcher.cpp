@@ -128,8 +128,11 @@ providers::ExecutionResult ExecutionDispatcher::StartAtEngine(const Context& ctx
 }
 
 void ExecutionDispatcher::Park(store::DispatchOutcome& out, const store::ExecutionRecord& e,
-                               const providers::ProviderError& err) const {
+                               const providers::ProviderError& err, bool probe) const {
   out.kind = store::DispatchOutcome::Kind::kParked;
+  // Kept in its place (next_at before any time: the row's own next attempt stands), but for a
+  // failed probe.
+  out.next_at = probe ? out.at + options_.gate->limits().breaker_open_interval : TimePoint{};
   out.error = {{"code", "engine_unavailable"},
                {"parked", true},
                {"provider", e.provider},
@@ -157,7 +160,8 @@ void ExecutionDispatcher::Decide(store::DispatchOutcome& out, const store::Execu
   }
 }
 
-store::DispatchOutcome ExecutionDispatcher::Start(store::ExecutionRecord& e, const Context& round) {
+store::DispatchOutcome ExecutionDispatcher::Start(store::ExecutionRecord& e, const Context& round,
+                                                  bool probe) {
   store::DispatchOutcome out;
   out.id = e.id;
   if (round.Done()) {
@@ -205,7 +209,7 @@ store::DispatchOutcome ExecutionDispatcher::Start(store::ExecutionRecord& e, con
       if (!err.Retryable()) {
         options_.gate->Succeeded();
       } else if (options_.gate->Failed() != CircuitState::kClosed) {
-        Park(out, e, err);
+        Park(out, e, err, probe);
         return out;
       }
     }
@@ -332,10 +336,9 @@ size_t ExecutionDispatcher::RunOffered() {
   // the offered rows beyond it are released, due again for the fair rounds, which take them in
   // fair order as slots free up.
   bool probe = false;
-  const size_t admitted =
-      options_.gate != nullptr
-          ? options_.gate->AdmitStarts(round.executions.size(), &probe)
-          : round.executions.size();
+  const size_t admitted = options_.gate != nullptr
+                              ? options_.gate->AdmitStarts(round.executions.size(), &probe)
+                              : round.executions.size();
   RoundSlots slots(options_.gate, admitted);
   // Calls begin only while they can end within the earliest of the leases (an offer that waited
   // in the queue for most of its lease is released instead: kNotAttempted).
@@ -350,7 +353,7 @@ size_t ExecutionDispatcher::RunOffered() {
   }
   try {
     rounds_.pool().ParallelFor(admitted, [&](size_t i) {
-      round.outcomes[i] = Start(round.executions[i], round_ctx);
+      round.outcomes[i] = Start(round.executions[i], round_ctx, probe && i == 0);
       slots.CallEnded();
     });
   } catch (...) {
@@ -401,14 +404,13 @@ size_t ExecutionDispatcher::RunOnce() {
         slots.Claimed(executions.size());
         std::vector<store::DispatchOutcome> outcomes(executions.size());
         rounds_.pool().ParallelFor(executions.size(), [&](size_t i) {
-          outcomes[i] = Start(executions[i], round_ctx);
+          outcomes[i] = Start(executions[i], round_ctx, probe && i == 0);
           slots.CallEnded();
         });
         return outcomes;
       },
       options_.provider, options_.other_than);
-  more_due_ =
-      round.more || (admitted < options_.batch_size && round.executions.size() >= admitted);
+  more_due_ = round.more || (admitted < options_.batch_size && round.executions.size() >= admitted);
   if (probe && round.executions.empty()) options_.gate->ProbeNotMade();  // nothing to probe with
   Account(round);
   return taken + round.executions.size();

@@ -264,7 +264,7 @@ std::vector<std::string> RecordStarts(pqxx::transaction_base& w, const LeaseOf& 
       "deadline_at = CASE WHEN v.kind = 'started' THEN v.deadline ELSE e.deadline_at END, "
       "completed_at = CASE WHEN v.kind = 'failed' THEN v.at ELSE e.completed_at END, "
       "next_attempt_at = CASE v.kind WHEN 'retry' THEN v.next_at WHEN 'parked' THEN "
-      "e.next_attempt_at END, "
+      "greatest(e.next_attempt_at, v.next_at) END, "
       "start_attempts = e.start_attempts + CASE v.kind WHEN 'parked' THEN 0 ELSE 1 END, "
       "error = v.error, lease_owner = NULL, "
       "lease_expires_at = NULL, updated_at = v.at "

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <fstream>
 #include <map>
+#include <thread>
 
 #include "daemon_harness.hpp"
 #include "pipeline_events.hpp"
@@ -235,6 +236,117 @@ TEST(LifecycleE2E, TwoReplicasShareTheWorkAndSurviveAKill) {
   for (auto* d : {b.get(), a2.get()}) {
     d->Signal(SIGTERM);
     EXPECT_EQ(d->Wait(20s), 0);
+  }
+  std::remove(start_log.c_str());
+}
+
+// A definition of `tenant` whose executions succeed 300 ms after their start.
+std::string OutageDefinition(const std::string& tenant) {
+  return "  - id: ok-" + tenant + "\n    tenant_id: " + tenant +
+         "\n    environment_id: prod\n    name: ok\n"
+         "    trigger: {type: event, event_name: order.placed}\n"
+         "    steps:\n      - {id: grant, order: 1, type: grant_credits, config: {}}\n"
+         "    provider: mock\n    provider_config: {mock: {outcome: succeed, delay: 300ms}}\n";
+}
+
+// Two daemons against a slow engine that goes down in the middle: the mock provider answers in
+// 200 ms with a 5 % long tail of 5 s and is unavailable for 30 s while events keep coming. Every
+// execution is started exactly once, none fails because of the outage (its executions are parked,
+// not failed), and the backlog the outage left drains in fair order.
+TEST(LifecycleE2E, TwoReplicasRideOutAnEngineOutageAndDrainFairly) {
+  const std::string start_log = ::testing::TempDir() + "/starts-" + RandomSuffix();
+  // The outage begins 12 s after each daemon starts (their engines' clocks): the events of the
+  // first phase are done by then.
+  DaemonHarness h(kBinary,
+                  "dispatch: {lease: 20s, call_timeout: 8s, idle_interval: 50ms, "
+                  "per_scope_limit: 10}\n"
+                  "poll: {min_interval: 200ms, max_interval: 2s}\n"
+                  "providers:\n"
+                  "  mock:\n"
+                  "    start_log: " +
+                      start_log +
+                      "\n"
+                      "    latency: {distribution: long_tail, base: 200ms, tail: 5s, "
+                      "tail_ratio: 0.05}\n"
+                      "    outages: [{after: 12s, duration: 30s, mode: unavailable}]\n"
+                      "    max_in_flight: 32\n"
+                      "    breaker: {failure_threshold: 3, open_interval: 2s, drain_rate: 10, "
+                      "drain_ramp: 5s}\n");
+  h.ApplyDefinitions("definitions:\n" + OutageDefinition("tenant_a") +
+                     OutageDefinition("tenant_b"));
+  auto a = h.Start();
+  const int port_a = h.admin_port();
+  auto b = h.Start();
+  const int port_b = h.admin_port();
+  // Both engines are down from 12 s to 42 s after their daemon started (B started last).
+  const auto outage_from = std::chrono::steady_clock::now() + 12s;
+  TestProducer producer(h.brokers());
+
+  // Phase 1, the engine up: 40 executions run to success.
+  for (int i = 0; i < 40; ++i) {
+    producer.Produce(h.topic(),
+                     Structured("up-" + std::to_string(i), i % 2 ? "tenant_a" : "tenant_b", "prod",
+                                "order.placed", {}));
+  }
+  producer.Flush();
+  ASSERT_EQ(h.WaitForCount("SELECT count(*) FROM workflow_executions WHERE status = 'succeeded'",
+                           40, 60s),
+            40)
+      << a->Output();
+  ASSERT_LT(std::chrono::steady_clock::now(), outage_from) << "phase 1 ran into the outage";
+  std::this_thread::sleep_until(outage_from + 1s);
+
+  // Phase 2, the engine down: tenant_a's 100 events first, then tenant_b's 20. In arrival order
+  // tenant_b's would start last; in fair order they are spread over the first rounds after it.
+  for (int i = 0; i < 100; ++i) {
+    producer.Produce(h.topic(), Structured("down-a-" + std::to_string(i), "tenant_a", "prod",
+                                           "order.placed", {}));
+  }
+  producer.Flush();
+  for (int i = 0; i < 20; ++i) {
+    producer.Produce(h.topic(), Structured("down-b-" + std::to_string(i), "tenant_b", "prod",
+                                           "order.placed", {}));
+  }
+  producer.Flush();
+  // The first starts fail: a replica's breaker opens.
+  auto open = [&](int port) {
+    return h.Metric("workflowd_provider_circuit_state{provider=\"mock\",state=\"open\"}", port) ==
+           1;
+  };
+  const auto deadline = std::chrono::steady_clock::now() + 20s;
+  while (!open(port_a) && !open(port_b) && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(50ms);
+  }
+  EXPECT_TRUE(open(port_a) || open(port_b)) << a->Output();
+  EXPECT_EQ(h.WaitForCount("SELECT count(*) FROM workflow_executions WHERE status = 'succeeded'",
+                           160, 120s),
+            160)
+      << "replica A:\n"
+      << a->Output() << "\nreplica B:\n"
+      << b->Output();
+  EXPECT_EQ(h.Count("SELECT count(*) FROM workflow_executions WHERE status <> 'succeeded'"), 0);
+
+  // Exactly once: one successful start per execution reached the engine.
+  const auto counts = StartCounts(start_log);
+  EXPECT_EQ(counts.size(), 160u);
+  for (const auto& [name, count] : counts) EXPECT_EQ(count, 1) << name << " started twice";
+
+  // Fair order: among the first 40 outage executions to start, tenant_b's are many (all 20 in a
+  // perfectly even drain; none in arrival order).
+  const int first_b = h.Count(
+      "SELECT count(*) FROM (SELECT tenant_id FROM workflow_executions WHERE trigger_event_id LIKE "
+      "'down-%' ORDER BY started_at LIMIT 40) s WHERE tenant_id = 'tenant_b'");
+  EXPECT_GE(first_b, 12);
+
+  // The outage was seen and ridden out: executions parked, the breaker probed and closed again.
+  auto sum = [&](const std::string& sample) {
+    return std::max(0.0, h.Metric(sample, port_a)) + std::max(0.0, h.Metric(sample, port_b));
+  };
+  EXPECT_GT(sum("workflowd_lifecycle_parked_total{provider=\"mock\"}"), 0);
+  EXPECT_EQ(sum("workflowd_provider_circuit_state{provider=\"mock\",state=\"closed\"}"), 2);
+  for (auto* d : {a.get(), b.get()}) {
+    d->Signal(SIGTERM);
+    EXPECT_EQ(d->Wait(30s), 0);
   }
   std::remove(start_log.c_str());
 }

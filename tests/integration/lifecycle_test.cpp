@@ -1726,27 +1726,91 @@ TEST_F(LifecycleGateTest, ARoundHoldsOnlyTheSlotsOfTheExecutionsItClaimed) {
   EXPECT_TRUE(gate.SlotFree());
 }
 
-// The offered path (executions the event pipeline just created) takes only its provider's.
-TEST_F(LifecycleGateTest, OfferedExecutionsAreTakenByTheirProvidersDispatcher) {
-  hanging_->Release();
-  auto mock_gate = Gate("mock", ProviderLimits{});
-  auto hung_gate = Gate("hanging", ProviderLimits{});
-  auto for_mock = GatedDispatcher(mock_gate, db_);
-  auto for_hanging = GatedDispatcher(hung_gate, db_);
-  // Fair rounds first (nothing due yet): the next rounds take the offers by id.
-  EXPECT_EQ(for_mock.RunOnce(), 0u);
-  EXPECT_EQ(for_hanging.RunOnce(), 0u);
-  AddPending("onboarding", "tenant_a", {"a1", "a2"});
-  MoveToProvider({"ex_onboarding_a2"}, "hanging");
-  for_mock.Offer({"ex_onboarding_a1", "ex_onboarding_a2"});
-  for_hanging.Offer({"ex_onboarding_a1", "ex_onboarding_a2"});
-  EXPECT_EQ(for_mock.RunOnce(), 1u);
+// A probe whose own execution keeps failing (its input, say) does not hold the breaker open: the
+// failed probe's execution goes to the back of the queue, the next probe is another execution,
+// and once that one starts the breaker closes and the rest start.
+TEST_F(LifecycleGateTest, AFailedProbeGoesToTheBackSoAnotherExecutionProbesNext) {
+  AddPending("onboarding", "tenant_a", {"p1", "g1", "g2"});
+  ExecAtNow(
+      "UPDATE workflow_executions SET created_at = '2026-01-30T09:00:00Z' WHERE id = "
+      "'ex_onboarding_p1' AND $1::text IS NOT NULL");  // the oldest
+  UseTamper({"ex_onboarding_p1", "ex_onboarding_g1", "ex_onboarding_g2"});
+  tamper_->on_start = [](const std::string& name, providers::ExecutionResult&) {
+    if (name == "ex_onboarding_p1") {
+      throw providers::ProviderError(ErrorCode::kUnavailable, "this one keeps failing");
+    }
+  };
+  ProviderLimits limits;
+  limits.breaker_failure_threshold = 1;
+  limits.breaker_open_interval = 10s;
+  limits.breaker_drain_rate = 1000;
+  auto gate = Gate("tamper", limits);
+  auto dispatcher = GatedDispatcher(gate, db_);
+  gate.Failed();  // an outage opened the breaker
+  ASSERT_EQ(gate.state(), CircuitState::kOpen);
+  Advance(10s);
+  EXPECT_EQ(dispatcher.RunOnce(), 1u);  // the probe: the oldest, p1, fails
+  EXPECT_EQ(gate.state(), CircuitState::kOpen);
+  auto p1 = Get("ex_onboarding_p1");
+  EXPECT_EQ(p1->status, "pending");
+  EXPECT_EQ(p1->start_attempts, 0);  // parked: no attempt spent
+  EXPECT_EQ(Get("ex_onboarding_g1")->status, "pending");
+  Advance(10s);
+  EXPECT_EQ(dispatcher.RunOnce(), 1u);  // the next probe is g1, not p1 again
+  EXPECT_EQ(Get("ex_onboarding_g1")->status, "running");
+  EXPECT_EQ(gate.state(), CircuitState::kClosed);
+  size_t more = 0;
+  for (int round = 0; round < 5 && Get("ex_onboarding_g2")->status == "pending"; ++round) {
+    more += dispatcher.RunOnce();
+  }
+  EXPECT_GE(more, 1u);
+  EXPECT_EQ(Get("ex_onboarding_g2")->status, "running");
+}
+
+// Offered executions (leased by their insert) pass their provider's gate: beyond the slots it
+// admits they are released, due again for the fair rounds; while its breaker is open the
+// dispatcher wants no offers, starts none from an offer (released: pending, no attempt spent, no
+// call made), and the fair rounds start them once the engine answers again.
+TEST_F(LifecycleGateTest, OfferedExecutionsPassTheirProvidersGate) {
+  ProviderLimits limits;
+  limits.max_in_flight = 1;
+  limits.breaker_failure_threshold = 1;
+  limits.breaker_open_interval = 10s;
+  limits.breaker_drain_rate = 1000;
+  auto gate = Gate("mock", limits);
+  auto dispatcher = GatedDispatcher(gate, db_);
+  EXPECT_EQ(dispatcher.RunOnce(), 0u);
+  EXPECT_TRUE(dispatcher.WantsOffers());
+  // One slot: the first offered row starts, the second is released for a fair round.
+  dispatcher.Offer(AddLeasedPending("onboarding", "tenant_a", {"s1", "s2"}));
+  EXPECT_EQ(dispatcher.RunOnce(), 2u);  // s1 from the offer, s2 by the fair round after it
+  EXPECT_EQ(Get("ex_onboarding_s1")->status, "running");
+  EXPECT_EQ(Get("ex_onboarding_s2")->status, "running");
   EXPECT_EQ(metrics_.dispatch_rounds.WithLabels({"offered"}).Value(), 1);
-  EXPECT_EQ(Get("ex_onboarding_a1")->status, "running");
-  EXPECT_EQ(Get("ex_onboarding_a2")->status, "pending");
-  EXPECT_EQ(for_hanging.RunOnce(), 1u);
-  EXPECT_EQ(metrics_.dispatch_rounds.WithLabels({"offered"}).Value(), 2);
-  EXPECT_EQ(Get("ex_onboarding_a2")->status, "running");
+
+  gate.Failed();  // the engine failed: the breaker opens
+  ASSERT_EQ(gate.state(), CircuitState::kOpen);
+  EXPECT_FALSE(dispatcher.WantsOffers());
+  dispatcher.Offer(AddLeasedPending("onboarding", "tenant_a", {"o1", "o2"}));
+  EXPECT_EQ(dispatcher.RunOnce(), 0u);
+  for (const char* id : {"ex_onboarding_o1", "ex_onboarding_o2"}) {
+    const auto e = Get(id);
+    EXPECT_EQ(e->status, "pending") << id;
+    EXPECT_EQ(e->start_attempts, 0) << id;
+    EXPECT_EQ(mock_->StartCalls(id), 0) << id;
+  }
+  EXPECT_EQ(Count("lease_owner IS NOT NULL"), 0u);  // released, not held until they expire
+  // The interval passed: the probe starts one, the engine answers, the breaker closes and the
+  // other starts too.
+  Advance(10s);
+  size_t started = 0;
+  for (int round = 0; round < 5 && started < 2; ++round) started += dispatcher.RunOnce();
+  EXPECT_EQ(started, 2u);
+  EXPECT_EQ(gate.state(), CircuitState::kClosed);
+  for (const char* id : {"ex_onboarding_o1", "ex_onboarding_o2"}) {
+    EXPECT_EQ(Get(id)->status, "running") << id;
+    EXPECT_EQ(mock_->StartCalls(id), 1) << id;
+  }
 }
 
 // Polls per provider and second are bounded (a poll round takes at most the tokens there are),

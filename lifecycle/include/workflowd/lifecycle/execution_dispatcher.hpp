@@ -111,14 +111,18 @@ class ExecutionDispatcher {
  private:
   // Gives up e.trigger_event (moved into the provider input). Never throws but for a failure
   // while handling a failure (memory).
-  store::DispatchOutcome Start(store::ExecutionRecord& e, const Context& round);
+  // `probe`: this start is the half-open breaker's probe call.
+  store::DispatchOutcome Start(store::ExecutionRecord& e, const Context& round, bool probe = false);
   // The engine call of a start, repeated at once on a retryable error while the gate's
   // retry_attempts and the call's deadline allow.
   providers::ExecutionResult StartAtEngine(const Context& ctx, store::ExecutionRecord& e,
                                            const std::string& workflow_id);
   // A start that failed for the engine's outage while its breaker is not closed: parked.
+  // A failed probe's execution goes to the back of the queue (next attempt after the breaker's
+  // interval): the next probe is another execution, so that one whose own calls keep failing
+  // (its input, a definition the engine refuses for a while) cannot hold the breaker open.
   void Park(store::DispatchOutcome& out, const store::ExecutionRecord& e,
-            const providers::ProviderError& err) const;
+            const providers::ProviderError& err, bool probe) const;
   // A failed attempt (out.at and out.error set): a retry after a backoff while `retryable` and the
   // policy allows another attempt, else failed.
   void Decide(store::DispatchOutcome& out, const store::ExecutionRecord& e,

@@ -73,7 +73,8 @@ struct HistoryRecord {
 struct DispatchOutcome {
   // kNotAttempted: no provider call was made (the round ran out of time); the row stays as it was.
   // kParked: the start failed because the provider's engine is down (its circuit breaker is
-  // open): the row stays pending and due as it was, the attempt is not counted, `error` says why.
+  // open): the row stays pending, the attempt is not counted, `error` says why; it is due as it
+  // was, or at next_at when that is later (a failed probe goes to the back of the queue).
   enum class Kind { kStarted, kRetry, kFailed, kNotAttempted, kParked };
   Kind kind = Kind::kStarted;
   std::string id;
