@@ -1494,6 +1494,7 @@ TEST_F(LifecycleGateTest, AnOutageParksExecutionsWithoutSpendingAttemptsThenThey
   ProviderLimits limits;
   limits.max_in_flight = 2;
   limits.breaker_failure_threshold = 2;
+  limits.breaker_failure_window = 0ms;
   limits.breaker_open_interval = 10s;
   limits.breaker_drain_rate = 1000;
   auto gate = Gate("mock", limits);
@@ -1676,6 +1677,7 @@ TEST_F(LifecycleGateTest, PollsAreBoundedPerSecondHeldWhileTheBreakerIsOpenAndSp
   ProviderLimits limits;
   limits.polls_per_second = 3;
   limits.breaker_failure_threshold = 1;
+  limits.breaker_failure_window = 0ms;
   auto gate = Gate("mock", limits);
   EXPECT_EQ(GatedDispatcher(gate, db_).RunOnce(), 10u);
   PollerOptions o;
