@@ -381,8 +381,12 @@ const std::vector<Setting>& Settings() {
           at + "retry.max_backoff", Kind::kDuration,
           DurationSetterOf([limits](Config & c) -> auto& { return limits(c).retry_max_backoff; }));
       scalar(at + "breaker.failure_threshold", Kind::kSize,
-             SizeSetterOf([limits](Config & c) -> auto& {
+             CountSetterOf([limits](Config & c) -> auto& {
                return limits(c).breaker_failure_threshold;
+             }));
+      scalar(at + "breaker.failure_window", Kind::kDuration,
+             DurationSetterOf([limits](Config & c) -> auto& {
+               return limits(c).breaker_failure_window;
              }));
       scalar(at + "breaker.open_interval", Kind::kDuration,
              DurationSetterOf([limits](Config & c) -> auto& {
@@ -1012,7 +1016,7 @@ void DescribeProviderLimits(YAML::Emitter& out, const Config& c, const std::stri
   const ProviderLimitsConfig limits =
       it == c.provider_limits.end() ? ProviderLimitsConfig{} : it->second;
   out << YAML::Key << "max_in_flight" << YAML::Value
-      << limits.max_in_flight.value_or(c.dispatch.max_in_flight);
+      << limits.max_in_flight.value_or(c.dispatch.max_in_flight * c.dispatch.workers);
   out << YAML::Key << "call_timeout" << YAML::Value
       << ms(limits.call_timeout.value_or(c.dispatch.call_timeout));
   out << YAML::Key << "retry" << YAML::Value << YAML::BeginMap;
@@ -1022,6 +1026,7 @@ void DescribeProviderLimits(YAML::Emitter& out, const Config& c, const std::stri
   out << YAML::EndMap;
   out << YAML::Key << "breaker" << YAML::Value << YAML::BeginMap;
   out << YAML::Key << "failure_threshold" << YAML::Value << limits.breaker_failure_threshold;
+  out << YAML::Key << "failure_window" << YAML::Value << ms(limits.breaker_failure_window);
   out << YAML::Key << "open_interval" << YAML::Value << ms(limits.breaker_open_interval);
   out << YAML::Key << "drain_rate" << YAML::Value << limits.breaker_drain_rate;
   out << YAML::Key << "drain_ramp" << YAML::Value << ms(limits.breaker_drain_ramp);

@@ -28,12 +28,16 @@ lifecycle::ProviderLimits LimitsFor(const Config& config, const std::string& pro
   const ProviderLimitsConfig c =
       it == config.provider_limits.end() ? ProviderLimitsConfig{} : it->second;
   lifecycle::ProviderLimits l;
-  l.max_in_flight = c.max_in_flight.value_or(config.dispatch.max_in_flight);
+  // Each dispatch loop had its own pool of dispatch.max_in_flight threads: together, the
+  // replica's starts in flight.
+  l.max_in_flight = c.max_in_flight.value_or(config.dispatch.max_in_flight *
+                                             std::max<size_t>(1, config.dispatch.workers));
   l.call_timeout = c.call_timeout.value_or(config.dispatch.call_timeout);
   l.retry_attempts = c.retry_attempts;
   l.retry_initial_backoff = c.retry_initial_backoff;
   l.retry_max_backoff = c.retry_max_backoff;
   l.breaker_failure_threshold = c.breaker_failure_threshold;
+  l.breaker_failure_window = c.breaker_failure_window;
   l.breaker_open_interval = c.breaker_open_interval;
   l.breaker_drain_rate = static_cast<double>(c.breaker_drain_rate);
   l.breaker_drain_ramp = c.breaker_drain_ramp;

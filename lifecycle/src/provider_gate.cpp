@@ -86,6 +86,7 @@ ProviderGate::ProviderGate(std::string provider, ProviderLimits limits, const St
       limits_(limits),
       clock_(clock),
       metrics_(metrics),
+      last_success_(clock.Now()),
       drain_(0, 1, clock.Now()),
       // A second's worth of polls at most in one go.
       polls_(limits.polls_per_second, limits.polls_per_second, clock.Now()) {
@@ -186,6 +187,7 @@ void ProviderGate::ReturnPolls(size_t n) {
 CircuitState ProviderGate::Succeeded() {
   std::lock_guard lock(mu_);
   consecutive_failures_ = 0;
+  last_success_ = clock_.Now();
   if (state_ == CircuitState::kHalfOpen && probe_out_) {
     probe_out_ = false;
     if (metrics_) metrics_->probes.WithLabels({provider_, "success"}).Inc();
@@ -209,7 +211,9 @@ CircuitState ProviderGate::Failed() {
     return state_;
   }
   if (state_ != CircuitState::kClosed) return state_;  // a late answer from before the break
-  if (++consecutive_failures_ >= limits_.breaker_failure_threshold) {
+  if (limits_.breaker_failure_threshold > 0 &&
+      ++consecutive_failures_ >= limits_.breaker_failure_threshold &&
+      now - last_success_ >= limits_.breaker_failure_window) {
     consecutive_failures_ = 0;
     draining_since_.reset();
     probe_at_ = now + limits_.breaker_open_interval;

@@ -255,31 +255,32 @@ std::string OutageDefinition(const std::string& tenant) {
 // not failed), and the backlog the outage left drains in fair order.
 TEST(LifecycleE2E, TwoReplicasRideOutAnEngineOutageAndDrainFairly) {
   const std::string start_log = ::testing::TempDir() + "/starts-" + RandomSuffix();
-  // The outage begins 12 s after each daemon starts (their engines' clocks): the events of the
+  // The outage begins 25 s after each daemon starts (their engines' clocks): the events of the
   // first phase are done by then.
-  DaemonHarness h(kBinary,
-                  "dispatch: {lease: 20s, call_timeout: 8s, idle_interval: 50ms, "
-                  "per_scope_limit: 10}\n"
-                  "poll: {min_interval: 200ms, max_interval: 2s}\n"
-                  "providers:\n"
-                  "  mock:\n"
-                  "    start_log: " +
-                      start_log +
-                      "\n"
-                      "    latency: {distribution: long_tail, base: 200ms, tail: 5s, "
-                      "tail_ratio: 0.05}\n"
-                      "    outages: [{after: 12s, duration: 30s, mode: unavailable}]\n"
-                      "    max_in_flight: 32\n"
-                      "    breaker: {failure_threshold: 3, open_interval: 2s, drain_rate: 10, "
-                      "drain_ramp: 5s}\n");
+  DaemonHarness h(
+      kBinary,
+      "dispatch: {lease: 20s, call_timeout: 8s, idle_interval: 50ms, "
+      "per_scope_limit: 10}\n"
+      "poll: {min_interval: 200ms, max_interval: 2s}\n"
+      "providers:\n"
+      "  mock:\n"
+      "    start_log: " +
+          start_log +
+          "\n"
+          "    latency: {distribution: long_tail, base: 200ms, tail: 5s, "
+          "tail_ratio: 0.05}\n"
+          "    outages: [{after: 25s, duration: 30s, mode: unavailable}]\n"
+          "    max_in_flight: 32\n"
+          "    breaker: {failure_threshold: 3, failure_window: 500ms, open_interval: 2s, "
+          "drain_rate: 10, drain_ramp: 5s}\n");
   h.ApplyDefinitions("definitions:\n" + OutageDefinition("tenant_a") +
                      OutageDefinition("tenant_b"));
   auto a = h.Start();
   const int port_a = h.admin_port();
   auto b = h.Start();
   const int port_b = h.admin_port();
-  // Both engines are down from 12 s to 42 s after their daemon started (B started last).
-  const auto outage_from = std::chrono::steady_clock::now() + 12s;
+  // Both engines are down from 25 s to 55 s after their daemon started (B started last).
+  const auto outage_from = std::chrono::steady_clock::now() + 25s;
   TestProducer producer(h.brokers());
 
   // Phase 1, the engine up: 40 executions run to success.

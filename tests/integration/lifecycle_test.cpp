@@ -1604,6 +1604,7 @@ TEST_F(LifecycleGateTest, AnOutageParksExecutionsWithoutSpendingAttemptsThenThey
   ProviderLimits limits;
   limits.max_in_flight = 2;
   limits.breaker_failure_threshold = 2;
+  limits.breaker_failure_window = 0ms;
   limits.breaker_open_interval = 10s;
   limits.breaker_drain_rate = 1000;
   auto gate = Gate("mock", limits);
@@ -1651,6 +1652,32 @@ TEST_F(LifecycleGateTest, AnOutageParksExecutionsWithoutSpendingAttemptsThenThey
   // Only the failure before the breaker opened spent an attempt.
   EXPECT_EQ(Count("start_attempts = 2"), 1u);
   EXPECT_EQ(Count("start_attempts = 1"), 7u);
+}
+
+// A provider's quick retries: a start that meets retryable errors is repeated at once (with a
+// doubling backoff, within the call's deadline) up to retry.attempts times; when it then starts,
+// neither the definition's retry policy nor the breaker sees the failures.
+TEST_F(LifecycleGateTest, QuickRetriesRepeatAStartWithinItsDeadline) {
+  AddPending("onboarding", "tenant_a", {"e1", "e2"});
+  ProviderLimits limits;
+  limits.retry_attempts = 3;
+  limits.retry_initial_backoff = 1ms;
+  limits.retry_max_backoff = 2ms;
+  limits.breaker_failure_threshold = 2;
+  auto gate = Gate("mock", limits);
+  auto dispatcher = GatedDispatcher(gate, db_, 1);  // one execution per round
+  mock_->InjectErrors(Operation::kStartExecution, 2, ErrorCode::kThrottled);
+  EXPECT_EQ(dispatcher.RunOnce(), 1u);
+  EXPECT_EQ(Count("status = 'running' AND start_attempts = 1 AND error IS NULL"), 1u);
+  EXPECT_EQ(gate_metrics_.quick_retries.WithLabels({"mock"}).Value(), 2);
+  EXPECT_EQ(gate.state(), CircuitState::kClosed);
+  // Three failures in a row: the start fails once for the breaker and the retry policy.
+  mock_->InjectErrors(Operation::kStartExecution, 3, ErrorCode::kThrottled);
+  EXPECT_EQ(dispatcher.RunOnce(), 1u);
+  EXPECT_EQ(Count("status = 'pending' AND start_attempts = 1 AND error->>'code' = 'throttled'"),
+            1u);
+  EXPECT_EQ(gate_metrics_.quick_retries.WithLabels({"mock"}).Value(), 4);
+  EXPECT_EQ(gate.state(), CircuitState::kClosed);  // one failure of two
 }
 
 // Failures that are the definition's own (permanent errors) are answers: they never open the
@@ -1742,6 +1769,7 @@ TEST_F(LifecycleGateTest, AFailedProbeGoesToTheBackSoAnotherExecutionProbesNext)
   };
   ProviderLimits limits;
   limits.breaker_failure_threshold = 1;
+  limits.breaker_failure_window = 0ms;
   limits.breaker_open_interval = 10s;
   limits.breaker_drain_rate = 1000;
   auto gate = Gate("tamper", limits);
@@ -1775,6 +1803,7 @@ TEST_F(LifecycleGateTest, OfferedExecutionsPassTheirProvidersGate) {
   ProviderLimits limits;
   limits.max_in_flight = 1;
   limits.breaker_failure_threshold = 1;
+  limits.breaker_failure_window = 0ms;
   limits.breaker_open_interval = 10s;
   limits.breaker_drain_rate = 1000;
   auto gate = Gate("mock", limits);
@@ -1824,6 +1853,7 @@ TEST_F(LifecycleGateTest, PollsAreBoundedPerSecondHeldWhileTheBreakerIsOpenAndSp
   ProviderLimits limits;
   limits.polls_per_second = 3;
   limits.breaker_failure_threshold = 1;
+  limits.breaker_failure_window = 0ms;
   auto gate = Gate("mock", limits);
   EXPECT_EQ(GatedDispatcher(gate, db_).RunOnce(), 10u);
   PollerOptions o;

@@ -146,13 +146,7 @@ TEST(Robustness, NothingLostNothingDoubledWhateverBreaks) {
                   "dispatch: {lease: 4s, call_timeout: 1s, idle_interval: 50ms}\n"
                   "poll: {min_interval: 100ms, max_interval: 1s}\n"
                   "database: {connect_timeout: 2s}\n"
-                  "shutdown_timeout: 10s\n"
-                  // The flaky definition fails the first three start calls of each of its
-                  // executions, counted by attempt: runs of such failures are what the circuit
-                  // breaker takes for an engine outage (tests/e2e/engine_outage_e2e_test.cpp),
-                  // and parked starts spend no attempt, so their scripted failures would never
-                  // run out. This test is about crashes and bad input: the breaker stays closed.
-                  "providers: {mock: {breaker: {failure_threshold: 1000000}}}\n");
+                  "shutdown_timeout: 10s\n");
   h.ApplyDefinitions(
       "definitions:\n" + Definition("steady", "order.placed", "{outcome: succeed, delay: 200ms}") +
       Definition("flaky", "order.placed",

@@ -156,14 +156,16 @@ log: {level: loud}
 TEST(Config, ProviderLimitsDefaultToTheDispatchSettings) {
   auto c = ParseConfig("dispatch: {max_in_flight: 32, call_timeout: 5s}", "defaults", kDbEnv);
   EXPECT_FALSE(c.provider_limits["mock"].max_in_flight.has_value());
-  EXPECT_NE(DescribeConfig(c).find("max_in_flight: 32"), std::string::npos);
+  EXPECT_NE(DescribeConfig(c).find("max_in_flight: 64"), std::string::npos);  // x 2 workers
+  EXPECT_EQ(c.provider_limits["mock"].breaker_failure_threshold, 0u);         // no breaker
   c = ParseConfig(R"(
 providers:
   mock:
     max_in_flight: 64
     call_timeout: 2s
     retry: {attempts: 3, initial_backoff: 20ms, max_backoff: 200ms}
-    breaker: {failure_threshold: 4, open_interval: 15s, drain_rate: 20, drain_ramp: 1m}
+    breaker: {failure_threshold: 4, failure_window: 2s, open_interval: 15s, drain_rate: 20,
+              drain_ramp: 1m}
     polls_per_second: 0
 )",
                   "workflowd.yaml",
@@ -176,6 +178,7 @@ providers:
   EXPECT_EQ(mock.retry_initial_backoff, std::chrono::milliseconds(20));
   EXPECT_EQ(mock.retry_max_backoff, std::chrono::milliseconds(200));
   EXPECT_EQ(mock.breaker_failure_threshold, 4u);
+  EXPECT_EQ(mock.breaker_failure_window, std::chrono::seconds(2));
   EXPECT_EQ(mock.breaker_open_interval, std::chrono::seconds(15));
   EXPECT_EQ(mock.breaker_drain_rate, 20u);
   EXPECT_EQ(mock.breaker_drain_ramp, std::chrono::minutes(1));

@@ -17,6 +17,7 @@ ProviderLimits Limits() {
   ProviderLimits l;
   l.max_in_flight = 4;
   l.breaker_failure_threshold = 3;
+  l.breaker_failure_window = 0ms;
   l.breaker_open_interval = 10s;
   l.breaker_drain_rate = 10;
   l.breaker_drain_ramp = 10s;
@@ -74,6 +75,22 @@ TEST(ProviderGate, ConsecutiveOutageFailuresOpenTheBreakerAndASuccessResetsTheCo
   EXPECT_EQ(gate.Failed(), CircuitState::kOpen);
   clock.Advance(9s);
   EXPECT_EQ(gate.AdmitStarts(4), 0u);
+}
+
+// Consecutive failures open the breaker only once no call succeeded for failure_window: some
+// executions' own retryable failures between the others' successes are not an outage.
+TEST(ProviderGate, FailuresOpenTheBreakerOnlyAfterAWindowWithoutSuccess) {
+  ManualSteadyClock clock;
+  ProviderLimits limits = Limits();
+  limits.breaker_failure_window = 5s;
+  ProviderGate gate("a", limits, clock);
+  for (int i = 0; i < 10; ++i) EXPECT_EQ(gate.Failed(), CircuitState::kClosed) << i;
+  clock.Advance(3s);
+  gate.Succeeded();
+  clock.Advance(4s);
+  for (int i = 0; i < 10; ++i) EXPECT_EQ(gate.Failed(), CircuitState::kClosed) << i;
+  clock.Advance(1s);  // 5 s since the last success
+  EXPECT_EQ(gate.Failed(), CircuitState::kOpen);
 }
 
 TEST(ProviderGate, OneProbeAfterTheIntervalClosesTheBreakerOrOpensItAgain) {

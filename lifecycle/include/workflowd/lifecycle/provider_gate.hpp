@@ -5,12 +5,12 @@
 //
 // Breaker: closed (calls flow) -> open after `failure_threshold` consecutive outage failures
 // (retryable errors: unavailable, throttled, deadline exceeded; a definition's own, permanent
-// errors never count): no calls, the provider's executions are parked (no attempt spent) -> after
-// `open_interval`, half-open: one probe call is admitted (a lost probe is replaced after another
-// interval, so the breaker can never stay stuck) -> the probe answers: closed, and the drain
-// bucket admits starts at `drain_rate` per second, ramping up linearly to ten times that over
-// `drain_ramp`, then unbounded (each moment's burst: a tenth of a second's worth); the probe fails:
-// open again. Time is a SteadyClock, so tests move a manual one.
+// errors never count) with no success for `failure_window`: no calls, the provider's executions are
+// parked (no attempt spent) -> after `open_interval`, half-open: one probe call is admitted (a lost
+// probe is replaced after another interval, so the breaker can never stay stuck) -> the probe
+// answers: closed, and the drain bucket admits starts at `drain_rate` per second, ramping up
+// linearly to ten times that over `drain_ramp`, then unbounded (each moment's burst: a tenth of a
+// second's worth); the probe fails: open again. Time is a SteadyClock, so tests move a manual one.
 #pragma once
 
 #include <chrono>
@@ -54,7 +54,11 @@ struct ProviderLimits {
   size_t retry_attempts = 1;
   std::chrono::milliseconds retry_initial_backoff{50};
   std::chrono::milliseconds retry_max_backoff{1000};
-  size_t breaker_failure_threshold = 5;  // consecutive outage failures that open the breaker
+  // Consecutive outage failures that open the breaker (0: no breaker) ...
+  size_t breaker_failure_threshold = 0;
+  // ... once no call has succeeded for this long: a few executions' own retryable failures
+  // between other executions' successes are not an outage.
+  std::chrono::milliseconds breaker_failure_window{5000};
   std::chrono::milliseconds breaker_open_interval{10000};  // open -> a probe is admitted
   double breaker_drain_rate = 50;                          // starts/s right after closing
   std::chrono::milliseconds breaker_drain_ramp{30000};     // then unbounded after this
@@ -131,8 +135,9 @@ class ProviderGate {
   size_t in_flight_ = 0;
   CircuitState state_ = CircuitState::kClosed;
   size_t consecutive_failures_ = 0;
-  SteadyClock::time_point probe_at_{};  // open / half-open: when a (new) probe may go
-  bool probe_out_ = false;              // half-open: a probe was admitted, no answer yet
+  SteadyClock::time_point last_success_;  // or the gate's creation
+  SteadyClock::time_point probe_at_{};    // open / half-open: when a (new) probe may go
+  bool probe_out_ = false;                // half-open: a probe was admitted, no answer yet
   std::optional<SteadyClock::time_point> draining_since_;  // closed after an outage
   TokenBucket drain_;
   TokenBucket polls_;
