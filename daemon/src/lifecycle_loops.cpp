@@ -249,10 +249,11 @@ void LifecycleLoops::Offer(lifecycle::LeasedOffer offer) {
     part.expires_at = offer.expires_at;
     part.executions.push_back(std::move(e));
   }
-  for (auto& [provider, part] : parts) {
+  for (auto& entry : parts) {
+    const std::string& provider = entry.first;
     auto group = std::find_if(providers_.begin(), providers_.end(),
                               [&](const auto& g) { return g->gate->provider() == provider; });
-    OfferTo(group != providers_.end() ? **group : not_enabled_, std::move(part));
+    OfferTo(group != providers_.end() ? **group : not_enabled_, std::move(entry.second));
   }
 }
 
