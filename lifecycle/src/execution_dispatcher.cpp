@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <optional>
 #include <set>
 #include <string_view>
 #include <utility>
@@ -77,33 +78,50 @@ std::vector<std::string> IdsOf(const std::vector<store::ExecutionRecord>& execut
 
 // The start slots a round took from its provider's gate: each start gives its own back when its
 // call ended (so another loop may use it while this round's slowest call runs), the rest are
-// given back with the round, whichever way it ends.
+// given back with the round, whichever way it ends. Executions claimed beyond the reserved slots
+// (ProviderGate::Prefetch) take a slot of the gate's when their turn comes (AcquireStart).
 class RoundSlots {
  public:
   RoundSlots(ProviderGate* gate, size_t reserved) : gate_(gate), reserved_(reserved) {}
   ~RoundSlots() {
-    if (gate_ && reserved_ > used_) gate_->ReleaseStart(reserved_ - used_);
+    if (gate_ && reserved_ > taken_) gate_->ReleaseStart(reserved_ - taken_);
   }
   RoundSlots(const RoundSlots&) = delete;
   RoundSlots& operator=(const RoundSlots&) = delete;
   // The claim took `claimed` executions: the slots reserved beyond them are given back at once,
-  // not held while the round's calls run.
+  // not held while the round's calls run. Before any Take.
   void Claimed(size_t claimed) {
     if (!gate_ || claimed >= reserved_) return;
     gate_->ReleaseStart(reserved_ - claimed);
     reserved_ = claimed;
   }
+  // A slot for one call: a reserved one, else one of the gate's, waiting for it while `wait` is
+  // not done (false: none, the execution is not started). Each slot taken is given back by
+  // CallEnded.
+  bool Take(const Context& wait) {
+    if (!gate_) return true;
+    size_t taken = taken_.load();
+    while (taken < reserved_) {
+      if (taken_.compare_exchange_weak(taken, taken + 1)) return true;
+    }
+    return gate_->AcquireStart(wait);
+  }
   void CallEnded() {
-    if (!gate_) return;
-    ++used_;
-    gate_->ReleaseStart();
+    if (gate_) gate_->ReleaseStart();
   }
 
  private:
   ProviderGate* gate_;
   size_t reserved_;
-  std::atomic<size_t> used_{0};
+  std::atomic<size_t> taken_{0};
 };
+
+store::DispatchOutcome NotAttempted(const std::string& id) {
+  store::DispatchOutcome out;
+  out.id = id;
+  out.kind = store::DispatchOutcome::Kind::kNotAttempted;
+  return out;
+}
 
 }  // namespace
 
@@ -172,6 +190,7 @@ store::DispatchOutcome ExecutionDispatcher::Start(store::ExecutionRecord& e, con
   }
   const char* operation = "create_workflow";
   std::shared_ptr<const CatalogEntry> entry;
+  std::optional<SteadyClock::time_point> began;  // the engine call's, when timed for the gate
   try {
     InFlightStart in_flight(metrics_.in_flight.WithLabels({e.tenant_id, e.environment_id}));
     auto ctx = Context::Background().WithTimeout(
@@ -185,9 +204,13 @@ store::DispatchOutcome ExecutionDispatcher::Start(store::ExecutionRecord& e, con
                                    std::to_string(e.definition_version) + " does not exist"}};
     } else {
       operation = "start_execution";
+      if (options_.gate) began = options_.gate->Now();
       // The record's trigger event moves into the input: the round needs it no more.
       auto result = StartAtEngine(ctx, e, entry->spec.workflow_id);
-      if (options_.gate) options_.gate->Succeeded();
+      if (options_.gate) {
+        options_.gate->NoteCallTime(*began);
+        options_.gate->Succeeded();
+      }
       out.at = clock_.Now();
       out.kind = store::DispatchOutcome::Kind::kStarted;
       out.provider_execution_id = result.execution_id;
@@ -204,6 +227,7 @@ store::DispatchOutcome ExecutionDispatcher::Start(store::ExecutionRecord& e, con
         .Inc();
     out.error = ErrorJson(err);
     if (options_.gate) {
+      if (began) options_.gate->NoteCallTime(*began);
       // An outage counts toward the breaker; any other answer (the definition's own failure) is
       // the engine working.
       if (!err.Retryable()) {
@@ -332,13 +356,18 @@ size_t ExecutionDispatcher::RunOffered() {
       round.leases.push_back(offer.lease);
     }
   }
-  // What the provider admits now (free start slots, the breaker, the drain rate after an outage):
-  // the offered rows beyond it are released, due again for the fair rounds, which take them in
-  // fair order as slots free up.
+  // What the provider admits now (free start slots, the breaker, the drain rate after an outage,
+  // and for a steady provider as many more as its slots start within a moment: they wait for a
+  // slot): the offered rows beyond it are released, due again for the fair rounds, which take them
+  // in fair order as slots free up.
   bool probe = false;
   const size_t admitted = options_.gate != nullptr
                               ? options_.gate->AdmitStarts(round.executions.size(), &probe)
                               : round.executions.size();
+  const size_t kept =
+      options_.gate != nullptr
+          ? admitted + options_.gate->Prefetch(admitted, round.executions.size() - admitted)
+          : admitted;
   RoundSlots slots(options_.gate, admitted);
   // Calls begin only while they can end within the earliest of the leases (an offer that waited
   // in the queue for most of its lease is released instead: kNotAttempted).
@@ -346,13 +375,17 @@ size_t ExecutionDispatcher::RunOffered() {
       std::chrono::duration_cast<std::chrono::milliseconds>(expires - now) - CallTimeout();
   const Context round_ctx = rounds_.BeginRound(options_.lease, CallTimeout())
                                 .WithTimeout(std::max(budget, std::chrono::milliseconds(0)));
+  const Context slot_wait = round_ctx.WithTimeout(ProviderGate::kPrefetchWait);
   round.outcomes.resize(round.executions.size());
-  for (size_t i = admitted; i < round.executions.size(); ++i) {
-    round.outcomes[i].id = round.executions[i].id;
-    round.outcomes[i].kind = store::DispatchOutcome::Kind::kNotAttempted;
+  for (size_t i = kept; i < round.executions.size(); ++i) {
+    round.outcomes[i] = NotAttempted(round.executions[i].id);
   }
   try {
-    rounds_.pool().ParallelFor(admitted, [&](size_t i) {
+    rounds_.pool().ParallelFor(kept, [&](size_t i) {
+      if (!slots.Take(slot_wait)) {
+        round.outcomes[i] = NotAttempted(round.executions[i].id);
+        return;
+      }
       round.outcomes[i] = Start(round.executions[i], round_ctx, probe && i == 0);
       slots.CallEnded();
     });
@@ -397,20 +430,31 @@ size_t ExecutionDispatcher::RunOnce() {
     return taken;
   }
   last_fair_round_ = now;
+  // A steady provider's claim takes more than its free slots when they start them within a
+  // moment (ProviderGate::Prefetch): those wait in the round for a slot.
+  const size_t claim =
+      options_.gate != nullptr
+          ? admitted + options_.gate->Prefetch(admitted, options_.batch_size - admitted)
+          : admitted;
   metrics_.dispatch_rounds.WithLabels({"fair"}).Inc();
+  const Context slot_wait = round_ctx.WithTimeout(ProviderGate::kPrefetchWait);
   store::DispatchRound round = rounds_.executions().RunDispatchRound(
-      now, options_.lease, admitted, options_.per_scope_limit,
+      now, options_.lease, claim, options_.per_scope_limit,
       [&](std::vector<store::ExecutionRecord>& executions) {
         slots.Claimed(executions.size());
         std::vector<store::DispatchOutcome> outcomes(executions.size());
         rounds_.pool().ParallelFor(executions.size(), [&](size_t i) {
+          if (!slots.Take(slot_wait)) {
+            outcomes[i] = NotAttempted(executions[i].id);
+            return;
+          }
           outcomes[i] = Start(executions[i], round_ctx, probe && i == 0);
           slots.CallEnded();
         });
         return outcomes;
       },
       options_.provider, options_.other_than);
-  more_due_ = round.more || (admitted < options_.batch_size && round.executions.size() >= admitted);
+  more_due_ = round.more || (claim < options_.batch_size && round.executions.size() >= claim);
   if (probe && round.executions.empty()) options_.gate->ProbeNotMade();  // nothing to probe with
   Account(round);
   return taken + round.executions.size();

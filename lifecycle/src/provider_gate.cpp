@@ -13,6 +13,14 @@ namespace {
 // The drain bucket's burst: this many seconds' worth of its rate.
 constexpr double kDrainBurst = 0.1;
 
+// The weight of the latest call in the recent call latency.
+constexpr double kLatencyWeight = 0.2;
+// Calls timed faster than this count as this fast (a clock's resolution; an in-process engine).
+constexpr double kFastestCall = 0.001;
+// How long AcquireStart sleeps at most between looks at the breaker (which opens without a slot
+// being freed).
+constexpr std::chrono::milliseconds kAcquireRecheck{50};
+
 double Seconds(std::chrono::steady_clock::duration d) {
   return std::chrono::duration<double>(d).count();
 }
@@ -165,6 +173,41 @@ void ProviderGate::ReleaseStart(size_t n) {
     ExportInFlight();
   }
   slot_freed_.notify_all();
+}
+
+size_t ProviderGate::Prefetch(size_t admitted, size_t want) const {
+  std::lock_guard lock(mu_);
+  if (admitted == 0 || state_ != CircuitState::kClosed || draining_since_ || !call_seconds_) {
+    return 0;
+  }
+  const double starts = static_cast<double>(limits_.max_in_flight) *
+                        std::chrono::duration<double>(kPrefetchWindow).count() /
+                        std::max(*call_seconds_, kFastestCall);
+  const double beyond = std::max(0.0, std::floor(starts) - static_cast<double>(admitted));
+  return static_cast<size_t>(std::min(static_cast<double>(want), beyond));
+}
+
+bool ProviderGate::AcquireStart(const Context& ctx) {
+  std::unique_lock lock(mu_);
+  for (;;) {
+    if (state_ != CircuitState::kClosed || draining_since_) return false;
+    if (in_flight_ < limits_.max_in_flight) {
+      ++in_flight_;
+      ExportInFlight();
+      return true;
+    }
+    const auto remaining = ctx.Remaining();
+    if (ctx.Done() || (remaining && *remaining <= std::chrono::nanoseconds::zero())) return false;
+    auto wait = std::chrono::duration_cast<std::chrono::nanoseconds>(kAcquireRecheck);
+    if (remaining) wait = std::min(wait, *remaining);
+    slot_freed_.wait_for(lock, wait);
+  }
+}
+
+void ProviderGate::NoteCallTime(SteadyClock::time_point began) {
+  std::lock_guard lock(mu_);
+  const double took = std::max(0.0, Seconds(clock_.Now() - began));
+  call_seconds_ = call_seconds_ ? *call_seconds_ + kLatencyWeight * (took - *call_seconds_) : took;
 }
 
 size_t ProviderGate::AdmitPolls(size_t want, bool* probe) {

@@ -1585,6 +1585,31 @@ class LifecycleGateTest : public LifecycleFailureTest {
     steady_.Advance(d);
   }
 
+  // The most start slots of the tampering provider in use at any of its starts.
+  struct MostInFlight {
+    std::mutex mu;
+    double value = 0;
+  };
+  void TrackInFlight(MostInFlight& most) {
+    tamper_->on_start = [this, &most](const std::string&, providers::ExecutionResult&) {
+      std::lock_guard lock(most.mu);
+      most.value = std::max(most.value, gate_metrics_.in_flight.WithLabels({"tamper"}).Value());
+    };
+  }
+
+  // `n` pending executions of tenant_a's "onboarding", events <prefix>1..<prefix>n, on the
+  // tampering provider; returns their ids.
+  std::vector<std::string> PendingOnTamper(const std::string& prefix, int n) {
+    std::vector<std::string> events, ids;
+    for (int i = 1; i <= n; ++i) {
+      events.push_back(prefix + std::to_string(i));
+      ids.push_back("ex_onboarding_" + events.back());
+    }
+    AddPending("onboarding", "tenant_a", events);
+    UseTamper(ids);
+    return ids;
+  }
+
   ManualSteadyClock steady_;
   ProviderGateMetrics gate_metrics_;
   std::shared_ptr<HangingProvider> hanging_;
@@ -1739,18 +1764,69 @@ TEST_F(LifecycleGateTest, ARoundHoldsOnlyTheSlotsOfTheExecutionsItClaimed) {
   ProviderLimits limits;
   limits.max_in_flight = 10;
   auto gate = Gate("tamper", limits);
-  std::mutex mu;
-  double most_in_flight = 0;
-  tamper_->on_start = [&](const std::string&, providers::ExecutionResult&) {
-    std::lock_guard lock(mu);
-    most_in_flight =
-        std::max(most_in_flight, gate_metrics_.in_flight.WithLabels({"tamper"}).Value());
-  };
+  MostInFlight most;
+  TrackInFlight(most);
   EXPECT_EQ(GatedDispatcher(gate, db_, 50, 2).RunOnce(), 2u);  // the tenant's share: 2
-  EXPECT_GT(most_in_flight, 0);
-  EXPECT_LE(most_in_flight, 2);
+  EXPECT_GT(most.value, 0);
+  EXPECT_LE(most.value, 2);
   EXPECT_EQ(gate_metrics_.in_flight.WithLabels({"tamper"}).Value(), 0);
   EXPECT_TRUE(gate.SlotFree());
+}
+
+// Once its calls were timed, a steady provider's round claims more executions than it has free
+// slots (as many as the slots start within a moment): a claim's cost is shared by a batch even
+// when a fast engine's slots are few. The executions beyond the slots wait in the round for one:
+// the provider never has more calls in flight than its slots.
+TEST_F(LifecycleGateTest, ASteadyProvidersRoundClaimsBeyondItsSlotsAndStartsThemAsSlotsFree) {
+  const auto ids = PendingOnTamper("p", 12);
+  ProviderLimits limits;
+  limits.max_in_flight = 2;
+  auto gate = Gate("tamper", limits);
+  MostInFlight most;
+  TrackInFlight(most);
+  auto dispatcher = GatedDispatcher(gate, db_);
+  EXPECT_EQ(dispatcher.RunOnce(), 2u);   // no call timed yet: the free slots
+  EXPECT_EQ(dispatcher.RunOnce(), 10u);  // fast calls: the rest in one claim
+  EXPECT_EQ(Count("status = 'running' AND start_attempts = 1"), 12u);
+  for (const auto& id : ids) EXPECT_EQ(mock_->StartCalls(id), 1) << id;
+  EXPECT_GT(most.value, 0);
+  EXPECT_LE(most.value, 2);
+  EXPECT_TRUE(gate.SlotFree());
+  EXPECT_EQ(gate_metrics_.in_flight.WithLabels({"tamper"}).Value(), 0);
+}
+
+// The breaker opens while a round's executions wait for a slot (another loop's calls failed):
+// they are left due, neither called nor charged an attempt, and start once the engine answers.
+TEST_F(LifecycleGateTest, ExecutionsWaitingForASlotWhenTheBreakerOpensAreLeftDue) {
+  const auto ids = PendingOnTamper("w", 6);
+  ProviderLimits limits;
+  limits.max_in_flight = 1;
+  limits.breaker_failure_threshold = 2;
+  limits.breaker_failure_window = 0ms;
+  limits.breaker_open_interval = 10s;
+  limits.breaker_drain_rate = 1000;
+  auto gate = Gate("tamper", limits);
+  auto dispatcher = GatedDispatcher(gate, db_);
+  EXPECT_EQ(dispatcher.RunOnce(), 1u);  // times a call
+  std::atomic<int> calls = 0;
+  tamper_->on_start = [&](const std::string&, providers::ExecutionResult&) {
+    // The first call of the round: meanwhile, other loops' calls fail and open the breaker.
+    if (calls++ == 0) {
+      gate.Failed();
+      gate.Failed();
+    }
+  };
+  EXPECT_EQ(dispatcher.RunOnce(), 5u);  // claimed beyond the one slot
+  EXPECT_EQ(gate.state(), CircuitState::kOpen);
+  EXPECT_EQ(calls.load(), 1);
+  EXPECT_EQ(Count("status = 'running'"), 2u);
+  EXPECT_EQ(Count("status = 'pending' AND start_attempts = 0 AND error IS NULL AND "
+                  "lease_owner IS NULL"),
+            4u);
+  Advance(10s);  // the probe answers; the rest drain
+  for (int round = 0; round < 10 && Count("status = 'pending'") > 0; ++round) dispatcher.RunOnce();
+  EXPECT_EQ(Count("status = 'running' AND start_attempts = 1"), 6u);
+  for (const auto& id : ids) EXPECT_EQ(mock_->StartCalls(id), 1) << id;
 }
 
 // A probe whose own execution keeps failing (its input, say) does not hold the breaker open: the

@@ -5,6 +5,8 @@
 
 #include <gtest/gtest.h>
 
+#include <thread>
+
 #include "workflowd/common/backoff.hpp"
 #include "workflowd/metrics/registry.hpp"
 
@@ -180,6 +182,55 @@ TEST(ProviderGate, PollsPerSecondAreBounded) {
   EXPECT_EQ(gate.AdmitPolls(500), 10u);
   ProviderGate unbounded("b", Limits(), clock);
   EXPECT_EQ(unbounded.AdmitPolls(500), 500u);
+}
+
+// A claim takes executions beyond the free slots only once calls were timed and while the
+// provider is steady: as many in all as its slots start within kPrefetchWindow at the recent call
+// latency, which follows the latest calls.
+TEST(ProviderGate, PrefetchFollowsTheRecentCallLatencyWhileSteady) {
+  ManualSteadyClock clock;
+  ProviderGate gate("a", Limits(), clock);  // four slots
+  EXPECT_EQ(gate.Prefetch(4, 100), 0u);     // no call timed yet
+  auto began = gate.Now();
+  clock.Advance(100ms);
+  gate.NoteCallTime(began);  // 100 ms a call: four slots start 40 in a second
+  EXPECT_EQ(gate.Prefetch(4, 100), 36u);
+  EXPECT_EQ(gate.Prefetch(4, 10), 10u);  // no more than wanted
+  EXPECT_EQ(gate.Prefetch(0, 100), 0u);  // no slot free now: none
+  began = gate.Now();
+  clock.Advance(1100ms);
+  gate.NoteCallTime(began);              // the latest call weighs a fifth: 0.1 + 0.2 x 1.0 = 0.3 s
+  EXPECT_EQ(gate.Prefetch(4, 100), 9u);  // 4 / 0.3 = 13 in a second, 9 beyond the four
+  for (int i = 0; i < 3; ++i) gate.Failed();
+  ASSERT_EQ(gate.state(), CircuitState::kOpen);
+  EXPECT_EQ(gate.Prefetch(4, 100), 0u);  // an outage: none
+}
+
+// A prefetched execution's slot: taken when one is free, waited for while its context lasts, and
+// refused once the breaker is not closed (the execution is then left due).
+TEST(ProviderGate, AcquireStartWaitsForASlotAndGivesUpOnAnOutageOrItsDeadline) {
+  ManualSteadyClock clock;
+  metrics::Registry registry;
+  ProviderGateMetrics metrics(registry);
+  ProviderGate gate("a", Limits(), clock, &metrics);
+  ASSERT_EQ(gate.AdmitStarts(4), 4u);
+  EXPECT_FALSE(gate.AcquireStart(Context::Background().WithTimeout(20ms)));  // none free
+  std::thread freer([&] {
+    std::this_thread::sleep_for(20ms);
+    gate.ReleaseStart();
+  });
+  EXPECT_TRUE(gate.AcquireStart(Context::Background().WithTimeout(10s)));
+  freer.join();
+  EXPECT_EQ(metrics.in_flight.WithLabels({"a"}).Value(), 4);
+  std::thread opener([&] {
+    std::this_thread::sleep_for(20ms);
+    for (int i = 0; i < 3; ++i) gate.Failed();
+  });
+  EXPECT_FALSE(gate.AcquireStart(Context::Background().WithTimeout(10s)));  // the breaker opened
+  opener.join();
+  gate.ReleaseStart(4);
+  EXPECT_FALSE(gate.AcquireStart(Context::Background()));  // open: no slot, however many free
+  EXPECT_EQ(metrics.in_flight.WithLabels({"a"}).Value(), 0);
 }
 
 }  // namespace

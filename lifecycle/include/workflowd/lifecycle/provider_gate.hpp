@@ -21,6 +21,7 @@
 #include <string>
 
 #include "workflowd/common/backoff.hpp"
+#include "workflowd/common/context.hpp"
 #include "workflowd/metrics/registry.hpp"
 
 namespace workflowd::lifecycle {
@@ -94,6 +95,25 @@ class ProviderGate {
   // `probe` (when given) says whether the admitted start is the half-open breaker's probe.
   size_t AdmitStarts(size_t want, bool* probe = nullptr);
   void ReleaseStart(size_t n = 1);
+  // How many executions a claim may take beyond the `admitted` ones (AdmitStarts), at most
+  // `want`: while the provider is steady, as many as its slots can start within kPrefetchWindow
+  // at its recent call latency (NoteCallTime); none before a call was timed, nor during an
+  // outage, a probe or the drain after it. A round holds its leases on them while they wait for
+  // a slot (AcquireStart): a claim's cost (the walk over the tenant x environment scopes) is then
+  // shared by a whole batch even when a fast engine's slots are few.
+  size_t Prefetch(size_t admitted, size_t want) const;
+  // A start slot for one prefetched execution, waiting (real time) until one is free: false once
+  // `ctx` is done or the provider is no longer steady (that execution is then left due, not
+  // started). A slot taken is given back by ReleaseStart.
+  bool AcquireStart(const Context& ctx);
+  // A call that began at `began` (Now()) ended, answered or not: its time feeds the recent call
+  // latency Prefetch goes by (an average weighted toward the latest calls).
+  void NoteCallTime(SteadyClock::time_point began);
+  SteadyClock::time_point Now() const { return clock_.Now(); }
+  // How long a prefetched execution may wait for its slot, and the time a claim's prefetched
+  // executions should take to start at the recent call latency.
+  static constexpr std::chrono::milliseconds kPrefetchWindow{1000};
+  static constexpr std::chrono::milliseconds kPrefetchWait{3000};
   // How many polls a claim may take now, at most `want`: 0 while the breaker is open, 1 as a
   // probe, else bounded by polls_per_second (tokens taken; ReturnPolls gives back those a claim
   // did not use).
@@ -141,6 +161,7 @@ class ProviderGate {
   std::optional<SteadyClock::time_point> draining_since_;  // closed after an outage
   TokenBucket drain_;
   TokenBucket polls_;
+  std::optional<double> call_seconds_;  // the recent call latency (NoteCallTime)
 };
 
 }  // namespace workflowd::lifecycle
