@@ -157,7 +157,7 @@ TEST(Config, ProviderLimitsDefaultToTheDispatchSettings) {
   auto c = ParseConfig("dispatch: {max_in_flight: 32, call_timeout: 5s}", "defaults", kDbEnv);
   EXPECT_FALSE(c.provider_limits["mock"].max_in_flight.has_value());
   EXPECT_NE(DescribeConfig(c).find("max_in_flight: 64"), std::string::npos);  // x 2 workers
-  EXPECT_EQ(c.provider_limits["mock"].breaker_failure_threshold, 0u);         // no breaker
+  EXPECT_EQ(c.provider_limits["mock"].breaker_failure_threshold, 5u);         // on by default
   c = ParseConfig(R"(
 providers:
   mock:

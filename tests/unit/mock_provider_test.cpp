@@ -547,6 +547,36 @@ TEST(MockProviderFaults, ConfiguredFlappingAndTimeoutsPerExecutionName) {
             ExecutionState::kSucceeded);
 }
 
+// The caller's attempt number (start_attempt) drives the faults, the same in every process; a
+// call repeated at the attempt that just failed (a quick retry, or a start parked by the caller's
+// circuit breaker) goes through, as on an engine that answers again.
+TEST(MockProviderFaults, FaultsFollowTheCallersAttemptAndARepeatedAttemptGoesThrough) {
+  ManualClock clock;
+  auto ctx = Context::Background();
+  MockProvider provider(clock);
+  provider.CreateWorkflow(ctx, Spec("flaky", Json{{"mock", {{"start_failures", 2}}}}));
+  auto at = [](const std::string& name, int attempt) {
+    ExecutionInput in = Input(name);
+    in.input = Json{{"start_attempt", attempt}};
+    return in;
+  };
+  EXPECT_EQ(CodeOf([&] { provider.StartExecution(ctx, "flaky", at("a", 1)); }),
+            ErrorCode::kUnavailable);
+  EXPECT_EQ(CodeOf([&] { provider.StartExecution(ctx, "flaky", at("a", 2)); }),
+            ErrorCode::kUnavailable);
+  provider.StartExecution(ctx, "flaky", at("a", 3));
+  EXPECT_EQ(provider.ExecutionCount(), 1u);
+  // Another process's first call at attempt 2 fails as the first one's did.
+  MockProvider other(clock);
+  other.CreateWorkflow(ctx, Spec("flaky", Json{{"mock", {{"start_failures", 2}}}}));
+  EXPECT_EQ(CodeOf([&] { other.StartExecution(ctx, "flaky", at("b", 2)); }),
+            ErrorCode::kUnavailable);
+  // The same attempt again: through.
+  EXPECT_EQ(other.ExecutionCount(), 0u);
+  other.StartExecution(ctx, "flaky", at("b", 2));
+  EXPECT_EQ(other.ExecutionCount(), 1u);
+}
+
 TEST(MockProviderFaults, LatencyRespectsTheDeadlineAndBadValuesAreRejected) {
   ManualClock clock;
   auto ctx = Context::Background();

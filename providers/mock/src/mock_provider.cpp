@@ -420,6 +420,15 @@ void MockProvider::ApplyStartFaults(const Context& ctx, const std::string& workf
       auto it = input.input.is_object() ? input.input.find("start_attempt") : input.input.end();
       if (it != input.input.end() && it->is_number_integer()) {
         attempt = it->get<int>();
+        // A call repeated at the same attempt (a quick retry, or a start the caller's circuit
+        // breaker parked and makes again once the engine answers) goes through, as on an
+        // engine that answers again: each attempt's fault is made once per process.
+        NameState& state = Remember(name);
+        if (attempt == state.faulted_attempt) {
+          attempt = 0;
+        } else if (attempt <= faults.start_failures + faults.start_timeouts) {
+          state.faulted_attempt = attempt;
+        }
       } else {
         attempt = ++Remember(name).fault_attempts;
       }

@@ -96,17 +96,17 @@ struct MockProviderConfig {
 // providers.<name>.*: one provider's own limits (each engine has its own calls in flight,
 // deadline, quick retries, circuit breaker and poll rate). Unset max_in_flight follows
 // dispatch.max_in_flight x dispatch.workers (each dispatch loop had a pool of max_in_flight
-// threads: the replica's starts in flight) and call_timeout dispatch.call_timeout, and the breaker
-// is off unless failure_threshold is set, so a configuration without them behaves as before.
+// threads: the replica's starts in flight) and call_timeout dispatch.call_timeout. The breaker is
+// on by default: an outage parks executions rather than spending their attempts.
 struct ProviderLimitsConfig {
   std::optional<size_t> max_in_flight;  // concurrent starts in this replica, all loops together
   std::optional<std::chrono::milliseconds> call_timeout;  // deadline of one call, its retries in
   size_t retry_attempts = 1;                              // tries of one call (1: no quick retry)
   std::chrono::milliseconds retry_initial_backoff{50};
   std::chrono::milliseconds retry_max_backoff{1000};
-  // Consecutive outage failures that open the breaker; 0 (the default): no breaker, an outage's
-  // failed starts are retried under the definitions' retry policies as before.
-  size_t breaker_failure_threshold = 0;
+  // Consecutive outage failures that open the breaker; 0: no breaker, an outage's failed starts
+  // are retried under the definitions' retry policies (and fail once their attempts are spent).
+  size_t breaker_failure_threshold = 5;
   std::chrono::milliseconds breaker_failure_window{5000};  // ... with no success for this long
   std::chrono::milliseconds breaker_open_interval{10000};  // open -> one probe call
   size_t breaker_drain_rate = 50;                          // starts/s once the breaker closed

@@ -163,6 +163,7 @@ class MockProvider final : public Provider {
     std::string execution_id;  // empty until an execution started under the name
     int start_calls = 0;       // StartExecution calls that reached the provider
     int fault_attempts = 0;    // starts counted here for Faults (no "start_attempt" in the input)
+    int faulted_attempt = 0;   // the caller's last attempt a Faults failure or timeout was for
   };
   // The name's state, remembered from now on (and old names forgotten). mu_ held.
   NameState& Remember(const std::string& name);
