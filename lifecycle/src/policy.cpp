@@ -112,6 +112,11 @@ std::chrono::milliseconds PollInterval(std::chrono::milliseconds age, std::chron
   return std::clamp(age / 10, min, max);
 }
 
+std::chrono::milliseconds FailedPollInterval(std::chrono::milliseconds interval,
+                                             std::chrono::milliseconds max) {
+  return std::min(std::max(interval * 4, std::chrono::milliseconds(2000)), std::max(interval, max));
+}
+
 Json ErrorJson(const providers::ProviderError& error) {
   return {{"code", providers::ToString(error.code())},
           {"message", error.what()},

@@ -94,7 +94,6 @@ ProviderGate::ProviderGate(std::string provider, ProviderLimits limits, const St
       limits_(limits),
       clock_(clock),
       metrics_(metrics),
-      last_success_(clock.Now()),
       drain_(0, 1, clock.Now()),
       // A second's worth of polls at most in one go.
       polls_(limits.polls_per_second, limits.polls_per_second, clock.Now()) {
@@ -256,7 +255,7 @@ CircuitState ProviderGate::Failed() {
   if (state_ != CircuitState::kClosed) return state_;  // a late answer from before the break
   if (limits_.breaker_failure_threshold > 0 &&
       ++consecutive_failures_ >= limits_.breaker_failure_threshold &&
-      now - last_success_ >= limits_.breaker_failure_window) {
+      (!last_success_ || now - *last_success_ >= limits_.breaker_failure_window)) {
     consecutive_failures_ = 0;
     draining_since_.reset();
     probe_at_ = now + limits_.breaker_open_interval;

@@ -47,9 +47,10 @@ std::optional<store::PollOutcome> StatusPoller::Poll(const store::ExecutionRecor
   TimePoint now = clock_.Now();
   TimePoint started = e.started_at.value_or(e.created_at);
   auto age = std::chrono::duration_cast<std::chrono::milliseconds>(now - started);
+  const auto interval = PollInterval(age, options_.min_interval, options_.max_interval);
   store::PollOutcome out;
   out.id = e.id;
-  out.next_poll_at = now + Spread(PollInterval(age, options_.min_interval, options_.max_interval));
+  out.next_poll_at = now + Spread(interval);
   const char* operation = "create_workflow";
   try {
     std::vector<std::string> steps;
@@ -121,6 +122,11 @@ std::optional<store::PollOutcome> StatusPoller::Poll(const store::ExecutionRecor
         "code={} error={}",
         e.tenant_id, e.environment_id, e.id, operation, providers::ToString(err.code()),
         err.what());
+    if (err.Retryable()) {
+      // The engine throttles or is unavailable: polled again later than usual, so that a
+      // throttling engine's running executions do not poll it all the faster for it.
+      out.next_poll_at = now + Spread(FailedPollInterval(interval, options_.max_interval));
+    }
     // Keep it running and poll again later; its deadline still applies.
     return KeepRunning(e, std::move(out), e.error);
   } catch (...) {
@@ -202,8 +208,11 @@ size_t StatusPoller::RunOnce() {
       metrics_.duration.WithLabels({e.provider, state})
           .Observe(std::chrono::duration<double>(*o->completed_at - *e.started_at).count());
     }
-    spdlog::info("execution {}: tenant={} environment={} definition_id={} execution_id={}", state,
-                 e.tenant_id, e.environment_id, e.workflow_id, e.id);
+    // One line per execution at thousands per second: a success is logged at debug (counted in
+    // workflowd_execution_transitions_total), the other ends at info.
+    spdlog::log(state == "succeeded" ? spdlog::level::debug : spdlog::level::info,
+                "execution {}: tenant={} environment={} definition_id={} execution_id={}", state,
+                e.tenant_id, e.environment_id, e.workflow_id, e.id);
   }
   return leased.size();
 }

@@ -7,19 +7,17 @@
 namespace workflowd::providers {
 namespace {
 
-// Runs `op`, logging a failure once with its code; the error is rethrown unchanged.
+// Runs `op`, logging a failure at debug with its code; the error is rethrown unchanged. The
+// caller reports it with its own context (the execution, the tenant, what happens next): logged
+// here too at warn, an engine throttling thousands of calls a second wrote every failure twice.
 template <typename Fn>
 auto Logged(spdlog::logger& log, const char* operation, const std::string& provider,
             const std::string& subject, Fn&& op) {
   try {
     return op();
   } catch (const ProviderError& e) {
-    auto level = e.code() == ErrorCode::kInvalidSpec || e.code() == ErrorCode::kExecutionNotFound ||
-                         e.code() == ErrorCode::kWorkflowNotFound
-                     ? spdlog::level::debug
-                     : spdlog::level::warn;
-    log.log(level, "provider {} failed: provider={} subject={} code={} retryable={} error={}",
-            operation, provider, subject, ToString(e.code()), e.Retryable(), e.what());
+    log.debug("provider {} failed: provider={} subject={} code={} retryable={} error={}", operation,
+              provider, subject, ToString(e.code()), e.Retryable(), e.what());
     throw;
   }
 }

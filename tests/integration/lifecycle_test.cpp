@@ -338,6 +338,24 @@ TEST_F(LifecycleTest, AdaptivePollingSlowsDownForLongRunningExecutions) {
   EXPECT_EQ(older, 5s);     // a tenth of its age
 }
 
+// A poll the engine throttles (or that finds it unavailable) is made again later than usual: a
+// throttling engine is not polled all the faster for it. The execution stays running.
+TEST_F(LifecycleTest, AThrottledPollIsRepeatedLaterThanUsual) {
+  mock_->SetDefaultOutcome(Outcome::RunUntilStopped());
+  AddPending("onboarding", "tenant_a", {"e1"});
+  Dispatcher().RunOnce();
+  auto poller = Poller();
+  clock_.Advance(200ms);
+  mock_->InjectErrors(Operation::kGetExecutionStatus, 1, ErrorCode::kThrottled);
+  poller.RunOnce();
+  const auto e = Get("ex_onboarding_e1");
+  EXPECT_EQ(e->status, "running");
+  EXPECT_EQ(*e->next_poll_at - clock_.Now(), 2s);  // not the 200 ms of a young execution
+  clock_.Advance(2s);
+  poller.RunOnce();  // answered: the usual interval again
+  EXPECT_EQ(*Get("ex_onboarding_e1")->next_poll_at - clock_.Now(), 220ms);  // a tenth of 2.2 s
+}
+
 TEST_F(LifecycleTest, FlappingProviderIsRetriedWithBackoffThenStarts) {
   mock_->InjectErrors(Operation::kStartExecution, 2, ErrorCode::kUnavailable);
   AddPending("onboarding", "tenant_a", {"e1"});

@@ -27,6 +27,16 @@ InternalError Classify(E&& e) {
   }
 }
 
+// After a throttled or failed poll: four times the usual interval, at least 2 s, at most the
+// maximum (unless the usual interval is above it already).
+TEST(FailedPollInterval, BacksOffWithinTheMaximum) {
+  using std::chrono::milliseconds;
+  EXPECT_EQ(FailedPollInterval(milliseconds(200), milliseconds(30000)), milliseconds(2000));
+  EXPECT_EQ(FailedPollInterval(milliseconds(1000), milliseconds(30000)), milliseconds(4000));
+  EXPECT_EQ(FailedPollInterval(milliseconds(10000), milliseconds(30000)), milliseconds(30000));
+  EXPECT_EQ(FailedPollInterval(milliseconds(200), milliseconds(1000)), milliseconds(1000));
+}
+
 TEST(InternalErrors, EveryKindOfExceptionIsClassified) {
   auto down = Classify(store::StoreError("get definition version: database unreachable", true));
   EXPECT_STREQ(down.kind, "database");

@@ -86,12 +86,25 @@ TEST(ProviderGate, FailuresOpenTheBreakerOnlyAfterAWindowWithoutSuccess) {
   ProviderLimits limits = Limits();
   limits.breaker_failure_window = 5s;
   ProviderGate gate("a", limits, clock);
+  gate.Succeeded();
   for (int i = 0; i < 10; ++i) EXPECT_EQ(gate.Failed(), CircuitState::kClosed) << i;
   clock.Advance(3s);
   gate.Succeeded();
   clock.Advance(4s);
   for (int i = 0; i < 10; ++i) EXPECT_EQ(gate.Failed(), CircuitState::kClosed) << i;
   clock.Advance(1s);  // 5 s since the last success
+  EXPECT_EQ(gate.Failed(), CircuitState::kOpen);
+}
+
+// A gate that has seen no success yet (a replica started or restarted during an outage) opens
+// after the threshold at once: waiting a window would spend attempts on its first claims.
+TEST(ProviderGate, AGateThatNeverSawASuccessOpensAfterTheThresholdAtOnce) {
+  ManualSteadyClock clock;
+  ProviderLimits limits = Limits();
+  limits.breaker_failure_window = 5s;
+  ProviderGate gate("a", limits, clock);
+  EXPECT_EQ(gate.Failed(), CircuitState::kClosed);
+  EXPECT_EQ(gate.Failed(), CircuitState::kClosed);
   EXPECT_EQ(gate.Failed(), CircuitState::kOpen);
 }
 

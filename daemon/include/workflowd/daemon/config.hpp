@@ -107,7 +107,7 @@ struct ProviderLimitsConfig {
   // Consecutive outage failures that open the breaker; 0: no breaker, an outage's failed starts
   // are retried under the definitions' retry policies (and fail once their attempts are spent).
   size_t breaker_failure_threshold = 5;
-  std::chrono::milliseconds breaker_failure_window{5000};  // ... with no success for this long
+  std::chrono::milliseconds breaker_failure_window{1000};  // ... with no success for this long
   std::chrono::milliseconds breaker_open_interval{10000};  // open -> one probe call
   size_t breaker_drain_rate = 50;                          // starts/s once the breaker closed
   std::chrono::milliseconds breaker_drain_ramp{30000};     // ... ramping up to unbounded

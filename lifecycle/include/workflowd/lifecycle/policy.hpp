@@ -49,6 +49,11 @@ bool MayRetryStart(const definitions::RetryPolicy& policy, int attempts_made);
 std::chrono::milliseconds PollInterval(std::chrono::milliseconds age, std::chrono::milliseconds min,
                                        std::chrono::milliseconds max);
 
+// The next poll after a poll that failed with a retryable error (throttled, unavailable, deadline
+// exceeded): four times the usual interval, at least two seconds, at most `max`.
+std::chrono::milliseconds FailedPollInterval(std::chrono::milliseconds interval,
+                                             std::chrono::milliseconds max);
+
 // {"code", "message", "retryable"} for storing a provider error.
 nlohmann::json ErrorJson(const providers::ProviderError& error);
 

@@ -59,7 +59,7 @@ struct ProviderLimits {
   size_t breaker_failure_threshold = 0;
   // ... once no call has succeeded for this long: a few executions' own retryable failures
   // between other executions' successes are not an outage.
-  std::chrono::milliseconds breaker_failure_window{5000};
+  std::chrono::milliseconds breaker_failure_window{1000};
   std::chrono::milliseconds breaker_open_interval{10000};  // open -> a probe is admitted
   double breaker_drain_rate = 50;                          // starts/s right after closing
   std::chrono::milliseconds breaker_drain_ramp{30000};     // then unbounded after this
@@ -155,9 +155,11 @@ class ProviderGate {
   size_t in_flight_ = 0;
   CircuitState state_ = CircuitState::kClosed;
   size_t consecutive_failures_ = 0;
-  SteadyClock::time_point last_success_;  // or the gate's creation
-  SteadyClock::time_point probe_at_{};    // open / half-open: when a (new) probe may go
-  bool probe_out_ = false;                // half-open: a probe was admitted, no answer yet
+  // None yet: a replica that starts (or restarts) during an outage opens its breaker after the
+  // first failure_threshold failures, without waiting a window for a success it never saw.
+  std::optional<SteadyClock::time_point> last_success_;
+  SteadyClock::time_point probe_at_{};  // open / half-open: when a (new) probe may go
+  bool probe_out_ = false;              // half-open: a probe was admitted, no answer yet
   std::optional<SteadyClock::time_point> draining_since_;  // closed after an outage
   TokenBucket drain_;
   TokenBucket polls_;
