@@ -16,6 +16,23 @@
 
 namespace workflowd::consumers {
 
+namespace {
+
+// librdkafka's own log lines (a broker down, a failed connection, a rebalance) go to the daemon's
+// logger, so that they follow log.level and log.format like every other line instead of going to
+// stderr as librdkafka's text. Called on librdkafka's threads; spdlog's logger is thread-safe.
+// Its levels are syslog's: 0-3 error, 4 warning, 5-6 notice and info, 7 debug.
+void LogKafka(const rd_kafka_t* rk, int level, const char* facility, const char* message) {
+  const spdlog::level::level_enum to = level <= 3   ? spdlog::level::err
+                                       : level == 4 ? spdlog::level::warn
+                                       : level <= 6 ? spdlog::level::info
+                                                    : spdlog::level::debug;
+  spdlog::log(to, "kafka client {}: {}: {}", rk != nullptr ? rd_kafka_name(rk) : "-", facility,
+              message);
+}
+
+}  // namespace
+
 // ---------------------------------------------------------------------------------------------
 // ConsumedRecord
 
@@ -165,6 +182,7 @@ KafkaEventSource::KafkaEventSource(const KafkaSourceConfig& config)
   rd_kafka_conf_set_opaque(conf.get(), state_.get());
   rd_kafka_conf_set_rebalance_cb(conf.get(), &State::Rebalance);
   rd_kafka_conf_set_error_cb(conf.get(), &State::Error);
+  rd_kafka_conf_set_log_cb(conf.get(), &LogKafka);
 
   char err[512];
   rd_kafka_t* rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf.get(), err, sizeof err);
@@ -504,6 +522,7 @@ DeadLetterProducer::DeadLetterProducer(const std::string& brokers, std::string t
                              // A request carries at least one whole letter and its framing.
                              {"message.max.bytes", std::to_string(max_letter_bytes_ + 4096)}});
   rd_kafka_conf_set_dr_msg_cb(conf.get(), &OnDelivery);
+  rd_kafka_conf_set_log_cb(conf.get(), &LogKafka);
   char err[512];
   rd_kafka_t* rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf.get(), err, sizeof err);
   if (rk == nullptr) throw KafkaError(std::string("kafka producer: ") + err, false);

@@ -222,6 +222,19 @@ bool LifecycleLoops::Healthy() const {
   return true;
 }
 
+bool LifecycleLoops::ProvidersAnswering(std::string& detail) const {
+  bool ok = true;
+  detail.clear();
+  for (const auto& group : providers_) {
+    const lifecycle::CircuitState state = group->gate->state();
+    ok = ok && state == lifecycle::CircuitState::kClosed;
+    if (!detail.empty()) detail += ", ";
+    detail += group->gate->provider() + ": " + lifecycle::ToString(state);
+  }
+  if (detail.empty()) detail = "none enabled";
+  return ok;
+}
+
 bool LifecycleLoops::WantsOffers() const {
   if (!running_ || providers_.empty()) return false;
   for (const auto& group : providers_) {

@@ -36,6 +36,9 @@ class LifecycleLoops final : public NewExecutionsTarget {
   void Stop() noexcept;
   // False while a loop's database is unavailable.
   bool Healthy() const;
+  // Whether every provider's circuit breaker is closed (its engine answers); `detail` names each
+  // provider with its breaker's state ("mock: closed"; "none enabled" without providers).
+  bool ProvidersAnswering(std::string& detail) const;
   // New executions (committed by the event pipeline, leased by their insert): the rows of each
   // provider offered to one of its dispatch loops that wants them, each in turn, and that loop
   // woken.

@@ -300,6 +300,10 @@ int RunDaemon(const Config& config) {
                         pipeline.DeadLetterHealthy() ? "writable" : "unavailable"});
     r.checks.push_back({"consuming", !source.paused() && !intake.Failed(),
                         source.paused() ? "paused" : "consuming"});
+    // An engine outage (a provider's circuit breaker open or probing): its executions are parked.
+    std::string providers_detail;
+    const bool answering = lifecycle.ProvidersAnswering(providers_detail);
+    r.checks.push_back({"providers", answering, providers_detail});
     r.ok = true;
     for (const auto& c : r.checks) r.ok = r.ok && c.ok;
     return r;

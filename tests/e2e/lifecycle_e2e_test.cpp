@@ -319,6 +319,15 @@ TEST(LifecycleE2E, TwoReplicasRideOutAnEngineOutageAndDrainFairly) {
     std::this_thread::sleep_for(50ms);
   }
   EXPECT_TRUE(open(port_a) || open(port_b)) << a->Output();
+  // The outage shows in that replica's readiness (the engine is down for 30 s: its breaker is open
+  // or probing, not closed, for a while yet).
+  const bool a_closed =
+      h.Metric("workflowd_provider_circuit_state{provider=\"mock\",state=\"closed\"}", port_a) == 1;
+  const auto [ready_status, ready_body] = h.Get("/readyz", a_closed ? port_b : port_a);
+  EXPECT_EQ(ready_status, 503) << ready_body;
+  EXPECT_NE(ready_body.find("providers"), std::string::npos) << ready_body;
+  EXPECT_NE(ready_body.find("mock: "), std::string::npos) << ready_body;
+  EXPECT_EQ(ready_body.find("mock: closed"), std::string::npos) << ready_body;
   EXPECT_EQ(h.WaitForCount("SELECT count(*) FROM workflow_executions WHERE status = 'succeeded'",
                            160, 120s),
             160)

@@ -4,5 +4,5 @@
 if(NOT WORKFLOWD_TSAN)
   workflowd_test(dead_letter_producer_test unit
     SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/dead_letter_producer_test.cpp
-    LIBS workflowd_consumers)
+    LIBS workflowd_consumers spdlog::spdlog)
 endif()
