@@ -800,6 +800,17 @@ void ValidateProviderLimits(const Config& config, Problems& problems) {
       problems.push_back(at + "retry.initial_backoff: must not exceed retry.max_backoff");
     }
     if (limits.retry_attempts > 10) problems.push_back(at + "retry.attempts: at most 10");
+    // Quick retries are made within the call's deadline: a first backoff as long as it means
+    // they never happen.
+    const auto call_timeout = limits.call_timeout.value_or(config.dispatch.call_timeout);
+    if (limits.retry_attempts > 1 && limits.retry_initial_backoff >= call_timeout) {
+      problems.push_back(at +
+                         "retry.initial_backoff: must be shorter than the provider's "
+                         "call_timeout (" +
+                         std::to_string(call_timeout.count()) +
+                         "ms), within which a call and its quick retries are made; else " +
+                         "retry.attempts never repeats a call");
+    }
   }
 }
 

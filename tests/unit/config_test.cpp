@@ -203,6 +203,27 @@ providers:
   EXPECT_TRUE(Mentions(problems, "providers.mokc"));
 }
 
+// Quick retries happen within the call's deadline: a first backoff at least as long is refused.
+TEST(Config, QuickRetriesMustFitInTheCallTimeout) {
+  auto problems = ProblemsOf(R"(
+dispatch: {lease: 10s, call_timeout: 1s}
+providers:
+  mock:
+    retry: {attempts: 3, initial_backoff: 2s, max_backoff: 5s}
+)");
+  EXPECT_TRUE(Mentions(problems,
+                       "providers.mock.retry.initial_backoff: must be shorter than "
+                       "the provider's call_timeout (1000ms)"));
+  // One attempt (no quick retry): any backoff is harmless.
+  EXPECT_FALSE(Mentions(ProblemsOf(R"(
+dispatch: {lease: 10s, call_timeout: 1s}
+providers:
+  mock:
+    retry: {attempts: 1, initial_backoff: 2s, max_backoff: 5s}
+)"),
+                        "retry.initial_backoff"));
+}
+
 TEST(Config, DlqTopicMustNotBeConsumed) {
   EXPECT_TRUE(Mentions(ProblemsOf("kafka: {topics: [a, b], dlq_topic: b}"), "kafka.dlq_topic"));
 }
