@@ -18,6 +18,7 @@
 #include "workflowd/lifecycle/execution_operations.hpp"
 #include "workflowd/lifecycle/policy.hpp"
 #include "workflowd/providers/mock/mock_provider.hpp"
+#include "workflowd/providers/temporal/temporal_provider.hpp"
 #include "workflowd/store/definition_repository.hpp"
 #include "workflowd/store/lifecycle_repository.hpp"
 #include "workflowd/store/migrations.hpp"
@@ -211,6 +212,10 @@ int RunOperation(const Config& config, const std::string& op, const std::string&
       auto mock = std::make_shared<providers::mock::MockProvider>(SystemClock::Instance());
       mock->EnableReconstruction(true);
       registry->Register(mock);
+    }
+    if (!config.temporal.address.empty()) {
+      registry->Register(std::make_shared<providers::temporal::TemporalProvider>(
+          config.temporal, SystemClock::Instance()));
     }
     providers::Manager manager(registry);
     lifecycle::ExecutionOperations ops(db, manager, SystemClock::Instance());

@@ -363,6 +363,40 @@ const std::vector<Setting>& Settings() {
     scalar("providers.mock.start_log", Kind::kString,
            StringSetter([](Config& c) -> std::string& { return c.mock_provider.start_log; }));
     AddMockMisbehaviourSettings(s);
+    auto temporal_text = [&](const char* key, std::string providers::temporal::Options::*member) {
+      scalar(std::string("providers.temporal.") + key, Kind::kString,
+             [member](Config& c, const std::string& v) { c.temporal.*member = v; });
+    };
+    temporal_text("address", &providers::temporal::Options::address);
+    temporal_text("namespace", &providers::temporal::Options::namespace_name);
+    temporal_text("task_queue", &providers::temporal::Options::task_queue);
+    temporal_text("workflow_type", &providers::temporal::Options::workflow_type);
+    temporal_text("identity", &providers::temporal::Options::identity);
+    temporal_text("api_key_file", &providers::temporal::Options::api_key_file);
+    for (auto [key, member] : std::initializer_list<
+             std::pair<const char*, std::string providers::temporal::TlsOptions::*>>{
+             {"ca_file", &providers::temporal::TlsOptions::ca_file},
+             {"cert_file", &providers::temporal::TlsOptions::cert_file},
+             {"key_file", &providers::temporal::TlsOptions::key_file},
+             {"server_name", &providers::temporal::TlsOptions::server_name}}) {
+      auto m = member;
+      scalar(std::string("providers.temporal.tls.") + key, Kind::kString,
+             [m](Config& c, const std::string& v) { c.temporal.tls.*m = v; });
+    }
+    boolean("providers.temporal.tls.enabled",
+            [](Config& c) -> bool& { return c.temporal.tls.enabled; });
+    boolean("providers.temporal.search_attributes",
+            [](Config& c) -> bool& { return c.temporal.search_attributes; });
+    scalar("providers.temporal.rpc.timeout", Kind::kDuration,
+           DurationSetterOf([](Config & c) -> auto& { return c.temporal.rpc_timeout; }));
+    scalar("providers.temporal.rpc.attempts", Kind::kSize,
+           SizeSetterOf([](Config & c) -> auto& { return c.temporal.rpc_attempts; }));
+    scalar("providers.temporal.rpc.initial_backoff", Kind::kDuration,
+           DurationSetterOf([](Config & c) -> auto& { return c.temporal.rpc_initial_backoff; }));
+    scalar("providers.temporal.rpc.max_backoff", Kind::kDuration,
+           DurationSetterOf([](Config & c) -> auto& { return c.temporal.rpc_max_backoff; }));
+    scalar("providers.temporal.cancel_grace", Kind::kDuration,
+           DurationSetterOf([](Config & c) -> auto& { return c.temporal.cancel_grace; }));
     // providers.<name>.* limits of each provider of this build.
     for (const auto& name : KnownProviders()) {
       const std::string at = "providers." + name + ".";
@@ -783,6 +817,31 @@ void ValidateProviders(const Config& config, Problems& problems) {
     problems.push_back(
         "providers.default: \"mock\" is not enabled; turn it on (providers.mock.enabled: true, "
         "for demos and tests only) or name the provider of a real engine");
+  } else if (name == "temporal" && config.temporal.address.empty()) {
+    problems.push_back(
+        "providers.default: \"temporal\" is not configured; set providers.temporal.address "
+        "(host:port of the Temporal frontend, e.g. 127.0.0.1:7233)");
+  }
+}
+
+void ValidateTemporal(Config& config, Problems& problems, ConfigUse use) {
+  auto& t = config.temporal;
+  if (t.address.empty()) return;
+  if (use == ConfigUse::kConnect && !t.api_key_file.empty()) {
+    t.api_key = Trim(ReadSecretFile(t.api_key_file, "providers.temporal.api_key_file", problems));
+  } else if (!t.api_key_file.empty()) {
+    t.api_key = "(read at start)";  // offline checks: the file is not read, TLS is still required
+  }
+  for (auto& p : providers::temporal::OptionsProblems(t)) problems.push_back(std::move(p));
+  if (use == ConfigUse::kConnect) {
+    for (const auto& [option, path] :
+         {std::pair{"tls.ca_file", t.tls.ca_file}, std::pair{"tls.cert_file", t.tls.cert_file},
+          std::pair{"tls.key_file", t.tls.key_file}}) {
+      if (!path.empty() && access(path.c_str(), R_OK) != 0) {
+        problems.push_back(std::string("providers.temporal.") + option + ": cannot read \"" + path +
+                           "\"");
+      }
+    }
   }
 }
 
@@ -833,6 +892,7 @@ void Validate(Config& config, Problems& problems, ConfigUse use) {
     ReadPropertiesFile(config, problems);
   }
   ValidateProviders(config, problems);
+  ValidateTemporal(config, problems, use);
   if (config.kafka.brokers.empty()) problems.push_back("kafka.brokers: must not be empty");
   if (config.kafka.group_id.empty()) problems.push_back("kafka.group_id: must not be empty");
   if (config.kafka.topics.empty()) problems.push_back("kafka.topics: at least one topic is needed");
@@ -966,7 +1026,7 @@ std::string MaskUrl(const std::string& url) {
 }
 
 const std::vector<std::string>& KnownProviders() {
-  static const std::vector<std::string> kProviders = {"mock"};
+  static const std::vector<std::string> kProviders = {"mock", "temporal"};
   return kProviders;
 }
 
@@ -1110,6 +1170,29 @@ std::string DescribeConfig(const Config& c) {
   out << YAML::Key << "start_log" << YAML::Value << c.mock_provider.start_log;
   DescribeMockMisbehaviour(out, c.mock_provider.misbehaviour);
   DescribeProviderLimits(out, c, "mock");
+  out << YAML::EndMap;
+  const auto& t = c.temporal;
+  out << YAML::Key << "temporal" << YAML::Value << YAML::BeginMap;
+  out << YAML::Key << "address" << YAML::Value << t.address;
+  out << YAML::Key << "namespace" << YAML::Value << t.namespace_name;
+  out << YAML::Key << "task_queue" << YAML::Value << t.task_queue;
+  out << YAML::Key << "workflow_type" << YAML::Value << t.workflow_type;
+  out << YAML::Key << "identity" << YAML::Value << t.identity;
+  out << YAML::Key << "api_key_file" << YAML::Value << t.api_key_file;  // the key itself never
+  out << YAML::Key << "tls" << YAML::Value << YAML::BeginMap;
+  out << YAML::Key << "enabled" << YAML::Value << t.tls.enabled;
+  out << YAML::Key << "ca_file" << YAML::Value << t.tls.ca_file;
+  out << YAML::Key << "cert_file" << YAML::Value << t.tls.cert_file;
+  out << YAML::Key << "key_file" << YAML::Value << t.tls.key_file;
+  out << YAML::Key << "server_name" << YAML::Value << t.tls.server_name << YAML::EndMap;
+  out << YAML::Key << "rpc" << YAML::Value << YAML::BeginMap;
+  out << YAML::Key << "timeout" << YAML::Value << ms(t.rpc_timeout);
+  out << YAML::Key << "attempts" << YAML::Value << t.rpc_attempts;
+  out << YAML::Key << "initial_backoff" << YAML::Value << ms(t.rpc_initial_backoff);
+  out << YAML::Key << "max_backoff" << YAML::Value << ms(t.rpc_max_backoff) << YAML::EndMap;
+  out << YAML::Key << "cancel_grace" << YAML::Value << ms(t.cancel_grace);
+  out << YAML::Key << "search_attributes" << YAML::Value << t.search_attributes;
+  DescribeProviderLimits(out, c, "temporal");
   out << YAML::EndMap << YAML::EndMap;
   out << YAML::Key << "log" << YAML::Value << YAML::BeginMap;
   out << YAML::Key << "level" << YAML::Value << c.log.level;

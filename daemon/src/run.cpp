@@ -22,6 +22,7 @@
 #include "systemd_notify.hpp"
 #include "workflowd/pipeline/pipeline_metrics.hpp"
 #include "workflowd/providers/mock/mock_provider.hpp"
+#include "workflowd/providers/temporal/temporal_provider.hpp"
 #include "workflowd/store/migrations.hpp"
 
 #ifndef WORKFLOWD_VERSION
@@ -225,6 +226,16 @@ std::shared_ptr<providers::Registry> ProviderRegistryFor(const Config& config, b
       }
     }
     registry->Register(mock);
+  }
+  if (!config.temporal.address.empty()) {
+    providers::temporal::Options options = config.temporal;
+    if (for_checks) {
+      // Checks of definitions call no server: the files are read by the daemon, not by them.
+      options.tls = {.enabled = options.tls.enabled || !options.tls.ca_file.empty() ||
+                                !options.tls.cert_file.empty()};
+    }
+    registry->Register(std::make_shared<providers::temporal::TemporalProvider>(
+        std::move(options), SystemClock::Instance()));
   }
   return registry;
 }

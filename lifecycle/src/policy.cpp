@@ -48,6 +48,13 @@ providers::WorkflowSpec SpecFor(const definitions::WorkflowDefinition& d) {
     if (!s.name.empty()) step["name"] = s.name;
     if (!s.depends_on.empty()) step["depends_on"] = s.depends_on;
     if (!s.condition.is_null()) step["condition"] = s.condition;
+    if (s.retry_policy) {
+      step["retry_policy"] = {
+          {"max_attempts", s.retry_policy->max_attempts},
+          {"initial_interval_seconds", s.retry_policy->initial_interval_seconds},
+          {"backoff_coefficient", s.retry_policy->backoff_coefficient},
+          {"max_interval_seconds", s.retry_policy->max_interval_seconds}};
+    }
     steps.push_back(std::move(step));
   }
   spec.definition = {{"definition_id", d.id.value_or("")},
@@ -168,6 +175,15 @@ std::vector<store::StepRecord> DeriveSteps(const std::vector<std::string>& step_
     } else if (event.type == "StateExited") {
       it->second.status = "completed";
       it->second.completed_at = event.timestamp;
+      it->second.error = nullptr;
+      if (event.details.contains("result")) it->second.output = event.details["result"];
+    } else if (event.type == "StateFailed") {
+      // Beyond its retries (an engine that retries a step reports each attempt's end elsewhere).
+      it->second.status = "failed";
+      it->second.completed_at = event.timestamp;
+      it->second.error = event.details.contains("error") ? event.details["error"] : Json(nullptr);
+    } else if (event.type == "StateSkipped") {
+      it->second.status = "skipped";
     }
   }
   Json error = nullptr;
@@ -175,7 +191,7 @@ std::vector<store::StepRecord> DeriveSteps(const std::vector<std::string>& step_
   std::optional<TimePoint> end = status.stop_time;
   for (auto& [id, s] : steps) {
     if (final_state == "succeeded") {
-      if (s.status != "completed") {
+      if (s.status == "pending" || s.status == "running") {
         s.status = "completed";
         s.completed_at = end;
       }

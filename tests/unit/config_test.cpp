@@ -362,13 +362,55 @@ TEST(Config, TheMockProviderIsOffAndThereIsNoDefaultProvider) {
       << text;
 }
 
+TEST(Config, TemporalSettingsAreReadAndCheckedAndTheApiKeyComesFromAFile) {
+  const std::string key_file = ::testing::TempDir() + "/temporal-api-key";
+  { std::ofstream(key_file) << "secret-key\n"; }
+  const Config c = ParseConfig(
+      "providers:\n  default: temporal\n  temporal:\n    address: cloud.example:7233\n"
+      "    namespace: acme.a1b2\n    task_queue: onboarding\n    api_key_file: " +
+          key_file +
+          "\n    tls: {enabled: true, server_name: acme.example}\n    rpc: {timeout: 5s, attempts: "
+          "4}\n"
+          "    cancel_grace: 10s\n    search_attributes: false\n    max_in_flight: 32\n",
+      "f", kDbEnv);
+  EXPECT_EQ(c.temporal.address, "cloud.example:7233");
+  EXPECT_EQ(c.temporal.namespace_name, "acme.a1b2");
+  EXPECT_EQ(c.temporal.task_queue, "onboarding");
+  EXPECT_EQ(c.temporal.api_key, "secret-key");
+  EXPECT_TRUE(c.temporal.tls.enabled);
+  EXPECT_EQ(c.temporal.tls.server_name, "acme.example");
+  EXPECT_EQ(c.temporal.rpc_timeout, std::chrono::seconds(5));
+  EXPECT_EQ(c.temporal.rpc_attempts, 4u);
+  EXPECT_EQ(c.temporal.cancel_grace, std::chrono::seconds(10));
+  EXPECT_FALSE(c.temporal.search_attributes);
+  EXPECT_EQ(c.provider_limits.at("temporal").max_in_flight, 32u);
+  const std::string text = DescribeConfig(c);
+  EXPECT_EQ(text.find("secret-key"), std::string::npos) << text;
+  EXPECT_NE(text.find("api_key_file: " + key_file), std::string::npos) << text;
+
+  EXPECT_TRUE(Mentions(ProblemsOf("providers: {temporal: {address: 127.0.0.1:7233, api_key_file: " +
+                                  key_file + "}}"),
+                       "an API key is only sent over TLS"));
+  EXPECT_TRUE(Mentions(ProblemsOf("providers: {temporal: {address: 127.0.0.1:7233, api_key_file: "
+                                  "/nonexistent/key}}"),
+                       "/nonexistent/key"));
+  EXPECT_TRUE(Mentions(ProblemsOf("providers: {temporal: {address: localhost}}"),
+                       "providers.temporal.address: \"localhost\" has no port"));
+  Environment env = kDbEnv;
+  env["WORKFLOWD_PROVIDERS_TEMPORAL_ADDRESS"] = "127.0.0.1:7233";
+  EXPECT_EQ(ParseConfig("", "d", env).temporal.address, "127.0.0.1:7233");
+}
+
 TEST(Config, TheDefaultProviderMustBeAnEnabledOne) {
   EXPECT_TRUE(Mentions(ProblemsOf("providers: {default: mock}"),
                        "providers.default: \"mock\" is not enabled; turn it on "
                        "(providers.mock.enabled: true"));
+  EXPECT_TRUE(Mentions(ProblemsOf("providers: {default: step-functions}"),
+                       "providers.default: \"step-functions\" is not a workflow provider of this "
+                       "build (known: mock, temporal)"));
   EXPECT_TRUE(Mentions(ProblemsOf("providers: {default: temporal}"),
-                       "providers.default: \"temporal\" is not a workflow provider of this build "
-                       "(known: mock)"));
+                       "providers.default: \"temporal\" is not configured; set "
+                       "providers.temporal.address"));
   const Config c = ParseConfig("providers: {default: mock, mock: {enabled: true}}", "f", kDbEnv);
   EXPECT_EQ(c.default_provider, "mock");
   EXPECT_TRUE(c.mock_provider.enabled);

@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "workflowd/providers/mock/misbehaviour.hpp"
+#include "workflowd/providers/temporal/options.hpp"
 
 namespace workflowd::daemon {
 
@@ -127,6 +128,8 @@ struct Config {
   DispatchConfig dispatch;
   PollConfig poll;
   MockProviderConfig mock_provider;  // providers.mock.*
+  // providers.temporal.*: the Temporal cluster; the provider is offered when its address is set.
+  providers::temporal::Options temporal;
   // providers.<name>.* limits by provider name (an absent name: all defaults).
   std::map<std::string, ProviderLimitsConfig> provider_limits;
   // providers.default: the provider of a definition that names none, when it is applied or
