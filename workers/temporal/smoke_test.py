@@ -292,4 +292,8 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    # Leave without interpreter finalization, which can abort under the SDK's native threads.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
