@@ -196,6 +196,9 @@ class WorkflowdStepRunner:
                 task.cancel()
             if running:
                 await workflow.wait(list(running.values()))
+            for task in running.values():
+                if not task.cancelled():
+                    task.exception()  # retrieved: the activities' cancellation is expected
             raise
 
         stopped_by = failed[0]["id"] if failed is not None else reported[0] if reported else None
