@@ -206,9 +206,9 @@ temporal_cli() {
   log "Temporal CLI: $("${bin_dir}/temporal" --version 2>/dev/null | head -n 1) in $((SECONDS - t0)) s"
 }
 
-# Prints the path of the pinned `temporalio` wheel for manylinux x86_64, downloading it when it is
-# not in wheels/ yet. The .proto files are the same in every platform's wheel; on x86_64 the same
-# wheel also serves the venv.
+# Prints the path of the pinned `temporalio` wheel for manylinux x86_64, downloading it with the
+# venv's pip (Debian's python3 has no pip of its own) when it is not in wheels/ yet. The .proto
+# files are the same in every platform's wheel.
 temporal_wheel() {
   local dir="${TEMPORAL_CACHE}/wheels" pattern whl
   pattern="${dir}/temporalio-${TEMPORALIO_VERSION}-*manylinux2014_x86_64*.whl"
@@ -216,7 +216,8 @@ temporal_wheel() {
   if [[ -z "${whl}" ]]; then
     mkdir -p "${dir}"
     log "temporalio ${TEMPORALIO_VERSION}: pip download (one wheel, about 15 MB)" >&2
-    python3 -m pip download -q --disable-pip-version-check --no-deps --only-binary=:all: \
+    "${TEMPORAL_CACHE}/venv/bin/python" -m pip download -q --disable-pip-version-check \
+      --no-deps --only-binary=:all: \
       --platform manylinux2014_x86_64 --python-version 3.11 -d "${dir}" \
       "temporalio==${TEMPORALIO_VERSION}" >&2 \
       || die "pip download temporalio==${TEMPORALIO_VERSION} failed"
@@ -283,7 +284,7 @@ temporal_venv() {
   python3 -c 'import sys; sys.exit(sys.version_info < (3, 10))' \
     || die "$(python3 --version 2>&1) is too old: temporalio ${TEMPORALIO_VERSION} needs Python >= 3.10"
   local t0=${SECONDS} links=()
-  # pip passes over the cached wheel by itself when it does not fit this machine.
+  # A wheel already downloaded for the protos is used when it fits this machine.
   if [[ -d "${TEMPORAL_CACHE}/wheels" ]]; then
     links=(--find-links "${TEMPORAL_CACHE}/wheels")
   fi
@@ -305,8 +306,8 @@ if [[ ${do_temporal} -eq 1 ]]; then
     || die "${TEMPORAL_VERSIONS} must set TEMPORAL_CLI_MODULE, TEMPORAL_CLI_VERSION and TEMPORALIO_VERSION"
   command -v python3 >/dev/null 2>&1 || die "python3 not found (run without --no-apt)"
   mkdir -p "${TEMPORAL_CACHE}"
-  temporal_protos
   temporal_venv
+  temporal_protos
   temporal_cli
 else
   log "Temporal tooling: skipped (--no-temporal)"
