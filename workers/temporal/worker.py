@@ -32,6 +32,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from temporalio.client import Client, TLSConfig
+from temporalio.runtime import LogForwardingConfig, LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
 from temporalio.worker import Worker
 
 from activities import ACTIVITIES
@@ -138,9 +139,24 @@ async def run(args: argparse.Namespace) -> int:
         "on" if tls else "off",
         "from file" if args.api_key_file else "none",
     )
+    # The SDK core's own log lines (for example poll retries while the server is away) go through
+    # Python logging too, so that every line has the same format.
+    runtime = Runtime(
+        telemetry=TelemetryConfig(
+            logging=LoggingConfig(
+                filter=TelemetryFilter(core_level="WARN", other_level="ERROR"),
+                forwarding=LogForwardingConfig(logger=logging.getLogger("temporalio.core")),
+            )
+        )
+    )
     connect = asyncio.ensure_future(
         Client.connect(
-            args.address, namespace=args.namespace, tls=tls, api_key=api_key(args), identity=identity
+            args.address,
+            namespace=args.namespace,
+            tls=tls,
+            api_key=api_key(args),
+            identity=identity,
+            runtime=runtime,
         )
     )
     stopped = asyncio.ensure_future(stop.wait())
