@@ -1102,7 +1102,7 @@ main() {
     restart-kafka) cmd_restart kafka ;;
     restart-temporal) cmd_restart temporal ;;
     restart)
-      [[ $# -ge 1 ]] || die "usage: services.sh restart postgres|kafka|temporal|temporal-worker"
+      [[ $# -ge 1 && "$1" != all ]] || die "usage: services.sh restart postgres|kafka|temporal|temporal-worker"
       cmd_restart "$(which_services "$1")"
       ;;
     status) cmd_status "$@" ;;
