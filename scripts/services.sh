@@ -1103,7 +1103,9 @@ main() {
     restart-temporal) cmd_restart temporal ;;
     restart)
       [[ $# -ge 1 && "$1" != all ]] || die "usage: services.sh restart postgres|kafka|temporal|temporal-worker"
-      cmd_restart "$(which_services "$1")"
+      local service
+      service="$(which_services "$1")"
+      cmd_restart "${service}"
       ;;
     status) cmd_status "$@" ;;
     env) print_env ;;
