@@ -1,19 +1,25 @@
 #!/usr/bin/env bash
 # Starts and stops the real local services that workflowd's tests, demo and CI use: PostgreSQL 15
-# (Debian's packages) and a single-node Apache Kafka 3.9 broker in KRaft mode (jars resolved by
-# scripts/install-deps.sh). Everything listens on 127.0.0.1 on free ports, with its data in a
-# throwaway folder.
+# (Debian's packages), a single-node Apache Kafka 3.9 broker in KRaft mode (jars resolved by
+# scripts/install-deps.sh) and a Temporal dev server (`temporal server start-dev`, SQLite file)
+# with workflowd's worker (workers/temporal/worker.py) polling its task queue (CLI and venv
+# installed by scripts/install-deps.sh). Everything listens on 127.0.0.1 on free ports, with its
+# data in a throwaway folder.
 #
 # Usage: scripts/services.sh COMMAND [ARGS]
-#   start [all|postgres|kafka]   start (default all); when already running and ready, only prints
-#                                the environment. A service stopped with `stop SERVICE` comes back
-#                                on the same port with its data.
-#   stop [all|postgres|kafka]    stop (default all). `stop`/`stop all` also deletes the throwaway
+#   start [SERVICE]              start SERVICE (default all); when already running and ready, only
+#                                prints the environment. A service stopped with `stop SERVICE` comes
+#                                back on the same port with its data.
+#                                SERVICE: all (postgres, kafka, temporal), postgres, kafka, temporal
+#                                (server + worker) or temporal-worker (the worker alone)
+#   stop [SERVICE]               stop (default all). `stop`/`stop all` also deletes the throwaway
 #                                folder unless WORKFLOWD_KEEP_SERVICES_DATA=1; stopping one service
 #                                keeps its data and port. Never fails when nothing runs.
-#   restart-postgres             stop and start PostgreSQL on the same port, keeping its data
-#   restart-kafka                stop and start Kafka on the same ports, keeping its data
-#   status [all|postgres|kafka]  one line per service; exit 0 when all asked for are running and ready
+#   restart SERVICE              stop and start on the same ports, keeping the data. `restart
+#                                temporal` restarts the server only: the worker reconnects by itself
+#                                (restarted when it does not poll again in time)
+#   restart-postgres | restart-kafka | restart-temporal   the same as restart SERVICE
+#   status [SERVICE]             one line per service; exit 0 when all asked for are running and ready
 #   env                          print the export lines: eval "$(scripts/services.sh env)"
 #   kafka-topic create NAME [PARTITIONS]   create a topic (default 4 partitions) if it is missing
 #   kafka-topic list | describe [NAME] | delete NAME
@@ -26,11 +32,18 @@
 #   WORKFLOWD_PG_BIN                PostgreSQL binaries (default /usr/lib/postgresql/15/bin)
 #   WORKFLOWD_PG_START_TIMEOUT      seconds (default 60)
 #   WORKFLOWD_KAFKA_START_TIMEOUT   seconds (default 90)
+#   WORKFLOWD_TEMPORAL_CACHE        Temporal CLI and worker venv (default <repo>/.cache/temporal)
+#   WORKFLOWD_TEMPORAL_START_TIMEOUT      seconds for the server, then the worker (default 60)
+#   WORKFLOWD_TEMPORAL_RECONNECT_TIMEOUT  seconds the worker gets to poll again after
+#                                         `restart temporal` before it is restarted (default 60)
 #
 # The env file defines WORKFLOWD_SERVICES_DIR, WORKFLOWD_TEST_PG_DSN, WORKFLOWD_TEST_PG_ADMIN_DSN,
 # WORKFLOWD_TEST_PG_HOST, WORKFLOWD_TEST_PG_PORT, WORKFLOWD_TEST_PG_PID_FILE,
 # WORKFLOWD_TEST_PG_LOG, WORKFLOWD_TEST_KAFKA_BROKERS, WORKFLOWD_TEST_KAFKA_PORT,
-# WORKFLOWD_TEST_KAFKA_PID_FILE, WORKFLOWD_TEST_KAFKA_LOG (for the services that were started).
+# WORKFLOWD_TEST_KAFKA_PID_FILE, WORKFLOWD_TEST_KAFKA_LOG, WORKFLOWD_TEMPORAL_ADDRESS,
+# WORKFLOWD_TEMPORAL_NAMESPACE, WORKFLOWD_TEMPORAL_TASK_QUEUE, WORKFLOWD_TEMPORAL_CLI,
+# WORKFLOWD_TEMPORAL_PID_FILE, WORKFLOWD_TEMPORAL_LOG, WORKFLOWD_TEMPORAL_WORKER_PID_FILE,
+# WORKFLOWD_TEMPORAL_WORKER_LOG (for the services that were started).
 set -euo pipefail
 
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -44,6 +57,9 @@ KAFKA_HEAP="${WORKFLOWD_KAFKA_HEAP:--Xms128m -Xmx512m}"
 PG_BIN="${WORKFLOWD_PG_BIN:-/usr/lib/postgresql/15/bin}"
 PG_START_TIMEOUT="${WORKFLOWD_PG_START_TIMEOUT:-60}"
 KAFKA_START_TIMEOUT="${WORKFLOWD_KAFKA_START_TIMEOUT:-90}"
+TEMPORAL_CACHE="${WORKFLOWD_TEMPORAL_CACHE:-${REPO_DIR}/.cache/temporal}"
+TEMPORAL_START_TIMEOUT="${WORKFLOWD_TEMPORAL_START_TIMEOUT:-60}"
+TEMPORAL_RECONNECT_TIMEOUT="${WORKFLOWD_TEMPORAL_RECONNECT_TIMEOUT:-60}"
 STOP_TIMEOUT=30
 HOST=127.0.0.1
 
@@ -64,6 +80,21 @@ KAFKA_PID_FILE="${BASE}/kafka.pid"
 KAFKA_LOG="${KAFKA_DIR}/kafka.log"
 KAFKA_PROPS="${KAFKA_DIR}/server.properties"
 KAFKA_ADMIN_PROPS="${KAFKA_DIR}/admin.properties"
+TEMPORAL_BIN="${TEMPORAL_CACHE}/bin/temporal"
+TEMPORAL_PYTHON="${TEMPORAL_CACHE}/venv/bin/python"
+TEMPORAL_WORKER="${REPO_DIR}/workers/temporal/worker.py"
+TEMPORAL_NAMESPACE=default
+TEMPORAL_TASK_QUEUE=workflowd
+TEMPORAL_DIR="${BASE}/temporal"
+TEMPORAL_DB="${TEMPORAL_DIR}/db.sqlite"
+TEMPORAL_LOG="${TEMPORAL_DIR}/temporal.log"
+TEMPORAL_WORKER_LOG="${TEMPORAL_DIR}/worker.log"
+TEMPORAL_PORT_FILE="${BASE}/temporal.port"
+TEMPORAL_HTTP_PORT_FILE="${BASE}/temporal.http.port"
+TEMPORAL_METRICS_PORT_FILE="${BASE}/temporal.metrics.port"
+TEMPORAL_PID_FILE="${BASE}/temporal.pid"
+TEMPORAL_WORKER_PID_FILE="${BASE}/temporal-worker.pid"
+TEMPORAL_WORKER_ID_FILE="${BASE}/temporal-worker.identity"
 
 log() { printf 'services: %s\n' "$*" >&2; }
 die() { printf 'services: error: %s\n' "$*" >&2; exit 1; }
@@ -128,6 +159,25 @@ pid_alive() {
 # Prints the content of a small state file without whitespace, or nothing when it is missing.
 read_file() {
   if [[ -f "$1" ]]; then tr -d '[:space:]' <"$1"; fi
+}
+
+# Sends SIGTERM to PID, waits up to STOP_TIMEOUT seconds, then SIGKILL.
+stop_pid() {
+  local name="$1" pid="$2"
+  log "${name}: stopping (pid ${pid})"
+  kill -TERM "${pid}" 2>/dev/null || true
+  local deadline=$((SECONDS + STOP_TIMEOUT))
+  while pid_alive "${pid}" && [[ ${SECONDS} -lt ${deadline} ]]; do
+    sleep 0.1
+  done
+  if pid_alive "${pid}"; then
+    log "${name}: still running after ${STOP_TIMEOUT} s; SIGKILL"
+    kill -KILL "${pid}" 2>/dev/null || true
+    deadline=$((SECONDS + 10))
+    while pid_alive "${pid}" && [[ ${SECONDS} -lt ${deadline} ]]; do
+      sleep 0.1
+    done
+  fi
 }
 
 # Creates BASE (refusing a non-empty folder that is not ours, so a wrong WORKFLOWD_SERVICES_DIR
@@ -543,26 +593,237 @@ kafka_start() {
 }
 
 kafka_stop() {
-  local pid
-  pid="$(kafka_pid)"
   if kafka_alive; then
-    log "kafka: stopping (pid ${pid})"
-    kill -TERM "${pid}" 2>/dev/null || true
-    local deadline=$((SECONDS + STOP_TIMEOUT))
-    while pid_alive "${pid}" && [[ ${SECONDS} -lt ${deadline} ]]; do
-      sleep 0.2
-    done
-    if pid_alive "${pid}"; then
-      log "kafka: still running after ${STOP_TIMEOUT} s; SIGKILL"
-      kill -KILL "${pid}" 2>/dev/null || true
-      deadline=$((SECONDS + 10))
-      while pid_alive "${pid}" && [[ ${SECONDS} -lt ${deadline} ]]; do
-        sleep 0.1
-      done
-    fi
+    stop_pid kafka "$(kafka_pid)"
   fi
   rm -f "${KAFKA_PID_FILE}"
   return 0
+}
+
+# --- Temporal ------------------------------------------------------------------------------------
+
+temporal_check_tools() {
+  [[ -x "${TEMPORAL_BIN}" ]] \
+    || die "Temporal CLI not found at ${TEMPORAL_BIN}: run scripts/install-deps.sh"
+}
+
+temporal_check_worker_tools() {
+  [[ -x "${TEMPORAL_PYTHON}" ]] \
+    || die "Temporal worker venv not found at ${TEMPORAL_CACHE}/venv: run scripts/install-deps.sh"
+  [[ -f "${TEMPORAL_WORKER}" ]] || die "${TEMPORAL_WORKER} not found"
+}
+
+temporal_address() { echo "${HOST}:$(read_file "${TEMPORAL_PORT_FILE}")"; }
+
+temporal_pid() { read_file "${TEMPORAL_PID_FILE}"; }
+
+temporal_alive() {
+  local pid
+  pid="$(temporal_pid)"
+  pid_alive "${pid}" \
+    && tr '\0' ' ' <"/proc/${pid}/cmdline" 2>/dev/null | grep -qF -- "start-dev --headless --ip ${HOST}"
+}
+
+temporal_worker_pid() { read_file "${TEMPORAL_WORKER_PID_FILE}"; }
+
+temporal_worker_alive() {
+  local pid
+  pid="$(temporal_worker_pid)"
+  pid_alive "${pid}" && tr '\0' ' ' <"/proc/${pid}/cmdline" 2>/dev/null | grep -qF -- "${TEMPORAL_WORKER}"
+}
+
+# The Temporal CLI against the local server, bounded by SECONDS so it never hangs us.
+temporal_cmd() {
+  local seconds="$1"; shift
+  timeout --kill-after=5 "${seconds}" "${TEMPORAL_BIN}" "$@" --address "$(temporal_address)" \
+    --command-timeout "${seconds}s" --color never
+}
+
+# Ready = the gRPC health check says SERVING and the namespace answers.
+temporal_ready() {
+  local out
+  out="$(temporal_cmd 5 operator cluster health 2>&1)" && [[ "${out}" == *SERVING* ]] \
+    && temporal_cmd 10 operator namespace describe --namespace "${TEMPORAL_NAMESPACE}" >/dev/null 2>&1
+}
+
+# True when our worker (its identity, written at launch) polls the task queue for workflow and
+# activity tasks. The server lists a poller for minutes after it went away, hence the identity.
+# The legacy describe answers at once (the newer one serves a cache refreshed every few seconds).
+temporal_queue_polled() {
+  local identity kind out
+  identity="$(read_file "${TEMPORAL_WORKER_ID_FILE}")"
+  [[ -n "${identity}" ]] || return 1
+  for kind in workflow activity; do
+    out="$(temporal_cmd 10 task-queue describe --namespace "${TEMPORAL_NAMESPACE}" \
+      --task-queue "${TEMPORAL_TASK_QUEUE}" --legacy-mode --task-queue-type-legacy "${kind}" \
+      -o json 2>/dev/null)" || return 1
+    python3 -c '
+import json, sys
+pollers = json.loads(sys.argv[1]).get("pollers") or []
+sys.exit(0 if any(p.get("identity") == sys.argv[2] for p in pollers) else 1)' "${out}" "${identity}" \
+      || return 1
+  done
+}
+
+temporal_fail() {
+  log "temporal: $1; last lines of ${TEMPORAL_LOG}:"
+  tail -n 40 "${TEMPORAL_LOG}" >&2 2>/dev/null || true
+  exit 1
+}
+
+TEMPORAL_LAUNCH_MS=""
+temporal_launch() {
+  temporal_check_tools
+  if temporal_alive; then
+    return 0
+  fi
+  local port hport mport
+  port="$(read_file "${TEMPORAL_PORT_FILE}")"
+  hport="$(read_file "${TEMPORAL_HTTP_PORT_FILE}")"
+  mport="$(read_file "${TEMPORAL_METRICS_PORT_FILE}")"
+  if [[ -z "${port}" || -z "${hport}" || -z "${mport}" ]]; then
+    if [[ $# -ge 3 ]]; then
+      port="$1"; hport="$2"; mport="$3"
+    else
+      read -r port hport mport <<<"$(free_ports 3)"
+    fi
+    printf '%s\n' "${port}" >"${TEMPORAL_PORT_FILE}"
+    printf '%s\n' "${hport}" >"${TEMPORAL_HTTP_PORT_FILE}"
+    printf '%s\n' "${mport}" >"${TEMPORAL_METRICS_PORT_FILE}"
+  fi
+  local p
+  for p in "${port}" "${hport}" "${mport}"; do
+    if port_open "${p}"; then
+      die "temporal: port ${p} is already taken by another process (ss -ltnp 'sport = :${p}')"
+    fi
+  done
+  mkdir -p "${TEMPORAL_DIR}"
+  log "temporal: starting on ${HOST}:${port} (http ${hport}, metrics ${mport}, db ${TEMPORAL_DB})"
+  echo "=== $(date -u +%FT%TZ) services.sh: starting the Temporal dev server" >>"${TEMPORAL_LOG}"
+  # setsid: own session (signals to the caller's group do not reach it); 9>&-: no lock inherited.
+  # The search attributes are those workflowd sets on the runs it starts. One task queue partition:
+  # polls and tasks meet at once instead of being forwarded between partitions.
+  (
+    cd "${TEMPORAL_DIR}"
+    exec setsid "${TEMPORAL_BIN}" server start-dev --headless --ip "${HOST}" \
+      --port "${port}" --http-port "${hport}" --metrics-port "${mport}" \
+      --db-filename "${TEMPORAL_DB}" --namespace "${TEMPORAL_NAMESPACE}" \
+      --search-attribute WorkflowdTenant=Keyword \
+      --search-attribute WorkflowdEnvironment=Keyword \
+      --search-attribute WorkflowdDefinition=Keyword \
+      --dynamic-config-value matching.numTaskqueueReadPartitions=1 \
+      --dynamic-config-value matching.numTaskqueueWritePartitions=1 \
+      --log-level warn
+  ) </dev/null >>"${TEMPORAL_LOG}" 2>&1 9>&- &
+  printf '%s\n' "$!" >"${TEMPORAL_PID_FILE}"
+  TEMPORAL_LAUNCH_MS="$(now_ms)"
+}
+
+temporal_wait_ready() {
+  local t0 deadline
+  t0="${TEMPORAL_LAUNCH_MS:-$(now_ms)}"
+  deadline=$((SECONDS + TEMPORAL_START_TIMEOUT))
+  until temporal_ready; do
+    temporal_alive || temporal_fail "server exited during start"
+    [[ ${SECONDS} -lt ${deadline} ]] \
+      || { temporal_stop_server; temporal_fail "not ready within ${TEMPORAL_START_TIMEOUT} s"; }
+    sleep 0.2
+  done
+  if [[ -n "${TEMPORAL_LAUNCH_MS}" ]]; then
+    log "temporal: ready on $(temporal_address) (pid $(temporal_pid), $(( $(now_ms) - t0 )) ms after launch)"
+  else
+    log "temporal: already running on $(temporal_address) (pid $(temporal_pid))"
+  fi
+}
+
+temporal_worker_fail() {
+  log "temporal-worker: $1; last lines of ${TEMPORAL_WORKER_LOG}:"
+  tail -n 40 "${TEMPORAL_WORKER_LOG}" >&2 2>/dev/null || true
+  temporal_worker_stop
+  exit 1
+}
+
+# Starts the worker (when it does not run) and waits until the task queue is polled.
+temporal_worker_start() {
+  temporal_check_worker_tools
+  local t0 deadline
+  t0="$(now_ms)"
+  deadline=$((SECONDS + TEMPORAL_START_TIMEOUT))
+  if ! temporal_worker_alive; then
+    mkdir -p "${TEMPORAL_DIR}"
+    log "temporal-worker: starting (task queue ${TEMPORAL_TASK_QUEUE})"
+    echo "=== $(date -u +%FT%TZ) services.sh: starting the worker" >>"${TEMPORAL_WORKER_LOG}"
+    local identity
+    identity="workflowd-worker@$(hostname)-$(now_ms)"
+    printf '%s\n' "${identity}" >"${TEMPORAL_WORKER_ID_FILE}"
+    (
+      cd "${TEMPORAL_DIR}"
+      exec setsid "${TEMPORAL_PYTHON}" "${TEMPORAL_WORKER}" --address "$(temporal_address)" \
+        --namespace "${TEMPORAL_NAMESPACE}" --task-queue "${TEMPORAL_TASK_QUEUE}" \
+        --identity "${identity}" --graceful-shutdown-seconds 2
+    ) </dev/null >>"${TEMPORAL_WORKER_LOG}" 2>&1 9>&- &
+    printf '%s\n' "$!" >"${TEMPORAL_WORKER_PID_FILE}"
+  fi
+  until temporal_queue_polled; do
+    temporal_worker_alive || temporal_worker_fail "worker exited during start"
+    [[ ${SECONDS} -lt ${deadline} ]] \
+      || temporal_worker_fail "task queue ${TEMPORAL_TASK_QUEUE} not polled within ${TEMPORAL_START_TIMEOUT} s"
+    sleep 0.2
+  done
+  log "temporal-worker: polling ${TEMPORAL_TASK_QUEUE} (pid $(temporal_worker_pid), $(( $(now_ms) - t0 )) ms)"
+}
+
+temporal_worker_stop() {
+  if temporal_worker_alive; then
+    stop_pid temporal-worker "$(temporal_worker_pid)"
+  fi
+  rm -f "${TEMPORAL_WORKER_PID_FILE}"
+  return 0
+}
+
+temporal_stop_server() {
+  if temporal_alive; then
+    stop_pid temporal "$(temporal_pid)"
+  fi
+  rm -f "${TEMPORAL_PID_FILE}"
+  return 0
+}
+
+temporal_start() {
+  temporal_launch "$@"
+  temporal_wait_ready
+  temporal_worker_start
+}
+
+temporal_stop() {
+  temporal_worker_stop
+  temporal_stop_server
+}
+
+# Restarts the server on the same ports and database, leaving the worker running: it reconnects by
+# itself (its polls back off while the server is away). Waits until it polls again; restarts it
+# when it does not within WORKFLOWD_TEMPORAL_RECONNECT_TIMEOUT seconds.
+temporal_restart() {
+  local t0 deadline
+  temporal_stop_server
+  temporal_launch
+  temporal_wait_ready
+  if ! temporal_worker_alive; then
+    temporal_worker_start
+    return 0
+  fi
+  t0="$(now_ms)"
+  deadline=$((SECONDS + TEMPORAL_RECONNECT_TIMEOUT))
+  until temporal_queue_polled; do
+    if ! temporal_worker_alive || [[ ${SECONDS} -ge ${deadline} ]]; then
+      log "temporal-worker: not polling again within ${TEMPORAL_RECONNECT_TIMEOUT} s after the restart; restarting it"
+      temporal_worker_stop
+      temporal_worker_start
+      return 0
+    fi
+    sleep 0.2
+  done
+  log "temporal-worker: polling again after the restart ($(( $(now_ms) - t0 )) ms)"
 }
 
 # --- env file ------------------------------------------------------------------------------------
@@ -590,6 +851,17 @@ write_env() {
       printf 'export WORKFLOWD_TEST_KAFKA_PID_FILE=%q\n' "${KAFKA_PID_FILE}"
       printf 'export WORKFLOWD_TEST_KAFKA_LOG=%q\n' "${KAFKA_LOG}"
     fi
+    port="$(read_file "${TEMPORAL_PORT_FILE}")"
+    if [[ -n "${port}" ]]; then
+      printf 'export WORKFLOWD_TEMPORAL_ADDRESS=%q\n' "${HOST}:${port}"
+      printf 'export WORKFLOWD_TEMPORAL_NAMESPACE=%q\n' "${TEMPORAL_NAMESPACE}"
+      printf 'export WORKFLOWD_TEMPORAL_TASK_QUEUE=%q\n' "${TEMPORAL_TASK_QUEUE}"
+      printf 'export WORKFLOWD_TEMPORAL_CLI=%q\n' "${TEMPORAL_BIN}"
+      printf 'export WORKFLOWD_TEMPORAL_PID_FILE=%q\n' "${TEMPORAL_PID_FILE}"
+      printf 'export WORKFLOWD_TEMPORAL_LOG=%q\n' "${TEMPORAL_LOG}"
+      printf 'export WORKFLOWD_TEMPORAL_WORKER_PID_FILE=%q\n' "${TEMPORAL_WORKER_PID_FILE}"
+      printf 'export WORKFLOWD_TEMPORAL_WORKER_LOG=%q\n' "${TEMPORAL_WORKER_LOG}"
+    fi
   } >"${tmp}"
   mv -f "${tmp}" "${ENV_FILE}"
 }
@@ -601,14 +873,21 @@ print_env() {
 
 # --- commands ------------------------------------------------------------------------------------
 
+ALL_SERVICES="postgres kafka temporal"
+
 which_services() {
   case "${1:-all}" in
-    all) echo "postgres kafka" ;;
+    all) echo "${ALL_SERVICES}" ;;
     postgres|pg|postgresql) echo postgres ;;
     kafka) echo kafka ;;
-    *) die "unknown service '$1' (all, postgres or kafka)" ;;
+    temporal) echo temporal ;;
+    temporal-worker) echo temporal-worker ;;
+    *) die "unknown service '$1' (all, postgres, kafka, temporal or temporal-worker)" ;;
   esac
 }
+
+# True when SERVICES (a list from which_services) names SERVICE.
+has_service() { [[ " $1 " == *" $2 "* ]]; }
 
 cmd_start() {
   local services t0
@@ -616,21 +895,39 @@ cmd_start() {
   t0="$(now_ms)"
   take_lock
   ensure_base
-  if [[ "${services}" == "postgres kafka" ]]; then
-    # Launch the broker first: its JVM boots while PostgreSQL is initialised.
-    local pg_port="" k_port="" k_cport=""
-    if [[ -z "$(read_file "${PG_PORT_FILE}")" || -z "$(read_file "${KAFKA_PORT_FILE}")" ]]; then
-      read -r pg_port k_port k_cport <<<"$(free_ports 3)"
+  # Ports for the services never started here, taken in one go so that no two get the same one.
+  local n=0 ports=() pg_port=() k_ports=() t_ports=()
+  has_service "${services}" postgres && [[ -z "$(read_file "${PG_PORT_FILE}")" ]] && n=$((n + 1))
+  has_service "${services}" kafka && [[ -z "$(read_file "${KAFKA_PORT_FILE}")" ]] && n=$((n + 2))
+  has_service "${services}" temporal && [[ -z "$(read_file "${TEMPORAL_PORT_FILE}")" ]] && n=$((n + 3))
+  if [[ ${n} -gt 0 ]]; then
+    read -r -a ports <<<"$(free_ports "${n}")"
+    if has_service "${services}" postgres && [[ -z "$(read_file "${PG_PORT_FILE}")" ]]; then
+      pg_port=("${ports[0]}"); ports=("${ports[@]:1}")
     fi
-    if [[ -n "${k_port}" ]]; then kafka_launch "${k_port}" "${k_cport}"; else kafka_launch; fi
+    if has_service "${services}" kafka && [[ -z "$(read_file "${KAFKA_PORT_FILE}")" ]]; then
+      k_ports=("${ports[@]:0:2}"); ports=("${ports[@]:2}")
+    fi
+    if has_service "${services}" temporal && [[ -z "$(read_file "${TEMPORAL_PORT_FILE}")" ]]; then
+      t_ports=("${ports[@]:0:3}")
+    fi
+  fi
+  # Launch the broker and the Temporal server first: they boot while PostgreSQL is initialised.
+  if has_service "${services}" kafka; then kafka_launch "${k_ports[@]}"; fi
+  if has_service "${services}" temporal; then temporal_launch "${t_ports[@]}"; fi
+  write_env
+  if has_service "${services}" postgres; then
+    pg_start "${pg_port[@]}"
     write_env
-    pg_start ${pg_port:+"${pg_port}"}
-    write_env
-    kafka_wait_ready
-  elif [[ "${services}" == postgres ]]; then
-    pg_start
-  else
-    kafka_start
+  fi
+  if has_service "${services}" kafka; then kafka_wait_ready; fi
+  if has_service "${services}" temporal; then
+    temporal_wait_ready
+    temporal_worker_start
+  fi
+  if has_service "${services}" temporal-worker; then
+    temporal_alive || die "the Temporal server is not running: scripts/services.sh start temporal"
+    temporal_worker_start
   fi
   write_env
   log "started ${services// /+} in $(( $(now_ms) - t0 )) ms; env in ${ENV_FILE}"
@@ -649,7 +946,10 @@ wipe_base() {
     rm -rf -- "${root}"
   fi
   rm -rf -- "${BASE}/postgres" "${KAFKA_DIR}" "${ENV_FILE}" "${PG_PORT_FILE}" "${PG_PID_FILE}" \
-    "${PG_ROOT_FILE}" "${KAFKA_PORT_FILE}" "${KAFKA_CONTROLLER_PORT_FILE}" "${KAFKA_PID_FILE}"
+    "${PG_ROOT_FILE}" "${KAFKA_PORT_FILE}" "${KAFKA_CONTROLLER_PORT_FILE}" "${KAFKA_PID_FILE}" \
+    "${TEMPORAL_DIR}" "${TEMPORAL_PORT_FILE}" "${TEMPORAL_HTTP_PORT_FILE}" \
+    "${TEMPORAL_METRICS_PORT_FILE}" "${TEMPORAL_PID_FILE}" "${TEMPORAL_WORKER_PID_FILE}" \
+    "${TEMPORAL_WORKER_ID_FILE}"
   rm -f -- "${MARKER}"
   rmdir -- "${BASE}" 2>/dev/null || log "left ${BASE} in place: it holds files services.sh did not make"
   log "deleted ${BASE}"
@@ -660,9 +960,11 @@ cmd_stop() {
   services="$(which_services "${1:-all}")"
   take_lock
   [[ -d "${BASE}" ]] || { log "nothing to stop in ${BASE}"; return 0; }
-  [[ "${services}" == *kafka* ]] && kafka_stop
-  [[ "${services}" == *postgres* ]] && pg_stop
-  if [[ "${services}" == "postgres kafka" ]]; then
+  if has_service "${services}" temporal; then temporal_stop; fi
+  if has_service "${services}" temporal-worker; then temporal_worker_stop; fi
+  if has_service "${services}" kafka; then kafka_stop; fi
+  if has_service "${services}" postgres; then pg_stop; fi
+  if [[ "${services}" == "${ALL_SERVICES}" ]]; then
     if [[ "${WORKFLOWD_KEEP_SERVICES_DATA:-0}" == 1 ]]; then
       log "stopped; data kept in ${BASE} (WORKFLOWD_KEEP_SERVICES_DATA=1)"
     else
@@ -688,6 +990,17 @@ cmd_restart() {
       kafka_stop
       kafka_start
       ;;
+    temporal)
+      [[ -n "$(read_file "${TEMPORAL_PORT_FILE}")" ]] || die "temporal was never started in ${BASE}"
+      temporal_restart
+      ;;
+    temporal-worker)
+      [[ -n "$(read_file "${TEMPORAL_PORT_FILE}")" ]] || die "temporal was never started in ${BASE}"
+      temporal_alive || die "the Temporal server is not running: scripts/services.sh start temporal"
+      temporal_worker_stop
+      temporal_worker_start
+      ;;
+    *) die "unknown service '${service}' (postgres, kafka, temporal or temporal-worker)" ;;
   esac
   write_env
 }
@@ -695,7 +1008,7 @@ cmd_restart() {
 cmd_status() {
   local services rc=0 port
   services="$(which_services "${1:-all}")"
-  if [[ "${services}" == *postgres* ]]; then
+  if has_service "${services}" postgres; then
     port="$(read_file "${PG_PORT_FILE}")"
     if [[ -z "${port}" ]]; then
       echo "postgres: not started"; rc=3
@@ -707,7 +1020,7 @@ cmd_status() {
       echo "postgres: stopped  ${HOST}:${port}  data $(pg_data)"; rc=3
     fi
   fi
-  if [[ "${services}" == *kafka* ]]; then
+  if has_service "${services}" kafka; then
     port="$(read_file "${KAFKA_PORT_FILE}")"
     if [[ -z "${port}" ]]; then
       echo "kafka:    not started"; rc=3
@@ -717,6 +1030,29 @@ cmd_status() {
       echo "kafka:    starting (listener closed)  pid $(kafka_pid)  ${HOST}:${port}"; rc=3
     else
       echo "kafka:    stopped  ${HOST}:${port}  data ${KAFKA_DIR}/data"; rc=3
+    fi
+  fi
+  if has_service "${services}" temporal; then
+    port="$(read_file "${TEMPORAL_PORT_FILE}")"
+    if [[ -z "${port}" ]]; then
+      echo "temporal: not started"; rc=3
+    elif temporal_alive && temporal_ready; then
+      echo "temporal: running  pid $(temporal_pid)  ${HOST}:${port}  db ${TEMPORAL_DB}  log ${TEMPORAL_LOG}"
+    elif temporal_alive; then
+      echo "temporal: running but not ready  pid $(temporal_pid)  ${HOST}:${port}"; rc=3
+    else
+      echo "temporal: stopped  ${HOST}:${port}  db ${TEMPORAL_DB}"; rc=3
+    fi
+  fi
+  if has_service "${services}" temporal || has_service "${services}" temporal-worker; then
+    if [[ -z "$(read_file "${TEMPORAL_PORT_FILE}")" ]]; then
+      echo "temporal-worker: not started"; rc=3
+    elif temporal_worker_alive && temporal_alive && temporal_queue_polled; then
+      echo "temporal-worker: running  pid $(temporal_worker_pid)  polling ${TEMPORAL_TASK_QUEUE}  log ${TEMPORAL_WORKER_LOG}"
+    elif temporal_worker_alive; then
+      echo "temporal-worker: running but not polling  pid $(temporal_worker_pid)  log ${TEMPORAL_WORKER_LOG}"; rc=3
+    else
+      echo "temporal-worker: stopped  log ${TEMPORAL_WORKER_LOG}"; rc=3
     fi
   fi
   return "${rc}"
@@ -753,7 +1089,8 @@ cmd_kafka_topic() {
   esac
 }
 
-usage() { sed -n '2,33p' "$0" | sed 's/^# \{0,1\}//'; }
+# The comment block at the top of this file.
+usage() { awk 'NR == 1 { next } /^#/ { sub(/^# ?/, ""); print; next } { exit }' "$0"; }
 
 main() {
   local cmd="${1:-}"
@@ -763,6 +1100,13 @@ main() {
     stop) cmd_stop "$@" ;;
     restart-postgres) cmd_restart postgres ;;
     restart-kafka) cmd_restart kafka ;;
+    restart-temporal) cmd_restart temporal ;;
+    restart)
+      [[ $# -ge 1 && "$1" != all ]] || die "usage: services.sh restart postgres|kafka|temporal|temporal-worker"
+      local service
+      service="$(which_services "$1")"
+      cmd_restart "${service}"
+      ;;
     status) cmd_status "$@" ;;
     env) print_env ;;
     kafka-topic) cmd_kafka_topic "$@" ;;
