@@ -402,7 +402,7 @@ class Bench:
                         "'track_commit_timestamp', 'full_page_writes') ORDER BY 1")
         self.results["postgres_settings"] = {k: v for k, v in settings}
 
-    def definition(self, tenant, env, etype):
+    def definition(self, tenant, env, etype, provider="mock"):
         d = {
             "id": f"b-{tenant}-{env}-{etype.replace('.', '-')}",
             "tenant_id": tenant,
@@ -422,6 +422,10 @@ class Bench:
             "provider": "mock",
             "provider_config": {"mock": {"outcome": "succeed"}},
         }
+        if provider == "temporal":
+            d["id"] = f"t-{tenant}-{env}-{etype.replace('.', '-')}"
+            d["provider"] = "temporal"
+            d["provider_config"] = {"temporal": {"task_queue": self.temporal_queue()}}
         if etype == "customer.created":
             d["trigger"]["conditions"] = [
                 {"field": "data.customer.country", "op": "eq", "value": "US"},
@@ -433,15 +437,17 @@ class Bench:
                 {"field": "data.customer.email", "op": "regex", "value": r"^[^@]+@example\.com$"}]
         return d
 
-    def apply_definitions(self, tenants):
+    def apply_definitions(self, tenants, provider="mock"):
         path = os.path.join(self.work, f"defs-{tenants[0]}-{len(tenants)}.json")
-        defs = [self.definition(f"bt{t:04d}", env, et) for t in tenants for env in ENVS
+        defs = [self.definition(f"bt{t:04d}", env, et, provider) for t in tenants for env in ENVS
                 for et in EVENT_TYPES]
         with open(path, "w") as f:
             json.dump({"definitions": defs}, f)
         # Checked against the providers the benchmark's daemons enable (the mock engine).
         env = dict(os.environ, WORKFLOWD_DATABASE_URL=self.dsn,
                    WORKFLOWD_PROVIDERS_MOCK_ENABLED="true")
+        if provider == "temporal":
+            env["WORKFLOWD_PROVIDERS_TEMPORAL_ADDRESS"] = os.environ["WORKFLOWD_TEMPORAL_ADDRESS"]
         t0 = time.monotonic()
         subprocess.run([self.workflowd, "definitions", "apply", path, "--actor", "bench"],
                        check=True, capture_output=True, env=env)
@@ -663,6 +669,48 @@ COMMIT;""")
         log(f"engine: {r['rate']:.0f} starts/s (10-90 %) at {lat} ms x {slots} in flight "
             f"(goal {r['goal']:.0f})  cpu={r['cpu']}")
         self.results["engine"] = r
+
+    def temporal_queue(self):
+        """A task queue no worker polls: the runs stay open, only their starts are measured."""
+        return f"bench-idle-{self.run_id}"
+
+    def phase_temporal(self):
+        """Workflow starts per second through workflowd against the local Temporal dev server
+        (scripts/services.sh), and in the same run the official Python SDK's client starting the
+        same workflow type with the same kind of input at the same concurrency. Target: workflowd
+        at least 1.0 x the SDK client."""
+        n, conc = self.args.temporal_starts, self.args.temporal_concurrency
+        address = os.environ["WORKFLOWD_TEMPORAL_ADDRESS"]
+        venv_python = os.path.join(os.environ.get("WORKFLOWD_TEMPORAL_CACHE",
+                                                  os.path.join(self.repo, ".cache", "temporal")),
+                                   "venv", "bin", "python")
+        before = self.cpu.snapshot()
+        out = subprocess.run([venv_python, os.path.join(self.repo, "bench", "temporal_sdk_starts.py"),
+                              "--address", address, "--task-queue", self.temporal_queue(),
+                              "--count", str(n), "--concurrency", str(conc),
+                              "--id-prefix", f"sdk-{self.run_id}"],
+                             check=True, capture_output=True, text=True)
+        sdk = json.loads(out.stdout.strip().splitlines()[-1])
+        sdk["cpu"] = CpuSampler.diff(before, self.cpu.snapshot())
+        log(f"temporal: SDK client {sdk['rate']:.0f} starts/s (10-90 %) at {conc} in flight")
+        # workflowd: the same number of events of 10 tenants whose definitions run on Temporal.
+        first = 9000
+        self.apply_definitions(list(range(first, first + 10)), provider="temporal")
+        topic = self.topic(f"bench.temporal.{self.run_id}")
+        subprocess.run([os.path.join(self.tools, "producer"), "produce", "--brokers", self.brokers,
+                        "--topic", topic, "--count", str(n), "--match", "100", "--tenants", "10",
+                        "--tenant-offset", str(first), "--envs", "2", "--id-prefix", topic,
+                        "--linger-ms", "20"], check=True, capture_output=True, text=True)
+        extra = self.lifecycle_config()
+        extra.setdefault("providers", {})["temporal"] = {"address": address,
+                                                        "max_in_flight": conc}
+        started = lambda m: metric(m, 'workflowd_dispatch_attempts_total{result="started"}')
+        r = self.ingest("temporal", topic, n, started, dispatch=True, extra=extra)
+        r.update({"concurrency": conc, "sdk": sdk,
+                  "ratio": r["rate"] / sdk["rate"] if sdk["rate"] > 0 else 0})
+        log(f"temporal: workflowd {r['rate']:.0f} starts/s (10-90 %) at {conc} in flight, "
+            f"{r['ratio']:.2f} x the SDK client  cpu={r['cpu']}")
+        self.results["temporal"] = r
 
     @staticmethod
     def engine_slots_config(slots):
@@ -1002,6 +1050,13 @@ GROUP BY s ORDER BY s""")]
             row(f"slow engine: starts with {E['latency_ms']} ms per call, {E['slots']} in flight",
                 v, "starts/s", f">= 0.8 x C/L = {E['goal']:,.0f}, pg < 50 %", v / E["goal"], ok,
                 f"{E['final']:,.0f}/{E['target']:,} started; " + fmt_cpu(E["cpu"]))
+        if "temporal" in R:
+            T = R["temporal"]
+            v = T["ratio"]
+            row(f"Temporal dev server: starts through workflowd vs the Python SDK client, "
+                f"{T['concurrency']} in flight", v, "x", ">= 1.0", v, v >= 1.0,
+                f"workflowd {T['rate']:,.0f} starts/s ({T['final']:,.0f}/{T['target']:,} started), "
+                f"SDK client {T['sdk']['rate']:,.0f} starts/s; " + fmt_cpu(T["cpu"]))
         for s in R.get("steady", []):
             tag = f"steady {s['rate']:,} events/s, {s['match']:g} % match"
             v = s["commit"]["p99_ms"]
@@ -1105,7 +1160,10 @@ def main():
     ap.add_argument("--engine-events", type=int, default=20000)
     ap.add_argument("--engine-latency-ms", type=int, default=50)
     ap.add_argument("--engine-slots", type=int, default=64)
-    ap.add_argument("--phases", default="ceilings,ingest,lifecycle,engine,steady,match,large")
+    ap.add_argument("--temporal-starts", type=int, default=3000)
+    ap.add_argument("--temporal-concurrency", type=int, default=16)
+    ap.add_argument("--phases",
+                    default="ceilings,ingest,lifecycle,engine,temporal,steady,match,large")
     ap.add_argument("--daemon-set", action="append",
                     help="extra daemon config for the lifecycle phases, SECTION.KEY=VALUE")
     ap.add_argument("--perf", action="store_true")
@@ -1148,6 +1206,8 @@ def main():
         b.phase_lifecycle()
     if "engine" in phases:
         b.phase_engine()
+    if "temporal" in phases:
+        b.phase_temporal()
     if "steady" in phases:
         b.phase_steady()
     if "match" in phases:

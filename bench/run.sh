@@ -22,7 +22,10 @@
 #   --engine-events N       executions of the slow-engine run (default 20000)
 #   --engine-latency-ms L   mock latency per call in the slow-engine run (default 50)
 #   --engine-slots C        mock calls in flight in the slow-engine run (default 64)
-#   --phases LIST           ceilings,ingest,lifecycle,engine,steady,match,large (default all)
+#   --temporal-starts N     workflow starts of the Temporal run, through workflowd and through the
+#                           Python SDK's client (default 3000)
+#   --temporal-concurrency C  starts in flight in both (default 16)
+#   --phases LIST           ceilings,ingest,lifecycle,engine,temporal,steady,match,large (default all)
 #   --daemon-set K=V        extra daemon config for the lifecycle runs (e.g. dispatch.batch_size=500)
 #   --perf                  record a cpu-clock profile of each daemon run (perf record -g) into the
 #                           work folder; `perf report -i FILE` afterwards
@@ -50,7 +53,7 @@ full=(--events 1000000 --lifecycle-events 50000 --steady-seconds 30 --steady-dra
 args=("${full[@]}")
 while [[ $# -gt 0 ]]; do
   case "$1" in
-    --quick) args+=(--events 200000 --copy-rows 100000 --lifecycle-events 10000 --engine-events 5000 --steady-seconds 10 --steady-drain 10
+    --quick) args+=(--events 200000 --copy-rows 100000 --lifecycle-events 10000 --engine-events 5000 --temporal-starts 1000 --steady-seconds 10 --steady-drain 10
                     --steady-broker-warmup 10 --repeat 1 --match-seconds 1 --phase-timeout 60) ;;
     --full) args+=("${full[@]}") ;;
     --no-build) build=0 ;;
@@ -58,10 +61,10 @@ while [[ $# -gt 0 ]]; do
     --perf) args+=(--perf) ;;
     --events|--lifecycle-events|--steady-rate|--steady-seconds|--steady-match|\
     --large-definitions|--tenants|--phases|--daemon-set|--partitions|--repeat|--steady-drain|--steady-warmup|--steady-broker-warmup|--phase-timeout|--copy-rows|\
-    --engine-events|--engine-latency-ms|--engine-slots)
+    --engine-events|--engine-latency-ms|--engine-slots|--temporal-starts|--temporal-concurrency)
       [[ $# -ge 2 ]] || { echo "run.sh: $1 needs a value" >&2; exit 2; }
       args+=("$1" "$2"); shift ;;
-    -h|--help) sed -n '2,35p' "${BASH_SOURCE[0]}"; exit 0 ;;
+    -h|--help) sed -n '2,38p' "${BASH_SOURCE[0]}"; exit 0 ;;
     *) echo "run.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -81,7 +84,7 @@ fi
 [[ -x "${BUILD}/daemon/workflowd" && -x "${BUILD}/tools/producer" ]] ||
   { echo "run.sh: binaries missing in ${BUILD}; run without --no-build" >&2; exit 1; }
 
-log "starting PostgreSQL and Kafka in ${SERVICES_DIR}"
+log "starting PostgreSQL, Kafka and Temporal in ${SERVICES_DIR}"
 "${REPO}/scripts/services.sh" start >/dev/null
 cleanup() {
   if [[ ${keep} -eq 0 ]]; then

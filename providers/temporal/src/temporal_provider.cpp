@@ -70,6 +70,16 @@ std::pair<std::string, std::string> SplitExecutionId(const std::string& id,
   return {id.substr(0, slash), id.substr(slash + 1)};
 }
 
+// A payload as JSON; one workflowd cannot read (another encoding, a codec) is reported as such
+// rather than failing the poll: the run's state must still reach the database.
+Json Readable(const api::common::v1::Payloads& payloads) {
+  try {
+    return FirstPayloadJson(payloads);
+  } catch (const ProviderError& e) {
+    return {{"unreadable_payload", e.what()}};
+  }
+}
+
 std::string Keyword(const Json& v) { return v.is_string() ? v.get<std::string>() : v.dump(); }
 
 }  // namespace
@@ -368,10 +378,10 @@ ExecutionStatus TemporalProvider::GetExecutionStatus(const Context& ctx,
     using namespace api::enums::v1;  // NOLINT(google-build-using-namespace): enum constants
     switch (e.event_type()) {
       case EVENT_TYPE_WORKFLOW_EXECUTION_STARTED:
-        s.input = FirstPayloadJson(e.workflow_execution_started_event_attributes().input());
+        s.input = Readable(e.workflow_execution_started_event_attributes().input());
         break;
       case EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED:
-        s.output = FirstPayloadJson(e.workflow_execution_completed_event_attributes().result());
+        s.output = Readable(e.workflow_execution_completed_event_attributes().result());
         if (ResultSaysFailed(s.output, settings)) {
           s.state = ExecutionState::kFailed;
           s.error = ErrorFromFailedResult(s.output);
