@@ -829,6 +829,11 @@ void ValidateTemporal(Config& config, Problems& problems, ConfigUse use) {
   if (t.address.empty()) return;
   if (use == ConfigUse::kConnect && !t.api_key_file.empty()) {
     t.api_key = Trim(ReadSecretFile(t.api_key_file, "providers.temporal.api_key_file", problems));
+    if (t.api_key.empty()) {
+      problems.push_back("providers.temporal.api_key_file: \"" + t.api_key_file +
+                         "\" holds no API key");
+      t.api_key = "(empty)";  // the TLS check below still applies
+    }
   } else if (!t.api_key_file.empty()) {
     t.api_key = "(read at start)";  // offline checks: the file is not read, TLS is still required
   }

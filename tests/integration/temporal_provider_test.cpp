@@ -8,6 +8,7 @@
 #include <fstream>
 #include <thread>
 
+#include "process.hpp"
 #include "test_env.hpp"
 
 namespace workflowd::providers::temporal {
@@ -137,7 +138,7 @@ TEST_F(TemporalProviderTest, AnEventsStepsRunAsADagAndTheRunSucceedsWithItsSteps
   const std::string name = "e-" + RandomSuffix();
   const auto r = provider_->StartExecution(Ctx(), spec.workflow_id,
                                            Input(name, {{"customer", {{"tier", "basic"}}}}));
-  EXPECT_EQ(r.execution_id, provider_->options().namespace_name + "/" + name);
+  EXPECT_EQ(r.execution_id, provider_->options().namespace_name + "/" + name + "/" + RunOf(r));
   EXPECT_EQ(r.state, ExecutionState::kRunning);
   EXPECT_FALSE(RunOf(r).empty()) << r.message;
 
@@ -152,7 +153,7 @@ TEST_F(TemporalProviderTest, AnEventsStepsRunAsADagAndTheRunSucceedsWithItsSteps
   ASSERT_TRUE(s.stop_time.has_value());
   EXPECT_LE(s.start_time, *s.stop_time);
   EXPECT_EQ(Types(s).front(), "ExecutionStarted");
-  EXPECT_EQ(Types(s).back(), "ExecutionSucceeded");
+  EXPECT_EQ(Types(s).back(), "ExecutionCompleted");
   for (const char* step : {"plan", "wallet", "credits", "email"}) {
     const auto* entered = Find(s, "StateEntered", step);
     const auto* exited = Find(s, "StateExited", step);
@@ -272,11 +273,36 @@ TEST_F(TemporalProviderTest, ARunThatCompletesReportingFailureIsFailedUnlessTheR
       EXPECT_EQ(s.error->code, "WorkflowReportedFailure");
       EXPECT_THAT(s.error->message, HasSubstr("mailbox full"));
       EXPECT_EQ(s.error->failed_at, "email");
+      const auto* step = Find(s, "StateFailed", "email");
+      ASSERT_NE(step, nullptr);  // the step that reported it, though its activity completed
+      EXPECT_EQ(step->details["error"]["message"], "mailbox full");
     } else {
       EXPECT_EQ(s.state, ExecutionState::kSucceeded);
       EXPECT_FALSE(s.error.has_value());
     }
   }
+}
+
+TEST_F(TemporalProviderTest, ARunTerminatedByAnOperatorFailedAndTheCacheNeverHidesItsEnd) {
+  auto spec = Spec({Step("slow", "assign_plan", {{"simulate", {{"sleep_seconds", 120}}}})});
+  provider_->CreateWorkflow(Ctx(), spec);
+  const std::string name = "e-" + RandomSuffix();
+  const auto r = provider_->StartExecution(Ctx(), spec.workflow_id, Input(name));
+  WaitForEvent(r.execution_id, "StateEntered");
+  // Two polls of the open run: the second is answered from the last status (history unchanged).
+  EXPECT_EQ(provider_->GetExecutionStatus(Ctx(), r.execution_id).state, ExecutionState::kRunning);
+  EXPECT_EQ(provider_->GetExecutionStatus(Ctx(), r.execution_id).state, ExecutionState::kRunning);
+  auto [code, out] = testing::RunCommand(
+      {RequireEnv("WORKFLOWD_TEMPORAL_CLI"), "workflow", "terminate", "--address",
+       provider_->options().address, "--namespace", provider_->options().namespace_name,
+       "--workflow-id", name, "--reason", "operator cleanup"},
+      {}, 30s);
+  ASSERT_EQ(code, 0) << out;
+  const auto s = provider_->GetExecutionStatus(Ctx(), r.execution_id);
+  EXPECT_EQ(s.state, ExecutionState::kFailed);
+  ASSERT_TRUE(s.error.has_value());
+  EXPECT_EQ(s.error->code, "Terminated");
+  EXPECT_THAT(s.error->message, HasSubstr("operator cleanup"));
 }
 
 TEST_F(TemporalProviderTest, UnknownWorkflowsAndExecutionsAreNotFound) {

@@ -215,7 +215,8 @@ TEST(TemporalHistory, ActivitiesBecomeStepEventsAndALongerHistoryOnlyAppends) {
       JsonPayload({{"status", "succeeded"},
                    {"steps",
                     {{"plan", {{"status", "completed"}}},
-                     {"email", {{"status", "skipped"}, {"reason", "condition"}}}}}});
+                     {"email", {{"status", "skipped"}, {"reason", "condition"}}},
+                     {"wallet", {{"status", "failed"}, {"error", "refused"}}}}}});
   const auto all = MapHistory(h);
 
   ASSERT_EQ(prefix.size(), 3u);
@@ -225,7 +226,7 @@ TEST(TemporalHistory, ActivitiesBecomeStepEventsAndALongerHistoryOnlyAppends) {
   for (const auto& e : all) types.push_back(e.type);
   EXPECT_EQ(types, (std::vector<std::string>{"ExecutionStarted", "StateEntered",
                                              "StepAttemptStarted", "StateExited", "StateFailed",
-                                             "StateSkipped", "ExecutionSucceeded"}));
+                                             "StateSkipped", "StateFailed", "ExecutionCompleted"}));
   EXPECT_EQ(all[1].details["state"], "plan");
   EXPECT_EQ(all[1].details["step_type"], "assign_plan");
   EXPECT_EQ(all[1].timestamp, ToTimePoint(sched.event_time()));
@@ -235,6 +236,9 @@ TEST(TemporalHistory, ActivitiesBecomeStepEventsAndALongerHistoryOnlyAppends) {
   EXPECT_EQ(all[4].details["state"], "");  // a step it cannot name stays unnamed
   EXPECT_EQ(all[4].details["error"]["message"], "boom");
   EXPECT_EQ(all[5].details["state"], "email");
+  EXPECT_EQ(all[6].details["state"], "wallet");  // reported failure in its result
+  EXPECT_EQ(all[6].details["error"]["code"], "StepReportedFailure");
+  EXPECT_EQ(all[6].details["error"]["message"], "refused");
 }
 
 TEST(TemporalFailure, TheCauseChainNamesTheStepAndKeepsTheStack) {
@@ -284,7 +288,15 @@ TEST(TemporalErrors, CodesMapToRetryableOrNotWithAHint) {
   EXPECT_EQ(code(grpc::StatusCode::NOT_FOUND, ErrorCode::kWorkflowNotFound),
             ErrorCode::kWorkflowNotFound);
   EXPECT_EQ(code(grpc::StatusCode::ALREADY_EXISTS), ErrorCode::kAlreadyExists);
-  EXPECT_EQ(code(grpc::StatusCode::UNIMPLEMENTED), ErrorCode::kInternal);
+  EXPECT_EQ(code(grpc::StatusCode::UNIMPLEMENTED), ErrorCode::kUnavailable);
+  EXPECT_EQ(code(grpc::StatusCode::CANCELLED), ErrorCode::kUnavailable);  // never ours
+  EXPECT_EQ(code(grpc::StatusCode::FAILED_PRECONDITION), ErrorCode::kFailedPrecondition);
+  EXPECT_EQ(code(grpc::StatusCode::OUT_OF_RANGE), ErrorCode::kInternal);
+  EXPECT_EQ(ErrorFromStatus(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                                         "grpc: received message larger than max"),
+                            "start", "default/e1", ErrorCode::kWorkflowNotFound)
+                .code(),
+            ErrorCode::kInvalidSpec);
 
   const auto e = ErrorFromStatus(grpc::Status(grpc::StatusCode::UNAVAILABLE, "connection refused"),
                                  "start", "default/e1", ErrorCode::kWorkflowNotFound);
@@ -306,6 +318,7 @@ TEST(TemporalErrors, CodesMapToRetryableOrNotWithAHint) {
                                                "search attribute WorkflowdTenant"),
                                   "start", "default/e1", ErrorCode::kWorkflowNotFound);
   EXPECT_THAT(sa.what(), HasSubstr("providers.temporal.search_attributes: false"));
+  EXPECT_EQ(sa.code(), ErrorCode::kUnavailable);  // the cluster's setup: executions wait
 }
 
 TEST(TemporalErrors, AlreadyStartedCarriesTheRequestIdOfTheRunThatHoldsTheId) {

@@ -452,16 +452,29 @@ std::vector<ExecutionEvent> MapHistory(
         } catch (const ProviderError&) {
           result = nullptr;
         }
-        // Steps the worker skipped appear only in its result.
+        // Steps the worker skipped, and a step that reported failure in its result (its activity
+        // completed), appear only in the run's result.
         if (const Json* steps = Member(result, "steps"); steps != nullptr && steps->is_object()) {
           for (const auto& [id, step] : steps->items()) {
-            if (StringMember(step, "status") == "skipped") {
+            const std::string status = StringMember(step, "status");
+            if (status == "skipped") {
               out.push_back(Event(h, "StateSkipped",
                                   {{"state", id}, {"reason", StringMember(step, "reason")}}));
+            } else if (status == "failed") {
+              const Json* error = Member(step, "error");
+              out.push_back(
+                  Event(h, "StateFailed",
+                        {{"state", id},
+                         {"error",
+                          {{"code", "StepReportedFailure"},
+                           {"message", error != nullptr && error->is_string()
+                                           ? error->get<std::string>()
+                                           : std::string("the step reported failure")}}}}));
             }
           }
         }
-        out.push_back(Event(h, "ExecutionSucceeded", Json::object()));
+        // Completed: succeeded, or failed by its result (the definition's failed_result rule).
+        out.push_back(Event(h, "ExecutionCompleted", Json::object()));
         break;
       }
       case EVENT_TYPE_WORKFLOW_EXECUTION_FAILED:
@@ -545,7 +558,15 @@ ProviderError ErrorFromStatus(const grpc::Status& status, const std::string& ope
     case grpc::StatusCode::INTERNAL:
     case grpc::StatusCode::UNKNOWN:
     case grpc::StatusCode::DATA_LOSS:
+    // We cancel no call of ours (a caller's end is its deadline): a cancelled call is the
+    // network's or a proxy's doing, and a start whose answer was lost so may have made its run.
+    case grpc::StatusCode::CANCELLED:
       return {ErrorCode::kUnavailable, said};
+    case grpc::StatusCode::UNIMPLEMENTED:
+      return {ErrorCode::kUnavailable,
+              said +
+                  " (is providers.temporal.address a Temporal frontend, of version 1.24 or "
+                  "later?)"};
     case grpc::StatusCode::UNAUTHENTICATED:
     case grpc::StatusCode::PERMISSION_DENIED:
       return {ErrorCode::kUnavailable,
@@ -553,21 +574,24 @@ ProviderError ErrorFromStatus(const grpc::Status& status, const std::string& ope
                   " (check providers.temporal.api_key_file or the mTLS certificate, and the "
                   "namespace's permissions)"};
     case grpc::StatusCode::RESOURCE_EXHAUSTED:
+      // Too large a message stays too large: not an engine asking us to slow down.
+      if (status.error_message().find("larger than max") != std::string::npos) {
+        return {ErrorCode::kInvalidSpec, said};
+      }
       return {ErrorCode::kThrottled, said};
     case grpc::StatusCode::DEADLINE_EXCEEDED:
       return {ErrorCode::kDeadlineExceeded, said};
-    case grpc::StatusCode::CANCELLED:
-      return {ErrorCode::kCancelled, said};
-    case grpc::StatusCode::INVALID_ARGUMENT: {
-      std::string hint;
+    case grpc::StatusCode::INVALID_ARGUMENT:
+      // Unregistered search attributes refuse every start: the cluster's setup, not this
+      // execution's, so executions wait for it to be fixed instead of failing.
       if (status.error_message().find("earch attribute") != std::string::npos) {
-        hint =
-            " (register the search attributes WorkflowdTenant, WorkflowdEnvironment and "
-            "WorkflowdDefinition as Keyword in the namespace, or set "
-            "providers.temporal.search_attributes: false)";
+        return {ErrorCode::kUnavailable,
+                said +
+                    " (register the search attributes WorkflowdTenant, WorkflowdEnvironment and "
+                    "WorkflowdDefinition as Keyword in the namespace, or set "
+                    "providers.temporal.search_attributes: false)"};
       }
-      return {ErrorCode::kInvalidSpec, said + hint};
-    }
+      return {ErrorCode::kInvalidSpec, said};
     case grpc::StatusCode::NOT_FOUND:
       if (has("NamespaceNotFoundFailure") ||
           status.error_message().find("amespace") != std::string::npos) {
@@ -581,6 +605,10 @@ ProviderError ErrorFromStatus(const grpc::Status& status, const std::string& ope
     case grpc::StatusCode::ALREADY_EXISTS:
       return {ErrorCode::kAlreadyExists, said};
     case grpc::StatusCode::FAILED_PRECONDITION:
+      if (has("NamespaceNotActiveFailure") || has("NamespaceInvalidStateFailure") ||
+          has("ClientVersionNotSupportedFailure") || has("ServerVersionNotSupportedFailure")) {
+        return {ErrorCode::kUnavailable, said};  // a failover or an upgrade: it passes
+      }
       return {ErrorCode::kFailedPrecondition, said};
     default:
       return {ErrorCode::kInternal, said};

@@ -26,6 +26,7 @@ constexpr const char* kEnvironmentAttribute = "WorkflowdEnvironment";
 constexpr const char* kDefinitionAttribute = "WorkflowdDefinition";
 constexpr int kHistoryPageSize = 256;  // the server warns about larger pages
 constexpr int kMaxHistoryPages = 1000;
+constexpr size_t kMaxCachedStatuses = 10000;
 
 std::string ReadFile(const std::string& path, const char* option) {
   std::ifstream in(path, std::ios::binary);
@@ -62,13 +63,30 @@ std::string StartRequestId(const std::string& workflow_id) {
   return "workflowd-start-" + workflow_id;
 }
 
-// "<namespace>/<workflow id>"; an id without a namespace is in `fallback`.
-std::pair<std::string, std::string> SplitExecutionId(const std::string& id,
-                                                     const std::string& fallback) {
-  auto slash = id.find('/');
-  if (slash == std::string::npos) return {fallback, id};
-  return {id.substr(0, slash), id.substr(slash + 1)};
+// The provider's execution id: "<namespace>/<workflow id>/<run id>" (the run the start made or
+// found, so a later run under the same workflow id is never mistaken for it); "<namespace>/<id>"
+// and a bare "<id>" (in `fallback`) name the workflow id's latest run.
+struct RunRef {
+  std::string namespace_name;
+  std::string workflow_id;
+  std::string run_id;  // empty: the latest run
+};
+
+RunRef ParseExecutionId(const std::string& id, const std::string& fallback) {
+  RunRef r;
+  const auto first = id.find('/');
+  if (first == std::string::npos) return {fallback, id, ""};
+  r.namespace_name = id.substr(0, first);
+  const auto second = id.find('/', first + 1);
+  r.workflow_id =
+      id.substr(first + 1, second == std::string::npos ? std::string::npos : second - first - 1);
+  if (second != std::string::npos) r.run_id = id.substr(second + 1);
+  return r;
 }
+
+// The reason of every terminate workflowd makes: a run terminated with another reason (by an
+// operator, or by Temporal itself at a history limit) failed rather than was cancelled.
+constexpr const char* kTerminateReasonPrefix = "workflowd: ";
 
 // A payload as JSON; one workflowd cannot read (another encoding, a codec) is reported as such
 // rather than failing the poll: the run's state must still reach the database.
@@ -190,6 +208,12 @@ TemporalProvider::~TemporalProvider() {
   {
     std::lock_guard lock(termination_mu_);
     stopping_ = true;
+    for (const auto& t : terminations_) {
+      spdlog::warn(
+          "temporal: {}/{} was asked to cancel and is not terminated after its cancel grace: "
+          "this process stops first (the run ends when it honours the cancellation)",
+          t.namespace_name, t.workflow_id);
+    }
   }
   termination_cv_.notify_all();
   if (terminator_.joinable()) terminator_.join();
@@ -279,6 +303,12 @@ ExecutionResult TemporalProvider::StartExecution(const Context& ctx, const std::
                {"definition_id", text("definition_id")},
                {"definition_version", text("definition_version")},
                {"workflow_id", workflow_id}};
+  // The completed-but-failed rule travels with the run: every replica judges it the same way,
+  // even one that cannot load the definition.
+  memo["failed_result"] = w->settings.failed_result_field.empty()
+                              ? Json(false)
+                              : Json{{"field", w->settings.failed_result_field},
+                                     {"values", w->settings.failed_result_values}};
   for (const auto& [key, value] : memo.items()) {
     (*req.mutable_memo()->mutable_fields())[key] = JsonPayload(value);
   }
@@ -303,9 +333,15 @@ ExecutionResult TemporalProvider::StartExecution(const Context& ctx, const std::
   if (!status.ok()) {
     // The workflow id was used by a run that has closed since: ours when it carries our request
     // id (this start was made before and its answer lost), someone else's otherwise.
-    auto existing = status.error_code() == grpc::StatusCode::ALREADY_EXISTS
-                        ? AlreadyStartedOf(status)
-                        : std::nullopt;
+    const bool exists = status.error_code() == grpc::StatusCode::ALREADY_EXISTS;
+    auto existing = exists ? AlreadyStartedOf(status) : std::nullopt;
+    if (exists && !existing) {
+      // No details (a proxy dropped them): the workflow id is workflowd's own unique execution
+      // id, so the run that holds it is this execution's.
+      const auto d = Describe(ctx, w->namespace_name, run_workflow_id, "",
+                              w->namespace_name + "/" + run_workflow_id);
+      existing = AlreadyStarted{req.request_id(), d.workflow_execution_info().execution().run_id()};
+    }
     if (!existing || existing->start_request_id != req.request_id()) {
       throw ErrorFromStatus(status, "start", w->namespace_name + "/" + run_workflow_id,
                             ErrorCode::kWorkflowNotFound);
@@ -314,7 +350,7 @@ ExecutionResult TemporalProvider::StartExecution(const Context& ctx, const std::
     message = "already started (the run has closed since)";
   }
   ExecutionResult r;
-  r.execution_id = w->namespace_name + "/" + run_workflow_id;
+  r.execution_id = w->namespace_name + "/" + run_workflow_id + "/" + run_id;
   r.workflow_id = workflow_id;
   r.provider_type = Name();
   r.state = ExecutionState::kRunning;
@@ -326,34 +362,24 @@ ExecutionResult TemporalProvider::StartExecution(const Context& ctx, const std::
 ExecutionStatus TemporalProvider::GetExecutionStatus(const Context& ctx,
                                                      const std::string& execution_id) {
   ThrowIfDone(ctx, "get execution status");
-  const auto [ns, workflow_id] = SplitExecutionId(execution_id, options_.namespace_name);
-  const std::string target = ns + "/" + workflow_id;
-  ws::DescribeWorkflowExecutionRequest dreq;
-  dreq.set_namespace_(ns);
-  dreq.mutable_execution()->set_workflow_id(workflow_id);  // no run id: the latest run
-  ws::DescribeWorkflowExecutionResponse dresp;
-  grpc::Status status = client_->Invoke(ctx, ns, &Stub::DescribeWorkflowExecution, dreq, &dresp);
-  if (!status.ok())
-    throw ErrorFromStatus(status, "describe", target, ErrorCode::kExecutionNotFound);
+  const RunRef ref = ParseExecutionId(execution_id, options_.namespace_name);
+  const std::string& ns = ref.namespace_name;
+  const std::string target = ns + "/" + ref.workflow_id;
+  const auto dresp = Describe(ctx, ns, ref.workflow_id, ref.run_id, target);
   const auto& info = dresp.workflow_execution_info();
   const std::string run_id = info.execution().run_id();
-
-  // The whole history of that run, page by page.
-  google::protobuf::RepeatedPtrField<api::history::v1::HistoryEvent> events;
-  ws::GetWorkflowExecutionHistoryRequest hreq;
-  hreq.set_namespace_(ns);
-  hreq.mutable_execution()->set_workflow_id(workflow_id);
-  hreq.mutable_execution()->set_run_id(run_id);
-  hreq.set_maximum_page_size(kHistoryPageSize);
-  for (int page = 0; page < kMaxHistoryPages; ++page) {
-    ws::GetWorkflowExecutionHistoryResponse hresp;
-    status = client_->Invoke(ctx, ns, &Stub::GetWorkflowExecutionHistory, hreq, &hresp);
-    if (!status.ok())
-      throw ErrorFromStatus(status, "history", target, ErrorCode::kExecutionNotFound);
-    for (auto& e : *hresp.mutable_history()->mutable_events()) events.Add(std::move(e));
-    if (hresp.next_page_token().empty()) break;
-    hreq.set_next_page_token(hresp.next_page_token());
+  const bool open = info.status() == api::enums::v1::WORKFLOW_EXECUTION_STATUS_RUNNING ||
+                    info.status() == api::enums::v1::WORKFLOW_EXECUTION_STATUS_PAUSED;
+  // An open run whose history has not grown since the last poll has nothing new to report: one
+  // call instead of reading its history again.
+  if (open) {
+    std::lock_guard lock(cache_mu_);
+    auto it = status_cache_.find(execution_id);
+    if (it != status_cache_.end() && it->second.first == info.history_length()) {
+      return it->second.second;
+    }
   }
+  const auto events = History(ctx, ns, ref.workflow_id, run_id, target, false);
 
   ExecutionStatus s;
   s.execution_id = execution_id;
@@ -364,69 +390,156 @@ ExecutionStatus TemporalProvider::GetExecutionStatus(const Context& ctx,
     s.stop_time = ToTimePoint(info.close_time());
   }
   const auto& memo = info.memo().fields();
-  if (auto it = memo.find("workflow_id"); it != memo.end()) {
+  auto memo_json = [&](const char* key) -> Json {
+    auto it = memo.find(key);
+    if (it == memo.end()) return nullptr;
     try {
-      s.workflow_id = Keyword(PayloadJson(it->second));
+      return PayloadJson(it->second);
     } catch (const ProviderError&) {
-      // another writer's memo: left empty
+      return nullptr;  // another writer's memo
     }
+  };
+  if (const Json id = memo_json("workflow_id"); id.is_string()) {
+    s.workflow_id = id.get<std::string>();
   }
-  auto w = s.workflow_id.empty() ? nullptr : Find(s.workflow_id);
-  const DefinitionSettings settings = w ? w->settings : DefinitionSettings{};
+  DefinitionSettings settings;
+  if (const Json rule = memo_json("failed_result"); !rule.is_null()) {
+    std::vector<std::string> ignored;
+    settings = ParseDefinitionSettings({{"temporal", {{"failed_result", rule}}}}, ignored);
+  } else if (auto w = s.workflow_id.empty() ? nullptr : Find(s.workflow_id)) {
+    settings = w->settings;
+  }
   s.history = MapHistory(events);
   for (const auto& e : events) {
-    using namespace api::enums::v1;  // NOLINT(google-build-using-namespace): enum constants
-    switch (e.event_type()) {
-      case EVENT_TYPE_WORKFLOW_EXECUTION_STARTED:
-        s.input = Readable(e.workflow_execution_started_event_attributes().input());
-        break;
-      case EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED:
-        s.output = Readable(e.workflow_execution_completed_event_attributes().result());
-        if (ResultSaysFailed(s.output, settings)) {
-          s.state = ExecutionState::kFailed;
-          s.error = ErrorFromFailedResult(s.output);
-        }
-        break;
-      case EVENT_TYPE_WORKFLOW_EXECUTION_FAILED:
-        s.error = ErrorFromFailure(e.workflow_execution_failed_event_attributes().failure());
-        break;
-      case EVENT_TYPE_WORKFLOW_EXECUTION_TIMED_OUT:
-        s.error = ExecutionError{"Timeout", "the workflow run exceeded its timeout", "", ""};
-        break;
-      case EVENT_TYPE_WORKFLOW_EXECUTION_CANCELED:
-        s.error = ExecutionError{"Cancelled", "the workflow run was cancelled", "", ""};
-        break;
-      case EVENT_TYPE_WORKFLOW_EXECUTION_TERMINATED:
-        s.error = ExecutionError{"Terminated",
-                                 "the workflow run was terminated: " +
-                                     e.workflow_execution_terminated_event_attributes().reason(),
-                                 "", ""};
-        break;
-      default:
-        break;
+    if (e.event_type() == api::enums::v1::EVENT_TYPE_WORKFLOW_EXECUTION_STARTED) {
+      s.input = Readable(e.workflow_execution_started_event_attributes().input());
     }
   }
+  // A run continued as new: the chain's latest run carries the state and the result.
+  const api::history::v1::HistoryEvent* close =
+      events.empty() ? nullptr : &events[events.size() - 1];
+  google::protobuf::RepeatedPtrField<api::history::v1::HistoryEvent> latest_close;
+  if (info.status() == api::enums::v1::WORKFLOW_EXECUTION_STATUS_CONTINUED_AS_NEW) {
+    const auto latest = Describe(ctx, ns, ref.workflow_id, "", target);
+    const auto& li = latest.workflow_execution_info();
+    s.state = MapStatus(li.status());
+    s.stop_time.reset();
+    close = nullptr;
+    if (s.state != ExecutionState::kRunning) {
+      if (li.has_close_time()) s.stop_time = ToTimePoint(li.close_time());
+      latest_close = History(ctx, ns, ref.workflow_id, li.execution().run_id(), target, true);
+      if (!latest_close.empty()) close = &latest_close[latest_close.size() - 1];
+    }
+  }
+  if (close != nullptr && s.state != ExecutionState::kRunning) ApplyClose(*close, settings, s);
   s.metadata = {{"namespace", ns},
-                {"workflow_id", workflow_id},
+                {"workflow_id", ref.workflow_id},
                 {"run_id", run_id},
                 {"task_queue", info.task_queue()},
                 {"history_length", std::to_string(info.history_length())}};
+  std::lock_guard lock(cache_mu_);
+  if (open) {
+    if (status_cache_.size() >= kMaxCachedStatuses) status_cache_.erase(status_cache_.begin());
+    status_cache_[execution_id] = {info.history_length(), s};
+  } else {
+    status_cache_.erase(execution_id);
+  }
   return s;
+}
+
+api::workflowservice::v1::DescribeWorkflowExecutionResponse TemporalProvider::Describe(
+    const Context& ctx, const std::string& ns, const std::string& workflow_id,
+    const std::string& run_id, const std::string& target) {
+  ws::DescribeWorkflowExecutionRequest req;
+  req.set_namespace_(ns);
+  req.mutable_execution()->set_workflow_id(workflow_id);
+  req.mutable_execution()->set_run_id(run_id);
+  ws::DescribeWorkflowExecutionResponse resp;
+  const grpc::Status status =
+      client_->Invoke(ctx, ns, &Stub::DescribeWorkflowExecution, req, &resp);
+  if (!status.ok()) {
+    throw ErrorFromStatus(status, "describe", target, ErrorCode::kExecutionNotFound);
+  }
+  return resp;
+}
+
+google::protobuf::RepeatedPtrField<api::history::v1::HistoryEvent> TemporalProvider::History(
+    const Context& ctx, const std::string& ns, const std::string& workflow_id,
+    const std::string& run_id, const std::string& target, bool close_event_only) {
+  google::protobuf::RepeatedPtrField<api::history::v1::HistoryEvent> events;
+  ws::GetWorkflowExecutionHistoryRequest req;
+  req.set_namespace_(ns);
+  req.mutable_execution()->set_workflow_id(workflow_id);
+  req.mutable_execution()->set_run_id(run_id);
+  req.set_maximum_page_size(kHistoryPageSize);
+  if (close_event_only) {
+    req.set_history_event_filter_type(api::enums::v1::HISTORY_EVENT_FILTER_TYPE_CLOSE_EVENT);
+  }
+  for (int page = 0;; ++page) {
+    if (page >= kMaxHistoryPages) {
+      throw ProviderError(ErrorCode::kInternal,
+                          "temporal history (" + target + "): more than " +
+                              std::to_string(kMaxHistoryPages * kHistoryPageSize) +
+                              " events; workflowd reads the whole history of a run");
+    }
+    ws::GetWorkflowExecutionHistoryResponse resp;
+    const grpc::Status status =
+        client_->Invoke(ctx, ns, &Stub::GetWorkflowExecutionHistory, req, &resp);
+    if (!status.ok()) {
+      throw ErrorFromStatus(status, "history", target, ErrorCode::kExecutionNotFound);
+    }
+    for (auto& e : *resp.mutable_history()->mutable_events()) events.Add(std::move(e));
+    if (resp.next_page_token().empty()) break;
+    req.set_next_page_token(resp.next_page_token());
+  }
+  return events;
+}
+
+void TemporalProvider::ApplyClose(const api::history::v1::HistoryEvent& e,
+                                  const DefinitionSettings& settings, ExecutionStatus& s) const {
+  using namespace api::enums::v1;  // NOLINT(google-build-using-namespace): enum constants
+  switch (e.event_type()) {
+    case EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED:
+      s.output = Readable(e.workflow_execution_completed_event_attributes().result());
+      if (ResultSaysFailed(s.output, settings)) {
+        s.state = ExecutionState::kFailed;
+        s.error = ErrorFromFailedResult(s.output);
+      }
+      break;
+    case EVENT_TYPE_WORKFLOW_EXECUTION_FAILED:
+      s.error = ErrorFromFailure(e.workflow_execution_failed_event_attributes().failure());
+      break;
+    case EVENT_TYPE_WORKFLOW_EXECUTION_TIMED_OUT:
+      s.error = ExecutionError{"Timeout", "the workflow run exceeded its timeout", "", ""};
+      break;
+    case EVENT_TYPE_WORKFLOW_EXECUTION_CANCELED:
+      s.error = ExecutionError{"Cancelled", "the workflow run was cancelled", "", ""};
+      break;
+    case EVENT_TYPE_WORKFLOW_EXECUTION_TERMINATED: {
+      const auto& a = e.workflow_execution_terminated_event_attributes();
+      s.error = ExecutionError{"Terminated", "the workflow run was terminated: " + a.reason(),
+                               a.identity().empty() ? "" : "by " + a.identity(), ""};
+      // Terminated by someone else (an operator, Temporal at a history limit): the run did not
+      // finish its work, and nobody asked workflowd to stop it.
+      if (!a.reason().starts_with(kTerminateReasonPrefix)) s.state = ExecutionState::kFailed;
+      break;
+    }
+    default:
+      break;
+  }
 }
 
 void TemporalProvider::StopExecution(const Context& ctx, const std::string& execution_id,
                                      const std::string& reason) {
   ThrowIfDone(ctx, "stop execution");
-  const auto [ns, workflow_id] = SplitExecutionId(execution_id, options_.namespace_name);
+  const RunRef ref = ParseExecutionId(execution_id, options_.namespace_name);
+  const std::string& ns = ref.namespace_name;
+  const std::string& workflow_id = ref.workflow_id;
   const std::string target = ns + "/" + workflow_id;
-  ws::DescribeWorkflowExecutionRequest dreq;
-  dreq.set_namespace_(ns);
-  dreq.mutable_execution()->set_workflow_id(workflow_id);
-  ws::DescribeWorkflowExecutionResponse dresp;
-  grpc::Status status = client_->Invoke(ctx, ns, &Stub::DescribeWorkflowExecution, dreq, &dresp);
-  if (!status.ok())
-    throw ErrorFromStatus(status, "describe", target, ErrorCode::kExecutionNotFound);
+  // The workflow id's latest run: one continued as new goes on there.
+  const auto dresp = Describe(ctx, ns, workflow_id, "", target);
   if (MapStatus(dresp.workflow_execution_info().status()) != ExecutionState::kRunning) return;
+  grpc::Status status;
 
   ws::RequestCancelWorkflowExecutionRequest req;
   req.set_namespace_(ns);
@@ -459,7 +572,7 @@ void TemporalProvider::Terminate(const Context& ctx, const std::string& namespac
   req.set_namespace_(namespace_name);
   req.mutable_workflow_execution()->set_workflow_id(workflow_id);
   req.set_identity(options_.identity);
-  req.set_reason("not cancelled within providers.temporal.cancel_grace: " + reason);
+  req.set_reason(std::string(kTerminateReasonPrefix) + reason);
   ws::TerminateWorkflowExecutionResponse resp;
   const grpc::Status status =
       client_->Invoke(ctx, namespace_name, &Stub::TerminateWorkflowExecution, req, &resp);
@@ -480,8 +593,8 @@ void TemporalProvider::RunTerminations() {
     }
     auto next = std::min_element(terminations_.begin(), terminations_.end(),
                                  [](const auto& a, const auto& b) { return a.due < b.due; });
-    if (std::chrono::steady_clock::now() < next->due) {
-      termination_cv_.wait_until(lock, next->due);
+    if (const auto due = next->due; std::chrono::steady_clock::now() < due) {
+      termination_cv_.wait_until(lock, due);  // a copy: a StopExecution may grow the vector
       continue;
     }
     Termination t = std::move(*next);

@@ -91,20 +91,23 @@ ExecutionError ErrorFromFailure(const api::failure::v1::Failure& failure);
 // the same events followed by more. Workflow-task and other bookkeeping events are left out.
 // Steps: ActivityTaskScheduled -> StateEntered {state: activity id = step id}, ...Started ->
 // StepAttemptStarted, ...Completed -> StateExited, ...Failed/TimedOut/Canceled -> StateFailed
-// {error}; the run's own events -> ExecutionStarted, ExecutionSucceeded, ExecutionFailed, ...
-// A completed run whose result lists skipped steps gets StateSkipped for each before its end.
+// {error}; the run's own events -> ExecutionStarted, ExecutionCompleted, ExecutionFailed, ...
+// A completed run whose result lists skipped steps gets StateSkipped for each before its end, and
+// StateFailed for each step that reported failure (its activity completed with {ok: false}).
 std::vector<ExecutionEvent> MapHistory(
     const google::protobuf::RepeatedPtrField<api::history::v1::HistoryEvent>& events);
 
 TimePoint ToTimePoint(const google::protobuf::Timestamp& t);
 
-// A failed RPC as a ProviderError: UNAVAILABLE, ABORTED, INTERNAL, UNKNOWN, DATA_LOSS,
-// UNAUTHENTICATED, PERMISSION_DENIED and an unknown namespace -> kUnavailable (nothing can be
-// started until the cluster or its credentials are fixed: executions wait, none fails);
-// RESOURCE_EXHAUSTED -> kThrottled; DEADLINE_EXCEEDED -> kDeadlineExceeded; CANCELLED ->
-// kCancelled; INVALID_ARGUMENT -> kInvalidSpec; NOT_FOUND -> `not_found`; ALREADY_EXISTS ->
-// kAlreadyExists; FAILED_PRECONDITION -> kFailedPrecondition; others kInternal. The message
-// names the operation, the target and the server's words, with a hint for the usual causes.
+// A failed RPC as a ProviderError. What no execution can get past until the cluster or its setup
+// is fixed is an outage (kUnavailable: executions wait, none fails): UNAVAILABLE, ABORTED,
+// INTERNAL, UNKNOWN, DATA_LOSS, CANCELLED (never ours), UNIMPLEMENTED, UNAUTHENTICATED,
+// PERMISSION_DENIED, an unknown namespace, unregistered search attributes, a namespace failing
+// over. RESOURCE_EXHAUSTED -> kThrottled (a message too large -> kInvalidSpec);
+// DEADLINE_EXCEEDED -> kDeadlineExceeded; INVALID_ARGUMENT -> kInvalidSpec; NOT_FOUND ->
+// `not_found`; ALREADY_EXISTS -> kAlreadyExists; FAILED_PRECONDITION -> kFailedPrecondition;
+// others kInternal. The message names the operation, the target and the server's words, with a
+// hint for the usual causes.
 ProviderError ErrorFromStatus(const grpc::Status& status, const std::string& operation,
                               const std::string& target, ErrorCode not_found);
 

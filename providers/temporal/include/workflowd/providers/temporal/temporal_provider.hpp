@@ -4,9 +4,10 @@
 // the steps with the trigger event to the step-runner worker (workers/temporal) as the run's input.
 //
 // Identities: the run's workflow id is the execution name (workflowd's execution id); the
-// provider's execution id is "<namespace>/<workflow id>", so any replica can describe or stop it
-// without state of its own. A repeated start is answered with the run the first one made (request
-// id derived from the name; reuse policy REJECT_DUPLICATE with conflict policy USE_EXISTING).
+// provider's execution id is "<namespace>/<workflow id>/<run id>", so any replica can describe or
+// stop it without state of its own. A repeated start is answered with the run the first one made
+// (request id derived from the name; reuse policy REJECT_DUPLICATE with conflict policy
+// USE_EXISTING).
 #pragma once
 
 #include <condition_variable>
@@ -17,8 +18,10 @@
 #include <thread>
 #include <vector>
 
+#include "temporal/api/workflowservice/v1/request_response.pb.h"
 #include "workflowd/common/clock.hpp"
 #include "workflowd/providers/provider.hpp"
+#include "workflowd/providers/temporal/mapping.hpp"
 #include "workflowd/providers/temporal/options.hpp"
 
 namespace workflowd::providers::temporal {
@@ -60,6 +63,14 @@ class TemporalProvider final : public Provider {
   };
 
   std::shared_ptr<const Workflow> Find(const std::string& workflow_id) const;
+  api::workflowservice::v1::DescribeWorkflowExecutionResponse Describe(
+      const Context& ctx, const std::string& ns, const std::string& workflow_id,
+      const std::string& run_id, const std::string& target);
+  google::protobuf::RepeatedPtrField<api::history::v1::HistoryEvent> History(
+      const Context& ctx, const std::string& ns, const std::string& workflow_id,
+      const std::string& run_id, const std::string& target, bool close_event_only);
+  void ApplyClose(const api::history::v1::HistoryEvent& close, const DefinitionSettings& settings,
+                  ExecutionStatus& status) const;
   void Terminate(const Context& ctx, const std::string& namespace_name,
                  const std::string& workflow_id, const std::string& reason);
   void RunTerminations();
@@ -70,6 +81,11 @@ class TemporalProvider final : public Provider {
 
   mutable std::mutex mu_;
   std::map<std::string, std::shared_ptr<const Workflow>> workflows_;
+
+  // The last status of each open run polled, by execution id, with the history length it was
+  // read at (bounded; a closed run's entry is dropped).
+  std::mutex cache_mu_;
+  std::map<std::string, std::pair<int64_t, ExecutionStatus>> status_cache_;
 
   std::mutex termination_mu_;
   std::condition_variable termination_cv_;
