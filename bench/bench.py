@@ -684,29 +684,42 @@ COMMIT;""")
         venv_python = os.path.join(os.environ.get("WORKFLOWD_TEMPORAL_CACHE",
                                                   os.path.join(self.repo, ".cache", "temporal")),
                                    "venv", "bin", "python")
-        before = self.cpu.snapshot()
-        out = subprocess.run([venv_python, os.path.join(self.repo, "bench", "temporal_sdk_starts.py"),
-                              "--address", address, "--task-queue", self.temporal_queue(),
-                              "--count", str(n), "--concurrency", str(conc),
-                              "--id-prefix", f"sdk-{self.run_id}"],
-                             check=True, capture_output=True, text=True)
-        sdk = json.loads(out.stdout.strip().splitlines()[-1])
-        sdk["cpu"] = CpuSampler.diff(before, self.cpu.snapshot())
-        log(f"temporal: SDK client {sdk['rate']:.0f} starts/s (10-90 %) at {conc} in flight")
-        # workflowd: the same number of events of 10 tenants whose definitions run on Temporal.
         first = 9000
         self.apply_definitions(list(range(first, first + 10)), provider="temporal")
-        topic = self.topic(f"bench.temporal.{self.run_id}")
-        subprocess.run([os.path.join(self.tools, "producer"), "produce", "--brokers", self.brokers,
-                        "--topic", topic, "--count", str(n), "--match", "100", "--tenants", "10",
-                        "--tenant-offset", str(first), "--envs", "2", "--id-prefix", topic,
-                        "--linger-ms", "20"], check=True, capture_output=True, text=True)
         extra = self.lifecycle_config()
         extra.setdefault("providers", {})["temporal"] = {"address": address,
                                                         "max_in_flight": conc}
         started = lambda m: metric(m, 'workflowd_dispatch_attempts_total{result="started"}')
-        r = self.ingest("temporal", topic, n, started, dispatch=True, extra=extra)
+        # Rounds of one SDK run then one workflowd run: the dev server (SQLite, one core) slows
+        # as its database fills, so each side gets runs early and late; best of each.
+        sdks, runs = [], []
+        for i in range(max(2, self.args.repeat)):
+            before = self.cpu.snapshot()
+            out = subprocess.run(
+                [venv_python, os.path.join(self.repo, "bench", "temporal_sdk_starts.py"),
+                 "--address", address, "--task-queue", self.temporal_queue(), "--count", str(n),
+                 "--concurrency", str(conc), "--id-prefix", f"sdk-{self.run_id}-{i}"],
+                check=True, capture_output=True, text=True)
+            sdk = json.loads(out.stdout.strip().splitlines()[-1])
+            sdk["cpu"] = CpuSampler.diff(before, self.cpu.snapshot())
+            sdks.append(sdk)
+            log(f"temporal round {i + 1}: SDK client {sdk['rate']:.0f} starts/s (10-90 %) at "
+                f"{conc} in flight")
+            # workflowd: as many events, of 10 tenants whose definitions run on Temporal.
+            topic = self.topic(f"bench.temporal.{self.run_id}.{i}")
+            subprocess.run([os.path.join(self.tools, "producer"), "produce", "--brokers",
+                            self.brokers, "--topic", topic, "--count", str(n), "--match", "100",
+                            "--tenants", "10", "--tenant-offset", str(first), "--envs", "2",
+                            "--id-prefix", topic, "--linger-ms", "20"],
+                           check=True, capture_output=True, text=True)
+            r = self.ingest(f"temporal-{i + 1}", topic, n, started, dispatch=True, extra=extra)
+            runs.append(r)
+            log(f"temporal round {i + 1}: workflowd {r['rate']:.0f} starts/s (10-90 %)")
+        sdk = max(sdks, key=lambda x: x["rate"])
+        r = max(runs, key=lambda x: x["rate"])
         r.update({"concurrency": conc, "sdk": sdk,
+                  "runs": [round(x["rate"]) for x in runs],
+                  "sdk_runs": [round(x["rate"]) for x in sdks],
                   "ratio": r["rate"] / sdk["rate"] if sdk["rate"] > 0 else 0})
         log(f"temporal: workflowd {r['rate']:.0f} starts/s (10-90 %) at {conc} in flight, "
             f"{r['ratio']:.2f} x the SDK client  cpu={r['cpu']}")
@@ -1055,8 +1068,9 @@ GROUP BY s ORDER BY s""")]
             v = T["ratio"]
             row(f"Temporal dev server: starts through workflowd vs the Python SDK client, "
                 f"{T['concurrency']} in flight", v, "x", ">= 1.0", v, v >= 1.0,
-                f"workflowd {T['rate']:,.0f} starts/s ({T['final']:,.0f}/{T['target']:,} started), "
-                f"SDK client {T['sdk']['rate']:,.0f} starts/s; " + fmt_cpu(T["cpu"]))
+                f"best of rounds: workflowd {T['rate']:,.0f} starts/s (runs {T.get('runs')}), "
+                f"SDK client {T['sdk']['rate']:,.0f} starts/s (runs {T.get('sdk_runs')}); "
+                + fmt_cpu(T["cpu"]))
         for s in R.get("steady", []):
             tag = f"steady {s['rate']:,} events/s, {s['match']:g} % match"
             v = s["commit"]["p99_ms"]

@@ -1,16 +1,21 @@
 #!/usr/bin/env python3
 """Baseline of the Temporal benchmark phase: starts COUNT runs of a workflow type with the official
 Python SDK's client (temporalio), CONCURRENCY starts in flight, on a task queue no worker polls (so
-only starts are measured, as in workflowd's run it is compared with). Prints one JSON line:
+only starts are measured, as in workflowd's run it is compared with), with the same kind of input,
+memo, search attributes and timeout as workflowd's starts. Prints one JSON line:
 {"count", "concurrency", "seconds", "rate" (10-90 % of the starts), "rate_all"}."""
 
 import argparse
 import asyncio
 import json
+import os
+import sys
 import time
+from datetime import timedelta
 
 from temporalio.client import Client
-from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.common import (SearchAttributeKey, SearchAttributePair, TypedSearchAttributes,
+                               WorkflowIDConflictPolicy, WorkflowIDReusePolicy)
 
 
 async def main() -> None:
@@ -29,6 +34,11 @@ async def main() -> None:
     steps = [{"id": s, "type": s, "config": {}, "depends_on": [], "run": True,
               "retry_policy": {"maximum_attempts": 3}} for s in
              ("assign_plan", "create_wallet", "send_email")]
+    # The memo and search attributes workflowd sets on each run (visibility writes included).
+    attributes = TypedSearchAttributes([
+        SearchAttributePair(SearchAttributeKey.for_keyword(name), value) for name, value in
+        (("WorkflowdTenant", "bench"), ("WorkflowdEnvironment", "prod"),
+         ("WorkflowdDefinition", "bench"))])
     sem = asyncio.Semaphore(args.concurrency)
     done: list[float] = []
 
@@ -44,7 +54,12 @@ async def main() -> None:
             await client.start_workflow(
                 args.workflow_type, payload, id=wid, task_queue=args.task_queue,
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING)
+                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+                execution_timeout=timedelta(seconds=600),
+                memo={"tenant_id": "bench", "environment_id": "prod", "definition_id": "bench",
+                      "definition_version": "1", "workflow_id": "bench-v1",
+                      "failed_result": {"field": "status", "values": ["failed"]}},
+                search_attributes=attributes)
             done.append(time.monotonic())
 
     t0 = time.monotonic()
@@ -55,8 +70,12 @@ async def main() -> None:
     rate = (len(done) * 8 // 10) / (hi - lo) if hi > lo else 0.0
     print(json.dumps({"count": args.count, "concurrency": args.concurrency,
                       "seconds": round(seconds, 3), "rate": rate,
-                      "rate_all": args.count / seconds}))
+                      "rate_all": args.count / seconds}), flush=True)
 
 
 if __name__ == "__main__":
     asyncio.run(main())
+    # The SDK's native threads can crash the interpreter's own exit (as in workers/temporal):
+    # the result is printed, leave at once.
+    sys.stdout.flush()
+    os._exit(0)

@@ -433,6 +433,9 @@ const std::vector<Setting>& Settings() {
           DurationSetterOf([limits](Config & c) -> auto& { return limits(c).breaker_drain_ramp; }));
       scalar(at + "polls_per_second", Kind::kSize,
              CountSetterOf([limits](Config & c) -> auto& { return limits(c).polls_per_second; }));
+      scalar(
+          at + "poll_min_interval", Kind::kDuration,
+          DurationSetterOf([limits](Config & c) -> auto& { return limits(c).poll_min_interval; }));
     }
     scalar("log.level", Kind::kString,
            OneOfSetter([](Config& c) -> std::string& { return c.log.level; },
@@ -864,6 +867,10 @@ void ValidateProviderLimits(const Config& config, Problems& problems) {
       problems.push_back(at + "retry.initial_backoff: must not exceed retry.max_backoff");
     }
     if (limits.retry_attempts > 10) problems.push_back(at + "retry.attempts: at most 10");
+    if (limits.poll_min_interval && (limits.poll_min_interval->count() <= 0 ||
+                                     *limits.poll_min_interval > config.poll.max_interval)) {
+      problems.push_back(at + "poll_min_interval: must be positive and at most poll.max_interval");
+    }
     // Quick retries are made within the call's deadline: a first backoff as long as it means
     // they never happen.
     const auto call_timeout = limits.call_timeout.value_or(config.dispatch.call_timeout);
@@ -1030,6 +1037,18 @@ std::string MaskUrl(const std::string& url) {
   return RebuiltConninfo(options.get());
 }
 
+std::chrono::milliseconds PollMinInterval(const Config& config, const std::string& provider) {
+  const auto it = config.provider_limits.find(provider);
+  if (it != config.provider_limits.end() && it->second.poll_min_interval) {
+    return *it->second.poll_min_interval;
+  }
+  if (provider == "temporal") {
+    return std::min(std::max(config.poll.min_interval, std::chrono::milliseconds(5000)),
+                    config.poll.max_interval);
+  }
+  return config.poll.min_interval;
+}
+
 const std::vector<std::string>& KnownProviders() {
   static const std::vector<std::string> kProviders = {"mock", "temporal"};
   return kProviders;
@@ -1108,6 +1127,7 @@ void DescribeProviderLimits(YAML::Emitter& out, const Config& c, const std::stri
   out << YAML::Key << "drain_ramp" << YAML::Value << ms(limits.breaker_drain_ramp);
   out << YAML::EndMap;
   out << YAML::Key << "polls_per_second" << YAML::Value << limits.polls_per_second;
+  out << YAML::Key << "poll_min_interval" << YAML::Value << ms(PollMinInterval(c, name));
 }
 
 }  // namespace

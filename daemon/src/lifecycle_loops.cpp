@@ -117,15 +117,17 @@ LifecycleLoops::LifecycleLoops(const Config& config, metrics::Registry& registry
                                                             &gate_metrics_);
     spdlog::info(
         "provider {}: max_in_flight={} call_timeout={}ms retry.attempts={} "
-        "breaker.failure_threshold={} polls_per_second={}",
+        "breaker.failure_threshold={} polls_per_second={} poll_min_interval={}ms",
         provider, limits.max_in_flight, limits.call_timeout.count(), limits.retry_attempts,
-        limits.breaker_failure_threshold, limits.polls_per_second);
+        limits.breaker_failure_threshold, limits.polls_per_second,
+        PollMinInterval(config, provider).count());
     for (size_t i = 0; i < std::max<size_t>(1, config.dispatch.workers); ++i) {
       lifecycle::DispatcherOptions dopts = DispatcherOptionsFor(config);
       dopts.max_in_flight = limits.max_in_flight;
       dopts.call_timeout = limits.call_timeout;
       dopts.provider = provider;
       dopts.gate = group->gate.get();
+      dopts.first_poll = PollMinInterval(config, provider);
       group->dispatch.push_back(
           AddDispatchLoop(config, dopts, "dispatcher-" + provider + "-" + std::to_string(i + 1),
                           config.dispatch.idle_interval));
@@ -138,7 +140,7 @@ LifecycleLoops::LifecycleLoops(const Config& config, metrics::Registry& registry
       popts.batch_size = config.poll.batch_size;
       popts.max_in_flight = config.poll.max_in_flight;
       popts.call_timeout = limits.call_timeout;
-      popts.min_interval = config.poll.min_interval;
+      popts.min_interval = PollMinInterval(config, provider);
       popts.max_interval = config.poll.max_interval;
       popts.jitter = kPollJitter;
       auto* rng = &loop->rng;

@@ -396,6 +396,18 @@ TEST(Config, TemporalSettingsAreReadAndCheckedAndTheApiKeyComesFromAFile) {
                        "/nonexistent/key"));
   EXPECT_TRUE(Mentions(ProblemsOf("providers: {temporal: {address: localhost}}"),
                        "providers.temporal.address: \"localhost\" has no port"));
+  // Polls of Temporal's runs start at 5 s unless set; the mock follows poll.min_interval.
+  EXPECT_EQ(PollMinInterval(c, "temporal"), std::chrono::seconds(5));
+  EXPECT_EQ(PollMinInterval(c, "mock"), std::chrono::milliseconds(200));
+  const Config tuned = ParseConfig(
+      "poll: {min_interval: 50ms}\nproviders: {temporal: {address: 127.0.0.1:7233, "
+      "poll_min_interval: 300ms}}",
+      "f", kDbEnv);
+  EXPECT_EQ(PollMinInterval(tuned, "temporal"), std::chrono::milliseconds(300));
+  EXPECT_EQ(PollMinInterval(tuned, "mock"), std::chrono::milliseconds(50));
+  EXPECT_TRUE(Mentions(ProblemsOf("providers: {mock: {poll_min_interval: 2m}}"),
+                       "providers.mock.poll_min_interval: must be positive and at most "
+                       "poll.max_interval"));
   Environment env = kDbEnv;
   env["WORKFLOWD_PROVIDERS_TEMPORAL_ADDRESS"] = "127.0.0.1:7233";
   EXPECT_EQ(ParseConfig("", "d", env).temporal.address, "127.0.0.1:7233");

@@ -113,6 +113,9 @@ struct ProviderLimitsConfig {
   size_t breaker_drain_rate = 50;                          // starts/s once the breaker closed
   std::chrono::milliseconds breaker_drain_ramp{30000};     // ... ramping up to unbounded
   size_t polls_per_second = 0;                             // 0: unbounded
+  // First and shortest interval between polls of one execution of this provider; unset:
+  // poll.min_interval, and at least 5 s for Temporal's (PollMinInterval).
+  std::optional<std::chrono::milliseconds> poll_min_interval;
 };
 
 struct LogConfig {
@@ -166,6 +169,12 @@ Config ParseConfig(const std::string& text, const std::string& source, const Env
 // Reads the file, then ParseConfig. An empty path means defaults plus environment.
 Config LoadConfig(const std::string& path, const Environment& env,
                   ConfigUse use = ConfigUse::kConnect);
+
+// providers.<name>.poll_min_interval as it applies: set, or poll.min_interval (for Temporal at
+// least 5 s: its runs take seconds to hours, and every poll is a call to a shared cluster that
+// also serves the workers; 10,000 running executions polled each second would be 10,000 calls a
+// second).
+std::chrono::milliseconds PollMinInterval(const Config& config, const std::string& provider);
 
 // The workflow providers this build offers, by the name definitions use (`provider: NAME`).
 const std::vector<std::string>& KnownProviders();
