@@ -25,6 +25,7 @@
 #   --temporal-starts N     workflow starts of the Temporal run, through workflowd and through the
 #                           Python SDK's client (default 3000)
 #   --temporal-concurrency C  starts in flight in both (default 16)
+#   --temporal-poll-min-interval D  providers.temporal.poll_min_interval of workflowd (e.g. 60s)
 #   --phases LIST           ceilings,ingest,lifecycle,engine,temporal,steady,match,large (default all)
 #   --daemon-set K=V        extra daemon config for the lifecycle runs (e.g. dispatch.batch_size=500)
 #   --perf                  record a cpu-clock profile of each daemon run (perf record -g) into the
@@ -61,10 +62,11 @@ while [[ $# -gt 0 ]]; do
     --perf) args+=(--perf) ;;
     --events|--lifecycle-events|--steady-rate|--steady-seconds|--steady-match|\
     --large-definitions|--tenants|--phases|--daemon-set|--partitions|--repeat|--steady-drain|--steady-warmup|--steady-broker-warmup|--phase-timeout|--copy-rows|\
-    --engine-events|--engine-latency-ms|--engine-slots|--temporal-starts|--temporal-concurrency)
+    --engine-events|--engine-latency-ms|--engine-slots|--temporal-starts|--temporal-concurrency|\
+    --temporal-poll-min-interval)
       [[ $# -ge 2 ]] || { echo "run.sh: $1 needs a value" >&2; exit 2; }
       args+=("$1" "$2"); shift ;;
-    -h|--help) sed -n '2,38p' "${BASH_SOURCE[0]}"; exit 0 ;;
+    -h|--help) sed -n '2,39p' "${BASH_SOURCE[0]}"; exit 0 ;;
     *) echo "run.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
   shift

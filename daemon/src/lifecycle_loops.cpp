@@ -141,6 +141,7 @@ LifecycleLoops::LifecycleLoops(const Config& config, metrics::Registry& registry
       popts.max_in_flight = config.poll.max_in_flight;
       popts.call_timeout = limits.call_timeout;
       popts.min_interval = PollMinInterval(config, provider);
+      popts.back_off_while_unchanged = provider == "temporal";
       popts.max_interval = config.poll.max_interval;
       popts.jitter = kPollJitter;
       auto* rng = &loop->rng;

@@ -124,6 +124,16 @@ std::chrono::milliseconds FailedPollInterval(std::chrono::milliseconds interval,
   return std::min(std::max(interval * 4, std::chrono::milliseconds(2000)), std::max(interval, max));
 }
 
+std::chrono::milliseconds UnchangedPollInterval(std::chrono::milliseconds interval, int polls_made,
+                                                std::chrono::milliseconds min,
+                                                std::chrono::milliseconds max) {
+  const int doublings = std::clamp(polls_made, 0, 20);
+  const auto backed_off = min.count() > (max.count() >> doublings)
+                              ? max
+                              : std::chrono::milliseconds(min.count() << doublings);
+  return std::min(std::max(interval, backed_off), std::max(interval, max));
+}
+
 Json ErrorJson(const providers::ProviderError& error) {
   return {{"code", providers::ToString(error.code())},
           {"message", error.what()},

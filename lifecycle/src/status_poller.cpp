@@ -102,6 +102,12 @@ std::optional<store::PollOutcome> StatusPoller::Poll(const store::ExecutionRecor
     // Only the entries not stored yet: the row counts what earlier polls stored.
     out.history = HistoryRows(status, e.history_count);
     out.history_count = std::max(e.history_count, static_cast<int>(status.history.size()));
+    if (options_.back_off_while_unchanged && !terminal &&
+        static_cast<int>(status.history.size()) <= e.history_count) {
+      out.next_poll_at =
+          now + Spread(UnchangedPollInterval(interval, e.poll_count, options_.min_interval,
+                                             options_.max_interval));
+    }
     return out;
   } catch (const providers::ProviderError& err) {
     if (options_.gate) {

@@ -103,3 +103,22 @@ TEST(StorableJson, NulCharactersBecomeReplacementCharacters) {
 
 }  // namespace
 }  // namespace workflowd::lifecycle
+
+namespace workflowd::lifecycle {
+namespace {
+
+TEST(UnchangedPollInterval, DoublesTheMinimumPerPollUpToTheMaximumAndNeverShortensTheUsualOne) {
+  using std::chrono::milliseconds;
+  const milliseconds min(5000), max(30000);
+  EXPECT_EQ(UnchangedPollInterval(min, 0, min, max), milliseconds(5000));
+  EXPECT_EQ(UnchangedPollInterval(min, 1, min, max), milliseconds(10000));
+  EXPECT_EQ(UnchangedPollInterval(min, 2, min, max), milliseconds(20000));
+  EXPECT_EQ(UnchangedPollInterval(min, 3, min, max), max);
+  EXPECT_EQ(UnchangedPollInterval(min, 1000, min, max), max);  // no overflow
+  EXPECT_EQ(UnchangedPollInterval(milliseconds(25000), 1, min, max), milliseconds(25000));
+  // An interval already past the maximum (a failed poll's) stays.
+  EXPECT_EQ(UnchangedPollInterval(milliseconds(40000), 5, min, max), milliseconds(40000));
+}
+
+}  // namespace
+}  // namespace workflowd::lifecycle

@@ -54,6 +54,14 @@ std::chrono::milliseconds PollInterval(std::chrono::milliseconds age, std::chron
 std::chrono::milliseconds FailedPollInterval(std::chrono::milliseconds interval,
                                              std::chrono::milliseconds max);
 
+// The interval after a poll that found an open execution unchanged (no new history) when its
+// provider backs off while nothing happens (PollerOptions::back_off_while_unchanged): the usual
+// `interval`, or `min` doubled for each poll made so far if longer, at most `max`. A run waiting
+// on a long step is then polled ever more rarely; one that changes goes back to the usual rule.
+std::chrono::milliseconds UnchangedPollInterval(std::chrono::milliseconds interval, int polls_made,
+                                                std::chrono::milliseconds min,
+                                                std::chrono::milliseconds max);
+
 // {"code", "message", "retryable"} for storing a provider error.
 nlohmann::json ErrorJson(const providers::ProviderError& error);
 

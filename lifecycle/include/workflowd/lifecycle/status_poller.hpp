@@ -33,6 +33,9 @@ struct PollerOptions {
   std::chrono::milliseconds call_timeout{10000};
   std::chrono::milliseconds min_interval{200};
   std::chrono::milliseconds max_interval{30000};
+  // Poll an open execution whose history did not change ever more rarely (UnchangedPollInterval):
+  // for engines where each poll is a call to a shared cluster (Temporal).
+  bool back_off_while_unchanged = false;
   // Spread: each next poll is the adaptive interval times a factor in [1 - jitter, 1 + jitter]
   // drawn from `random` (values in [0, 1)), so that executions started together do not poll
   // together forever, nor all at once after a restart. 0 (or no `random`): no spread.
