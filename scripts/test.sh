@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it (.ci/run calls this script):
-#   1. installs what is missing (scripts/install-deps.sh: Debian packages, Kafka jars);
+#   1. installs what is missing (scripts/install-deps.sh: Debian packages, Kafka jars, the Temporal
+#      CLI, API protos and worker venv);
 #   2. checks formatting (clang-format) of the C++ sources;
 #   3. builds workflowd and its tests; runs clang-tidy over the project's sources (scripts/tidy.sh);
 #      builds the unit and integration tests again with ThreadSanitizer, and the unit tests with
 #      AddressSanitizer + UndefinedBehaviorSanitizer;
-#   4. starts the real PostgreSQL and Kafka on 127.0.0.1 (scripts/services.sh) in a throwaway folder;
+#   4. starts the real PostgreSQL, Kafka and Temporal dev server (with the step-runner worker) on
+#      127.0.0.1 (scripts/services.sh) in a throwaway folder;
 #   5. runs every test: unit, integration (real services) and end to end (the built binary); then
 #      the unit and integration tests again under ThreadSanitizer (tests/tsan.supp: races inside
 #      the uninstrumented librdkafka / libpq only), and the unit tests under ASan + UBSan;
@@ -94,7 +96,7 @@ cmake --build "${ASAN_DIR}" -j "${JOBS}" --target workflowd_unit_tests
 step "checking deployment artifacts"
 scripts/check-deploy.sh
 
-step "starting PostgreSQL and Kafka"
+step "starting PostgreSQL, Kafka and Temporal (with its worker)"
 cleanup() {
   step "stopping services"
   scripts/services.sh stop || true
