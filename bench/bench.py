@@ -302,6 +302,25 @@ class Daemon:
             self.logf.close()
 
 
+def temporal_requests(operation):
+    """Requests of one WorkflowService operation the services' Temporal server answered since it
+    started (its own Prometheus metrics; None when they cannot be read)."""
+    address = os.environ.get("WORKFLOWD_TEMPORAL_METRICS_ADDRESS")
+    if not address:
+        return None
+    try:
+        with urllib.request.urlopen(f"http://{address}/metrics", timeout=5) as resp:
+            text = resp.read().decode()
+    except OSError:
+        return None
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith("service_requests{") and f'operation="{operation}"' in line and \
+                'service_name="frontend"' in line:
+            total += float(line.rsplit(" ", 1)[1])
+    return int(total)
+
+
 def progress_rate(samples, target):
     """Rate between the 10 % and 90 % marks of `target` (warm-up and tail excluded); falls back
     to first-nonzero..last when the 90 % mark was not reached."""
@@ -693,9 +712,8 @@ COMMIT;""")
             extra["providers"]["temporal"]["poll_min_interval"] = \
                 self.args.temporal_poll_min_interval
         started = lambda m: metric(m, 'workflowd_dispatch_attempts_total{result="started"}')
-        # Rounds of one SDK run and one workflowd run, in turns first: the dev server (SQLite, one
-        # core) slows as its database fills, so each side gets the earlier place as often; best
-        # of each.
+        # Rounds of one SDK run and one workflowd run, in turns first, each on an empty dev server
+        # (SQLite, about one core; it slows as its database fills); best of each.
         sdks, runs = [], []
 
         def sdk_run(i):
@@ -719,12 +737,24 @@ COMMIT;""")
                             "--tenants", "10", "--tenant-offset", str(first), "--envs", "2",
                             "--id-prefix", topic, "--linger-ms", "20"],
                            check=True, capture_output=True, text=True)
+            # Each round measures a burst of starts from the same state: the earlier rounds'
+            # executions are set aside (cancelled in PostgreSQL, their runs left on the server
+            # like the SDK client's), or this round's daemon would also follow their runs.
+            psql(self.dsn, "UPDATE workflow_executions SET status = 'cancelled', completed_at = "
+                           "now(), next_poll_at = NULL WHERE provider = 'temporal' AND status IN "
+                           "('pending', 'running')")
             r = self.ingest(f"temporal-{i + 1}", topic, n, started, dispatch=True, extra=extra)
+            # The status reads the server answered in this run (it was reset before it).
+            r["describes"] = temporal_requests("DescribeWorkflowExecution")
             runs.append(r)
-            log(f"temporal round {i + 1}: workflowd {r['rate']:.0f} starts/s (10-90 %)")
+            log(f"temporal round {i + 1}: workflowd {r['rate']:.0f} starts/s (10-90 %), "
+                f"{r['describes']} status reads")
 
         for i in range(max(2, self.args.repeat)):
             for side in ((sdk_run, workflowd_run) if i % 2 == 0 else (workflowd_run, sdk_run)):
+                # Each run on an empty server: the dev server slows as its database fills.
+                subprocess.run([os.path.join(self.repo, "scripts", "services.sh"),
+                                "reset-temporal"], check=True, capture_output=True)
                 side(i)
         sdk = max(sdks, key=lambda x: x["rate"])
         r = max(runs, key=lambda x: x["rate"])

@@ -19,6 +19,8 @@
 #                                temporal` restarts the server only: the worker reconnects by itself
 #                                (restarted when it does not poll again in time)
 #   restart-postgres | restart-kafka | restart-temporal   the same as restart SERVICE
+#   reset-temporal               restart the Temporal server with an empty database (its runs are
+#                                gone; the benchmark gives each of its rounds a fresh server)
 #   status [SERVICE]             one line per service; exit 0 when all asked for are running and ready
 #   env                          print the export lines: eval "$(scripts/services.sh env)"
 #   kafka-topic create NAME [PARTITIONS]   create a topic (default 4 partitions) if it is missing
@@ -555,6 +557,21 @@ kafka_fail() {
   exit 1
 }
 
+# The broker exited during its start because one of the free ports chosen for it was taken before
+# the JVM could bind it (the Temporal dev server, booting at the same time, opens ports of its
+# own): launched again on other ports, up to three times. Returns 1 when that was not the cause.
+KAFKA_PORT_RETRIES=0
+kafka_relaunch_if_port_taken() {
+  [[ ${KAFKA_PORT_RETRIES} -lt 3 ]] || return 1
+  awk '/^=== .* services.sh: starting broker/ { tail = "" } { tail = tail $0 "\n" } END { printf "%s", tail }' \
+    "${KAFKA_LOG}" 2>/dev/null | grep -q "Address already in use" || return 1
+  KAFKA_PORT_RETRIES=$((KAFKA_PORT_RETRIES + 1))
+  log "kafka: a port chosen for the broker was taken before it could bind it; starting it on other ports"
+  rm -f "${KAFKA_PID_FILE}" "${KAFKA_PORT_FILE}" "${KAFKA_CONTROLLER_PORT_FILE}"
+  kafka_launch
+  write_env
+}
+
 kafka_wait_ready() {
   local port t0 deadline
   t0="${KAFKA_LAUNCH_MS:-$(now_ms)}"
@@ -562,7 +579,11 @@ kafka_wait_ready() {
   deadline=$((SECONDS + KAFKA_START_TIMEOUT))
   # Cheap checks first: the JVM is alive and the listener accepts TCP connections.
   until port_open "${port}"; do
-    kafka_alive || kafka_fail "broker exited during start"
+    if ! kafka_alive; then
+      kafka_relaunch_if_port_taken || kafka_fail "broker exited during start"
+      port="$(read_file "${KAFKA_PORT_FILE}")"
+      continue
+    fi
     [[ ${SECONDS} -lt ${deadline} ]] || kafka_fail "listener ${HOST}:${port} not open within ${KAFKA_START_TIMEOUT} s"
     sleep 0.2
   done
@@ -800,12 +821,16 @@ temporal_stop() {
   temporal_stop_server
 }
 
-# Restarts the server on the same ports and database, leaving the worker running: it reconnects by
-# itself (its polls back off while the server is away). Waits until it polls again; restarts it
-# when it does not within WORKFLOWD_TEMPORAL_RECONNECT_TIMEOUT seconds.
+# Restarts the server on the same ports and database (with `fresh`: an empty one), leaving the
+# worker running: it reconnects by itself (its polls back off while the server is away). Waits
+# until it polls again; restarts it when it does not within WORKFLOWD_TEMPORAL_RECONNECT_TIMEOUT
+# seconds.
 temporal_restart() {
   local t0 deadline
   temporal_stop_server
+  if [[ "${1:-}" == fresh ]]; then
+    rm -f "${TEMPORAL_DB}" "${TEMPORAL_DB}-wal" "${TEMPORAL_DB}-shm"
+  fi
   temporal_launch
   temporal_wait_ready
   if ! temporal_worker_alive; then
@@ -861,6 +886,8 @@ write_env() {
       printf 'export WORKFLOWD_TEMPORAL_LOG=%q\n' "${TEMPORAL_LOG}"
       printf 'export WORKFLOWD_TEMPORAL_WORKER_PID_FILE=%q\n' "${TEMPORAL_WORKER_PID_FILE}"
       printf 'export WORKFLOWD_TEMPORAL_WORKER_LOG=%q\n' "${TEMPORAL_WORKER_LOG}"
+      printf 'export WORKFLOWD_TEMPORAL_METRICS_ADDRESS=%q\n' \
+        "${HOST}:$(read_file "${TEMPORAL_METRICS_PORT_FILE}")"
     fi
   } >"${tmp}"
   mv -f "${tmp}" "${ENV_FILE}"
@@ -992,7 +1019,7 @@ cmd_restart() {
       ;;
     temporal)
       [[ -n "$(read_file "${TEMPORAL_PORT_FILE}")" ]] || die "temporal was never started in ${BASE}"
-      temporal_restart
+      temporal_restart "${2:-}"
       ;;
     temporal-worker)
       [[ -n "$(read_file "${TEMPORAL_PORT_FILE}")" ]] || die "temporal was never started in ${BASE}"
@@ -1101,6 +1128,7 @@ main() {
     restart-postgres) cmd_restart postgres ;;
     restart-kafka) cmd_restart kafka ;;
     restart-temporal) cmd_restart temporal ;;
+    reset-temporal) cmd_restart temporal fresh ;;
     restart)
       [[ $# -ge 1 && "$1" != all ]] || die "usage: services.sh restart postgres|kafka|temporal|temporal-worker"
       local service

@@ -436,6 +436,14 @@ const std::vector<Setting>& Settings() {
       scalar(
           at + "poll_min_interval", Kind::kDuration,
           DurationSetterOf([limits](Config & c) -> auto& { return limits(c).poll_min_interval; }));
+      scalar(at + "poll_yield", Kind::kDuration, [limits](Config& c, const std::string& v) {
+        auto d = ParseDuration(v);
+        if (!d) {
+          Problem("\"" + v + "\" is not a duration of 0s or more; use e.g. \"0s\", \"30s\"");
+          return;
+        }
+        limits(c).poll_yield = std::chrono::duration_cast<std::chrono::milliseconds>(*d);
+      });
     }
     scalar("log.level", Kind::kString,
            OneOfSetter([](Config& c) -> std::string& { return c.log.level; },
@@ -1037,6 +1045,12 @@ std::string MaskUrl(const std::string& url) {
   return RebuiltConninfo(options.get());
 }
 
+std::chrono::milliseconds PollYield(const Config& config, const std::string& provider) {
+  const auto it = config.provider_limits.find(provider);
+  if (it != config.provider_limits.end() && it->second.poll_yield) return *it->second.poll_yield;
+  return provider == "temporal" ? config.poll.max_interval : std::chrono::milliseconds(0);
+}
+
 std::chrono::milliseconds PollMinInterval(const Config& config, const std::string& provider) {
   const auto it = config.provider_limits.find(provider);
   if (it != config.provider_limits.end() && it->second.poll_min_interval) {
@@ -1128,6 +1142,7 @@ void DescribeProviderLimits(YAML::Emitter& out, const Config& c, const std::stri
   out << YAML::EndMap;
   out << YAML::Key << "polls_per_second" << YAML::Value << limits.polls_per_second;
   out << YAML::Key << "poll_min_interval" << YAML::Value << ms(PollMinInterval(c, name));
+  out << YAML::Key << "poll_yield" << YAML::Value << ms(PollYield(c, name));
 }
 
 }  // namespace

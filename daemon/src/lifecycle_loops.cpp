@@ -117,10 +117,11 @@ LifecycleLoops::LifecycleLoops(const Config& config, metrics::Registry& registry
                                                             &gate_metrics_);
     spdlog::info(
         "provider {}: max_in_flight={} call_timeout={}ms retry.attempts={} "
-        "breaker.failure_threshold={} polls_per_second={} poll_min_interval={}ms",
+        "breaker.failure_threshold={} polls_per_second={} poll_min_interval={}ms "
+        "poll_yield={}ms",
         provider, limits.max_in_flight, limits.call_timeout.count(), limits.retry_attempts,
         limits.breaker_failure_threshold, limits.polls_per_second,
-        PollMinInterval(config, provider).count());
+        PollMinInterval(config, provider).count(), PollYield(config, provider).count());
     for (size_t i = 0; i < std::max<size_t>(1, config.dispatch.workers); ++i) {
       lifecycle::DispatcherOptions dopts = DispatcherOptionsFor(config);
       dopts.max_in_flight = limits.max_in_flight;
@@ -142,6 +143,7 @@ LifecycleLoops::LifecycleLoops(const Config& config, metrics::Registry& registry
       popts.call_timeout = limits.call_timeout;
       popts.min_interval = PollMinInterval(config, provider);
       popts.back_off_while_unchanged = provider == "temporal";
+      popts.yield_to_starts = PollYield(config, provider);
       popts.max_interval = config.poll.max_interval;
       popts.jitter = kPollJitter;
       auto* rng = &loop->rng;

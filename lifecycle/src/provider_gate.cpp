@@ -86,6 +86,11 @@ ProviderGateMetrics::ProviderGateMetrics(metrics::Registry& r)
       quick_retries(r.AddCounter("workflowd_provider_call_retries_total",
                                  "Provider calls repeated at once after a retryable error "
                                  "(providers.<name>.retry), by provider",
+                                 {"provider"})),
+      polls_yielded(r.AddCounter("workflowd_provider_poll_rounds_yielded_total",
+                                 "Poll rounds that polled only overdue executions because every "
+                                 "start slot of the provider was in use (providers.<name>."
+                                 "poll_yield), by provider",
                                  {"provider"})) {}
 
 ProviderGate::ProviderGate(std::string provider, ProviderLimits limits, const SteadyClock& clock,
@@ -108,6 +113,7 @@ ProviderGate::ProviderGate(std::string provider, ProviderLimits limits, const St
     }
     metrics_->in_flight.WithLabels({provider_}).Set(0);
     metrics_->quick_retries.WithLabels({provider_});
+    metrics_->polls_yielded.WithLabels({provider_});
   }
 }
 
@@ -124,6 +130,10 @@ void ProviderGate::SetState(CircuitState state, const char* why) {
 
 void ProviderGate::ExportInFlight() {
   if (metrics_) metrics_->in_flight.WithLabels({provider_}).Set(static_cast<double>(in_flight_));
+}
+
+void ProviderGate::NoteIfSaturated(SteadyClock::time_point now) {
+  if (in_flight_ >= limits_.max_in_flight) saturated_at_ = now;
 }
 
 bool ProviderGate::TakeProbe(SteadyClock::time_point now) {
@@ -162,6 +172,7 @@ size_t ProviderGate::AdmitStarts(size_t want, bool* probe) {
   }
   in_flight_ += n;
   ExportInFlight();
+  NoteIfSaturated(now);
   return n;
 }
 
@@ -193,8 +204,10 @@ bool ProviderGate::AcquireStart(const Context& ctx) {
     if (in_flight_ < limits_.max_in_flight) {
       ++in_flight_;
       ExportInFlight();
+      NoteIfSaturated(clock_.Now());
       return true;
     }
+    NoteIfSaturated(clock_.Now());  // an execution waits for a slot
     const auto remaining = ctx.Remaining();
     if (ctx.Done() || (remaining && *remaining <= std::chrono::nanoseconds::zero())) return false;
     auto wait = std::chrono::duration_cast<std::chrono::nanoseconds>(kAcquireRecheck);
@@ -280,6 +293,10 @@ void ProviderGate::NoteQuickRetry() {
   if (metrics_) metrics_->quick_retries.WithLabels({provider_}).Inc();
 }
 
+void ProviderGate::NotePollsYielded() {
+  if (metrics_) metrics_->polls_yielded.WithLabels({provider_}).Inc();
+}
+
 bool ProviderGate::Steady() const {
   std::lock_guard lock(mu_);
   return state_ == CircuitState::kClosed && !draining_since_;
@@ -295,8 +312,14 @@ bool ProviderGate::SlotFree() const {
   return in_flight_ < limits_.max_in_flight;
 }
 
+bool ProviderGate::StartsSaturated(std::chrono::milliseconds within) const {
+  std::lock_guard lock(mu_);
+  return saturated_at_ && clock_.Now() - *saturated_at_ <= within;
+}
+
 bool ProviderGate::WaitForSlot(std::chrono::milliseconds timeout) {
   std::unique_lock lock(mu_);
+  NoteIfSaturated(clock_.Now());
   return slot_freed_.wait_for(lock, timeout, [&] { return in_flight_ < limits_.max_in_flight; });
 }
 

@@ -165,6 +165,11 @@ store::PollOutcome StatusPoller::KeepRunning(const store::ExecutionRecord& e,
   return out;
 }
 
+namespace {
+// How recently every start slot must have been in use for polls to yield to starts.
+constexpr std::chrono::milliseconds kStartsSaturatedWithin{1000};
+}  // namespace
+
 size_t StatusPoller::RunOnce() {
   const Context round_ctx = rounds_.BeginRound(
       options_.lease, options_.gate ? options_.gate->limits().call_timeout : options_.call_timeout);
@@ -176,19 +181,39 @@ size_t StatusPoller::RunOnce() {
     more_due_ = false;
     return 0;
   }
+  // A burst of starts fills the provider's slots: only the polls overdue by yield_to_starts go.
+  const TimePoint now = clock_.Now();
+  const bool may_yield = options_.gate && options_.yield_to_starts.count() > 0;
+  auto yielding = [&] {
+    return may_yield && options_.gate->StartsSaturated(kStartsSaturatedWithin);
+  };
+  std::optional<TimePoint> due_by;
+  if (yielding()) {
+    due_by = now - options_.yield_to_starts;
+    options_.gate->NotePollsYielded();
+  }
   auto round = rounds_.executions().RunPollRound(
-      clock_.Now(), options_.lease, admitted,
+      now, options_.lease, admitted,
       [&](const std::vector<store::ExecutionRecord>& executions) {
         std::vector<std::optional<store::PollOutcome>> polled(executions.size());
-        rounds_.pool().ParallelFor(executions.size(),
-                                   [&](size_t i) { polled[i] = Poll(executions[i], round_ctx); });
+        rounds_.pool().ParallelFor(executions.size(), [&](size_t i) {
+          // A burst of starts that began during the round: the polls not overdue enough are
+          // left due (polled again once the burst is over).
+          const auto& e = executions[i];
+          if (!due_by && e.next_poll_at && *e.next_poll_at > now - options_.yield_to_starts &&
+              yielding()) {
+            if (probe) options_.gate->ProbeNotMade();  // the half-open breaker's, if this was it
+            return;
+          }
+          polled[i] = Poll(e, round_ctx);
+        });
         std::vector<store::PollOutcome> outcomes;
         for (auto& p : polled) {
           if (p) outcomes.push_back(std::move(*p));
         }
         return outcomes;
       },
-      options_.provider);
+      options_.provider, due_by);
   const auto& leased = round.executions;
   const auto& outcomes = round.outcomes;
   const auto& transitions = round.transitions;

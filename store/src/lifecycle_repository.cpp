@@ -663,7 +663,8 @@ void LifecycleRepository::RecordDispatch(DispatchRound& round) {
 }
 
 PollRound LifecycleRepository::ClaimPoll(TimePoint now, std::chrono::milliseconds lease,
-                                         size_t limit, const std::string& provider) {
+                                         size_t limit, const std::string& provider,
+                                         std::optional<TimePoint> due_by) {
   PollRound round;
   round.lease = NewLeaseToken(owner_);
   if (limit == 0) return round;
@@ -678,13 +679,14 @@ PollRound LifecycleRepository::ClaimPoll(TimePoint now, std::chrono::millisecond
     const std::string sql =
         "SELECT " + PollColumns() +
         ", e.ctid::text FROM workflow_executions e WHERE e.status = 'running' AND " +
-        (provider.empty() ? "" : "e.provider = $3 AND ") +
-        "e.next_poll_at <= $1::timestamptz AND (e.lease_expires_at IS NULL OR "
+        (provider.empty() ? "" : "e.provider = $4 AND ") +
+        "e.next_poll_at <= $3::timestamptz AND (e.lease_expires_at IS NULL OR "
         "e.lease_expires_at <= $1::timestamptz) ORDER BY e.next_poll_at LIMIT $2 FOR UPDATE "
         "SKIP LOCKED";
+    const std::string due = Ts(due_by ? std::min(*due_by, now) : now);
     const pqxx::result rows =
-        provider.empty() ? w.exec_params(sql, Ts(now), static_cast<int64_t>(limit))
-                         : w.exec_params(sql, Ts(now), static_cast<int64_t>(limit), provider);
+        provider.empty() ? w.exec_params(sql, Ts(now), static_cast<int64_t>(limit), due)
+                         : w.exec_params(sql, Ts(now), static_cast<int64_t>(limit), due, provider);
     for (const auto& row : rows) {
       round.executions.push_back(RecordOf(row));
       ctids.push_back(row[25].as<std::string>());
@@ -777,8 +779,9 @@ DispatchRound LifecycleRepository::RunDispatchRound(TimePoint now, std::chrono::
 
 PollRound LifecycleRepository::RunPollRound(TimePoint now, std::chrono::milliseconds lease,
                                             size_t limit, const PollFn& poll,
-                                            const std::string& provider) {
-  PollRound round = ClaimPoll(now, lease, limit, provider);
+                                            const std::string& provider,
+                                            std::optional<TimePoint> due_by) {
+  PollRound round = ClaimPoll(now, lease, limit, provider, due_by);
   if (round.executions.empty()) return round;
   CallReleasingOnFailure(*this, round, [&] { round.outcomes = poll(round.executions); });
   RecordPoll(round);

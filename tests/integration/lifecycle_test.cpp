@@ -1978,5 +1978,92 @@ TEST_F(LifecycleGateTest, PollsAreBoundedPerSecondHeldWhileTheBreakerIsOpenAndSp
             4u);
 }
 
+// Polls yield to starts: while every start slot of the provider was in use within the last
+// second (a burst of starts), a poll round takes only executions whose poll has been due for at
+// least yield_to_starts; the others wait (their due time kept), and all go again once the slots
+// are free for a second.
+TEST_F(LifecycleGateTest, PollsYieldToABurstOfStartsUpToTheirYieldTime) {
+  mock_->SetDefaultOutcome(Outcome::RunUntilStopped());
+  AddPending("onboarding", "tenant_a", {"e1", "e2", "e3", "e4"});
+  ProviderLimits limits;
+  limits.max_in_flight = 4;
+  auto gate = Gate("mock", limits);
+  EXPECT_EQ(GatedDispatcher(gate, db_).RunOnce(), 4u);
+  PollerOptions o;
+  o.max_in_flight = 4;
+  o.provider = "mock";
+  o.gate = &gate;
+  o.yield_to_starts = 10s;
+  StatusPoller poller(o, db_, manager_, catalog_, metrics_, clock_);
+  // e1 and e2 have been due for 20 s, e3 and e4 for 1 s.
+  ExecAtNow(
+      "UPDATE workflow_executions SET next_poll_at = $1::timestamptz - interval '20 s' "
+      "WHERE id IN ('ex_onboarding_e1', 'ex_onboarding_e2')");
+  ExecAtNow(
+      "UPDATE workflow_executions SET next_poll_at = $1::timestamptz - interval '1 s' "
+      "WHERE id IN ('ex_onboarding_e3', 'ex_onboarding_e4')");
+
+  // A burst takes every slot (and they stay taken): only the polls overdue by 10 s or more go.
+  steady_.Advance(2s);
+  EXPECT_FALSE(gate.StartsSaturated(1000ms));
+  ASSERT_EQ(gate.AdmitStarts(4), 4u);
+  EXPECT_TRUE(gate.StartsSaturated(1000ms));
+  EXPECT_EQ(poller.RunOnce(), 2u);
+  EXPECT_EQ(Count("poll_count = 1"), 2u);
+  EXPECT_EQ(Count("poll_count = 1 AND id IN ('ex_onboarding_e1', 'ex_onboarding_e2')"), 2u);
+  EXPECT_EQ(poller.RunOnce(), 0u);
+  EXPECT_EQ(gate_metrics_.polls_yielded.WithLabels({"mock"}).Value(), 2);
+
+  // The slots free, but were saturated less than a second ago: the polls still wait.
+  gate.ReleaseStart(4);
+  steady_.Advance(500ms);
+  EXPECT_EQ(poller.RunOnce(), 0u);
+  // A second later, the waiting polls go.
+  steady_.Advance(600ms);
+  EXPECT_FALSE(gate.StartsSaturated(1000ms));
+  EXPECT_EQ(poller.RunOnce(), 2u);
+  EXPECT_EQ(Count("poll_count = 1"), 4u);
+  EXPECT_EQ(gate_metrics_.polls_yielded.WithLabels({"mock"}).Value(), 3);
+}
+
+// A burst of starts that fills the slots while a poll round runs: the round's remaining polls
+// that are not overdue by yield_to_starts are left due (not polled, not recorded), and go once
+// the slots have been free for a second.
+TEST_F(LifecycleGateTest, ABurstThatBeginsDuringAPollRoundHoldsItsRemainingPolls) {
+  mock_->SetDefaultOutcome(Outcome::RunUntilStopped());
+  AddPending("onboarding", "tenant_a", {"e1", "e2", "e3"});
+  Dispatcher().RunOnce();
+  UseTamper({"ex_onboarding_e1", "ex_onboarding_e2", "ex_onboarding_e3"});
+  ProviderLimits limits;
+  limits.max_in_flight = 2;
+  auto gate = Gate("tamper", limits);
+  bool burst = false;
+  tamper_->on_status = [&](providers::ExecutionStatus&) {
+    if (!burst) {
+      burst = true;
+      EXPECT_EQ(gate.AdmitStarts(2), 2u);  // the first poll's call: a burst takes every slot
+    }
+  };
+  PollerOptions o;
+  o.max_in_flight = 1;  // one call after the other
+  o.provider = "tamper";
+  o.gate = &gate;
+  o.yield_to_starts = 10s;
+  StatusPoller poller(o, db_, manager_, catalog_, metrics_, clock_);
+  clock_.Advance(1s);  // every poll due for less than 10 s
+  poller.RunOnce();
+  EXPECT_TRUE(burst);
+  EXPECT_EQ(Count("poll_count = 1"), 1u);
+  EXPECT_EQ(Count("poll_count = 0 AND lease_owner IS NULL AND next_poll_at <= '" +
+                  FormatRfc3339(clock_.Now()) + "'::timestamptz"),
+            2u);
+  EXPECT_TRUE(poller.MoreDue());
+  EXPECT_EQ(poller.RunOnce(), 0u);  // still saturated: nothing overdue enough
+  gate.ReleaseStart(2);
+  steady_.Advance(1100ms);
+  EXPECT_EQ(poller.RunOnce(), 2u);
+  EXPECT_EQ(Count("poll_count = 1"), 3u);
+}
+
 }  // namespace
 }  // namespace workflowd::lifecycle

@@ -408,6 +408,25 @@ TEST(Config, TemporalSettingsAreReadAndCheckedAndTheApiKeyComesFromAFile) {
   EXPECT_TRUE(Mentions(ProblemsOf("providers: {mock: {poll_min_interval: 2m}}"),
                        "providers.mock.poll_min_interval: must be positive and at most "
                        "poll.max_interval"));
+  // Temporal's polls yield to a burst of its starts for up to poll.max_interval unless set; the
+  // mock's never wait.
+  EXPECT_EQ(PollYield(c, "temporal"), std::chrono::seconds(30));
+  EXPECT_EQ(PollYield(c, "mock"), std::chrono::milliseconds(0));
+  const Config yielding = ParseConfig(
+      "poll: {max_interval: 1m}\nproviders: {temporal: {address: 127.0.0.1:7233}, mock: "
+      "{poll_yield: 5s}}",
+      "f", kDbEnv);
+  EXPECT_EQ(PollYield(yielding, "temporal"), std::chrono::minutes(1));
+  EXPECT_EQ(PollYield(yielding, "mock"), std::chrono::seconds(5));
+  EXPECT_EQ(PollYield(ParseConfig("providers: {temporal: {address: 127.0.0.1:7233, poll_yield: "
+                                  "0s}}",
+                                  "f", kDbEnv),
+                      "temporal"),
+            std::chrono::milliseconds(0));
+  EXPECT_NE(DescribeConfig(yielding).find("poll_yield: 5s"), std::string::npos)
+      << DescribeConfig(yielding);
+  EXPECT_TRUE(Mentions(ProblemsOf("providers: {mock: {poll_yield: soon}}"),
+                       "providers.mock.poll_yield: \"soon\" is not a duration of 0s or more"));
   Environment env = kDbEnv;
   env["WORKFLOWD_PROVIDERS_TEMPORAL_ADDRESS"] = "127.0.0.1:7233";
   EXPECT_EQ(ParseConfig("", "d", env).temporal.address, "127.0.0.1:7233");

@@ -116,6 +116,10 @@ struct ProviderLimitsConfig {
   // First and shortest interval between polls of one execution of this provider; unset:
   // poll.min_interval, and at least 5 s for Temporal's (PollMinInterval).
   std::optional<std::chrono::milliseconds> poll_min_interval;
+  // While this provider's start slots are all in use (a burst of starts), its polls wait until
+  // they are this overdue (PollYield; 0: they never wait); unset: poll.max_interval for Temporal's,
+  // whose status reads take the cluster capacity its starts need, 0 for the others.
+  std::optional<std::chrono::milliseconds> poll_yield;
 };
 
 struct LogConfig {
@@ -175,6 +179,8 @@ Config LoadConfig(const std::string& path, const Environment& env,
 // also serves the workers; 10,000 running executions polled each second would be 10,000 calls a
 // second).
 std::chrono::milliseconds PollMinInterval(const Config& config, const std::string& provider);
+// providers.<name>.poll_yield as it applies: set, or poll.max_interval for Temporal, else 0.
+std::chrono::milliseconds PollYield(const Config& config, const std::string& provider);
 
 // The workflow providers this build offers, by the name definitions use (`provider: NAME`).
 const std::vector<std::string>& KnownProviders();

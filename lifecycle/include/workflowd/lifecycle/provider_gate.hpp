@@ -77,6 +77,7 @@ struct ProviderGateMetrics {
   metrics::CounterFamily& probes;
   metrics::GaugeFamily& in_flight;
   metrics::CounterFamily& quick_retries;
+  metrics::CounterFamily& polls_yielded;
 };
 
 class ProviderGate {
@@ -132,11 +133,18 @@ class ProviderGate {
   // retryable error (workflowd_provider_call_retries_total).
   void NoteParked();
   void NoteQuickRetry();
+  // Counts a poll round that left the polls due less than its yield time ago waiting
+  // (workflowd_provider_poll_rounds_yielded_total).
+  void NotePollsYielded();
 
   CircuitState state() const;
   // Closed and not draining after an outage: the provider answers as usual.
   bool Steady() const;
   bool SlotFree() const;
+  // Whether every start slot was in use at some moment within the last `within` (a burst of starts
+  // keeps the provider saturated): then a provider's polls may yield to its starts
+  // (PollerOptions::yield_to_starts).
+  bool StartsSaturated(std::chrono::milliseconds within) const;
   // Waits (real time, at most `timeout`) until a start slot is free; true when one is.
   bool WaitForSlot(std::chrono::milliseconds timeout);
 
@@ -145,6 +153,7 @@ class ProviderGate {
   bool TakeProbe(SteadyClock::time_point now);
   void SetState(CircuitState state, const char* why);  // mu_ held
   void ExportInFlight();                               // mu_ held
+  void NoteIfSaturated(SteadyClock::time_point now);   // mu_ held: every slot in use now?
 
   const std::string provider_;
   const ProviderLimits limits_;
@@ -163,7 +172,8 @@ class ProviderGate {
   std::optional<SteadyClock::time_point> draining_since_;  // closed after an outage
   TokenBucket drain_;
   TokenBucket polls_;
-  std::optional<double> call_seconds_;  // the recent call latency (NoteCallTime)
+  std::optional<double> call_seconds_;                   // the recent call latency (NoteCallTime)
+  std::optional<SteadyClock::time_point> saturated_at_;  // the last moment every slot was in use
 };
 
 }  // namespace workflowd::lifecycle

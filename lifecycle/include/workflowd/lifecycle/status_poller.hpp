@@ -36,6 +36,12 @@ struct PollerOptions {
   // Poll an open execution whose history did not change ever more rarely (UnchangedPollInterval):
   // for engines where each poll is a call to a shared cluster (Temporal).
   bool back_off_while_unchanged = false;
+  // Polls yield to starts: while every start slot of the provider's gate was in use within the
+  // last second (a burst of new executions saturates the engine's share of this replica), a round
+  // polls only executions whose poll has been due for at least this long. For engines whose
+  // status reads take the capacity starts need (Temporal's cluster): new work goes first, and no
+  // poll waits longer than this past its time. 0 (or no gate): polls never wait.
+  std::chrono::milliseconds yield_to_starts{0};
   // Spread: each next poll is the adaptive interval times a factor in [1 - jitter, 1 + jitter]
   // drawn from `random` (values in [0, 1)), so that executions started together do not poll
   // together forever, nor all at once after a restart. 0 (or no `random`): no spread.

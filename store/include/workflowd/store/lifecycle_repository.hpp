@@ -178,9 +178,12 @@ class LifecycleRepository {
   // Claims a poll round and commits: up to `limit` running executions whose next poll is due at
   // `now` and whose lease is free or expired, in next_poll_at order (their trigger_event is not
   // read: null), leased as in ClaimDispatch.
-  // With a `provider`, only that provider's executions.
+  // With a `provider`, only that provider's executions. With `due_by` (earlier than `now`), only
+  // executions whose next poll was due by then (the others wait: see
+  // lifecycle::PollerOptions::yield_to_starts).
   PollRound ClaimPoll(TimePoint now, std::chrono::milliseconds lease, size_t limit,
-                      const std::string& provider = "");
+                      const std::string& provider = "",
+                      std::optional<TimePoint> due_by = std::nullopt);
   // Records round.outcomes (any subset, by id) where the row still carries round.lease and is
   // running (the others go to round.stale): steps are upserted when different, the new history
   // entries appended as one chunk. Rows without an outcome are released, due again at once.
@@ -206,7 +209,8 @@ class LifecycleRepository {
   using PollFn =
       std::function<std::vector<PollOutcome>(const std::vector<ExecutionRecord>& executions)>;
   PollRound RunPollRound(TimePoint now, std::chrono::milliseconds lease, size_t limit,
-                         const PollFn& poll, const std::string& provider = "");
+                         const PollFn& poll, const std::string& provider = "",
+                         std::optional<TimePoint> due_by = std::nullopt);
 
   std::optional<ExecutionRecord> Get(const std::string& tenant_id,
                                      const std::string& environment_id, const std::string& id);
