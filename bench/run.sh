@@ -86,15 +86,16 @@ fi
 [[ -x "${BUILD}/daemon/workflowd" && -x "${BUILD}/tools/producer" ]] ||
   { echo "run.sh: binaries missing in ${BUILD}; run without --no-build" >&2; exit 1; }
 
-log "starting PostgreSQL, Kafka and Temporal in ${SERVICES_DIR}"
-"${REPO}/scripts/services.sh" start >/dev/null
 cleanup() {
   if [[ ${keep} -eq 0 ]]; then
     log "stopping services"
     "${REPO}/scripts/services.sh" stop >/dev/null 2>&1 || true
   fi
 }
+# Set before the start: a service that fails to start must not leave the others running.
 trap cleanup EXIT
+log "starting PostgreSQL, Kafka and Temporal in ${SERVICES_DIR}"
+"${REPO}/scripts/services.sh" start >/dev/null
 eval "$("${REPO}/scripts/services.sh" env)"
 
 RESULTS="${BUILD}/bench-results"

@@ -388,6 +388,13 @@ std::vector<ExecutionEvent> MapHistory(
     if (it == activities.end()) return {{"state", ""}};
     return {{"state", it->second.first}, {"step_type", it->second.second}};
   };
+  // An activity that failed or timed out: its step failed with the activity's failure.
+  auto step_failed = [&](const api::history::v1::HistoryEvent& h, int64_t scheduled_id,
+                         const api::failure::v1::Failure& failure) {
+    Json d = step_of(scheduled_id);
+    d["error"] = FailureJson(failure);
+    out.push_back(Event(h, "StateFailed", std::move(d)));
+  };
   for (const auto& h : events) {
     switch (h.event_type()) {
       case EVENT_TYPE_WORKFLOW_EXECUTION_STARTED: {
@@ -426,16 +433,12 @@ std::vector<ExecutionEvent> MapHistory(
       }
       case EVENT_TYPE_ACTIVITY_TASK_FAILED: {
         const auto& a = h.activity_task_failed_event_attributes();
-        Json d = step_of(a.scheduled_event_id());
-        d["error"] = FailureJson(a.failure());
-        out.push_back(Event(h, "StateFailed", std::move(d)));
+        step_failed(h, a.scheduled_event_id(), a.failure());
         break;
       }
       case EVENT_TYPE_ACTIVITY_TASK_TIMED_OUT: {
         const auto& a = h.activity_task_timed_out_event_attributes();
-        Json d = step_of(a.scheduled_event_id());
-        d["error"] = FailureJson(a.failure());
-        out.push_back(Event(h, "StateFailed", std::move(d)));
+        step_failed(h, a.scheduled_event_id(), a.failure());
         break;
       }
       case EVENT_TYPE_ACTIVITY_TASK_CANCELED: {
