@@ -44,9 +44,9 @@ def psql_value(dsn, sql):
     return rows[0][0] if rows else None
 
 
-def read_metrics(port):
+def read_metrics(port, host="127.0.0.1"):
     """Prometheus text -> {name{labels}: value} plus {name: sum over labels}."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+    with urllib.request.urlopen(f"http://{host}:{port}/metrics", timeout=5) as r:
         text = r.read().decode()
     out = {}
     for line in text.splitlines():
@@ -308,17 +308,13 @@ def temporal_requests(operation):
     address = os.environ.get("WORKFLOWD_TEMPORAL_METRICS_ADDRESS")
     if not address:
         return None
+    host, _, port = address.rpartition(":")
     try:
-        with urllib.request.urlopen(f"http://{address}/metrics", timeout=5) as resp:
-            text = resp.read().decode()
+        m = read_metrics(port, host)
     except OSError:
         return None
-    total = 0.0
-    for line in text.splitlines():
-        if line.startswith("service_requests{") and f'operation="{operation}"' in line and \
-                'service_name="frontend"' in line:
-            total += float(line.rsplit(" ", 1)[1])
-    return int(total)
+    return int(sum(v for key, v in m.items() if key.startswith("service_requests{") and
+                   f'operation="{operation}"' in key and 'service_name="frontend"' in key))
 
 
 def progress_rate(samples, target):

@@ -105,7 +105,18 @@ auto IntegerSetterOf(Field field, long long min) {
   };
 }
 
-// Durations of the mock's misbehaviour, where 0s is a valid value.
+// A parsed duration stored in a field of any duration type, or an optional one.
+template <typename Rep, typename Period>
+void AssignDuration(std::chrono::duration<Rep, Period>& to, std::chrono::nanoseconds d) {
+  to = std::chrono::duration_cast<std::chrono::duration<Rep, Period>>(d);
+}
+template <typename Rep, typename Period>
+void AssignDuration(std::optional<std::chrono::duration<Rep, Period>>& to,
+                    std::chrono::nanoseconds d) {
+  to = std::chrono::duration_cast<std::chrono::duration<Rep, Period>>(d);
+}
+
+// Durations where 0s is a valid value (the mock's misbehaviour, a provider's poll_yield).
 template <typename Field>
 auto NonNegativeDurationSetterOf(Field field) {
   return [field](Config& c, const std::string& v) {
@@ -114,7 +125,7 @@ auto NonNegativeDurationSetterOf(Field field) {
       Problem("\"" + v + "\" is not a duration of 0s or more; use e.g. \"200ms\", \"5s\"");
       return;
     }
-    field(c) = *d;
+    AssignDuration(field(c), *d);
   };
 }
 
@@ -436,14 +447,10 @@ const std::vector<Setting>& Settings() {
       scalar(
           at + "poll_min_interval", Kind::kDuration,
           DurationSetterOf([limits](Config & c) -> auto& { return limits(c).poll_min_interval; }));
-      scalar(at + "poll_yield", Kind::kDuration, [limits](Config& c, const std::string& v) {
-        auto d = ParseDuration(v);
-        if (!d) {
-          Problem("\"" + v + "\" is not a duration of 0s or more; use e.g. \"0s\", \"30s\"");
-          return;
-        }
-        limits(c).poll_yield = std::chrono::duration_cast<std::chrono::milliseconds>(*d);
-      });
+      scalar(at + "poll_yield", Kind::kDuration,
+             NonNegativeDurationSetterOf([limits](Config & c) -> auto& {
+               return limits(c).poll_yield;
+             }));
     }
     scalar("log.level", Kind::kString,
            OneOfSetter([](Config& c) -> std::string& { return c.log.level; },
