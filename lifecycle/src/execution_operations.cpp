@@ -72,11 +72,18 @@ CancelResult ExecutionOperations::Cancel(const std::string& tenant, const std::s
         "the execution could not be stopped (internal error): " + SanitizeUtf8(err.what()));
   }
   bool changed = false;
-  while (!(changed = repo.MarkCancelled(tenant, environment, execution_id, reason, clock_.Now())) &&
-         repo.Leased(tenant, environment, execution_id, clock_.Now())) {
-    wait_for_round();  // a poll round holds it: the state it records decides
+  auto after = e;
+  while (!(changed = repo.MarkCancelled(tenant, environment, execution_id, reason, clock_.Now()))) {
+    if (repo.Leased(tenant, environment, execution_id, clock_.Now())) {
+      wait_for_round();  // a poll round holds it: the state it records decides
+      continue;
+    }
+    // The round that held it has recorded and let it go: still running (its poll answered before
+    // the stop), the cancel is marked now; ended meanwhile, that end stands.
+    after = repo.Get(tenant, environment, execution_id);
+    if (!after || after->status != "running") break;
   }
-  auto after = repo.Get(tenant, environment, execution_id);
+  after = repo.Get(tenant, environment, execution_id);
   spdlog::info("execution cancel: tenant={} environment={} execution_id={} reason={} status={}",
                tenant, environment, execution_id, reason, after->status);
   return {after->status, changed};
